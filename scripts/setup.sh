@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what hermetic's tests and cross-checks need on a fresh Debian or Ubuntu machine.
+# Build tools for images come from pinned debs, never from here: these are only the
+# readers the tests check our output formats against, and the sandbox's id-mapping helper.
+set -euo pipefail
+
+packages=(
+  # the sandbox: subordinate id mapping (newuidmap/newgidmap), and bwrap for the benchmark
+  uidmap bubblewrap
+  # the synthetic signed test archive
+  gpg gpgv xz-utils dpkg-dev
+  # readers our image writers are checked against
+  cpio libarchive-tools zstd mtools dosfstools gdisk fdisk qemu-utils binutils pesign
+  # booting images and checking measurements
+  qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools
+  # the benchmark of fetch against apt
+  apt-utils curl
+)
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust (stable, 1.89 or newer) with rustup first" >&2
+  exit 1
+fi

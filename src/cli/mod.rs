@@ -1,0 +1,123 @@
+//! The command line. Each command is a thin module: parse its arguments, call the library
+//! module that does the job, print the result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+pub mod cache;
+pub mod doctor;
+pub mod fetch;
+pub mod lock;
+pub mod measure;
+pub mod sandbox;
+
+/// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
+///
+/// Every Debian package and source tarball is pinned by SHA-256 in `pins.lock`; every build
+/// step runs in an unprivileged sandbox made only of pinned inputs, so the same git revision
+/// gives the same bytes on any Debian or Ubuntu host.
+#[derive(Debug, Parser)]
+#[command(name = "hermetic", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Project directory (the one holding `hermetic.toml` and `recipes/`).
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+
+    /// Store directory for pinned blobs and build outputs.
+    /// [default: $XDG_CACHE_HOME/hermetic, else ~/.cache/hermetic]
+    #[arg(long, global = true, env = "HERMETIC_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print machine-readable JSON on standard output instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Say more (repeat for even more).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Say only what went wrong.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve the Debian packages and sources the recipes ask for into `pins.lock`.
+    Lock(lock::Args),
+    /// Download every pin of `pins.lock` into the store, verifying each by SHA-256.
+    Fetch(fetch::Args),
+    /// Inspect and verify the store.
+    Cache(cache::Args),
+    /// Run a command in the build sandbox (for debugging and tests).
+    Sandbox(sandbox::Args),
+    /// Check that this machine can run the sandbox, and say how to fix what cannot.
+    Doctor(doctor::Args),
+    /// Predict the TPM PCR values (and TDX RTMRs) a Unified Kernel Image will be measured to.
+    Measure(measure::Args),
+}
+
+/// What every command gets: the global options, resolved.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The project directory (`-C`).
+    pub project: PathBuf,
+    /// The store directory (`--store`, `HERMETIC_STORE`, or the XDG default).
+    pub store: PathBuf,
+    /// `--json`.
+    pub json: bool,
+    /// -1 for `--quiet`, 0 by default, 1+ for each `-v`.
+    pub verbosity: i8,
+}
+
+impl Context {
+    /// True unless `--quiet` or `--json` asked for silence on the terminal.
+    pub fn chatty(&self) -> bool {
+        self.verbosity >= 0 && !self.json
+    }
+}
+
+/// The store used when neither `--store` nor `HERMETIC_STORE` is given.
+pub fn default_store_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("hermetic");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("hermetic"),
+        None => PathBuf::from(".cache").join("hermetic"),
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        project: cli.project,
+        store: cli.store.unwrap_or_else(default_store_dir),
+        json: cli.json,
+        verbosity: if cli.quiet { -1 } else { cli.verbose.min(100) as i8 },
+    };
+    match cli.command {
+        Command::Lock(args) => lock::run(&ctx, args),
+        Command::Fetch(args) => fetch::run(&ctx, args),
+        Command::Cache(args) => cache::run(&ctx, args),
+        Command::Sandbox(args) => sandbox::run(&ctx, args),
+        Command::Doctor(args) => doctor::run(&ctx, args),
+        Command::Measure(args) => measure::run(&ctx, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! The `hermetic` command line: parses arguments and hands each command to its module.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hermetic::cli::Cli::parse();
+    match hermetic::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            hermetic::error::print_error_chain(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
