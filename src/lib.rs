@@ -2,11 +2,35 @@
 //!
 //! A map of the crate:
 //! - [`recipe`]: `hermetic.toml` and `recipes/*.toml`, the images a project declares.
-//! - [`cli`]: one thin module per command, each calling into the library modules below.
+//! - [`debian`]: Debian metadata: versions, deb822, relations, the dependency resolver.
+//! - [`archive`]: the Debian archive client (InRelease, signatures, indexes).
+//! - [`http`], [`mirrors`]: the pooled HTTP client and where files can come from.
+//! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
+//! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
+//! - [`deb`]: reading and safely extracting `.deb` files.
+//! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
+//! - [`treetar`]: deterministic tar archives of trees.
+//! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
+//! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
+//! - [`cli`]: one thin module per command, each calling into the library modules above.
 //! - [`error`]: how errors are printed (`error:`, `Caused by:`, `hint:`).
 //!
 //! The sandbox that runs every build step is the separate `sandbox` crate.
 
+pub mod archive;
 pub mod cli;
+pub mod deb;
+pub mod debian;
 pub mod error;
+pub mod fetch;
+pub mod http;
+pub mod image;
+pub mod key;
+pub mod lock;
+pub mod lockfile;
+pub mod measure;
+pub mod mirrors;
+pub mod pe;
 pub mod recipe;
+pub mod store;
+pub mod treetar;

@@ -1,0 +1,1 @@
+//! Reading .deb files and extracting them safely.

@@ -1,0 +1,1 @@
+//! Debian metadata: versions, deb822 paragraphs, relations, and the dependency resolver.

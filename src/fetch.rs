@@ -1,0 +1,1 @@
+//! Downloading every pin into the store.

@@ -1,0 +1,1 @@
+//! The one pooled HTTP client of the process.

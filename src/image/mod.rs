@@ -1,0 +1,10 @@
+//! Byte-deterministic writers of the output formats. Each is checked against the real tool
+//! that reads it.
+
+pub mod cpio;
+pub mod fat;
+pub mod gcp;
+pub mod gpt;
+pub mod qcow2;
+pub mod uki;
+pub mod vhd;

@@ -1,0 +1,1 @@
+//! Unified Kernel Image assembly, laid out as ukify lays it out.

@@ -1,0 +1,1 @@
+//! Canonical encoding of step inputs and the step key.

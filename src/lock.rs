@@ -1,0 +1,1 @@
+//! Resolving recipes into pins.lock.

@@ -1,0 +1,1 @@
+//! The pins.lock file format.

@@ -1,0 +1,1 @@
+//! Predicting TPM PCR and TDX RTMR values of a UKI.

@@ -1,0 +1,1 @@
+//! Reading PE/COFF images.

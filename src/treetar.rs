@@ -1,0 +1,1 @@
+//! A deterministic tar writer for trees.
