@@ -5,8 +5,10 @@
 set -euo pipefail
 
 packages=(
-  # the sandbox: subordinate id mapping (newuidmap/newgidmap), and bwrap for the benchmark
-  uidmap bubblewrap
+  # the sandbox: subordinate id mapping (newuidmap/newgidmap), bwrap and hyperfine for the
+  # benchmark, python3 for the probes of the escape suite
+  hyperfine
+  uidmap bubblewrap python3
   # the synthetic signed test archive
   gpg gpgv xz-utils dpkg-dev
   # readers our image writers are checked against
@@ -34,4 +36,24 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (stable, 1.89 or newer) with rustup first" >&2
   exit 1
+fi
+
+# The sandbox suite also runs as an ordinary user (scripts/test.sh): create `hermetic-ci`, and
+# give it and root subordinate id ranges for the sandbox's `--subids` mapping (dpkg chowns).
+if [ "$(uname -s)" = Linux ]; then
+  if ! id -u hermetic-ci >/dev/null 2>&1; then
+    echo "setup: creating user hermetic-ci"
+    sudo_if_needed useradd --create-home --shell /bin/bash hermetic-ci
+  fi
+  add_subids() { # user start
+    local user="$1" start="$2" end=$(( $2 + 65535 ))
+    if ! grep -q "^$user:" /etc/subuid 2>/dev/null; then
+      sudo_if_needed usermod --add-subuids "$start-$end" "$user"
+    fi
+    if ! grep -q "^$user:" /etc/subgid 2>/dev/null; then
+      sudo_if_needed usermod --add-subgids "$start-$end" "$user"
+    fi
+  }
+  add_subids root 100000
+  add_subids hermetic-ci 165536
 fi

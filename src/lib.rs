@@ -9,6 +9,7 @@
 //! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
+//! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
 //! - [`treetar`]: deterministic tar archives of trees.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
@@ -18,6 +19,7 @@
 //! The sandbox that runs every build step is the separate `sandbox` crate.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod deb;
 pub mod debian;

@@ -1,1 +1,473 @@
 //! Resolving recipes into pins.lock.
+//!
+//! Each recipe is resolved on its own, twice: its `packages` (the image) and its
+//! `build-packages` (the tools tree its build steps run in), each closure including the
+//! essential base (`Essential: yes` and `Priority: required`), like `apt-get install
+//! --no-install-recommends` on an empty system. A pin is tagged with the recipes that use it:
+//! `<recipe>` for the image closure, `<recipe>:build` for the tools closure. The image
+//! closure is resolved only when `packages` is not empty; the tools closure always (an
+//! empty `build-packages` still gives the essential base as tools tree).
+//!
+//! The lock records what each recipe asked for, so [`check`] needs no network. Plain
+//! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
+//! `--update` re-resolves everything against the archive of today.
+
+use std::path::PathBuf;
+
+use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
+use crate::debian::deb822::{self, Deb822Error};
+use crate::debian::resolve::{PackageIndex, ResolveError, ResolveOptions, SourceIndex, resolve};
+use crate::fetch::Downloader;
+use crate::http::Http;
+use crate::lockfile::{
+    BUILD_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError, PinnedPackage,
+    PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+};
+use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, archive_for_suite};
+use crate::recipe::Project;
+use crate::store::{Store, StoreError};
+
+/// Errors of `hermetic lock`. Each names the recipe, suite or file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Project(#[from] crate::recipe::RecipeError),
+    #[error(transparent)]
+    Lockfile(#[from] LockfileError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Keyring(#[from] SignatureError),
+    #[error(transparent)]
+    Mirrors(#[from] MirrorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot parse {path} of suite `{suite}`")]
+    Index {
+        suite: String,
+        path: String,
+        source: Deb822Error,
+    },
+    #[error("{index} of suite `{suite}`")]
+    BadIndex {
+        suite: String,
+        index: String,
+        #[source]
+        source: Box<ResolveError>,
+    },
+    #[error("cannot resolve recipe `{recipe}` ({})", if *.build { "build-packages" } else { "packages" })]
+    Resolve {
+        recipe: String,
+        build: bool,
+        source: Box<ResolveError>,
+    },
+    #[error("cannot pin the source packages of recipe `{recipe}`")]
+    SourcePackage {
+        recipe: String,
+        source: Box<ResolveError>,
+    },
+}
+
+/// Options of [`lock`].
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// Re-resolve every recipe, ignoring the existing pins.
+    pub update: bool,
+    /// `--mirror` URLs (before `HERMETIC_MIRRORS`).
+    pub mirrors: Vec<String>,
+    /// The store directory (indexes are cached there).
+    pub store_dir: PathBuf,
+    /// Say what is happening on standard error.
+    pub chatty: bool,
+}
+
+/// What [`lock`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LockOutcome {
+    /// The lock file.
+    pub path: PathBuf,
+    /// Whether the file was (re)written.
+    pub written: bool,
+    /// Recipes resolved against the archive in this run (the others kept their pins).
+    pub resolved: Vec<String>,
+    pub suites: Vec<LockedSuite>,
+    pub packages: usize,
+    pub sources: usize,
+    pub tarballs: usize,
+    /// HTTP requests made.
+    pub requests: usize,
+}
+
+/// The keyring `hermetic lock` verifies InRelease files with: `HERMETIC_KEYRING`, else the
+/// project's `keys/debian-archive-keyring.pgp`.
+pub fn keyring_path(project: &Project) -> PathBuf {
+    match std::env::var_os("HERMETIC_KEYRING").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => project.root.join(PROJECT_KEYRING),
+    }
+}
+
+/// What every recipe asks for, after inheritance, sorted by recipe name.
+pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::RecipeError> {
+    let mut out = Vec::new();
+    for name in project.recipes.keys() {
+        let r = project.resolve(name)?;
+        out.push(LockedRecipe {
+            name: r.name,
+            packages: r.packages.into_iter().collect(),
+            build_packages: r.build_packages.into_iter().collect(),
+            source_packages: r.source_packages.into_iter().collect(),
+            tarballs: r
+                .tarballs
+                .into_iter()
+                .map(|t| TarballRequest {
+                    name: t.name,
+                    url: t.url,
+                    sha256: t.sha256,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Where the recipes and the lock disagree, one line each (empty: the lock is up to date).
+/// Needs no network.
+pub fn check(
+    project: &Project,
+    lock: &Lockfile,
+) -> Result<Vec<String>, crate::recipe::RecipeError> {
+    let mut problems = Vec::new();
+    let a = &project.config.archive;
+    let mut locked_suites: Vec<&str> = lock.suites.iter().map(|s| s.name.as_str()).collect();
+    let mut wanted: Vec<&str> = a.suites.iter().map(String::as_str).collect();
+    locked_suites.sort();
+    wanted.sort();
+    if locked_suites != wanted {
+        problems.push(format!(
+            "hermetic.toml asks for suites [{}], the lock has [{}]",
+            wanted.join(", "),
+            locked_suites.join(", ")
+        ));
+    }
+    for s in &lock.suites {
+        if s.snapshot != a.snapshot {
+            problems.push(format!(
+                "suite `{}` was locked at snapshot {}, hermetic.toml says {}",
+                s.name, s.snapshot, a.snapshot
+            ));
+        }
+        if s.components != a.components || s.architecture != a.architecture {
+            problems.push(format!(
+                "suite `{}` was locked for {} {}, hermetic.toml says {} {}",
+                s.name,
+                s.components.join(","),
+                s.architecture,
+                a.components.join(","),
+                a.architecture
+            ));
+        }
+    }
+    let wanted = requests(project)?;
+    for r in &wanted {
+        match lock.recipe(&r.name) {
+            None => problems.push(format!("recipe `{}` is not in the lock", r.name)),
+            Some(l) if l != r => problems.push(describe_change(l, r)),
+            Some(_) => {}
+        }
+    }
+    for l in &lock.recipes {
+        if !wanted.iter().any(|r| r.name == l.name) {
+            problems.push(format!(
+                "recipe `{}` is in the lock but not in recipes/",
+                l.name
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
+    let mut parts = Vec::new();
+    let mut diff = |what: &str, old: &[String], new: &[String]| {
+        let added: Vec<&str> = new
+            .iter()
+            .filter(|n| !old.contains(n))
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = old
+            .iter()
+            .filter(|o| !new.contains(o))
+            .map(String::as_str)
+            .collect();
+        if !added.is_empty() {
+            parts.push(format!("{what} added: {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("{what} removed: {}", removed.join(", ")));
+        }
+    };
+    diff("packages", &old.packages, &new.packages);
+    diff("build-packages", &old.build_packages, &new.build_packages);
+    diff(
+        "source-packages",
+        &old.source_packages,
+        &new.source_packages,
+    );
+    if old.tarballs != new.tarballs {
+        parts.push("tarballs changed".into());
+    }
+    format!("recipe `{}` changed: {}", new.name, parts.join("; "))
+}
+
+/// Whether the archive settings of the project are the ones the lock was made with.
+fn suites_match(project: &Project, lock: &Lockfile) -> bool {
+    let a = &project.config.archive;
+    lock.suites.len() == a.suites.len()
+        && a.suites.iter().all(|name| {
+            lock.suites.iter().any(|s| {
+                &s.name == name
+                    && s.snapshot == a.snapshot
+                    && s.components == a.components
+                    && s.architecture == a.architecture
+            })
+        })
+}
+
+/// Resolves the project's recipes and writes `pins.lock` if its content changed. With an
+/// up-to-date lock and no `update`, touches neither the network nor the file.
+pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, LockError> {
+    let path = Lockfile::path_in(&project.root);
+    let existing = Lockfile::read(&path)?;
+    let wanted = requests(project)?;
+    let archive_same = existing.as_ref().is_some_and(|l| suites_match(project, l));
+    // The recipes whose pins are kept as they are.
+    let keep: Vec<&LockedRecipe> = match (&existing, options.update || !archive_same) {
+        (Some(old), false) => wanted
+            .iter()
+            .filter(|r| old.recipe(&r.name) == Some(*r))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(old) = &existing
+        && keep.len() == wanted.len()
+        && old.recipes.len() == wanted.len()
+    {
+        return Ok(LockOutcome {
+            path,
+            written: false,
+            resolved: Vec::new(),
+            suites: old.suites.clone(),
+            packages: old.packages.len(),
+            sources: old.sources.len(),
+            tarballs: old.tarballs.len(),
+            requests: 0,
+        });
+    }
+    let to_resolve: Vec<&LockedRecipe> = wanted
+        .iter()
+        .filter(|r| !keep.iter().any(|k| k.name == r.name))
+        .collect();
+
+    let a = &project.config.archive;
+    let keyring = Keyring::load(&keyring_path(project))?;
+    let store = Store::open(&options.store_dir)?;
+    let mirrors = Mirrors::new(&MirrorConfig::from_env(
+        &options.mirrors,
+        Some(a.snapshot.as_str()),
+    ))?;
+    let downloader = Downloader::new(Http::new(), mirrors, store.clone());
+    let client = ArchiveClient {
+        downloader: &downloader,
+        store: &store,
+        keyring: &keyring,
+    };
+    let need_sources = to_resolve.iter().any(|r| !r.source_packages.is_empty());
+    let mut index = PackageIndex::new(&a.architecture);
+    let mut sources = SourceIndex::new();
+    let mut suites = Vec::new();
+    for suite in &a.suites {
+        if options.chatty {
+            eprintln!("reading suite {suite}");
+        }
+        let rel = client.fetch_release(suite)?;
+        for component in &a.components {
+            let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
+            let text = client.fetch_index(&rel, &p)?;
+            let paragraphs = deb822::parse(&text).map_err(|source| LockError::Index {
+                suite: suite.clone(),
+                path: p.clone(),
+                source,
+            })?;
+            drop(text);
+            index
+                .add_packages(suite, &paragraphs)
+                .map_err(|source| LockError::BadIndex {
+                    suite: suite.clone(),
+                    index: p.clone(),
+                    source: Box::new(source),
+                })?;
+            if need_sources {
+                let p = format!("{component}/source/Sources.xz");
+                let text = client.fetch_index(&rel, &p)?;
+                let paragraphs = deb822::parse(&text).map_err(|source| LockError::Index {
+                    suite: suite.clone(),
+                    path: p.clone(),
+                    source,
+                })?;
+                sources
+                    .add_sources(suite, &paragraphs)
+                    .map_err(|source| LockError::BadIndex {
+                        suite: suite.clone(),
+                        index: p.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        suites.push(LockedSuite {
+            name: suite.clone(),
+            archive: archive_for_suite(suite).to_string(),
+            snapshot: a.snapshot.clone(),
+            date: rel.release.date.clone(),
+            inrelease_sha256: rel.inrelease_sha256.clone(),
+            components: a.components.clone(),
+            architecture: a.architecture.clone(),
+        });
+    }
+
+    let mut new = Lockfile {
+        suites,
+        recipes: wanted.clone(),
+        ..Default::default()
+    };
+    if let Some(old) = &existing {
+        carry_over(old, &keep, &mut new);
+    }
+    for r in &to_resolve {
+        if options.chatty {
+            eprintln!("resolving recipe {}", r.name);
+        }
+        let opts = ResolveOptions {
+            include_essential: true,
+        };
+        let closures = [
+            (false, &r.packages, r.name.clone()),
+            (
+                true,
+                &r.build_packages,
+                format!("{}{BUILD_TAG_SUFFIX}", r.name),
+            ),
+        ];
+        for (build, list, tag) in closures {
+            if !build && list.is_empty() {
+                continue;
+            }
+            let resolution = resolve(&index, list, &opts).map_err(|source| LockError::Resolve {
+                recipe: r.name.clone(),
+                build,
+                source: Box::new(source),
+            })?;
+            for p in resolution.packages {
+                new.packages.push(PinnedPackage {
+                    name: p.name,
+                    version: p.version.to_string(),
+                    architecture: p.architecture,
+                    suite: p.suite,
+                    filename: p.filename,
+                    size: p.size,
+                    sha256: p.sha256,
+                    source: p.source,
+                    source_version: p.source_version.to_string(),
+                    recipes: vec![tag.clone()],
+                });
+            }
+        }
+        for name in &r.source_packages {
+            let s = sources
+                .find(name)
+                .map_err(|source| LockError::SourcePackage {
+                    recipe: r.name.clone(),
+                    source: Box::new(source),
+                })?;
+            new.sources.push(PinnedSource {
+                name: s.name.clone(),
+                version: s.version.to_string(),
+                suite: s.suite.clone(),
+                directory: s.directory.clone(),
+                files: s
+                    .files
+                    .iter()
+                    .map(|f| PinnedSourceFile {
+                        name: f.name.clone(),
+                        size: f.size,
+                        sha256: f.sha256.clone(),
+                    })
+                    .collect(),
+                recipes: vec![r.name.clone()],
+            });
+        }
+        for t in &r.tarballs {
+            new.tarballs.push(PinnedTarball {
+                name: t.name.clone(),
+                url: t.url.clone(),
+                sha256: t.sha256.clone(),
+                size: None,
+                recipes: vec![r.name.clone()],
+            });
+        }
+    }
+    new.canonicalize();
+    let written = new.write_if_changed(&path)?;
+    Ok(LockOutcome {
+        path,
+        written,
+        resolved: to_resolve.iter().map(|r| r.name.clone()).collect(),
+        suites: new.suites.clone(),
+        packages: new.packages.len(),
+        sources: new.sources.len(),
+        tarballs: new.tarballs.len(),
+        requests: downloader.requests(),
+    })
+}
+
+/// Copies the pins of the kept recipes from `old` into `new`, with only their tags.
+fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
+    let tags: Vec<String> = keep
+        .iter()
+        .flat_map(|r| [r.name.clone(), format!("{}{BUILD_TAG_SUFFIX}", r.name)])
+        .collect();
+    let kept = |recipes: &[String]| -> Vec<String> {
+        recipes
+            .iter()
+            .filter(|t| tags.contains(t))
+            .cloned()
+            .collect()
+    };
+    for p in &old.packages {
+        let recipes = kept(&p.recipes);
+        if !recipes.is_empty() {
+            new.packages.push(PinnedPackage {
+                recipes,
+                ..p.clone()
+            });
+        }
+    }
+    for s in &old.sources {
+        let recipes = kept(&s.recipes);
+        if !recipes.is_empty() {
+            new.sources.push(PinnedSource {
+                recipes,
+                ..s.clone()
+            });
+        }
+    }
+    for t in &old.tarballs {
+        let recipes = kept(&t.recipes);
+        if !recipes.is_empty() {
+            new.tarballs.push(PinnedTarball {
+                recipes,
+                ..t.clone()
+            });
+        }
+    }
+}

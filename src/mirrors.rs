@@ -1,1 +1,467 @@
-//! Where pinned files can be downloaded from: --mirror, HERMETIC_MIRRORS, snapshot.debian.org, and the host's apt configuration.
+//! Where pinned files can be downloaded from: --mirror, HERMETIC_MIRRORS, snapshot.debian.org,
+//! and the host's apt configuration.
+//!
+//! Debian publishes two archives: `debian` (most suites) and `debian-security` (suites whose
+//! name ends in `-security`). A file is named by its archive and its path inside it (for
+//! example `pool/main/k/kmod/kmod_34.2-2_amd64.deb`); [`Mirrors::urls`] turns that into the
+//! list of URLs to try, in this order:
+//!
+//! 1. `--mirror URL` (repeatable), then the space-separated `HERMETIC_MIRRORS`. A URL whose
+//!    last path component is an archive name (`.../debian`, `.../debian-security`) serves that
+//!    archive only; any other URL is a root holding `debian/` and `debian-security/`.
+//! 2. snapshot.debian.org at the project's pinned timestamp
+//!    (`https://snapshot.debian.org/archive/<archive>/<timestamp>/`). `HERMETIC_SNAPSHOT_URL`
+//!    replaces `https://snapshot.debian.org` (an empty value leaves snapshot out).
+//! 3. The mirrors of the host's apt configuration (`/etc/apt/sources.list`,
+//!    `/etc/apt/sources.list.d/*.list` and `*.sources`), each mapped to an archive by the
+//!    last component of its URI. Any suite may be asked of them. `HERMETIC_APT_ROOT`
+//!    replaces `/` as the directory the apt configuration is read under.
+//!
+//! Any copy is as good as another: every file is checked against its pinned SHA-256. A
+//! source that cannot be reached at all is remembered as dead for the rest of the run.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The Debian archive a suite lives in.
+pub fn archive_for_suite(suite: &str) -> &'static str {
+    if suite.ends_with("-security") {
+        "debian-security"
+    } else {
+        "debian"
+    }
+}
+
+const ARCHIVES: [&str; 2] = ["debian", "debian-security"];
+const SNAPSHOT_DEFAULT: &str = "https://snapshot.debian.org";
+
+/// Errors reading the mirror configuration. Each names the file or value.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("cannot read apt configuration {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "mirror `{url}` is not an http:// or https:// URL\nhint: give --mirror (or HERMETIC_MIRRORS) URLs like http://host/debian"
+    )]
+    BadUrl { url: String },
+}
+
+/// What kind of source a URL comes from (for messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// `--mirror` or `HERMETIC_MIRRORS`.
+    Mirror,
+    /// snapshot.debian.org.
+    Snapshot,
+    /// The host's apt configuration.
+    Apt,
+}
+
+/// One place a given archive can be downloaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    /// The archive served.
+    pub archive: String,
+    /// URL of the archive root, ending in `/`.
+    pub base: String,
+}
+
+/// Every source, in order, and the ones found dead during this run.
+#[derive(Debug, Default)]
+pub struct Mirrors {
+    sources: Vec<Source>,
+    dead: Mutex<BTreeSet<String>>,
+    alive: Mutex<BTreeSet<String>>,
+}
+
+/// How to build a [`Mirrors`]: normally [`MirrorConfig::from_env`].
+#[derive(Debug, Clone, Default)]
+pub struct MirrorConfig {
+    /// `--mirror` and `HERMETIC_MIRRORS`, in order.
+    pub mirrors: Vec<String>,
+    /// snapshot.debian.org (or its replacement) without trailing slash; `None` leaves it out.
+    pub snapshot_base: Option<String>,
+    /// The pinned snapshot timestamp.
+    pub snapshot: Option<String>,
+    /// The directory the apt configuration is read under (`/` normally); `None` skips apt.
+    pub apt_root: Option<PathBuf>,
+}
+
+impl MirrorConfig {
+    /// The configuration from the command line's `--mirror` list and the environment.
+    pub fn from_env(cli_mirrors: &[String], snapshot: Option<&str>) -> MirrorConfig {
+        let mut mirrors: Vec<String> = cli_mirrors.to_vec();
+        if let Ok(env) = std::env::var("HERMETIC_MIRRORS") {
+            mirrors.extend(env.split_whitespace().map(str::to_owned));
+        }
+        let snapshot_base = match std::env::var("HERMETIC_SNAPSHOT_URL") {
+            Ok(v) if v.trim().is_empty() => None,
+            Ok(v) => Some(v.trim().trim_end_matches('/').to_string()),
+            Err(_) => Some(SNAPSHOT_DEFAULT.to_string()),
+        };
+        let apt_root = Some(
+            std::env::var_os("HERMETIC_APT_ROOT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        );
+        MirrorConfig {
+            mirrors,
+            snapshot_base,
+            snapshot: snapshot.map(str::to_owned),
+            apt_root,
+        }
+    }
+}
+
+impl Mirrors {
+    /// Builds the ordered source list.
+    pub fn new(config: &MirrorConfig) -> Result<Mirrors, MirrorError> {
+        let mut sources = Vec::new();
+        for url in &config.mirrors {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(MirrorError::BadUrl { url: url.clone() });
+            }
+            let base = format!("{}/", url.trim_end_matches('/'));
+            match archive_of_uri(url) {
+                Some(archive) => sources.push(Source {
+                    kind: SourceKind::Mirror,
+                    archive: archive.to_string(),
+                    base,
+                }),
+                None => {
+                    for archive in ARCHIVES {
+                        sources.push(Source {
+                            kind: SourceKind::Mirror,
+                            archive: archive.to_string(),
+                            base: format!("{base}{archive}/"),
+                        });
+                    }
+                }
+            }
+        }
+        if let (Some(snap_base), Some(ts)) = (&config.snapshot_base, &config.snapshot) {
+            for archive in ARCHIVES {
+                sources.push(Source {
+                    kind: SourceKind::Snapshot,
+                    archive: archive.to_string(),
+                    base: format!("{snap_base}/archive/{archive}/{ts}/"),
+                });
+            }
+        }
+        if let Some(root) = &config.apt_root {
+            for uri in apt_uris(root)? {
+                if let Some(archive) = archive_of_uri(&uri) {
+                    let base = format!("{}/", uri.trim_end_matches('/'));
+                    let source = Source {
+                        kind: SourceKind::Apt,
+                        archive: archive.to_string(),
+                        base,
+                    };
+                    if !sources.contains(&source) {
+                        sources.push(source);
+                    }
+                }
+            }
+        }
+        Ok(Mirrors {
+            sources,
+            dead: Mutex::new(BTreeSet::new()),
+            alive: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// All sources, in order.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// The sources serving `archive`, in order (dead ones included; see [`Mirrors::is_dead`]).
+    pub fn sources_for(&self, archive: &str) -> Vec<&Source> {
+        self.sources
+            .iter()
+            .filter(|s| s.archive == archive)
+            .collect()
+    }
+
+    /// The URLs to try for `path` in `archive`, in order, leaving out dead hosts.
+    pub fn urls(&self, archive: &str, path: &str) -> Vec<String> {
+        self.sources_for(archive)
+            .into_iter()
+            .map(|s| format!("{}{}", s.base, path.trim_start_matches('/')))
+            .filter(|u| !self.is_dead(u))
+            .collect()
+    }
+
+    /// Remembers that the host of `url` answered: a later failure to reach it (a stalled
+    /// lookup, a timeout) is then taken as a hiccup, not as a dead source.
+    pub fn mark_alive(&self, url: &str) {
+        self.alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(origin(url).to_string());
+    }
+
+    /// Remembers that the host of `url` cannot be reached (unless it answered before).
+    pub fn mark_dead(&self, url: &str) {
+        let origin = origin(url);
+        if self
+            .alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(origin)
+        {
+            return;
+        }
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(origin.to_string());
+    }
+
+    /// Whether the host of `url` was found unreachable earlier in this run.
+    pub fn is_dead(&self, url: &str) -> bool {
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(origin(url))
+    }
+}
+
+/// `scheme://host:port` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// The archive a URI serves, by its last path component.
+fn archive_of_uri(uri: &str) -> Option<&'static str> {
+    let after_scheme = uri.find("://").map(|i| i + 3)?;
+    let path = uri[after_scheme..]
+        .find('/')
+        .map(|i| &uri[after_scheme + i..])?;
+    let last = path.trim_end_matches('/').rsplit('/').next()?;
+    ARCHIVES.into_iter().find(|a| *a == last)
+}
+
+/// The http(s) URIs of every enabled `deb`/`deb-src` entry of the apt configuration under
+/// `root`, in file order (`sources.list`, then `sources.list.d/` sorted by name).
+pub fn apt_uris(root: &Path) -> Result<Vec<String>, MirrorError> {
+    let etc = root.join("etc/apt");
+    let mut files = Vec::new();
+    let main = etc.join("sources.list");
+    if main.is_file() {
+        files.push(main);
+    }
+    let dir = etc.join("sources.list.d");
+    if dir.is_dir() {
+        let entries = fs_err::read_dir(&dir).map_err(|source| MirrorError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut more: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("list" | "sources")
+                )
+            })
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut uris = Vec::new();
+    for path in files {
+        let text = fs_err::read_to_string(&path).map_err(|source| MirrorError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let found = if path.extension().and_then(|e| e.to_str()) == Some("sources") {
+            uris_of_deb822(&text)
+        } else {
+            uris_of_one_line(&text)
+        };
+        for uri in found {
+            if (uri.starts_with("http://") || uri.starts_with("https://")) && !uris.contains(&uri) {
+                uris.push(uri);
+            }
+        }
+    }
+    Ok(uris)
+}
+
+/// URIs of the one-line format: `deb [opts] uri suite components...`.
+fn uris_of_one_line(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        if !matches!(words.next(), Some("deb" | "deb-src")) {
+            continue;
+        }
+        let mut rest: Vec<&str> = words.collect();
+        // Options: `[ key=value ... ]`, possibly spread over several words.
+        if rest.first().is_some_and(|w| w.starts_with('[')) {
+            let end = rest.iter().position(|w| w.ends_with(']'));
+            match end {
+                Some(end) => {
+                    rest.drain(..=end);
+                }
+                None => continue,
+            }
+        }
+        if let Some(uri) = rest.first() {
+            out.push(uri.to_string());
+        }
+    }
+    out
+}
+
+/// URIs of the deb822 format: paragraphs with `Types`, `URIs`, `Enabled`.
+fn uris_of_deb822(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut para: Vec<(String, String)> = Vec::new();
+    let mut flush = |para: &mut Vec<(String, String)>| {
+        let get = |k: &str| {
+            para.iter()
+                .find(|(f, _)| f.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        let enabled = get("Enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
+        let types_ok = get("Types")
+            .is_some_and(|t| t.split_whitespace().any(|t| t == "deb" || t == "deb-src"));
+        if enabled && types_ok {
+            for uri in get("URIs").unwrap_or("").split_whitespace() {
+                out.push(uri.to_string());
+            }
+        }
+        para.clear();
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.trim().is_empty() {
+            flush(&mut para);
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = para.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            para.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    flush(&mut para);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apt_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("etc/apt/sources.list.d")).unwrap();
+        for (name, text) in files {
+            fs_err::write(dir.path().join("etc/apt").join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_both_apt_formats() {
+        let root = apt_root(&[
+            (
+                "sources.list",
+                "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m1.example/debian bookworm main\n\
+                 deb-src http://m1.example/debian bookworm main\ndeb cdrom:/x/ bookworm main\n",
+            ),
+            (
+                "sources.list.d/a.sources",
+                "Types: deb\n# http://commented.example/debian\nURIs: http://m2.example/debian\n\
+                 Suites: bookworm\n\nTypes: deb\nURIs: https://m2.example/debian-security\n\
+                 Suites: bookworm-security\n\nTypes: deb\nEnabled: no\nURIs: http://off.example/debian\n",
+            ),
+            (
+                "sources.list.d/b.list.disabled",
+                "deb http://never.example/debian x main\n",
+            ),
+        ]);
+        assert_eq!(
+            apt_uris(root.path()).unwrap(),
+            [
+                "http://m1.example/debian",
+                "http://m2.example/debian",
+                "https://m2.example/debian-security"
+            ]
+        );
+    }
+
+    #[test]
+    fn order_is_mirror_snapshot_apt_and_dead_hosts_are_skipped() {
+        let root = apt_root(&[(
+            "sources.list",
+            "deb http://apt.example/debian trixie main\ndeb http://apt.example/debian-security trixie-security main\ndeb http://other.example/ubuntu noble main\n",
+        )]);
+        let m = Mirrors::new(&MirrorConfig {
+            mirrors: vec![
+                "http://127.0.0.1:9/".into(),
+                "http://one.example/debian/".into(),
+            ],
+            snapshot_base: Some("https://snap.example".into()),
+            snapshot: Some("20261124T000000Z".into()),
+            apt_root: Some(root.path().to_path_buf()),
+        })
+        .unwrap();
+        let path = "pool/main/k/kmod/kmod.deb";
+        assert_eq!(
+            m.urls("debian", path),
+            [
+                "http://127.0.0.1:9/debian/pool/main/k/kmod/kmod.deb",
+                "http://one.example/debian/pool/main/k/kmod/kmod.deb",
+                "https://snap.example/archive/debian/20261124T000000Z/pool/main/k/kmod/kmod.deb",
+                "http://apt.example/debian/pool/main/k/kmod/kmod.deb",
+            ]
+        );
+        assert_eq!(
+            m.urls(archive_for_suite("trixie-security"), "dists/x"),
+            [
+                "http://127.0.0.1:9/debian-security/dists/x",
+                "https://snap.example/archive/debian-security/20261124T000000Z/dists/x",
+                "http://apt.example/debian-security/dists/x",
+            ]
+        );
+        m.mark_dead("https://snap.example/archive/debian/20261124T000000Z/dists/trixie/InRelease");
+        assert_eq!(m.urls("debian-security", "y").len(), 2);
+        assert!(m.is_dead("https://snap.example/whatever"));
+        m.mark_alive("http://apt.example/debian/x");
+        m.mark_dead("http://apt.example/debian/y");
+        assert!(!m.is_dead("http://apt.example/debian-security/z"));
+    }
+
+    #[test]
+    fn bad_mirror_url_is_an_error() {
+        let err = Mirrors::new(&MirrorConfig {
+            mirrors: vec!["ftp.example/debian".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("ftp.example/debian"), "{err}");
+    }
+}

@@ -2,12 +2,21 @@
 //!
 //! A project is a directory holding `hermetic.toml` (project-wide settings such as the
 //! `[archive]` table) and one recipe file per image under `recipes/`. An image may build on
-//! another (`parent = "base"`), inheriting and extending its package lists.
+//! another (`parent = "base"`), inheriting and extending its settings:
+//!
+//! - lists extend (`packages`, `build-packages`, `source-packages`, `tarballs`, `overlays`);
+//! - maps merge, the child winning (`environment`);
+//! - `steps` append after the parent's;
+//! - single settings (`format`, `version`, `image-id`) are inherited when unset.
+//!
+//! `[profiles.NAME]` tables add to (or change) a recipe when the profile is selected; a
+//! selected profile applies right after the recipe that defines it, before the recipe's child.
+//! `docs/recipes.md` is the reference of the format.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors reading a project. Each names the file (and, where it can, the key).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +39,14 @@ pub enum RecipeError {
     UnknownRecipe {
         name: String,
         dir: PathBuf,
+        known: String,
+    },
+    #[error(
+        "recipe `{recipe}` has no profile named `{profile}`\nhint: the profiles of `{recipe}` and its parents are: {known}"
+    )]
+    UnknownProfile {
+        recipe: String,
+        profile: String,
         known: String,
     },
 }
@@ -59,20 +76,139 @@ fn default_architecture() -> String {
     "amd64".into()
 }
 
+/// The `[build]` table of `hermetic.toml`: settings shared by every image of the project.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuildConfig {
+    /// Every mtime in an output is clamped to this (seconds since 1970); steps see it as
+    /// `$SOURCE_DATE_EPOCH`.
+    #[serde(default)]
+    pub source_date_epoch: u64,
+}
+
 /// `hermetic.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProjectConfig {
     pub archive: ArchiveConfig,
+    #[serde(default)]
+    pub build: BuildConfig,
 }
 
 /// A source tarball pinned by URL and SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Tarball {
     pub name: String,
     pub url: String,
     pub sha256: String,
+}
+
+/// What an image is written out as. `directory` and `tar` are written by the build itself;
+/// the others are the image writers' (the names are accepted now so recipes can say them).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// The image tree itself.
+    #[default]
+    Directory,
+    /// A deterministic tar of the image tree (see `treetar`).
+    Tar,
+    /// A compressed cpio of the whole tree, to boot from RAM.
+    Initrd,
+    /// A Unified Kernel Image (kernel + initrd of the tree + command line).
+    Uki,
+    /// A GCP disk image (`disk.raw` in a `-import.tar.gz`).
+    Gcp,
+    /// An Azure fixed VHD.
+    Azure,
+    /// A qcow2 disk for QEMU.
+    Qemu,
+}
+
+impl OutputFormat {
+    /// The name as written in recipes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Directory => "directory",
+            OutputFormat::Tar => "tar",
+            OutputFormat::Initrd => "initrd",
+            OutputFormat::Uki => "uki",
+            OutputFormat::Gcp => "gcp",
+            OutputFormat::Azure => "azure",
+            OutputFormat::Qemu => "qemu",
+        }
+    }
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which tree a step may write to.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepTree {
+    /// `$DESTDIR` (the image tree) is writable: what the step changes there is the image.
+    #[default]
+    Image,
+    /// `$DESTDIR` is read-only; the step only leaves files in `$OUTPUTDIR`.
+    Output,
+}
+
+/// One `[[steps]]` entry, as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StepFile {
+    /// Unique within the resolved image; used in logs and store names.
+    pub name: String,
+    /// The script text itself.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Or a file holding the script, relative to the project directory.
+    #[serde(default)]
+    pub script_file: Option<String>,
+    /// Variables for this step only (win over the image's `environment`).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// The tree the step writes to.
+    #[serde(default)]
+    pub tree: StepTree,
+    /// Project files and directories (relative to the project) the step reads under `$SRCDIR`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// One `[profiles.NAME]` table, as written: what selecting the profile adds or changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProfileFile {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub build_packages: Vec<String>,
+    #[serde(default)]
+    pub source_packages: Vec<String>,
+    #[serde(default)]
+    pub tarballs: Vec<Tarball>,
+    #[serde(default)]
+    pub overlays: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steps: Vec<StepFile>,
+    #[serde(default)]
+    pub format: Option<OutputFormat>,
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// One `recipes/<name>.toml`, as written (before inheritance).
@@ -84,6 +220,15 @@ pub struct RecipeFile {
     /// The image this one builds on.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The name output files are called by (default: the recipe's name).
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The image version, in output names (`<image-id>_<version>.efi`) and `$IMAGE_VERSION`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// What the image is written out as (inherited when unset; default `directory`).
+    #[serde(default)]
+    pub format: Option<OutputFormat>,
     /// Debian packages installed in the image.
     #[serde(default)]
     pub packages: Vec<String>,
@@ -96,6 +241,18 @@ pub struct RecipeFile {
     /// Plain source tarballs pinned by URL and SHA-256.
     #[serde(default)]
     pub tarballs: Vec<Tarball>,
+    /// Directories under `overlays/` laid over the image tree, in order.
+    #[serde(default)]
+    pub overlays: Vec<String>,
+    /// Variables every step of the image sees.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Scripts run in order in the sandbox, after the packages and overlays.
+    #[serde(default)]
+    pub steps: Vec<StepFile>,
+    /// Named sets of additions, applied when selected.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileFile>,
 }
 
 /// A recipe with its file path.
@@ -106,8 +263,46 @@ pub struct Recipe {
     pub file: RecipeFile,
 }
 
-/// A recipe with everything inherited from its parents merged in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An overlay directory of a resolved image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedOverlay {
+    /// As written, relative to `overlays/`.
+    pub name: String,
+    /// `<project>/overlays/<name>`.
+    pub path: PathBuf,
+    /// The recipe that asked for it.
+    pub recipe: String,
+}
+
+/// A project path a step reads (under `$SRCDIR`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedSource {
+    /// As written, relative to the project (and to `$SRCDIR`).
+    pub relative: String,
+    /// `<project>/<relative>`.
+    pub path: PathBuf,
+}
+
+/// A step of a resolved image, with its script read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedStep {
+    pub name: String,
+    /// The recipe that defines the step.
+    pub recipe: String,
+    /// The profile that added the step, if any.
+    pub profile: Option<String>,
+    /// The script text (read from `script-file` if that was given).
+    pub script: String,
+    /// `script-file`, resolved against the project, if the script came from a file.
+    pub script_file: Option<PathBuf>,
+    /// The step's own `environment` table (see [`ResolvedRecipe::step_environment`]).
+    pub environment: BTreeMap<String, String>,
+    pub tree: StepTree,
+    pub sources: Vec<ResolvedSource>,
+}
+
+/// A recipe with everything inherited from its parents (and its selected profiles) merged in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResolvedRecipe {
     pub name: String,
     /// This recipe first, then its parent, grandparent, ...
@@ -116,7 +311,55 @@ pub struct ResolvedRecipe {
     pub build_packages: BTreeSet<String>,
     pub source_packages: BTreeSet<String>,
     pub tarballs: BTreeSet<Tarball>,
+    /// The selected profiles, in the order they were asked for.
+    pub profiles: Vec<String>,
+    pub description: Option<String>,
+    /// The name outputs are called by.
+    pub image_id: String,
+    pub version: Option<String>,
+    pub format: OutputFormat,
+    /// Overlays in the order they are laid (parents' first; a repeated one keeps its first place).
+    pub overlays: Vec<ResolvedOverlay>,
+    /// The image's environment: parents' tables merged, the child winning.
+    pub environment: BTreeMap<String, String>,
+    /// Steps in run order: the root ancestor's first.
+    pub steps: Vec<ResolvedStep>,
 }
+
+impl ResolvedRecipe {
+    /// The environment `step` runs with (besides the variables hermetic sets itself): the
+    /// image's environment overlaid with the step's own table.
+    pub fn step_environment(&self, step: &ResolvedStep) -> BTreeMap<String, String> {
+        let mut env = self.environment.clone();
+        env.extend(step.environment.clone());
+        env
+    }
+
+    /// The stem of output file names: `<image-id>_<version>`, or `<image-id>` without a
+    /// version.
+    pub fn output_stem(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}_{}", self.image_id, v),
+            None => self.image_id.clone(),
+        }
+    }
+}
+
+/// Variables hermetic sets for every step; recipes may not set them.
+pub const RESERVED_VARIABLES: &[&str] = &[
+    "SRCDIR",
+    "BUILDDIR",
+    "DESTDIR",
+    "OUTPUTDIR",
+    "TARBALLDIR",
+    "SOURCE_DATE_EPOCH",
+    "IMAGE_ID",
+    "IMAGE_VERSION",
+    "ARCHITECTURE",
+    "PROFILES",
+    "PATH",
+    "HOME",
+];
 
 /// A loaded project.
 #[derive(Debug, Clone)]
@@ -132,7 +375,8 @@ impl Project {
         root.join("hermetic.toml")
     }
 
-    /// Reads `hermetic.toml` and every `recipes/*.toml` of the project at `root`.
+    /// Reads `hermetic.toml` and every `recipes/*.toml` of the project at `root`, and checks
+    /// that each recipe (with each of its profiles) resolves.
     pub fn load(root: &Path) -> Result<Project, RecipeError> {
         let config_path = Self::config_path(root);
         let config: ProjectConfig = parse_toml(&config_path)?;
@@ -156,7 +400,9 @@ impl Project {
                 continue;
             };
             let file: RecipeFile = parse_toml(&path)?;
-            recipes.insert(name.clone(), Recipe { name, path, file });
+            let recipe = Recipe { name, path, file };
+            validate_recipe(root, &recipe)?;
+            recipes.insert(recipe.name.clone(), recipe);
         }
         let project = Project {
             root: root.to_path_buf(),
@@ -165,6 +411,9 @@ impl Project {
         };
         for name in project.recipes.keys() {
             project.resolve(name)?;
+            for profile in project.profiles(name)? {
+                project.resolve_with_profiles(name, &[profile])?;
+            }
         }
         Ok(project)
     }
@@ -180,8 +429,8 @@ impl Project {
             })
     }
 
-    /// Merges a recipe with everything it inherits.
-    pub fn resolve(&self, name: &str) -> Result<ResolvedRecipe, RecipeError> {
+    /// The recipe and its ancestors, the recipe first.
+    fn lineage(&self, name: &str) -> Result<Vec<&Recipe>, RecipeError> {
         let mut lineage: Vec<&Recipe> = Vec::new();
         let mut current = self.recipe(name)?;
         loop {
@@ -202,14 +451,64 @@ impl Project {
             }
             lineage.push(current);
             match &current.file.parent {
-                None => break,
+                None => return Ok(lineage),
                 Some(parent) => {
-                    current = self.recipes.get(parent).ok_or_else(|| RecipeError::Invalid {
-                        path: current.path.clone(),
-                        key: "parent".into(),
-                        message: format!("no recipe named `{parent}` in recipes/"),
-                    })?;
+                    current = self
+                        .recipes
+                        .get(parent)
+                        .ok_or_else(|| RecipeError::Invalid {
+                            path: current.path.clone(),
+                            key: "parent".into(),
+                            message: format!("no recipe named `{parent}` in recipes/"),
+                        })?;
                 }
+            }
+        }
+    }
+
+    /// Every profile the recipe or one of its ancestors defines.
+    pub fn profiles(&self, name: &str) -> Result<BTreeSet<String>, RecipeError> {
+        Ok(self
+            .lineage(name)?
+            .iter()
+            .flat_map(|r| r.file.profiles.keys().cloned())
+            .collect())
+    }
+
+    /// Merges a recipe with everything it inherits, no profile selected.
+    pub fn resolve(&self, name: &str) -> Result<ResolvedRecipe, RecipeError> {
+        self.resolve_with_profiles(name, &[])
+    }
+
+    /// Merges a recipe with everything it inherits and the selected profiles.
+    ///
+    /// Order: for each recipe from the root ancestor down, its own settings, then each
+    /// selected profile it defines (in the order given). Lists extend, maps merge (the later
+    /// wins), steps append, single settings are replaced by the later.
+    pub fn resolve_with_profiles(
+        &self,
+        name: &str,
+        profiles: &[String],
+    ) -> Result<ResolvedRecipe, RecipeError> {
+        let lineage = self.lineage(name)?;
+        let mut selected: Vec<String> = Vec::new();
+        for p in profiles {
+            if !selected.contains(p) {
+                selected.push(p.clone());
+            }
+        }
+        let known = self.profiles(name)?;
+        for p in &selected {
+            if !known.contains(p) {
+                return Err(RecipeError::UnknownProfile {
+                    recipe: name.to_string(),
+                    profile: p.clone(),
+                    known: if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.iter().cloned().collect::<Vec<_>>().join(", ")
+                    },
+                });
             }
         }
         let mut resolved = ResolvedRecipe {
@@ -219,19 +518,159 @@ impl Project {
             build_packages: BTreeSet::new(),
             source_packages: BTreeSet::new(),
             tarballs: BTreeSet::new(),
+            profiles: selected.clone(),
+            description: lineage[0].file.description.clone(),
+            image_id: name.to_string(),
+            version: None,
+            format: OutputFormat::Directory,
+            overlays: Vec::new(),
+            environment: BTreeMap::new(),
+            steps: Vec::new(),
         };
+        let mut format = None;
         for r in lineage.iter().rev() {
-            resolved.packages.extend(r.file.packages.iter().cloned());
-            resolved
-                .build_packages
-                .extend(r.file.build_packages.iter().cloned());
-            resolved
-                .source_packages
-                .extend(r.file.source_packages.iter().cloned());
-            resolved.tarballs.extend(r.file.tarballs.iter().cloned());
+            let f = &r.file;
+            if let Some(id) = &f.image_id {
+                resolved.image_id = id.clone();
+            }
+            let layer = Layer {
+                packages: &f.packages,
+                build_packages: &f.build_packages,
+                source_packages: &f.source_packages,
+                tarballs: &f.tarballs,
+                overlays: &f.overlays,
+                environment: &f.environment,
+                steps: &f.steps,
+                format: f.format,
+                version: &f.version,
+            };
+            self.apply(&mut resolved, &mut format, r, None, &layer)?;
+            for p in &selected {
+                if let Some(pf) = f.profiles.get(p) {
+                    let layer = Layer {
+                        packages: &pf.packages,
+                        build_packages: &pf.build_packages,
+                        source_packages: &pf.source_packages,
+                        tarballs: &pf.tarballs,
+                        overlays: &pf.overlays,
+                        environment: &pf.environment,
+                        steps: &pf.steps,
+                        format: pf.format,
+                        version: &pf.version,
+                    };
+                    self.apply(&mut resolved, &mut format, r, Some(p), &layer)?;
+                }
+            }
         }
+        resolved.format = format.unwrap_or_default();
         Ok(resolved)
     }
+
+    fn apply(
+        &self,
+        resolved: &mut ResolvedRecipe,
+        format: &mut Option<OutputFormat>,
+        recipe: &Recipe,
+        profile: Option<&String>,
+        layer: &Layer<'_>,
+    ) -> Result<(), RecipeError> {
+        resolved.packages.extend(layer.packages.iter().cloned());
+        resolved
+            .build_packages
+            .extend(layer.build_packages.iter().cloned());
+        resolved
+            .source_packages
+            .extend(layer.source_packages.iter().cloned());
+        resolved.tarballs.extend(layer.tarballs.iter().cloned());
+        for o in layer.overlays {
+            if !resolved.overlays.iter().any(|x| &x.name == o) {
+                resolved.overlays.push(ResolvedOverlay {
+                    name: o.clone(),
+                    path: self.root.join("overlays").join(o),
+                    recipe: recipe.name.clone(),
+                });
+            }
+        }
+        resolved.environment.extend(
+            layer
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        if layer.format.is_some() {
+            *format = layer.format;
+        }
+        if layer.version.is_some() {
+            resolved.version = layer.version.clone();
+        }
+        let prefix = match profile {
+            Some(p) => format!("profiles.{p}.steps"),
+            None => "steps".into(),
+        };
+        for (i, s) in layer.steps.iter().enumerate() {
+            if let Some(prev) = resolved.steps.iter().find(|x| x.name == s.name) {
+                return Err(RecipeError::Invalid {
+                    path: recipe.path.clone(),
+                    key: format!("{prefix}[{i}].name"),
+                    message: format!(
+                        "a step named `{}` is already defined by recipe `{}`; step names must be unique in an image",
+                        s.name, prev.recipe
+                    ),
+                });
+            }
+            let (script, script_file) = match (&s.script, &s.script_file) {
+                (Some(text), None) => (text.clone(), None),
+                (None, Some(file)) => {
+                    let path = self.root.join(file);
+                    let text =
+                        fs_err::read_to_string(&path).map_err(|source| RecipeError::Invalid {
+                            path: recipe.path.clone(),
+                            key: format!("{prefix}[{i}].script-file"),
+                            message: format!("cannot read the script: {source}"),
+                        })?;
+                    (text, Some(path))
+                }
+                _ => {
+                    return Err(RecipeError::Invalid {
+                        path: recipe.path.clone(),
+                        key: format!("{prefix}[{i}].script"),
+                        message: "a step needs exactly one of `script` and `script-file`".into(),
+                    });
+                }
+            };
+            resolved.steps.push(ResolvedStep {
+                name: s.name.clone(),
+                recipe: recipe.name.clone(),
+                profile: profile.cloned(),
+                script,
+                script_file,
+                environment: s.environment.clone(),
+                tree: s.tree,
+                sources: s
+                    .sources
+                    .iter()
+                    .map(|rel| ResolvedSource {
+                        relative: rel.clone(),
+                        path: self.root.join(rel),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The additive part shared by a recipe and a profile.
+struct Layer<'a> {
+    packages: &'a [String],
+    build_packages: &'a [String],
+    source_packages: &'a [String],
+    tarballs: &'a [Tarball],
+    overlays: &'a [String],
+    environment: &'a BTreeMap<String, String>,
+    steps: &'a [StepFile],
+    format: Option<OutputFormat>,
+    version: &'a Option<String>,
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeError> {
@@ -271,6 +710,245 @@ fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
     Ok(())
 }
 
+/// A name used in file names and logs: letters, digits, `.`, `_`, `-`, `+`, `~`, not
+/// starting with `.` or `-`.
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b))
+}
+
+fn is_variable_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A relative path made only of normal components.
+fn is_plain_relative(s: &str) -> bool {
+    !s.is_empty()
+        && Path::new(s)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && Path::new(s)
+            .components()
+            .any(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Checks what can be checked in one recipe file alone: names, paths that must exist,
+/// variables, steps. Inheritance is checked by [`Project::resolve`].
+fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
+    let f = &recipe.file;
+    let invalid = |key: String, message: String| RecipeError::Invalid {
+        path: recipe.path.clone(),
+        key,
+        message,
+    };
+    if let Some(id) = &f.image_id
+        && !is_simple_name(id)
+    {
+        return Err(invalid(
+            "image-id".into(),
+            format!("`{id}` is not a simple name (letters, digits, `._-+~`)"),
+        ));
+    }
+    let layer = Layer {
+        packages: &f.packages,
+        build_packages: &f.build_packages,
+        source_packages: &f.source_packages,
+        tarballs: &f.tarballs,
+        overlays: &f.overlays,
+        environment: &f.environment,
+        steps: &f.steps,
+        format: f.format,
+        version: &f.version,
+    };
+    validate_layer(root, "", &layer, &invalid)?;
+    for (name, p) in &f.profiles {
+        if !is_simple_name(name) {
+            return Err(invalid(
+                format!("profiles.{name}"),
+                "a profile name is letters, digits and `._-+~`".into(),
+            ));
+        }
+        let layer = Layer {
+            packages: &p.packages,
+            build_packages: &p.build_packages,
+            source_packages: &p.source_packages,
+            tarballs: &p.tarballs,
+            overlays: &p.overlays,
+            environment: &p.environment,
+            steps: &p.steps,
+            format: p.format,
+            version: &p.version,
+        };
+        validate_layer(root, &format!("profiles.{name}."), &layer, &invalid)?;
+    }
+    Ok(())
+}
+
+fn validate_layer(
+    root: &Path,
+    prefix: &str,
+    l: &Layer<'_>,
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    if let Some(v) = l.version
+        && !is_simple_name(v)
+    {
+        return Err(invalid(
+            format!("{prefix}version"),
+            format!("`{v}` is not a simple version (letters, digits, `._-+~`)"),
+        ));
+    }
+    for (key, list) in [
+        ("packages", l.packages),
+        ("build-packages", l.build_packages),
+        ("source-packages", l.source_packages),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if p.trim().is_empty() || p.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    format!("{prefix}{key}[{i}]"),
+                    format!("`{p}` is not a package name"),
+                ));
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, t) in l.tarballs.iter().enumerate() {
+        if !is_simple_name(&t.name) {
+            return Err(invalid(
+                format!("{prefix}tarballs[{i}].name"),
+                format!("`{}` is not a simple file name", t.name),
+            ));
+        }
+        if !names.insert(&t.name) {
+            return Err(invalid(
+                format!("{prefix}tarballs[{i}].name"),
+                format!("`{}` appears twice", t.name),
+            ));
+        }
+        if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                format!("{prefix}tarballs[{i}].sha256"),
+                format!("`{}` is not a SHA-256 (64 hex digits)", t.sha256),
+            ));
+        }
+    }
+    for (i, o) in l.overlays.iter().enumerate() {
+        let key = format!("{prefix}overlays[{i}]");
+        if !is_plain_relative(o) {
+            return Err(invalid(
+                key,
+                format!("`{o}` must be a directory relative to overlays/, without `..`"),
+            ));
+        }
+        let path = root.join("overlays").join(o);
+        if !fs_err::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Err(invalid(
+                key,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+    }
+    validate_environment(&format!("{prefix}environment"), l.environment, invalid)?;
+    let mut step_names = BTreeSet::new();
+    for (i, s) in l.steps.iter().enumerate() {
+        let key = |k: &str| format!("{prefix}steps[{i}].{k}");
+        if !is_simple_name(&s.name) {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "`{}` is not a simple name (letters, digits, `._-+~`)",
+                    s.name
+                ),
+            ));
+        }
+        if !step_names.insert(&s.name) {
+            return Err(invalid(
+                key("name"),
+                format!("a step named `{}` appears twice", s.name),
+            ));
+        }
+        match (&s.script, &s.script_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    key("script"),
+                    "give either `script` or `script-file`, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    key("script"),
+                    "a step needs `script` or `script-file`".into(),
+                ));
+            }
+            (None, Some(file)) => {
+                if !is_plain_relative(file) {
+                    return Err(invalid(
+                        key("script-file"),
+                        format!("`{file}` must be relative to the project, without `..`"),
+                    ));
+                }
+                if !fs_err::metadata(root.join(file)).is_ok_and(|m| m.is_file()) {
+                    return Err(invalid(
+                        key("script-file"),
+                        format!("{} is not a file", root.join(file).display()),
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+        validate_environment(&key("environment"), &s.environment, invalid)?;
+        for (j, src) in s.sources.iter().enumerate() {
+            let k = format!("{prefix}steps[{i}].sources[{j}]");
+            if !is_plain_relative(src) {
+                return Err(invalid(
+                    k,
+                    format!("`{src}` must be relative to the project, without `..`"),
+                ));
+            }
+            if fs_err::symlink_metadata(root.join(src)).is_err() {
+                return Err(invalid(
+                    k,
+                    format!("{} does not exist", root.join(src).display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_environment(
+    key: &str,
+    env: &BTreeMap<String, String>,
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    for (name, value) in env {
+        if !is_variable_name(name) {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                "a variable name is letters, digits and `_`, not starting with a digit".into(),
+            ));
+        }
+        if RESERVED_VARIABLES.contains(&name.as_str()) {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                format!("`{name}` is set by hermetic for every step and cannot be overridden"),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                "a value cannot contain a NUL byte".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,7 +957,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir_all(dir.path().join("recipes")).unwrap();
         for (name, text) in files {
-            fs_err::write(dir.path().join(name), text).unwrap();
+            let path = dir.path().join(name);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            if name.ends_with('/') {
+                fs_err::create_dir_all(&path).unwrap();
+            } else {
+                fs_err::write(path, text).unwrap();
+            }
         }
         dir
     }
@@ -304,6 +988,136 @@ mod tests {
             ["kmod", "nvme-cli", "systemd"]
         );
         assert_eq!(p.config.archive.suites, ["trixie", "trixie-security"]);
+        assert_eq!(p.config.build.source_date_epoch, 0);
+    }
+
+    const BASE: &str = r#"
+description = "base"
+version = "1.0"
+overlays = ["common"]
+[environment]
+KERNEL_VERSION = "6.12"
+LOCALVERSION = "-base"
+[[steps]]
+name = "kernel"
+script-file = "scripts/kernel.sh"
+sources = ["kernel/configs"]
+environment = { JOBS = "2" }
+[[steps]]
+name = "cleanup"
+script = "rm -rf $DESTDIR/var/log/*"
+[profiles.devtools]
+packages = ["strace"]
+environment = { DEVTOOLS = "1" }
+[[profiles.devtools.steps]]
+name = "enable-ssh"
+script = "systemctl --root=$DESTDIR enable ssh"
+"#;
+
+    const CHILD: &str = r#"
+parent = "base"
+image-id = "buildernet-gcp"
+format = "uki"
+overlays = ["gcp", "common"]
+packages = ["nvme-cli"]
+[environment]
+LOCALVERSION = "-cloud"
+[[steps]]
+name = "gcp-disk"
+script = "make-disk $OUTPUTDIR"
+tree = "output"
+[profiles.devtools]
+version = "dev"
+"#;
+
+    fn full_project() -> tempfile::TempDir {
+        project(&[
+            ("hermetic.toml", CONFIG),
+            ("scripts/kernel.sh", "#!/bin/sh\nmake\n"),
+            ("kernel/configs/", ""),
+            ("overlays/common/", ""),
+            ("overlays/gcp/", ""),
+            ("recipes/base.toml", BASE),
+            ("recipes/gcp.toml", CHILD),
+        ])
+    }
+
+    #[test]
+    fn inheritance_of_steps_env_overlays_format() {
+        let dir = full_project();
+        let p = Project::load(dir.path()).unwrap();
+        let base = p.resolve("base").unwrap();
+        assert_eq!(base.format, OutputFormat::Directory);
+        assert_eq!(base.output_stem(), "base_1.0");
+        assert_eq!(base.steps[0].script, "#!/bin/sh\nmake\n");
+        assert_eq!(
+            base.steps[0].script_file.as_deref(),
+            Some(dir.path().join("scripts/kernel.sh").as_path())
+        );
+        assert_eq!(base.steps[0].sources[0].relative, "kernel/configs");
+
+        let gcp = p.resolve("gcp").unwrap();
+        assert_eq!(gcp.format, OutputFormat::Uki);
+        assert_eq!(gcp.output_stem(), "buildernet-gcp_1.0");
+        let steps: Vec<_> = gcp.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(steps, ["kernel", "cleanup", "gcp-disk"]);
+        assert_eq!(gcp.steps[2].tree, StepTree::Output);
+        assert_eq!(gcp.steps[2].recipe, "gcp");
+        let overlays: Vec<_> = gcp.overlays.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(overlays, ["common", "gcp"]);
+        assert_eq!(gcp.environment["LOCALVERSION"], "-cloud");
+        assert_eq!(gcp.environment["KERNEL_VERSION"], "6.12");
+        let env = gcp.step_environment(&gcp.steps[0]);
+        assert_eq!(env["JOBS"], "2");
+        assert_eq!(env["LOCALVERSION"], "-cloud");
+        assert!(!gcp.packages.contains("strace"));
+    }
+
+    #[test]
+    fn profiles_add_after_their_recipe() {
+        let dir = full_project();
+        let p = Project::load(dir.path()).unwrap();
+        assert_eq!(
+            p.profiles("gcp").unwrap().into_iter().collect::<Vec<_>>(),
+            ["devtools"]
+        );
+        let gcp = p
+            .resolve_with_profiles("gcp", &["devtools".to_string()])
+            .unwrap();
+        assert!(gcp.packages.contains("strace"));
+        assert_eq!(gcp.environment["DEVTOOLS"], "1");
+        assert_eq!(gcp.version.as_deref(), Some("dev"));
+        assert_eq!(gcp.profiles, ["devtools"]);
+        let steps: Vec<_> = gcp.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(steps, ["kernel", "cleanup", "enable-ssh", "gcp-disk"]);
+        assert_eq!(gcp.steps[2].profile.as_deref(), Some("devtools"));
+
+        let err = p
+            .resolve_with_profiles("gcp", &["nope".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no profile named `nope`"), "{err}");
+        assert!(err.contains("hint: the profiles of `gcp`"), "{err}");
+        assert!(err.contains("devtools"), "{err}");
+    }
+
+    #[test]
+    fn formats_accept_every_writer_name() {
+        for name in ["directory", "tar", "initrd", "uki", "gcp", "azure", "qemu"] {
+            let dir = project(&[
+                ("hermetic.toml", CONFIG),
+                ("recipes/x.toml", &format!("format = \"{name}\"\n")),
+            ]);
+            let p = Project::load(dir.path()).unwrap();
+            assert_eq!(p.resolve("x").unwrap().format.as_str(), name);
+        }
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/x.toml", "format = \"iso\"\n"),
+        ]);
+        let err = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("iso"), "{err}");
     }
 
     #[test]
@@ -316,6 +1130,105 @@ mod tests {
         assert!(err.contains("base.toml"), "{err}");
         assert!(err.contains("packgaes"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            (
+                "recipes/base.toml",
+                "[[steps]]\nname = \"a\"\nscript = \"true\"\nscirpt-file = \"x\"\n",
+            ),
+        ]);
+        let err = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("scirpt-file"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    fn load_err(recipe: &str) -> String {
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("overlays/ok/", ""),
+            ("recipes/r.toml", recipe),
+        ]);
+        Project::load(dir.path()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn semantic_errors_name_file_and_key() {
+        let cases = [
+            (
+                "[[steps]]\nname = \"a\"\n",
+                "r.toml: key `steps[0].script`: a step needs",
+            ),
+            (
+                "[[steps]]\nname = \"a\"\nscript = \"x\"\nscript-file = \"y\"\n",
+                "key `steps[0].script`: give either",
+            ),
+            (
+                "[[steps]]\nname = \"a\"\nscript-file = \"missing.sh\"\n",
+                "key `steps[0].script-file`",
+            ),
+            (
+                "[[steps]]\nname = \"a\"\nscript = \"x\"\n[[steps]]\nname = \"a\"\nscript = \"y\"\n",
+                "key `steps[1].name`",
+            ),
+            (
+                "[[steps]]\nname = \"../a\"\nscript = \"x\"\n",
+                "key `steps[0].name`",
+            ),
+            (
+                "[[steps]]\nname = \"a\"\nscript = \"x\"\nsources = [\"../etc\"]\n",
+                "key `steps[0].sources[0]`",
+            ),
+            ("overlays = [\"missing\"]\n", "key `overlays[0]`"),
+            ("overlays = [\"../ok\"]\n", "key `overlays[0]`"),
+            (
+                "[environment]\nDESTDIR = \"/\"\n",
+                "key `environment.DESTDIR`",
+            ),
+            ("[environment]\n\"1X\" = \"\"\n", "key `environment.1X`"),
+            (
+                "[profiles.dev]\noverlays = [\"nope\"]\n",
+                "key `profiles.dev.overlays[0]`",
+            ),
+            (
+                "[[tarballs]]\nname = \"a.tar\"\nurl = \"u\"\nsha256 = \"xyz\"\n",
+                "key `tarballs[0].sha256`",
+            ),
+            ("version = \"1 0\"\n", "key `version`"),
+        ];
+        for (recipe, want) in cases {
+            let err = load_err(recipe);
+            assert!(err.contains(want), "{recipe:?}: {err}");
+            assert!(err.contains("r.toml"), "{recipe:?}: {err}");
+        }
+        // The well-formed neighbour of those cases loads.
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("overlays/ok/", ""),
+            (
+                "recipes/r.toml",
+                "overlays = [\"ok\"]\n[[steps]]\nname = \"a\"\nscript = \"x\"\n",
+            ),
+        ]);
+        Project::load(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn child_step_with_parent_name_is_an_error() {
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            (
+                "recipes/a.toml",
+                "[[steps]]\nname = \"s\"\nscript = \"x\"\n",
+            ),
+            (
+                "recipes/b.toml",
+                "parent = \"a\"\n[[steps]]\nname = \"s\"\nscript = \"y\"\n",
+            ),
+        ]);
+        let err = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("b.toml: key `steps[0].name`"), "{err}");
+        assert!(err.contains("already defined by recipe `a`"), "{err}");
     }
 
     #[test]
@@ -340,5 +1253,15 @@ mod tests {
         let dir = project(&[("hermetic.toml", "[archive]\nsnapshot = \"yesterday\"\n")]);
         let err = Project::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("archive.snapshot"), "{err}");
+    }
+
+    #[test]
+    fn build_table_in_project_config() {
+        let dir = project(&[(
+            "hermetic.toml",
+            "[archive]\nsnapshot = \"20261121T000000Z\"\n[build]\nsource-date-epoch = 1700000000\n",
+        )]);
+        let p = Project::load(dir.path()).unwrap();
+        assert_eq!(p.config.build.source_date_epoch, 1_700_000_000);
     }
 }

@@ -1,14 +1,62 @@
-//! `hermetic fetch` (being written in this session; owned by one helper).
+//! `hermetic fetch`: download every pin of `pins.lock` into the store.
 
 use std::process::ExitCode;
 
-use super::Context;
+use anyhow::Context as _;
 
-/// Arguments of `hermetic fetch`.
+use super::Context;
+use crate::fetch::{Downloader, FetchError, FetchOptions, fetch};
+use crate::http::Http;
+use crate::lockfile::Lockfile;
+use crate::mirrors::{MirrorConfig, Mirrors};
+use crate::recipe::Project;
+use crate::store::Store;
+
+/// Download every pin of `pins.lock` into the store, verifying size and SHA-256 while
+/// streaming.
+///
+/// Pins already in the store cost nothing (no network, no re-hash; `hermetic cache verify`
+/// re-hashes). Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the
+/// pinned timestamp, then the mirrors of the host's apt configuration: any copy will do, the
+/// hash decides. Two processes may fetch into the same store at once.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Never touch the network; fail listing every pin missing from the store.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
+    /// `debian/` and `debian-security/`.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+}
 
 /// Runs `hermetic fetch`.
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hermetic fetch` is not available in this build yet")
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let project = Project::load(&ctx.project)?;
+    let path = Lockfile::path_in(&project.root);
+    let lock = Lockfile::read(&path)?.with_context(|| {
+        format!(
+            "{} does not exist\nhint: run `hermetic lock` first",
+            path.display()
+        )
+    })?;
+    let store = Store::open(&ctx.store)?;
+    let snapshot = project.config.archive.snapshot.clone();
+    let make = || -> Result<Downloader, FetchError> {
+        let mirrors = Mirrors::new(&MirrorConfig::from_env(&args.mirrors, Some(&snapshot)))
+            .map_err(|e| FetchError::Config(e.to_string()))?;
+        Ok(Downloader::new(Http::new(), mirrors, store.clone()))
+    };
+    let options = FetchOptions {
+        offline: args.offline,
+        progress: ctx.chatty(),
+    };
+    let summary = fetch(&store, &lock, &options, &make)?;
+    if ctx.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else if ctx.verbosity >= 0 {
+        eprintln!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,84 @@
-//! `hermetic lock` (being written in this session; owned by one helper).
+//! `hermetic lock`: resolve the recipes' Debian packages and sources into `pins.lock`.
 
 use std::process::ExitCode;
 
-use super::Context;
+use anyhow::Context as _;
 
-/// Arguments of `hermetic lock`.
+use super::Context;
+use crate::lock::{LockOptions, check, lock};
+use crate::lockfile::Lockfile;
+use crate::recipe::Project;
+
+/// Resolve the Debian packages, source packages and tarballs the recipes ask for into
+/// `pins.lock`.
+///
+/// Reads each suite's InRelease (verifying its OpenPGP signature against
+/// `keys/debian-archive-keyring.pgp`, or `HERMETIC_KEYRING`), the Packages and Sources indexes
+/// it lists (checked by SHA-256), and resolves every recipe like `apt-get install
+/// --no-install-recommends` with the essential base. Recipes whose request did not change keep
+/// their pins; the file is not rewritten when nothing changed. Files come from --mirror /
+/// HERMETIC_MIRRORS, then snapshot.debian.org, then the host's apt mirrors.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only check, without network, that `pins.lock` matches the recipes; exit 1 if not.
+    #[arg(long, conflicts_with = "update")]
+    pub check: bool,
+
+    /// Re-resolve every recipe against today's archive, even those that did not change.
+    #[arg(long)]
+    pub update: bool,
+
+    /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
+    /// `debian/` and `debian-security/`.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+}
 
 /// Runs `hermetic lock`.
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hermetic lock` is not available in this build yet")
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let project = Project::load(&ctx.project)?;
+    if args.check {
+        let path = Lockfile::path_in(&project.root);
+        let problems = match Lockfile::read(&path)? {
+            None => vec![format!("{} does not exist", path.display())],
+            Some(lock) => check(&project, &lock)?,
+        };
+        if ctx.json {
+            let v = serde_json::json!({ "up_to_date": problems.is_empty(), "problems": problems });
+            println!("{v}");
+        }
+        if problems.is_empty() {
+            if ctx.chatty() {
+                eprintln!("{} matches the recipes", path.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("error: {} does not match the recipes:", path.display());
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        eprintln!("help: run `hermetic lock`");
+        return Ok(ExitCode::FAILURE);
+    }
+    let options = LockOptions {
+        update: args.update,
+        mirrors: args.mirrors,
+        store_dir: ctx.store.clone(),
+        chatty: ctx.chatty(),
+    };
+    let outcome = lock(&project, &options).context("cannot lock the recipes")?;
+    if ctx.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else if ctx.verbosity >= 0 {
+        let what = format!(
+            "{} packages, {} source packages, {} tarballs",
+            outcome.packages, outcome.sources, outcome.tarballs
+        );
+        if outcome.written {
+            eprintln!("wrote {} ({what})", outcome.path.display());
+        } else {
+            eprintln!("{} is up to date ({what})", outcome.path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
+pub mod build;
 pub mod cache;
 pub mod doctor;
 pub mod fetch;
 pub mod lock;
 pub mod measure;
+pub mod plan;
 pub mod sandbox;
 
 /// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
@@ -52,6 +54,10 @@ pub enum Command {
     Lock(lock::Args),
     /// Download every pin of `pins.lock` into the store, verifying each by SHA-256.
     Fetch(fetch::Args),
+    /// Build images: run every step that is not stored yet, copy the outputs to `out/`.
+    Build(build::Args),
+    /// Show the steps of an image's build and which of them would run.
+    Plan(plan::Args),
     /// Inspect and verify the store.
     Cache(cache::Args),
     /// Run a command in the build sandbox (for debugging and tests).
@@ -104,6 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lock(args) => lock::run(&ctx, args),
         Command::Fetch(args) => fetch::run(&ctx, args),
+        Command::Build(args) => build::run(&ctx, args),
+        Command::Plan(args) => plan::run(&ctx, args),
         Command::Cache(args) => cache::run(&ctx, args),
         Command::Sandbox(args) => sandbox::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),

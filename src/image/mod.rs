@@ -2,6 +2,7 @@
 //! that reads it.
 
 pub mod cpio;
+pub mod disk;
 pub mod fat;
 pub mod gcp;
 pub mod gpt;

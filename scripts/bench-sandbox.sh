@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark: start and finish `true` in hermetic's sandbox, side by side with bubblewrap and
+# unshare(1) doing comparable work, and print hermetic's ratio against bwrap.
+#
+#   scripts/bench-sandbox.sh [RUNS]        (default 100; builds hermetic in release first)
+#
+# The three commands:
+#   hermetic  hermetic sandbox run -- true    (user, mount, pid, net, uts, ipc, cgroup ns;
+#             read-only /usr, /dev, /proc, tmpfs /tmp, pivot_root, caps, landlock, seccomp)
+#   bwrap     bwrap --unshare-all with the same view of /usr, /dev, /proc, /tmp
+#   unshare   unshare -Urmnpf --mount-proc true (namespaces and /proc only: a lower bound)
+# Uses hyperfine when installed (apt-get install hyperfine), else a loop timed with date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs="${1:-100}"
+cargo build --release --quiet --bin hermetic
+hermetic="${CARGO_TARGET_DIR:-target}/release/hermetic"
+
+links=()
+for l in bin sbin lib lib64; do
+  if [ -L "/$l" ]; then links+=(--symlink "$(readlink "/$l")" "/$l"); fi
+done
+bwrap_cmd="bwrap --unshare-all --die-with-parent --ro-bind /usr /usr ${links[*]} --dev /dev --proc /proc --tmpfs /tmp --hostname hermetic --clearenv true"
+hermetic_cmd="$hermetic sandbox run -- true"
+unshare_cmd="unshare -Urmnpf --mount-proc true"
+
+for cmd in "$hermetic_cmd" "$bwrap_cmd" "$unshare_cmd"; do
+  $cmd || { echo "bench-sandbox: '$cmd' does not run on this machine" >&2; exit 1; }
+done
+
+if command -v hyperfine >/dev/null 2>&1; then
+  json="$(mktemp)"
+  trap 'rm -f "$json"' EXIT
+  hyperfine --warmup 5 --runs "$runs" -N --export-json "$json" \
+    -n hermetic "$hermetic_cmd" -n bwrap "$bwrap_cmd" -n unshare "$unshare_cmd"
+  python3 - "$json" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+h, b = r["hermetic"]["mean"], r["bwrap"]["mean"]
+print(f"hermetic/bwrap mean ratio: {h / b:.2f} (hermetic {h * 1e3:.2f} ms, bwrap {b * 1e3:.2f} ms, "
+      f"unshare {r['unshare']['mean'] * 1e3:.2f} ms)")
+EOF
+else
+  mean_ms() { # command...
+    local start end
+    start=$(date +%s%N)
+    for _ in $(seq "$runs"); do "$@" >/dev/null; done
+    end=$(date +%s%N)
+    echo $(( (end - start) / runs / 1000 ))
+  }
+  # shellcheck disable=SC2086
+  h=$(mean_ms $hermetic_cmd); b=$(mean_ms $bwrap_cmd); u=$(mean_ms $unshare_cmd)
+  echo "mean over $runs runs: hermetic ${h} us, bwrap ${b} us, unshare ${u} us"
+  awk -v h="$h" -v b="$b" 'BEGIN { printf "hermetic/bwrap mean ratio: %.2f\n", h / b }'
+fi

@@ -1,0 +1,95 @@
+//! `hermetic build`: recipes become a graph of steps, each keyed by the hash of everything
+//! that goes into it; missing steps run in the sandbox from pinned inputs only, and their
+//! outputs are published into the store so that an unchanged step never runs twice.
+//!
+//! The graph of one image ([`plan`]):
+//! - `rootfs`: the image's package closure installed like a Debian system (see [`rootfs`]);
+//! - `tools`: the tools tree, the closure of `build-packages`, assembled the same way (only
+//!   when the image has steps);
+//! - `image`: the rootfs with the overlays laid over it, the recipe's steps run in the tools
+//!   tree, then the deterministic clean-up of [`cleanup`];
+//! - `output`: the image written in its format (`directory`, `tar`).
+
+pub mod cleanup;
+pub mod exec;
+pub mod plan;
+pub mod rootfs;
+
+pub use exec::{BuildOptions, BuildReport, StepReport, StepState, build};
+pub use plan::{Graph, Node, NodeKind, plan};
+
+use std::path::PathBuf;
+
+/// Errors of planning and running a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    #[error(transparent)]
+    Lockfile(#[from] crate::lockfile::LockfileError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Key(#[from] crate::key::KeyError),
+    #[error("{path} does not exist\nhint: run `hermetic lock` to create it")]
+    NoLock { path: PathBuf },
+    #[error(
+        "pins.lock has no packages for recipe `{recipe}` ({tag})\nhint: run `hermetic lock` after changing recipes"
+    )]
+    NothingLocked { recipe: String, tag: String },
+    #[error(
+        "pins.lock does not match the recipes ({detail})\nhint: run `hermetic lock` to bring it up to date"
+    )]
+    StaleLock { detail: String },
+    #[error(
+        "{count} pinned file(s) are not in the store {store}, e.g. {example}\nhint: run `hermetic fetch` first"
+    )]
+    MissingPins {
+        count: usize,
+        store: PathBuf,
+        example: String,
+    },
+    #[error("cannot read {path}")]
+    Deb {
+        path: PathBuf,
+        #[source]
+        source: crate::deb::DebError,
+    },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the sandbox for step {step}")]
+    Sandbox {
+        step: String,
+        #[source]
+        source: sandbox::SandboxError,
+    },
+    #[error(
+        "step {step} failed ({status}); the last lines of its log:\n{tail}\nthe full log: {log}{kept}"
+    )]
+    StepFailed {
+        step: String,
+        status: String,
+        tail: String,
+        log: PathBuf,
+        kept: String,
+    },
+    #[error("cannot write {path}")]
+    Tar {
+        path: PathBuf,
+        #[source]
+        source: crate::treetar::TreeTarError,
+    },
+    #[error("output format `{format}` of image `{image}` is not supported by `hermetic build` yet")]
+    UnsupportedFormat { image: String, format: String },
+}
+
+impl BuildError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+        let path = path.into();
+        move |source| BuildError::Io { path, source }
+    }
+}

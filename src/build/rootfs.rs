@@ -1,0 +1,340 @@
+//! Assembling a Debian tree from pinned .debs, the way a Debian system is installed.
+//!
+//! 1. Every package's `data.tar` is extracted by our own reader ([`crate::deb`]) into an
+//!    empty tree, after the merged-/usr symlinks (`bin`, `sbin`, `lib`, `lib64` → `usr/…`)
+//!    are made. This only makes the tree able to run `dpkg`; every file is unpacked again in
+//!    step 2, by dpkg, with the owners the packages say.
+//! 2. In the sandbox, with the tree as a writable `/` and subordinate ids (dpkg chowns files to
+//!    system users), `dpkg --install` runs twice: first the Essential and Priority-required
+//!    packages, then all the others, so maintainer scripts run as on a real system. No
+//!    network; `policy-rc.d` refuses to start services. `dpkg --audit` must then be clean.
+//!
+//! The packages are passed in an order that puts each package's Pre-Depends and Depends
+//! first where the relations allow (a cycle is broken by name order), so the order, and with
+//! it every maintainer script's view of the tree, is a function of the pins alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::deb::{DebFile, ExtractOptions, Ownership};
+
+use super::BuildError;
+
+/// Where the .debs are visible inside the sandbox during installation.
+pub const DEBS_DIR: &str = "/.hermetic-debs";
+
+/// A .deb with the control fields installation order needs.
+#[derive(Debug, Clone)]
+pub struct DebInfo {
+    pub path: PathBuf,
+    pub package: String,
+    pub essential: bool,
+    /// Package names this one Pre-Depends or Depends on (any alternative).
+    pub needs: BTreeSet<String>,
+    /// Package names this one Pre-Depends on (any alternative).
+    pub pre_depends: BTreeSet<String>,
+    /// Names this package provides, besides its own.
+    pub provides: BTreeSet<String>,
+}
+
+/// Reads the control fields of each .deb.
+pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        let deb = DebFile::open(path).map_err(|source| BuildError::Deb {
+            path: path.clone(),
+            source,
+        })?;
+        let control = deb.control().map_err(|source| BuildError::Deb {
+            path: path.clone(),
+            source,
+        })?;
+        let package = control.package().unwrap_or_default().to_string();
+        let essential = control.get("Essential") == Some("yes")
+            || control.get("Priority") == Some("required");
+        let names = |field: &str| -> BTreeSet<String> {
+            let mut set = BTreeSet::new();
+            if let Some(v) = control.get(field) {
+                for alt in v.split([',', '|']) {
+                    let name = alt
+                        .trim()
+                        .split([' ', '(', ':'])
+                        .next()
+                        .unwrap_or_default();
+                    if !name.is_empty() {
+                        set.insert(name.to_string());
+                    }
+                }
+            }
+            set
+        };
+        let pre_depends = names("Pre-Depends");
+        let mut needs = names("Depends");
+        needs.extend(pre_depends.iter().cloned());
+        out.push(DebInfo {
+            path: path.clone(),
+            package,
+            essential,
+            needs,
+            pre_depends,
+            provides: names("Provides"),
+        });
+    }
+    out.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(out)
+}
+
+/// Orders packages so that what a package needs comes before it, where possible: a
+/// depth-first walk in name order; a dependency cycle is broken where the walk meets it.
+pub fn install_order(debs: &[DebInfo]) -> Vec<usize> {
+    let by_name = names_to_index(debs);
+    let mut state = vec![0u8; debs.len()]; // 0 new, 1 on the path, 2 done
+    let mut order = Vec::with_capacity(debs.len());
+    fn visit(
+        i: usize,
+        debs: &[DebInfo],
+        by_name: &BTreeMap<&str, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+    ) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for need in &debs[i].needs {
+            if let Some(&j) = by_name.get(need.as_str()) {
+                visit(j, debs, by_name, state, order);
+            }
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in 0..debs.len() {
+        visit(i, debs, &by_name, &mut state, &mut order);
+    }
+    order
+}
+
+/// Package names (and names they provide) to their index; a real package wins over a
+/// provider, and of several providers the first by name.
+fn names_to_index(debs: &[DebInfo]) -> BTreeMap<&str, usize> {
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, d) in debs.iter().enumerate() {
+        for p in &d.provides {
+            by_name.entry(p.as_str()).or_insert(i);
+        }
+    }
+    for (i, d) in debs.iter().enumerate() {
+        by_name.insert(d.package.as_str(), i);
+    }
+    by_name
+}
+
+/// Splits the packages into the rounds of `dpkg --install` calls: first the Essential and
+/// required packages with everything they need (installed with `--force-depends`, as they
+/// depend on each other in cycles), then rounds in which every package's Pre-Depends were
+/// configured by an earlier round. Each round lists packages in [`install_order`].
+pub fn install_rounds(debs: &[DebInfo]) -> Vec<(bool, Vec<usize>)> {
+    let by_name = names_to_index(debs);
+    let order = install_order(debs);
+    // The closure of the essential packages.
+    let mut first = vec![false; debs.len()];
+    let mut stack: Vec<usize> = (0..debs.len()).filter(|&i| debs[i].essential).collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut first[i], true) {
+            continue;
+        }
+        for need in &debs[i].needs {
+            if let Some(&j) = by_name.get(need.as_str()) {
+                if !first[j] {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    let mut done = first.clone();
+    let mut rounds = vec![(true, order.iter().copied().filter(|&i| first[i]).collect::<Vec<_>>())];
+    loop {
+        let remaining: Vec<usize> = order.iter().copied().filter(|&i| !done[i]).collect();
+        if remaining.is_empty() {
+            break;
+        }
+        // The largest set whose Pre-Depends are configured already and whose Depends are
+        // configured or in the same set.
+        let mut in_round: Vec<bool> = (0..debs.len())
+            .map(|i| {
+                !done[i]
+                    && debs[i].pre_depends.iter().all(|p| match by_name.get(p.as_str()) {
+                        Some(&j) => done[j] || j == i,
+                        None => true,
+                    })
+            })
+            .collect();
+        loop {
+            let mut changed = false;
+            for &i in &remaining {
+                if in_round[i]
+                    && !debs[i].needs.iter().all(|p| match by_name.get(p.as_str()) {
+                        Some(&j) => done[j] || in_round[j],
+                        None => true,
+                    })
+                {
+                    in_round[i] = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let ready: Vec<usize> = remaining.iter().copied().filter(|&i| in_round[i]).collect();
+        // A Pre-Depends cycle among the rest: install them all in one last round (with
+        // `--force-depends`, see `install_script`).
+        let (forced, round) = if ready.is_empty() {
+            (true, remaining)
+        } else {
+            (false, ready)
+        };
+        for &i in &round {
+            done[i] = true;
+        }
+        rounds.push((forced, round));
+    }
+    rounds.retain(|(_, r)| !r.is_empty());
+    rounds
+}
+
+/// Step 1: the merged-/usr symlinks, every package's data extracted, and an empty dpkg
+/// database.
+pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
+    for dir in ["bin", "sbin", "lib", "lib64"] {
+        let target = root.join("usr").join(dir);
+        fs_err::create_dir_all(&target).map_err(BuildError::io(&target))?;
+        let link = root.join(dir);
+        std::os::unix::fs::symlink(format!("usr/{dir}"), &link).map_err(BuildError::io(&link))?;
+    }
+    let opts = ExtractOptions {
+        ownership: Ownership::Never,
+        ..ExtractOptions::debian_root()
+    };
+    for d in debs {
+        let deb = DebFile::open(&d.path).map_err(|source| BuildError::Deb {
+            path: d.path.clone(),
+            source,
+        })?;
+        deb.extract_data(root, &opts)
+            .map_err(|source| BuildError::Deb {
+                path: d.path.clone(),
+                source,
+            })?;
+    }
+    let dpkg = root.join("var/lib/dpkg");
+    for dir in ["info", "updates", "triggers", "alternatives"] {
+        let p = dpkg.join(dir);
+        fs_err::create_dir_all(&p).map_err(BuildError::io(&p))?;
+    }
+    for file in ["status", "available"] {
+        let p = dpkg.join(file);
+        fs_err::write(&p, b"").map_err(BuildError::io(&p))?;
+    }
+    let arch = dpkg.join("arch");
+    fs_err::write(&arch, b"amd64\n").map_err(BuildError::io(&arch))?;
+    Ok(())
+}
+
+/// Step 2's script: run by `/bin/sh` inside the sandbox.
+pub fn install_script(debs: &[DebInfo]) -> String {
+    let name = |d: &DebInfo| {
+        format!(
+            "{DEBS_DIR}/{}",
+            d.path.file_name().unwrap_or_default().to_string_lossy()
+        )
+    };
+    let mut s = String::from(
+        "set -eu\n\
+         # Services are never started while the image is built.\n\
+         printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d\n\
+         chmod 0755 /usr/sbin/policy-rc.d\n",
+    );
+    for (n, (forced, round)) in install_rounds(debs).iter().enumerate() {
+        if n == 0 {
+            s.push_str("echo '==> dpkg: the Essential and required packages and what they need'\n");
+        } else {
+            s.push_str(&format!("echo '==> dpkg: round {n}'\n"));
+        }
+        // The first round's packages depend on each other in cycles; a later round is forced
+        // only when a Pre-Depends cycle left no clean way to form it.
+        let force = if *forced { "--force-depends " } else { "" };
+        s.push_str(&format!("dpkg {force}--install \\\n"));
+        for &i in round {
+            s.push_str(&format!("  {} \\\n", name(&debs[i])));
+        }
+        s.push_str("  </dev/null\n");
+    }
+    s.push_str(
+        "dpkg --configure --pending </dev/null\n\
+         problems=$(dpkg --audit)\n\
+         if [ -n \"$problems\" ]; then echo \"$problems\" >&2; echo 'dpkg --audit found problems' >&2; exit 1; fi\n\
+         rm -f /usr/sbin/policy-rc.d\n\
+         echo '==> dpkg: done'\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, essential: bool, needs: &[&str]) -> DebInfo {
+        DebInfo {
+            path: PathBuf::from(format!("/x/{name}.deb")),
+            package: name.into(),
+            essential,
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            pre_depends: BTreeSet::new(),
+            provides: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn rounds_put_the_essential_closure_first_and_respect_pre_depends() {
+        let mut debs = vec![
+            info("coreutils", true, &["libc6"]),
+            info("e2fsprogs", false, &["libblkid1"]),
+            info("libblkid1", false, &["libc6"]),
+            info("libc6", false, &[]),
+            info("tool", false, &["e2fsprogs"]),
+        ];
+        debs[1].pre_depends.insert("libblkid1".into());
+        let rounds: Vec<Vec<&str>> = install_rounds(&debs)
+            .into_iter()
+            .map(|(_, r)| r.into_iter().map(|i| debs[i].package.as_str()).collect())
+            .collect();
+        assert_eq!(rounds, vec![vec!["libc6", "coreutils"], vec!["libblkid1"], vec!["e2fsprogs", "tool"]]);
+    }
+
+    #[test]
+    fn dependencies_come_first_and_cycles_terminate() {
+        let debs = vec![
+            info("a", false, &["c"]),
+            info("b", false, &["a", "missing"]),
+            info("c", false, &["d"]),
+            info("d", false, &["c"]),
+        ];
+        let order: Vec<&str> = install_order(&debs)
+            .into_iter()
+            .map(|i| debs[i].package.as_str())
+            .collect();
+        assert_eq!(order, ["d", "c", "a", "b"]);
+    }
+
+    #[test]
+    fn script_installs_essential_first() {
+        let debs = vec![info("libc6", true, &[]), info("systemd", false, &["libc6"])];
+        let s = install_script(&debs);
+        let e = s.find("/libc6.deb").unwrap();
+        let o = s.find("/systemd.deb").unwrap();
+        assert!(e < o, "{s}");
+        assert!(s.contains("dpkg --audit"));
+    }
+}

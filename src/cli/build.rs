@@ -1,0 +1,74 @@
+//! `hermetic build`: build images from their recipes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::build::{BuildOptions, StepState};
+
+/// Arguments of `hermetic build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The images to build (recipe names, e.g. `base`, `gcp`).
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Where the final outputs and `SHA256SUMS` go [default: PROJECT/out].
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Select a profile of the recipes (repeatable), e.g. `devtools`.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+
+    /// Keep the tree of a failed step and print where it is.
+    #[arg(long)]
+    pub keep_failed: bool,
+
+    /// Run every step again and report whether the new outputs are identical to the stored
+    /// ones, naming the files that differ.
+    #[arg(long)]
+    pub rebuild: bool,
+}
+
+/// Runs `hermetic build`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let (project, lock, store) = super::plan::load(ctx)?;
+    sandbox::preflight(sandbox::IdMapping::Subordinate)
+        .context("the build sandbox cannot run on this machine")?;
+    let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+    let opts = BuildOptions {
+        output_dir: args.output.unwrap_or_else(|| ctx.project.join("out")),
+        keep_failed: args.keep_failed,
+        rebuild: args.rebuild,
+        progress: ctx.chatty(),
+        source_date_epoch: project.config.build.source_date_epoch,
+        project: ctx.project.clone(),
+    };
+    let report = crate::build::build(&store, &graph, &opts)?;
+    let differs = report
+        .steps
+        .iter()
+        .any(|s| matches!(s.state, StepState::Differs(_)));
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if ctx.verbosity >= 0 {
+        for (path, hash) in &report.outputs {
+            println!("{hash}  {}", opts.output_dir.join(path).display());
+        }
+        if args.rebuild {
+            if differs {
+                eprintln!("the rebuild is NOT identical to the stored outputs");
+            } else {
+                eprintln!("the rebuild is identical to the stored outputs");
+            }
+        }
+    }
+    Ok(if differs {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

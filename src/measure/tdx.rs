@@ -1,0 +1,348 @@
+//! Intel TDX registers of a UKI booted on Google Cloud, as dstack-mr-gcp computes them.
+//!
+//! A TD has MRTD (the firmware image, measured by the TDX module) and four RTMRs the firmware
+//! and the OS extend with SHA-384 (`RTMR = SHA384(RTMR || digest)`):
+//!
+//! - **MRTD** and **RTMR 0** depend only on the firmware and the machine: MRTD is the digest of
+//!   the TDVF pages GCP loads, RTMR 0 holds the TD HOB, the firmware volume, the Secure Boot
+//!   variables, ACPI tables and boot variables of the machine type. Neither can be computed
+//!   from the image: they are taken as inputs (from GCP's published firmware digests or a
+//!   quote of a reference VM).
+//! - **RTMR 1**: "Calling EFI Application from Boot Option", the separator, the GPT of the
+//!   boot disk (`UEFI_GPT_DATA`: header, partition count, the used entries), the
+//!   Authenticode digest of the UKI and of its `.linux`, "Exit Boot Services Invocation" and
+//!   "Exit Boot Services Returned with Success".
+//! - **RTMR 2**: the kernel's command line and initrd events (the PCR 9 events in SHA-384).
+//! - **RTMR 3**: zero.
+//!
+//! Two things dstack-mr-gcp does differently, where we follow the firmware: it hashes the
+//! `.linux` section's `SizeOfRawData` bytes with go-uefi's 8-byte padding (the firmware gets
+//! `VirtualSize` bytes, no padding: the same digest when `VirtualSize` is a multiple of the
+//! file alignment), and it hashes `.initrd` alone for RTMR 2 (stub 257 appends the
+//! `os-release` cpio, which the kernel measures too).
+
+use sha2::{Digest, Sha384};
+
+use super::{Bank, CALLING_EFI_APPLICATION, Prediction, SEPARATOR};
+use crate::pe::PeFile;
+
+/// `EV_EFI_ACTION` strings OVMF measures around ExitBootServices.
+pub const EXIT_BOOT_SERVICES_INVOCATION: &str = "Exit Boot Services Invocation";
+/// See [`EXIT_BOOT_SERVICES_INVOCATION`].
+pub const EXIT_BOOT_SERVICES_SUCCESS: &str = "Exit Boot Services Returned with Success";
+/// The EFI System Partition type GUID.
+pub const ESP_TYPE_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Errors computing TDX registers.
+#[derive(Debug, thiserror::Error)]
+pub enum TdxError {
+    #[error("invalid GUID {guid:?}: expected 8-4-4-4-12 hexadecimal digits")]
+    BadGuid { guid: String },
+    #[error("invalid {what} {value:?}: expected {len} hexadecimal bytes")]
+    BadRegister {
+        what: &'static str,
+        value: String,
+        len: usize,
+    },
+    #[error("the ESP (LBA {start}..={end}) does not fit on a disk of {sectors} sectors")]
+    BadGeometry { start: u64, end: u64, sectors: u64 },
+}
+
+/// Encodes a GUID string the way UEFI stores it (first three groups little-endian).
+pub fn encode_guid(guid: &str) -> Result<[u8; 16], TdxError> {
+    let bad = || TdxError::BadGuid {
+        guid: guid.to_string(),
+    };
+    let groups: Vec<&str> = guid.split('-').collect();
+    if groups.len() != 5 || groups.iter().map(|g| g.len()).ne([8, 4, 4, 4, 12]) {
+        return Err(bad());
+    }
+    let mut out = Vec::with_capacity(16);
+    for (i, g) in groups.iter().enumerate() {
+        let mut raw = hex::decode(g).map_err(|_| bad())?;
+        if i <= 2 {
+            raw.reverse();
+        }
+        out.extend_from_slice(&raw);
+    }
+    Ok(out.try_into().expect("16 bytes"))
+}
+
+/// The boot disk as the firmware's GPT event describes it (one partition: the ESP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptDisk {
+    pub disk_guid: String,
+    pub esp_guid: String,
+    /// Disk size in 512-byte sectors.
+    pub disk_sectors: u64,
+    pub first_usable_lba: u64,
+    pub esp_start_lba: u64,
+    pub esp_end_lba: u64,
+    /// The partition name (dstack-mr-gcp: `esp`).
+    pub esp_name: String,
+}
+
+impl GptDisk {
+    /// dstack-mr-gcp's disk for a UKI of `efi_size` bytes: its fixed GUIDs, ESP of
+    /// `max(roundup(efi + 32 MiB, 4 KiB), 260 MiB)` from LBA 2048, disk rounded up to GiB
+    /// after adding 1 MiB, first usable LBA 2048.
+    pub fn dstack_default(efi_size: u64) -> Self {
+        let esp = (efi_size + 32 * MIB).div_ceil(4096) * 4096;
+        let esp = esp.max(260 * MIB);
+        let disk = (esp + MIB).div_ceil(GIB) * GIB;
+        GptDisk {
+            disk_guid: "12345678-1234-5678-1234-567812345678".into(),
+            esp_guid: "87654321-4321-8765-4321-876543218765".into(),
+            disk_sectors: disk / 512,
+            first_usable_lba: 2048,
+            esp_start_lba: 2048,
+            esp_end_lba: 2048 + esp / 512 - 1,
+            esp_name: "esp".into(),
+        }
+    }
+
+    /// The `UEFI_GPT_DATA` event data: the primary header (92 bytes, CRCs filled in), the
+    /// number of used partitions (u64), and the used entries (128 bytes each).
+    pub fn event_data(&self) -> Result<Vec<u8>, TdxError> {
+        if self.esp_end_lba < self.esp_start_lba || self.esp_end_lba + 34 > self.disk_sectors {
+            return Err(TdxError::BadGeometry {
+                start: self.esp_start_lba,
+                end: self.esp_end_lba,
+                sectors: self.disk_sectors,
+            });
+        }
+        let mut entry = Vec::with_capacity(128);
+        entry.extend_from_slice(&encode_guid(ESP_TYPE_GUID)?);
+        entry.extend_from_slice(&encode_guid(&self.esp_guid)?);
+        entry.extend_from_slice(&self.esp_start_lba.to_le_bytes());
+        entry.extend_from_slice(&self.esp_end_lba.to_le_bytes());
+        entry.extend_from_slice(&0u64.to_le_bytes());
+        let mut name = [0u8; 72];
+        for (i, u) in self.esp_name.encode_utf16().take(36).enumerate() {
+            name[i * 2..i * 2 + 2].copy_from_slice(&u.to_le_bytes());
+        }
+        entry.extend_from_slice(&name);
+        let mut array = entry.clone();
+        array.resize(128 * 128, 0);
+
+        let mut header = Vec::with_capacity(92);
+        header.extend_from_slice(b"EFI PART");
+        header.extend_from_slice(&0x0001_0000u32.to_le_bytes());
+        header.extend_from_slice(&92u32.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes()); // HeaderCRC32, filled below
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&1u64.to_le_bytes());
+        header.extend_from_slice(&(self.disk_sectors - 1).to_le_bytes());
+        header.extend_from_slice(&self.first_usable_lba.to_le_bytes());
+        header.extend_from_slice(&(self.disk_sectors - 34).to_le_bytes());
+        header.extend_from_slice(&encode_guid(&self.disk_guid)?);
+        header.extend_from_slice(&2u64.to_le_bytes());
+        header.extend_from_slice(&128u32.to_le_bytes());
+        header.extend_from_slice(&128u32.to_le_bytes());
+        header.extend_from_slice(&crc32(&array).to_le_bytes());
+        let crc = crc32(&header);
+        header[16..20].copy_from_slice(&crc.to_le_bytes());
+
+        let mut data = header;
+        data.extend_from_slice(&1u64.to_le_bytes());
+        data.extend_from_slice(&entry);
+        Ok(data)
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as GPT uses).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The TDX registers of one UKI on GCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxPrediction {
+    /// Given by the user (firmware-dependent), if any.
+    pub mrtd: Option<Vec<u8>>,
+    /// Given by the user (firmware- and machine-dependent), if any.
+    pub rtmr0: Option<Vec<u8>>,
+    pub rtmr1: Vec<u8>,
+    pub rtmr2: Vec<u8>,
+    pub rtmr3: Vec<u8>,
+    /// RTMR 1's event digests, in order, for debugging against a quote's event log.
+    pub rtmr1_events: Vec<(String, Vec<u8>)>,
+}
+
+/// Parses a hex register given on the command line (48 bytes).
+pub fn parse_register(what: &'static str, value: &str) -> Result<Vec<u8>, TdxError> {
+    let v = value.trim().trim_start_matches("0x");
+    match hex::decode(v) {
+        Ok(b) if b.len() == 48 => Ok(b),
+        _ => Err(TdxError::BadRegister {
+            what,
+            value: value.to_string(),
+            len: 48,
+        }),
+    }
+}
+
+fn sha384(data: &[u8]) -> Vec<u8> {
+    Sha384::digest(data).to_vec()
+}
+
+/// Computes RTMR 1 and 2 from the UKI, the disk and its PCR prediction (which must include the
+/// sha384 bank: RTMR 2 reuses its PCR 9 events).
+pub fn predict_gcp(
+    uki: &PeFile<'_>,
+    kernel: &PeFile<'_>,
+    disk: &GptDisk,
+    pcrs: &Prediction,
+    mrtd: Option<Vec<u8>>,
+    rtmr0: Option<Vec<u8>>,
+) -> Result<TdxPrediction, TdxError> {
+    let gpt = disk.event_data()?;
+    let (uki_auth, kernel_auth) = std::thread::scope(|s| {
+        let k = s.spawn(|| kernel.authenticode_with::<Sha384>());
+        (uki.authenticode_with::<Sha384>(), k.join().expect("thread"))
+    });
+    let uki_auth = uki_auth.expect("the UKI was checked when predicting PCRs");
+    let kernel_auth = kernel_auth.expect("the kernel was checked when predicting PCRs");
+    let rtmr1_events = vec![
+        (
+            format!("EV_EFI_ACTION \"{CALLING_EFI_APPLICATION}\""),
+            sha384(CALLING_EFI_APPLICATION.as_bytes()),
+        ),
+        ("EV_SEPARATOR".to_string(), sha384(&SEPARATOR)),
+        (
+            format!("EV_EFI_GPT_EVENT disk {}", disk.disk_guid),
+            sha384(&gpt),
+        ),
+        ("EV_EFI_BOOT_SERVICES_APPLICATION UKI".to_string(), uki_auth),
+        (
+            "EV_EFI_BOOT_SERVICES_APPLICATION .linux".to_string(),
+            kernel_auth,
+        ),
+        (
+            format!("EV_EFI_ACTION \"{EXIT_BOOT_SERVICES_INVOCATION}\""),
+            sha384(EXIT_BOOT_SERVICES_INVOCATION.as_bytes()),
+        ),
+        (
+            format!("EV_EFI_ACTION \"{EXIT_BOOT_SERVICES_SUCCESS}\""),
+            sha384(EXIT_BOOT_SERVICES_SUCCESS.as_bytes()),
+        ),
+    ];
+    let rtmr1 = Bank::Sha384.replay(rtmr1_events.iter().map(|(_, d)| d.as_slice()));
+    let rtmr2 = Bank::Sha384.replay(
+        pcrs.events
+            .iter()
+            .filter(|e| e.pcr == 9)
+            .filter_map(|e| e.digests.get(&Bank::Sha384).map(Vec::as_slice)),
+    );
+    Ok(TdxPrediction {
+        mrtd,
+        rtmr0,
+        rtmr1,
+        rtmr2,
+        rtmr3: vec![0; 48],
+        rtmr1_events,
+    })
+}
+
+impl TdxPrediction {
+    /// The `dcap-tdx` measurements of attested-tls-proxy: 0 = MRTD, 1..4 = RTMR 0..3. MRTD and
+    /// RTMR 0 appear only when given.
+    pub fn dcap_measurements(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: &[u8]| {
+            m.insert(k.into(), serde_json::json!({ "expected": hex::encode(v) }));
+        };
+        if let Some(v) = &self.mrtd {
+            put("0", v);
+        }
+        if let Some(v) = &self.rtmr0 {
+            put("1", v);
+        }
+        put("2", &self.rtmr1);
+        put("3", &self.rtmr2);
+        put("4", &self.rtmr3);
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn guid_encoding_is_mixed_endian() {
+        let g = encode_guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B").unwrap();
+        assert_eq!(hex::encode(g), "28732ac11ff8d211ba4b00a0c93ec93b");
+        assert!(encode_guid("not-a-guid").is_err());
+    }
+
+    #[test]
+    fn dstack_default_geometry() {
+        // A 100 MiB UKI: ESP = 132 MiB -> 260 MiB minimum; disk = 1 GiB.
+        let d = GptDisk::dstack_default(100 * MIB);
+        assert_eq!(d.disk_sectors, GIB / 512);
+        assert_eq!(d.esp_end_lba, 2048 + 260 * MIB / 512 - 1);
+        // A 300 MiB UKI: ESP = 332 MiB; still 1 GiB.
+        let d = GptDisk::dstack_default(300 * MIB);
+        assert_eq!(d.esp_end_lba, 2048 + 332 * MIB / 512 - 1);
+    }
+
+    #[test]
+    fn gpt_event_layout_and_crcs() {
+        let d = GptDisk::dstack_default(50 * MIB);
+        let e = d.event_data().unwrap();
+        assert_eq!(e.len(), 92 + 8 + 128);
+        assert_eq!(&e[..8], b"EFI PART");
+        // The header CRC covers the header with its CRC field zeroed.
+        let mut h = e[..92].to_vec();
+        let stored = u32::from_le_bytes(h[16..20].try_into().unwrap());
+        h[16..20].fill(0);
+        assert_eq!(crc32(&h), stored);
+        // The entry array CRC covers all 128 entries (one used).
+        let mut array = e[100..].to_vec();
+        array.resize(128 * 128, 0);
+        assert_eq!(
+            u32::from_le_bytes(e[88..92].try_into().unwrap()),
+            crc32(&array)
+        );
+        assert_eq!(u64::from_le_bytes(e[92..100].try_into().unwrap()), 1);
+        assert_eq!(&e[100 + 56..100 + 62], b"e\0s\0p\0");
+        // The disk GUID sits at offset 56 of the header.
+        assert_eq!(
+            &e[56..72],
+            &encode_guid("12345678-1234-5678-1234-567812345678").unwrap()
+        );
+        let bad = GptDisk {
+            esp_end_lba: d.disk_sectors,
+            ..d
+        };
+        assert!(bad.event_data().is_err());
+    }
+
+    #[test]
+    fn parse_register_wants_48_bytes() {
+        assert!(parse_register("MRTD", &"ab".repeat(48)).is_ok());
+        assert!(parse_register("MRTD", &format!("0x{}", "ab".repeat(48))).is_ok());
+        let e = parse_register("MRTD", "abcd").unwrap_err().to_string();
+        assert!(e.contains("MRTD"), "{e}");
+    }
+}

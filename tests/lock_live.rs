@@ -1,0 +1,120 @@
+//! Live test against the real Debian archive, through the mirrors of this machine's apt
+//! configuration (never a host name written here): lock the repository's recipes into a
+//! temporary copy of the project, fetch every pin into a temporary store, and check each
+//! blob's SHA-256 against the lock.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+fn hermetic(project: &Path, store: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("-C")
+        .arg(project)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("HERMETIC_MIRRORS")
+        .env_remove("HERMETIC_KEYRING")
+        .env_remove("HERMETIC_APT_ROOT")
+        .env_remove("HERMETIC_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            fs_err::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn committed_lock_matches_the_recipes() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = hermetic(repo, store.path(), &["lock", "--check"]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn lock_and_fetch_the_base_set_from_the_real_archive() {
+    let uris = hermetic::mirrors::apt_uris(Path::new("/")).unwrap();
+    assert!(
+        uris.iter()
+            .any(|u| u.trim_end_matches('/').ends_with("/debian")),
+        "this machine's apt configuration names no Debian mirror (.../debian); the live \
+         test needs one: {uris:?}"
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = tempfile::tempdir().unwrap();
+    fs_err::copy(
+        repo.join("hermetic.toml"),
+        project.path().join("hermetic.toml"),
+    )
+    .unwrap();
+    copy_dir(&repo.join("recipes"), &project.path().join("recipes"));
+    copy_dir(&repo.join("keys"), &project.path().join("keys"));
+    let store = tempfile::tempdir().unwrap();
+
+    let (ok, _, stderr) = hermetic(project.path(), store.path(), &["lock"]);
+    assert!(ok, "{stderr}");
+    let lock = hermetic::lockfile::Lockfile::read(&project.path().join("pins.lock"))
+        .unwrap()
+        .unwrap();
+    let names: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+    for wanted in [
+        "systemd",
+        "kmod",
+        "udhcpc",
+        "util-linux",
+        "base-files",
+        "dpkg",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} not pinned: {names:?}");
+    }
+    assert_eq!(lock.suites.len(), 2);
+    let (ok, _, stderr) = hermetic(project.path(), store.path(), &["lock", "--check"]);
+    assert!(ok, "{stderr}");
+
+    let (ok, _, stderr) = hermetic(project.path(), store.path(), &["fetch"]);
+    assert!(ok, "{stderr}");
+    let blobs = store.path().join("v1/blobs/sha256");
+    for p in &lock.packages {
+        let bytes = fs_err::read(blobs.join(&p.sha256)).unwrap();
+        assert_eq!(bytes.len() as u64, p.size, "{} {}", p.name, p.version);
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            p.sha256,
+            "{} {}",
+            p.name,
+            p.version
+        );
+    }
+
+    // A complete store: no network, well under a second.
+    let start = Instant::now();
+    let (ok, stdout, stderr) = hermetic(project.path(), store.path(), &["--json", "fetch"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["requests"], 0);
+    assert_eq!(v["fetched"], 0);
+}

@@ -1,0 +1,319 @@
+//! `hermetic lock` against a synthetic signed archive served on 127.0.0.1.
+
+mod support;
+
+use support::{Fault, TestArchive, TestKey, TestProject, TestServer, standard_suites};
+
+struct Fixture {
+    key: TestKey,
+    archive: TestArchive,
+    server: TestServer,
+}
+
+fn fixture() -> Fixture {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    Fixture {
+        key,
+        archive,
+        server,
+    }
+}
+
+const BASE: &str =
+    "packages = [\"app\"]\nbuild-packages = [\"tool\"]\nsource-packages = [\"hello\"]\n";
+
+/// The `[[package]]` table of `name` in a lock text.
+fn package_block<'a>(lock: &'a str, name: &str) -> Option<&'a str> {
+    lock.split("\n[[")
+        .find(|b| b.starts_with("package]]") && b.contains(&format!("\nname = \"{name}\"\n")))
+}
+
+#[test]
+fn lock_resolves_pins_and_is_stable() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let lock = p.lock_text();
+    assert!(lock.starts_with("# pins.lock"), "{lock}");
+    assert!(lock.contains("\nversion = 1\n"));
+
+    // Highest version across suites: security wins for libfoo.
+    let libfoo = package_block(&lock, "libfoo").expect("libfoo pinned");
+    assert!(libfoo.contains("version = \"1.1-1~deb13u1\""), "{libfoo}");
+    assert!(libfoo.contains("suite = \"trixie-security\""), "{libfoo}");
+    let built = &f.archive.debs["libfoo"];
+    assert!(
+        libfoo.contains(&format!("sha256 = \"{}\"", built.sha256)),
+        "{libfoo}"
+    );
+    // The first alternative is taken, the virtual package is provided.
+    assert!(package_block(&lock, "libbar").is_none(), "{lock}");
+    assert!(package_block(&lock, "postfix").is_some(), "{lock}");
+    // Recipe tags: image closure and tools closure, essential base in both.
+    let app = package_block(&lock, "app").unwrap();
+    assert!(app.contains("recipes = [\"base\"]"), "{app}");
+    assert!(app.contains("version = \"1:2.0-1\""), "{app}");
+    let tool = package_block(&lock, "tool").unwrap();
+    assert!(tool.contains("recipes = [\"base:build\"]"), "{tool}");
+    let dash = package_block(&lock, "dash").unwrap();
+    assert!(
+        dash.contains("recipes = [\"base\", \"base:build\"]"),
+        "{dash}"
+    );
+    assert!(package_block(&lock, "big").is_none());
+    // The source package with its files.
+    assert!(
+        lock.contains("[[source]]\nname = \"hello\"\nversion = \"2.10-3\""),
+        "{lock}"
+    );
+    assert!(lock.contains("name = \"hello_2.10-3.dsc\""), "{lock}");
+    assert!(lock.contains("name = \"hello_2.10.orig.tar.gz\""), "{lock}");
+    // Suites record their InRelease.
+    let inrelease = fs_err::read(f.archive.path("debian/dists/trixie/InRelease")).unwrap();
+    assert!(lock.contains(&format!(
+        "inrelease-sha256 = \"{}\"",
+        support::sha256_hex(&inrelease)
+    )));
+
+    // --check passes; a second lock touches neither the network nor the file.
+    p.ok(&["lock", "--check"]);
+    let mtime = fs_err::metadata(p.path("pins.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let before = f.server.requests();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let stderr = p.ok(&["lock"]);
+    assert!(stderr.contains("up to date"), "{stderr}");
+    assert_eq!(
+        f.server.requests(),
+        before,
+        "an up-to-date lock asks the network"
+    );
+    assert_eq!(p.lock_text(), lock);
+    assert_eq!(
+        fs_err::metadata(p.path("pins.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+
+    // --update resolves again: same archive, same bytes, file left alone.
+    p.ok(&["lock", "--update"]);
+    assert!(f.server.requests() > before);
+    assert_eq!(p.lock_text(), lock);
+    assert_eq!(
+        fs_err::metadata(p.path("pins.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+
+    // Same inputs in another project directory: byte-identical lock.
+    let q = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    q.ok(&["lock"]);
+    assert_eq!(q.lock_text(), lock);
+}
+
+#[test]
+fn json_summary_of_lock() {
+    let f = fixture();
+    let p = TestProject::new(
+        &[("base", "packages = [\"app\"]\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    let (ok, stdout, stderr) = p.run(&["--json", "lock"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["written"], true);
+    assert_eq!(v["resolved"][0], "base");
+    assert!(v["packages"].as_u64().unwrap() >= 6, "{v}");
+}
+
+#[test]
+fn unknown_key_names_suite_and_key() {
+    let f = fixture();
+    let other = TestKey::generate("stranger");
+    let p = TestProject::new(&[("base", BASE)], &f.server, &other.keyring);
+    let stderr = p.fails(&["lock"]);
+    assert!(stderr.contains("suite `trixie`"), "{stderr}");
+    assert!(stderr.contains(&f.key.fingerprint), "{stderr}");
+    assert!(stderr.contains("no valid signature"), "{stderr}");
+    assert!(!p.path("pins.lock").exists());
+}
+
+#[test]
+fn tampered_inrelease_is_rejected() {
+    let f = fixture();
+    let path = f
+        .archive
+        .path("debian-security/dists/trixie-security/InRelease");
+    let text = fs_err::read_to_string(&path).unwrap();
+    fs_err::write(
+        &path,
+        text.replace("Label: Hermetic test", "Label: Hermetic fest"),
+    )
+    .unwrap();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    let stderr = p.fails(&["lock"]);
+    assert!(stderr.contains("suite `trixie-security`"), "{stderr}");
+    assert!(stderr.contains(&f.key.fingerprint), "{stderr}");
+}
+
+#[test]
+fn index_hash_mismatch_is_an_error() {
+    let f = fixture();
+    // Wrong bytes on every request of the trixie Packages.xz.
+    f.server.fault(
+        "debian/dists/trixie/main/binary-amd64/Packages.xz",
+        Fault::WrongBytes,
+        usize::MAX,
+    );
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    let stderr = p.fails(&["lock"]);
+    assert!(
+        stderr.contains("main/binary-amd64/Packages.xz of suite `trixie`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("download has SHA-256"), "{stderr}");
+    assert!(!p.path("pins.lock").exists());
+}
+
+#[test]
+fn unsatisfiable_dependency_names_the_chain() {
+    let f = fixture();
+    let p = TestProject::new(
+        &[("base", "packages = [\"broken\"]\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    let stderr = p.fails(&["lock"]);
+    assert!(stderr.contains("cannot resolve recipe `base` (packages)"), "{stderr}");
+    assert!(stderr.contains("broken -> mid"), "{stderr}");
+    assert!(stderr.contains("missing (>= 2)"), "{stderr}");
+}
+
+#[test]
+fn check_reports_disagreement_without_network() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    // No lock at all.
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(stderr.contains("help: run `hermetic lock`"), "{stderr}");
+    p.ok(&["lock"]);
+    let before = f.server.requests();
+    fs_err::write(
+        p.path("recipes/base.toml"),
+        "packages = [\"app\", \"libbar\"]\nbuild-packages = [\"tool\"]\nsource-packages = [\"hello\"]\n",
+    )
+    .unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains("recipe `base` changed: packages added: libbar"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("help: run `hermetic lock`"),
+        "{stderr}"
+    );
+    // A new recipe is noticed too.
+    fs_err::write(p.path("recipes/extra.toml"), "parent = \"base\"\n").unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains("recipe `extra` is not in the lock"),
+        "{stderr}"
+    );
+    assert_eq!(f.server.requests(), before, "--check used the network");
+    // Plain lock brings it up to date, keeping the pins of unchanged recipes.
+    p.ok(&["lock"]);
+    p.ok(&["lock", "--check"]);
+    let lock = p.lock_text();
+    let libbar = package_block(&lock, "libbar").unwrap();
+    assert!(
+        libbar.contains("recipes = [\"base\", \"extra\"]"),
+        "{libbar}"
+    );
+}
+
+#[test]
+fn plain_lock_keeps_pins_update_moves_them() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let old = p.lock_text();
+    // The archive moves on: a new libfoo in trixie-security.
+    let mut suites = standard_suites();
+    suites[1].debs[0] = support::deb("libfoo", "1.2-1~deb13u1").field("Depends", "libc6");
+    let newer = TestArchive::build(&suites, &f.key);
+    let server = TestServer::start(newer.root.path());
+    let mut p = p;
+    p.mirror = server.url();
+    p.ok(&["lock"]);
+    assert_eq!(
+        p.lock_text(),
+        old,
+        "plain lock changed pins of unchanged recipes"
+    );
+    assert_eq!(server.requests(), 0);
+    p.ok(&["lock", "--update"]);
+    let lock = p.lock_text();
+    assert!(
+        package_block(&lock, "libfoo")
+            .unwrap()
+            .contains("version = \"1.2-1~deb13u1\""),
+        "{lock}"
+    );
+}
+
+#[test]
+fn malformed_recipe_names_file_and_line() {
+    let f = fixture();
+    let p = TestProject::new(
+        &[("base", "packages = [\"app\"]\nbuild-packages = \"tool\"\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    let stderr = p.fails(&["lock"]);
+    assert!(stderr.contains("recipes/base.toml"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+}
+
+#[test]
+fn malformed_lock_names_file_and_line() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let text = p.lock_text();
+    let bad = text.replacen("size = ", "size = oops", 1);
+    let line = bad.lines().position(|l| l.contains("oops")).unwrap() + 1;
+    fs_err::write(p.path("pins.lock"), &bad).unwrap();
+    for args in [&["lock"][..], &["lock", "--check"], &["fetch"]] {
+        let stderr = p.fails(args);
+        assert!(stderr.contains("pins.lock"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("line {line}")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn newer_lock_version_asks_to_upgrade() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    fs_err::write(p.path("pins.lock"), "version = 7\n[[future]]\nthing = 1\n").unwrap();
+    for args in [&["lock"][..], &["lock", "--check"], &["fetch"]] {
+        let stderr = p.fails(args);
+        assert!(stderr.contains("format version 7"), "{stderr}");
+        assert!(stderr.contains("hint: upgrade hermetic"), "{stderr}");
+    }
+    assert!(
+        p.lock_text().starts_with("version = 7"),
+        "the newer lock was overwritten"
+    );
+}

@@ -1,0 +1,300 @@
+//! The escape suite: a step tries to cross each wall of the sandbox, and fails. Every case is
+//! a separate `hermetic sandbox run` process. Runs as root and as an ordinary user.
+
+#[path = "sandbox/common.rs"]
+mod common;
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::*;
+
+/// A file on the host whose content must never show up inside.
+fn host_secret() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempdir();
+    let secret = dir.path().join("secret");
+    fs_err::write(&secret, "TOP-SECRET-CONTENT\n").unwrap();
+    (dir, secret)
+}
+
+#[test]
+fn host_files_outside_the_root_cannot_be_read() {
+    let (_dir, secret) = host_secret();
+    let s = path_str(&secret);
+    let script = format!(
+        "for p in {s} /proc/self/root{s} /proc/1/root{s} /proc/1/cwd{s} /etc/shadow /root /home /work; do \
+           if cat \"$p\" 2>/dev/null || ls \"$p\" 2>/dev/null; then echo \"READ $p\"; else echo \"denied $p\"; fi; done; \
+         ls /proc/1/root/ 2>/dev/null && echo READ-INIT-ROOT; ls /proc/self/root/"
+    );
+    let out = ok(sandbox(&[], &["sh", "-c", &script]));
+    assert!(!out.contains("TOP-SECRET"), "{out}");
+    assert!(!out.contains("READ "), "{out}");
+    // Init's root is not even readable; the step's is the sandbox's own.
+    let root_listing: Vec<&str> = out.lines().filter(|l| !l.starts_with("denied")).collect();
+    assert_eq!(root_listing, ["bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"], "{out}");
+}
+
+#[test]
+fn writes_outside_the_writable_mounts_do_not_reach_the_host() {
+    let dir = tempdir();
+    let rw = dir.path().join("rw");
+    let ro = dir.path().join("ro");
+    fs_err::create_dir(&rw).unwrap();
+    fs_err::create_dir(&ro).unwrap();
+    set_mode(&rw, 0o777);
+    let d = path_str(dir.path());
+    let script = format!(
+        "echo x > {d}/pwned1; echo x > /proc/self/root{d}/pwned2; echo x > /proc/1/root{d}/pwned3; \
+         ln -s {d} /rw/link && echo x > /rw/link/pwned4; \
+         echo x > /ro/pwned5 || echo ro-refused; \
+         echo x > /usr/pwned6 || echo usr-refused; \
+         echo kept > /rw/inside; true"
+    );
+    let out = sandbox(&["--rw", &format!("{}:/rw", rw.display()), "--ro", &format!("{}:/ro", ro.display())], &["sh", "-c", &script]);
+    let text = ok(out);
+    assert!(text.contains("ro-refused") && text.contains("usr-refused"), "{text}");
+    for n in 1..=6 {
+        assert!(!dir.path().join(format!("pwned{n}")).exists(), "pwned{n} reached the host");
+    }
+    assert!(!ro.join("pwned5").exists());
+    assert!(!std::path::Path::new("/usr/pwned6").exists());
+    // The writable mount did work, and the symlink the step made points inside the sandbox.
+    assert_eq!(fs_err::read_to_string(rw.join("inside")).unwrap(), "kept\n");
+    assert_eq!(fs_err::read_link(rw.join("link")).unwrap(), dir.path());
+}
+
+#[test]
+fn symlinks_in_mounted_trees_resolve_inside_the_sandbox() {
+    let (dir, secret) = host_secret();
+    let ro = dir.path().join("ro");
+    fs_err::create_dir(&ro).unwrap();
+    std::os::unix::fs::symlink(&secret, ro.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../secret", ro.join("rel")).unwrap();
+    let out = sandbox(
+        &["--ro", &format!("{}:/data", ro.display())],
+        &["sh", "-c", "cat /data/abs; cat /data/rel; ls -l /data"],
+    );
+    let text = stdout(&out);
+    assert!(!text.contains("TOP-SECRET"), "{text}");
+    // The links are there, they just lead nowhere.
+    assert!(text.contains("abs ->") && text.contains("rel ->"), "{text}");
+}
+
+#[test]
+fn dotdot_in_bind_sources_and_paths_cannot_climb_out() {
+    let (dir, _secret) = host_secret();
+    fs_err::create_dir_all(dir.path().join("a/b")).unwrap();
+    fs_err::write(dir.path().join("a/b/in-b"), "b\n").unwrap();
+    // The source is resolved on the host: `a/b/..` is `a`.
+    let src = format!("{}/a/b/..:/data", dir.path().display());
+    let script = "ls /data; cat /data/../secret /data/../../secret /data/../../../secret 2>&1; ls /data/..";
+    let out = stdout(&sandbox(&["--ro", &src], &["sh", "-c", script]));
+    assert!(out.starts_with("b\n"), "{out}");
+    assert!(!out.contains("TOP-SECRET"), "{out}");
+    assert!(out.contains("data\ndev\n"), "/data/.. is the sandbox's root: {out}");
+}
+
+#[test]
+fn host_loopback_listener_is_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let body = format!(
+        r#"
+import socket
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect(("127.0.0.1", {port})); print("host CONNECTED")
+except OSError as e:
+    print("host", errno.errorcode.get(e.errno, str(e)))
+# The sandbox's own loopback works: the refusal above is isolation, not a broken stack.
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+c = socket.socket(); c.connect(srv.getsockname()); print("own OK")
+print("interfaces", sorted(n for _, n in socket.if_nameindex()))
+"#
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    assert_eq!(r["host"], "ECONNREFUSED", "{out}");
+    assert_eq!(r["own"], "OK", "{out}");
+    assert_eq!(r["interfaces"], "['lo']", "{out}");
+    assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+#[test]
+fn host_environment_does_not_leak() {
+    let secret = "s3cr3t-HOST-VALUE-4711";
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hermetic"));
+    c.env("HERMETIC_TEST_SECRET", secret).args(["sandbox", "run", "--", PYTHON, "-c"]);
+    c.arg(format!(
+        "{PRELUDE}\nimport glob\nprint(dict(os.environ))\n\
+         for f in glob.glob('/proc/*/environ'):\n    \
+           try: print(f, open(f, 'rb').read())\n    \
+           except OSError as e: print(f, errno.errorcode[e.errno])\n"
+    ));
+    let out = c.output().unwrap();
+    let text = ok(out);
+    assert!(!text.contains(secret), "{text}");
+    assert!(!text.contains("HERMETIC_TEST_SECRET"), "{text}");
+    // Init's memory (a copy of the caller's) is not readable.
+    assert!(text.contains("/proc/1/environ EACCES"), "{text}");
+}
+
+#[test]
+fn host_processes_cannot_be_signalled_or_traced() {
+    let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = victim.id();
+    let body = format!(
+        "sc('getpid', {getpid})\nsc('kill', {kill}, {pid}, 9)\nsc('ptrace', {ptrace}, 16, {pid}, 0, 0)\n\
+         sc('ptrace_init', {ptrace}, 16, 1, 0, 0)\nsc('vm_read', {vm}, 1, 0, 0, 0, 0, 0)\nprint('visible', os.path.exists('/proc/{pid}'))",
+        getpid = libc::SYS_getpid,
+        kill = libc::SYS_kill,
+        ptrace = libc::SYS_ptrace,
+        vm = libc::SYS_process_vm_readv,
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    assert_eq!(r["getpid"], "OK");
+    assert_eq!(r["kill"], "ESRCH", "{out}");
+    assert_eq!(r["ptrace"], "EPERM", "{out}");
+    assert_eq!(r["ptrace_init"], "EPERM", "{out}");
+    assert_eq!(r["vm_read"], "EPERM", "{out}");
+    if pid > 64 {
+        assert_eq!(r["visible"], "False", "{out}");
+    }
+    assert!(victim.try_wait().unwrap().is_none(), "the host process was killed");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn mount_unshare_setns_are_refused() {
+    let body = format!(
+        "sc('mount', {mount}, b'none', b'/tmp', b'tmpfs', 0, 0)\n\
+         sc('umount', {umount}, b'/proc', 2)\n\
+         sc('pivot_root', {pivot}, b'/tmp', b'/tmp')\n\
+         sc('unshare_user', {unshare}, 0x10000000)\n\
+         sc('unshare_mnt', {unshare}, 0x00020000)\n\
+         sc('unshare_net', {unshare}, 0x40000000)\n\
+         fd = os.open('/proc/self/ns/mnt', os.O_RDONLY)\n\
+         sc('setns', {setns}, fd, 0)\n\
+         sc('clone3', {clone3}, 0, 0)\n\
+         sc('open_tree', {open_tree}, -100, b'/usr', 1)\n\
+         sc('fsopen', {fsopen}, b'tmpfs', 0)\n\
+         import subprocess\n\
+         print('unshare_cmd', subprocess.run(['unshare', '-r', 'true'], capture_output=True).returncode)\n",
+        mount = libc::SYS_mount,
+        umount = libc::SYS_umount2,
+        pivot = libc::SYS_pivot_root,
+        unshare = libc::SYS_unshare,
+        setns = libc::SYS_setns,
+        clone3 = libc::SYS_clone3,
+        open_tree = libc::SYS_open_tree,
+        fsopen = libc::SYS_fsopen,
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    for name in ["mount", "umount", "pivot_root", "unshare_user", "unshare_mnt", "unshare_net", "setns", "open_tree", "fsopen"] {
+        assert_eq!(r[name], "EPERM", "{name}: {out}");
+    }
+    assert_eq!(r["clone3"], "ENOSYS", "{out}");
+    assert_ne!(r["unshare_cmd"], "0", "{out}");
+}
+
+#[test]
+fn kernel_modules_cannot_be_loaded() {
+    let body = format!(
+        "sc('init_module', {init}, 0, 0, b'')\n\
+         fd = os.open('/dev/null', os.O_RDONLY)\n\
+         sc('finit_module', {finit}, fd, b'', 0)\n\
+         sc('delete_module', {delete}, b'loop', 0)\n\
+         sc('kexec_load', {kexec}, 0, 0, 0, 0)\n",
+        init = libc::SYS_init_module,
+        finit = libc::SYS_finit_module,
+        delete = libc::SYS_delete_module,
+        kexec = libc::SYS_kexec_load,
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    for name in ["init_module", "finit_module", "delete_module", "kexec_load"] {
+        assert_eq!(r[name], "EPERM", "{name}: {out}");
+    }
+}
+
+#[test]
+fn keyrings_bpf_perf_io_uring_are_refused() {
+    let body = format!(
+        "sc('keyctl', {keyctl}, 0, -3, 0)\n\
+         sc('add_key', {add_key}, b'user', b'k', b'v', 1, -3)\n\
+         sc('bpf', {bpf}, 0, 0, 0)\n\
+         sc('perf_event_open', {perf}, 0, 0, -1, -1, 0)\n\
+         sc('io_uring_setup', {uring}, 8, 0)\n\
+         sc('userfaultfd', {uffd}, 0)\n\
+         sc('syslog', {syslog}, 10, 0, 0)\n",
+        keyctl = libc::SYS_keyctl,
+        add_key = libc::SYS_add_key,
+        bpf = libc::SYS_bpf,
+        perf = libc::SYS_perf_event_open,
+        uring = libc::SYS_io_uring_setup,
+        uffd = libc::SYS_userfaultfd,
+        syslog = libc::SYS_syslog,
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    for name in ["keyctl", "add_key", "bpf", "perf_event_open", "io_uring_setup", "userfaultfd", "syslog"] {
+        assert_eq!(r[name], "EPERM", "{name}: {out}");
+    }
+}
+
+#[test]
+fn the_clock_cannot_be_changed() {
+    let body = format!(
+        "ts = (ctypes.c_long * 2)(1, 0)\n\
+         sc('clock_settime', {settime}, 0, ts)\n\
+         sc('settimeofday', {stod}, ts, 0)\n\
+         tx = (ctypes.c_char * 512)()\n\
+         sc('adjtimex', {adjtimex}, tx)\n\
+         sc('clock_adjtime', {clock_adjtime}, 0, tx)\n",
+        settime = libc::SYS_clock_settime,
+        stod = libc::SYS_settimeofday,
+        adjtimex = libc::SYS_adjtimex,
+        clock_adjtime = libc::SYS_clock_adjtime,
+    );
+    let out = ok(probe(&[], &body));
+    let r = results(&out);
+    for name in ["clock_settime", "settimeofday", "adjtimex", "clock_adjtime"] {
+        assert_eq!(r[name], "EPERM", "{name}: {out}");
+    }
+}
+
+#[test]
+fn setuid_binaries_grant_nothing() {
+    // A setuid copy of `id` owned by root inside (the invoking user outside); an unprivileged
+    // user inside (uid 1000, from the subordinate range) runs it.
+    let dir = tempdir();
+    let id = dir.path().join("id");
+    fs_err::copy("/usr/bin/id", &id).unwrap();
+    set_mode(&id, 0o4755);
+    let script = "stat -c '%a %u' /probe/id; \
+                  setpriv --reuid=1000 --regid=1000 --clear-groups /probe/id -u; \
+                  setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
+    let out = ok(sandbox(&["--subids", "--ro", &format!("{}:/probe", dir.path().display())], &["sh", "-c", script]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "4755 0", "the copy is setuid root inside: {out}");
+    assert_eq!(lines[1], "1000", "euid stayed 1000: {out}");
+    assert_eq!(lines[2], "CapEff:\t0000000000000000", "{out}");
+    assert_eq!(lines[3], "NoNewPrivs:\t1", "{out}");
+}
+
+#[test]
+fn root_inside_has_only_the_step_capabilities() {
+    let out = ok(sandbox(&[], &["grep", "-E", "^(CapBnd|CapEff|CapAmb|NoNewPrivs|Seccomp):", "/proc/self/status"]));
+    let caps = out.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
+    let bits = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    for (cap, name) in [(21, "CAP_SYS_ADMIN"), (12, "CAP_NET_ADMIN"), (19, "CAP_SYS_PTRACE"), (27, "CAP_MKNOD"), (16, "CAP_SYS_MODULE")] {
+        assert_eq!(bits & (1 << cap), 0, "{name} in the bounding set: {out}");
+    }
+    assert_ne!(bits & 1, 0, "CAP_CHOWN kept: {out}");
+    assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+}
