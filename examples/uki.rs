@@ -12,7 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = hermetic::image::uki::UkiBuilder::default();
     let file = |v: &str| fs_err::read(v.strip_prefix('@').unwrap_or(v));
     for arg in std::env::args().skip(1) {
-        let (k, v) = arg.split_once('=').ok_or(format!("expected --key=value: {arg}"))?;
+        let (k, v) = arg
+            .split_once('=')
+            .ok_or(format!("expected --key=value: {arg}"))?;
         match k {
             "--stub" => stub = Some(v.to_string()),
             "--linux" => b.linux = Some(file(v)?),

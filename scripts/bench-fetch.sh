@@ -52,6 +52,7 @@ Dir::State::status "/dev/null";
 Dir::Cache "$work/apt/cache";
 APT::Architecture "amd64";
 Acquire::Languages "none";
+APT::Sandbox::User "$(id -un)";
 EOF
   export APT_CONFIG="$work/apt/apt.conf"
   t3=$(now)

@@ -268,6 +268,29 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         .iter()
         .filter(|r| !keep.iter().any(|k| k.name == r.name))
         .collect();
+    // Only recipes removed: drop their pins, no network needed.
+    if let Some(old) = &existing
+        && to_resolve.is_empty()
+    {
+        let mut new = Lockfile {
+            suites: old.suites.clone(),
+            recipes: wanted.clone(),
+            ..Default::default()
+        };
+        carry_over(old, &keep, &mut new);
+        new.canonicalize();
+        let written = new.write_if_changed(&path)?;
+        return Ok(LockOutcome {
+            path,
+            written,
+            resolved: Vec::new(),
+            suites: new.suites.clone(),
+            packages: new.packages.len(),
+            sources: new.sources.len(),
+            tarballs: new.tarballs.len(),
+            requests: 0,
+        });
+    }
 
     let a = &project.config.archive;
     let keyring = Keyring::load(&keyring_path(project))?;

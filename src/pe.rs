@@ -242,8 +242,7 @@ impl<'a> PeFile<'a> {
                 checksum: u32_at(data, o + 64).ok_or("CheckSum")?,
                 subsystem: u16_at(data, o + 68).ok_or("Subsystem")?,
                 dll_characteristics: u16_at(data, o + 70).ok_or("DllCharacteristics")?,
-                number_of_rva_and_sizes: u32_at(data, o + nrva_off)
-                    .ok_or("NumberOfRvaAndSizes")?,
+                number_of_rva_and_sizes: u32_at(data, o + nrva_off).ok_or("NumberOfRvaAndSizes")?,
                 data_directory_offset: o + dd_off,
             })
         })()
@@ -578,6 +577,9 @@ mod tests {
         img.truncate(0x408);
         let pe = PeFile::parse(&img, "cert.efi").unwrap();
         let e = pe.authenticode().unwrap_err().to_string();
-        assert!(e.contains("cert.efi") && e.contains("Certificate Table"), "{e}");
+        assert!(
+            e.contains("cert.efi") && e.contains("Certificate Table"),
+            "{e}"
+        );
     }
 }

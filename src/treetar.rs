@@ -61,6 +61,43 @@ pub struct TarOptions {
     /// Write every entry as owned by this uid and gid instead of the tree's owners (for
     /// trees made by an ordinary user that stand for root-owned ones).
     pub owner: Option<(u64, u64)>,
+    /// Translate the tree's host ids into the ids they stand for inside the build sandbox
+    /// (a tree made with subordinate ids). Ignored when [`TarOptions::owner`] is set.
+    pub id_map: Option<IdMap>,
+}
+
+/// How the ids of a tree made in a user namespace map back to the ids inside it: host id
+/// `root` is 0, host ids `start..start + count` are `1..=count`; any other host id was not
+/// mapped inside and is written as 65534 (`nobody`), the overflow id the kernel shows for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub root_uid: u32,
+    pub uid_start: u32,
+    pub root_gid: u32,
+    pub gid_start: u32,
+    pub count: u32,
+}
+
+impl IdMap {
+    fn map(host: u32, root: u32, start: u32, count: u32) -> u32 {
+        if host == root {
+            0
+        } else if host >= start && host - start < count {
+            host - start + 1
+        } else {
+            65534
+        }
+    }
+
+    /// The id inside for host uid `host`.
+    pub fn uid(&self, host: u32) -> u32 {
+        Self::map(host, self.root_uid, self.uid_start, self.count)
+    }
+
+    /// The id inside for host gid `host`.
+    pub fn gid(&self, host: u32) -> u32 {
+        Self::map(host, self.root_gid, self.gid_start, self.count)
+    }
 }
 
 /// What [`write_tree`] wrote.
@@ -334,8 +371,16 @@ pub fn write_tree(
         let mut v = HeaderValues {
             name: &[],
             mode: m.mode() & 0o7777,
-            uid: opts.owner.map_or(u64::from(m.uid()), |o| o.0),
-            gid: opts.owner.map_or(u64::from(m.gid()), |o| o.1),
+            uid: match (opts.owner, opts.id_map) {
+                (Some(o), _) => o.0,
+                (None, Some(map)) => u64::from(map.uid(m.uid())),
+                (None, None) => u64::from(m.uid()),
+            },
+            gid: match (opts.owner, opts.id_map) {
+                (Some(o), _) => o.1,
+                (None, Some(map)) => u64::from(map.gid(m.gid())),
+                (None, None) => u64::from(m.gid()),
+            },
             size: 0,
             mtime,
             typeflag: b'0',
@@ -762,6 +807,28 @@ pub fn compare(
     opts: CompareOptions,
 ) -> Result<Vec<TreeDifference>, TreeTarError> {
     Ok(compare_manifests(&a.manifest()?, &b.manifest()?, opts))
+}
+
+#[cfg(test)]
+mod id_map_tests {
+    use super::IdMap;
+
+    #[test]
+    fn host_ids_map_back_to_sandbox_ids() {
+        let m = IdMap {
+            root_uid: 1000,
+            uid_start: 100000,
+            root_gid: 1000,
+            gid_start: 200000,
+            count: 65535,
+        };
+        assert_eq!(m.uid(1000), 0);
+        assert_eq!(m.uid(100000), 1);
+        assert_eq!(m.uid(100041), 42);
+        assert_eq!(m.gid(200041), 42);
+        assert_eq!(m.uid(100000 + 65535), 65534);
+        assert_eq!(m.uid(0), 65534);
+    }
 }
 
 #[cfg(test)]

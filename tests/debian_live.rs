@@ -35,7 +35,10 @@ fn mirrors() -> (String, String) {
     if let Ok(entries) = fs_err::read_dir(dir) {
         let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
-        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sources")) {
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "sources"))
+        {
             let text = fs_err::read_to_string(f).unwrap();
             for line in text.lines() {
                 if let Some(rest) = line.trim().strip_prefix("URIs:") {
@@ -55,13 +58,21 @@ fn mirrors() -> (String, String) {
             }
         }
     }
-    let uris: Vec<String> = uris.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect();
-    let security = uris.iter().find(|u| u.ends_with("debian-security")).cloned();
+    let uris: Vec<String> = uris
+        .into_iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    let security = uris
+        .iter()
+        .find(|u| u.ends_with("debian-security"))
+        .cloned();
     let main = uris
         .iter()
         .find(|u| !u.ends_with("debian-security"))
         .cloned()
-        .expect("no Debian mirror URI in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list");
+        .expect(
+            "no Debian mirror URI in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list",
+        );
     let security = security.unwrap_or_else(|| format!("{main}-security"));
     (main, security)
 }
@@ -69,7 +80,10 @@ fn mirrors() -> (String, String) {
 /// Downloads and decompresses one `Packages.xz`.
 fn packages(agent: &ureq::Agent, uri: &str, suite: &str) -> String {
     let url = format!("{uri}/dists/{suite}/main/binary-amd64/Packages.xz");
-    let response = agent.get(&url).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+    let response = agent
+        .get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
     let mut text = String::new();
     liblzma::read::XzDecoder::new(response.into_body().into_reader())
         .read_to_string(&mut text)
@@ -162,7 +176,12 @@ impl PrivateApt {
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().ends_with(&suffix))
-            .unwrap_or_else(|| panic!("apt stored no list ending in {suffix} in {}", lists.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "apt stored no list ending in {suffix} in {}",
+                    lists.display()
+                )
+            });
         fs_err::read_to_string(file).unwrap()
     }
 }
@@ -200,7 +219,10 @@ fn base_set_matches_apt() {
         if apt_env.list("trixie") == m && apt_env.list("trixie-security") == s {
             break (m, s);
         }
-        assert!(attempt < 3, "the mirror kept changing while the test downloaded its indexes");
+        assert!(
+            attempt < 3,
+            "the mirror kept changing while the test downloaded its indexes"
+        );
     };
 
     let started = Instant::now();
@@ -212,7 +234,14 @@ fn base_set_matches_apt() {
         .add_packages("trixie-security", &deb822::parse(&security_text).unwrap())
         .unwrap();
     let requests: Vec<String> = BASE.iter().map(|s| s.to_string()).collect();
-    let ours = resolve(&index, &requests, &ResolveOptions { include_essential: true }).unwrap();
+    let ours = resolve(
+        &index,
+        &requests,
+        &ResolveOptions {
+            include_essential: true,
+        },
+    )
+    .unwrap();
     eprintln!(
         "indexed {} packages and resolved {} in {:?}",
         index.len(),
@@ -248,11 +277,17 @@ fn base_set_matches_apt() {
     for para in shown.split("\n\n") {
         let has = |l: &str| para.lines().any(|x| x == l);
         if has("Essential: yes") || has("Priority: required") {
-            let name = para.lines().find_map(|l| l.strip_prefix("Package: ")).unwrap();
+            let name = para
+                .lines()
+                .find_map(|l| l.strip_prefix("Package: "))
+                .unwrap();
             base.push(name.to_string());
         }
     }
-    assert!(base.len() > 10, "apt found only {base:?} as the essential base");
+    assert!(
+        base.len() > 10,
+        "apt found only {base:?} as the essential base"
+    );
 
     let mut install = vec!["install", "-s", "-q", "--no-install-recommends"];
     install.extend(BASE);

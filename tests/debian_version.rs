@@ -51,7 +51,8 @@ fn pair() -> impl Strategy<Value = (String, String)> {
             let b = format!("{a}{s}");
             (a, b)
         }),
-        (version(), suffix(), suffix()).prop_map(|(a, s, t)| (format!("{a}{s}"), format!("{a}{t}"))),
+        (version(), suffix(), suffix())
+            .prop_map(|(a, s, t)| (format!("{a}{s}"), format!("{a}{t}"))),
     ]
 }
 
@@ -111,8 +112,10 @@ fn edge_cases_agree_with_dpkg() {
         if let (Ok(va), Ok(vb)) = (a.parse::<Version>(), b.parse::<Version>()) {
             assert_eq!(va.cmp(&vb), want, "{a} vs {b}");
         } else {
-            let (va, vb): (Version, Version) =
-                (format!("0{a}").parse().unwrap(), format!("0{b}").parse().unwrap());
+            let (va, vb): (Version, Version) = (
+                format!("0{a}").parse().unwrap(),
+                format!("0{b}").parse().unwrap(),
+            );
             assert_eq!(va.cmp(&vb), want, "0{a} vs 0{b}");
         }
         assert_eq!(dpkg_cmp(a, b), want, "dpkg: {a} vs {b}");

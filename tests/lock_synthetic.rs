@@ -193,7 +193,10 @@ fn unsatisfiable_dependency_names_the_chain() {
         &f.key.keyring,
     );
     let stderr = p.fails(&["lock"]);
-    assert!(stderr.contains("cannot resolve recipe `base` (packages)"), "{stderr}");
+    assert!(
+        stderr.contains("cannot resolve recipe `base` (packages)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("broken -> mid"), "{stderr}");
     assert!(stderr.contains("missing (>= 2)"), "{stderr}");
 }
@@ -238,6 +241,14 @@ fn check_reports_disagreement_without_network() {
         libbar.contains("recipes = [\"base\", \"extra\"]"),
         "{libbar}"
     );
+    // Removing a recipe drops its tags without asking the network.
+    fs_err::remove_file(p.path("recipes/extra.toml")).unwrap();
+    let before = f.server.requests();
+    p.ok(&["lock"]);
+    assert_eq!(f.server.requests(), before);
+    let lock = p.lock_text();
+    assert!(!lock.contains("\"extra"), "{lock}");
+    p.ok(&["lock", "--check"]);
 }
 
 #[test]

@@ -11,7 +11,15 @@ use common::*;
 
 #[test]
 fn umask_is_022_whatever_the_host_umask() {
-    let out = sandbox_via_shell("umask 002", &[], &["sh", "-c", "umask; touch /tmp/f; mkdir /tmp/d; stat -c %a /tmp/f /tmp/d"]);
+    let out = sandbox_via_shell(
+        "umask 002",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "umask; touch /tmp/f; mkdir /tmp/d; stat -c %a /tmp/f /tmp/d",
+        ],
+    );
     assert_eq!(ok(out), "0022\n644\n755\n");
 }
 
@@ -19,7 +27,14 @@ fn umask_is_022_whatever_the_host_umask() {
 fn environment_is_exactly_the_declared_and_fixed_variables() {
     let out = sandbox_via_shell(
         "export LEAK=1 TZ=Europe/Paris LANG=fr_FR.UTF-8",
-        &["--env", "FOO=bar", "--env", "PATH=/usr/bin:/bin", "--source-date-epoch", "1700000000"],
+        &[
+            "--env",
+            "FOO=bar",
+            "--env",
+            "PATH=/usr/bin:/bin",
+            "--source-date-epoch",
+            "1700000000",
+        ],
         &["/usr/bin/env"],
     );
     let text = ok(out);
@@ -50,15 +65,25 @@ fn fixed_variables_cannot_be_declared() {
 #[test]
 fn time_zone_and_locale_are_utc_and_c_utf8() {
     let body = "import time, locale\nprint(time.strftime('%Z', time.localtime(0)))\nlocale.setlocale(locale.LC_ALL, '')\nprint(locale.getlocale())\nprint(sys.getfilesystemencoding())";
-    let out = ok(sandbox_via_shell("export TZ=America/New_York", &[], &[PYTHON, "-c", &format!("import sys\n{body}")]));
+    let out = ok(sandbox_via_shell(
+        "export TZ=America/New_York",
+        &[],
+        &[PYTHON, "-c", &format!("import sys\n{body}")],
+    ));
     assert_eq!(out, "UTC\n('C', 'UTF-8')\nutf-8\n");
-    let date = ok(sandbox(&["--source-date-epoch", "0"], &["date", "-d", "@0", "+%H:%M %Z"]));
+    let date = ok(sandbox(
+        &["--source-date-epoch", "0"],
+        &["date", "-d", "@0", "+%H:%M %Z"],
+    ));
     assert_eq!(date, "00:00 UTC\n");
 }
 
 #[test]
 fn host_and_domain_names_are_fixed() {
-    let out = ok(sandbox(&[], &["sh", "-c", "uname -n; cat /proc/sys/kernel/domainname"]));
+    let out = ok(sandbox(
+        &[],
+        &["sh", "-c", "uname -n; cat /proc/sys/kernel/domainname"],
+    ));
     assert_eq!(out, "hermetic\n(none)\n");
     let out = ok(sandbox(&["--hostname", "builder-1"], &["uname", "-n"]));
     assert_eq!(out, "builder-1\n");
@@ -67,18 +92,31 @@ fn host_and_domain_names_are_fixed() {
 #[test]
 fn working_directory_is_fixed() {
     assert_eq!(ok(sandbox(&[], &["pwd"])), "/\n");
-    assert_eq!(ok(sandbox(&["--cwd", "/usr/share"], &["pwd"])), "/usr/share\n");
+    assert_eq!(
+        ok(sandbox(&["--cwd", "/usr/share"], &["pwd"])),
+        "/usr/share\n"
+    );
     let missing = sandbox(&["--cwd", "/nonexistent"], &["pwd"]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("hint: the working directory must exist"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("hint: the working directory must exist"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
 fn exit_codes_come_back() {
-    assert_eq!(sandbox(&[], &["sh", "-c", "exit 42"]).status.code(), Some(42));
+    assert_eq!(
+        sandbox(&[], &["sh", "-c", "exit 42"]).status.code(),
+        Some(42)
+    );
     assert_eq!(sandbox(&[], &["true"]).status.code(), Some(0));
     // Killed by SIGTERM: 128 + 15, as a shell reports it.
-    assert_eq!(sandbox(&[], &["sh", "-c", "kill -TERM $$"]).status.code(), Some(143));
+    assert_eq!(
+        sandbox(&[], &["sh", "-c", "kill -TERM $$"]).status.code(),
+        Some(143)
+    );
     // A command that is not there is a set-up error with a hint.
     let missing = sandbox(&[], &["no-such-command-here"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -90,7 +128,10 @@ fn exit_codes_come_back() {
 fn output_streams_separately_and_to_the_log() {
     let dir = tempdir();
     let log = dir.path().join("step.log");
-    let out = sandbox(&["--log", path_str(&log)], &["sh", "-c", "echo out; echo err >&2; cat; echo after-stdin"]);
+    let out = sandbox(
+        &["--log", path_str(&log)],
+        &["sh", "-c", "echo out; echo err >&2; cat; echo after-stdin"],
+    );
     assert_eq!(stdout(&out), "out\nafter-stdin\n", "stdin is /dev/null");
     assert_eq!(stderr(&out), "err\n");
     let logged = fs_err::read_to_string(&log).unwrap();
@@ -115,13 +156,21 @@ fn host_processes_with(marker: &str) -> Vec<String> {
 
 #[test]
 fn timeout_kills_the_whole_tree() {
-    let marker = format!("{}.{}", 1000 + std::process::id() % 1000, std::process::id());
+    let marker = format!(
+        "{}.{}",
+        1000 + std::process::id() % 1000,
+        std::process::id()
+    );
     let script = format!("sleep {marker} & (sleep {marker} &) ; sleep {marker}");
     let start = Instant::now();
     let out = sandbox(&["--timeout", "1"], &["sh", "-c", &script]);
     let elapsed = start.elapsed();
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
-    assert!(stderr(&out).contains("did not finish within 1 s"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not finish within 1 s"),
+        "{}",
+        stderr(&out)
+    );
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     // The kernel kills the pid namespace when its init dies; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -167,8 +216,16 @@ print('pid', os.getpid() > 1)
 
 #[test]
 fn dev_is_minimal_and_works() {
-    let out = ok(sandbox(&[], &["sh", "-c", "ls /dev; head -c 4 /dev/zero | od -An -tx1; echo x > /dev/null && echo null-ok; head -c 8 /dev/urandom | wc -c"]));
-    let expected_ls = "fd\nfull\nnull\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n";
+    let out = ok(sandbox(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "ls /dev; head -c 4 /dev/zero | od -An -tx1; echo x > /dev/null && echo null-ok; head -c 8 /dev/urandom | wc -c",
+        ],
+    ));
+    let expected_ls =
+        "fd\nfull\nnull\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n";
     assert!(out.starts_with(expected_ls), "{out}");
     assert!(out.contains(" 00 00 00 00\nnull-ok\n8\n"), "{out}");
 }
@@ -176,7 +233,13 @@ fn dev_is_minimal_and_works() {
 #[test]
 fn root_inside_is_the_invoking_user_outside() {
     let out = ok(sandbox(&[], &["sh", "-c", "id -u; cat /proc/self/uid_map"]));
-    let me = if is_root() { 0 } else { std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap() };
+    let me = if is_root() {
+        0
+    } else {
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap()
+    };
     let fields: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fields, ["0", "0", &me.to_string(), "1"], "{out}");
 }
@@ -186,12 +249,23 @@ fn subordinate_ids_let_root_inside_chown_files() {
     let dir = tempdir();
     set_mode(dir.path(), 0o777);
     let out = ok(sandbox(
-        &["--subids", "--rw", &format!("{}:/out", dir.path().display())],
-        &["sh", "-c", "cat /proc/self/uid_map; touch /out/f; chown 100:101 /out/f; stat -c '%u %g' /out/f"],
+        &[
+            "--subids",
+            "--rw",
+            &format!("{}:/out", dir.path().display()),
+        ],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; touch /out/f; chown 100:101 /out/f; stat -c '%u %g' /out/f",
+        ],
     ));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    let second: Vec<u64> = lines[1].split_whitespace().map(|f| f.parse().unwrap()).collect();
+    let second: Vec<u64> = lines[1]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
     assert_eq!((second[0], second[2]), (1, 65535), "{out}");
     assert_eq!(lines[2], "100 101");
     // On the host the file belongs to the subordinate id 100 maps to.
@@ -204,27 +278,57 @@ fn subordinate_ids_let_root_inside_chown_files() {
 fn single_id_mapping_cannot_chown() {
     let out = sandbox(&[], &["sh", "-c", "touch /tmp/f && chown 100 /tmp/f"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Invalid argument"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Invalid argument"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn landlock_status_is_reported_and_can_be_required() {
     let out = sandbox(&["--require-landlock"], &["true"]);
     let abi = fs_err::read_to_string("/sys/kernel/security/lsm").ok();
-    let doctor = Command::new(env!("CARGO_BIN_EXE_hermetic")).args(["doctor", "--json"]).output().unwrap();
+    let doctor = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    let landlock = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "landlock").unwrap().clone();
-    let full = landlock["detail"].as_str().unwrap().contains("fully enforced");
+    let landlock = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "landlock")
+        .unwrap()
+        .clone();
+    let full = landlock["detail"]
+        .as_str()
+        .unwrap()
+        .contains("fully enforced");
     let _ = abi;
     if full {
         assert!(out.status.success(), "{}", stderr(&out));
     } else {
-        assert!(stderr(&out).contains("requires it fully enforced"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("requires it fully enforced"),
+            "{}",
+            stderr(&out)
+        );
     }
-    let json = Command::new(env!("CARGO_BIN_EXE_hermetic")).args(["--json", "sandbox", "run", "--", "true"]).output().unwrap();
+    let json = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["--json", "sandbox", "run", "--", "true"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["status"]["exit_code"], 0);
-    assert_eq!(v["landlock"], if full { "fully-enforced" } else { v["landlock"].as_str().unwrap() });
+    assert_eq!(
+        v["landlock"],
+        if full {
+            "fully-enforced"
+        } else {
+            v["landlock"].as_str().unwrap()
+        }
+    );
 }
 
 #[test]
@@ -236,19 +340,42 @@ fn fixed_output_is_checked_and_removed_on_mismatch() {
     let good = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
     let bad = "0000000000000000000000000000000000000000000000000000000000000000";
     let rw = format!("{}:/out", dir.path().display());
-    let run = |sha: &str| sandbox(&["--rw", &rw, "--net-fixed-output", sha, "--output", path_str(&out_file)], &["sh", "-c", "echo hello > /out/hello.txt"]);
+    let run = |sha: &str| {
+        sandbox(
+            &[
+                "--rw",
+                &rw,
+                "--net-fixed-output",
+                sha,
+                "--output",
+                path_str(&out_file),
+            ],
+            &["sh", "-c", "echo hello > /out/hello.txt"],
+        )
+    };
 
     let wrong = run(bad);
     assert!(!wrong.status.success());
-    assert!(stderr(&wrong).contains("has SHA-256 5891b5b5"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("has SHA-256 5891b5b5"),
+        "{}",
+        stderr(&wrong)
+    );
     assert!(!out_file.exists(), "a mismatching output is removed");
 
     ok(run(good));
     assert_eq!(fs_err::read_to_string(&out_file).unwrap(), "hello\n");
 
     // The output must be beneath a writable mount.
-    let outside = sandbox(&["--net-fixed-output", good, "--output", "/nonexistent/x"], &["true"]);
-    assert!(stderr(&outside).contains("not beneath a writable mount"), "{}", stderr(&outside));
+    let outside = sandbox(
+        &["--net-fixed-output", good, "--output", "/nonexistent/x"],
+        &["true"],
+    );
+    assert!(
+        stderr(&outside).contains("not beneath a writable mount"),
+        "{}",
+        stderr(&outside)
+    );
 }
 
 #[test]
@@ -260,9 +387,18 @@ fn fixed_output_steps_keep_the_host_network() {
     let out_file = dir.path().join("o");
     // sha256("")
     let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    let code = format!("import socket\nsocket.create_connection(('127.0.0.1', {port}), 3)\nopen('/out/o', 'w').close()");
+    let code = format!(
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}), 3)\nopen('/out/o', 'w').close()"
+    );
     let out = sandbox(
-        &["--rw", &format!("{}:/out", dir.path().display()), "--net-fixed-output", empty, "--output", path_str(&out_file)],
+        &[
+            "--rw",
+            &format!("{}:/out", dir.path().display()),
+            "--net-fixed-output",
+            empty,
+            "--output",
+            path_str(&out_file),
+        ],
         &[PYTHON, "-c", &code],
     );
     ok(out);
@@ -275,21 +411,42 @@ fn writable_and_read_only_roots() {
     let dir = tempdir();
     let root = dir.path().join("root");
     fs_err::create_dir_all(root.join("usr")).unwrap();
-    for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
         std::os::unix::fs::symlink(target, root.join(link)).unwrap();
     }
     set_mode(&root, 0o777);
     let out = sandbox(
         &["--writable-root", path_str(&root), "--ro", "/usr:/usr"],
-        &["sh", "-c", "echo made > /made-inside; mkdir -p /var/lib/x; ls /"],
+        &[
+            "sh",
+            "-c",
+            "echo made > /made-inside; mkdir -p /var/lib/x; ls /",
+        ],
     );
     let text = ok(out);
-    assert!(text.contains("made-inside") && text.contains("var"), "{text}");
-    assert_eq!(fs_err::read_to_string(root.join("made-inside")).unwrap(), "made\n");
+    assert!(
+        text.contains("made-inside") && text.contains("var"),
+        "{text}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(root.join("made-inside")).unwrap(),
+        "made\n"
+    );
     assert!(root.join("var/lib/x").is_dir());
 
     // The same tree read-only: nothing can be created at the top or inside.
-    let out = sandbox(&["--root", path_str(&root), "--ro", "/usr:/usr"], &["sh", "-c", "echo x > /new || echo refused; echo y > /var/lib/x/f || echo refused2; cat /made-inside"]);
+    let out = sandbox(
+        &["--root", path_str(&root), "--ro", "/usr:/usr"],
+        &[
+            "sh",
+            "-c",
+            "echo x > /new || echo refused; echo y > /var/lib/x/f || echo refused2; cat /made-inside",
+        ],
+    );
     assert_eq!(ok(out), "refused\nrefused2\nmade\n");
     assert!(!root.join("new").exists() && !root.join("var/lib/x/f").exists());
 }

@@ -32,7 +32,13 @@ fn host_files_outside_the_root_cannot_be_read() {
     assert!(!out.contains("READ "), "{out}");
     // Init's root is not even readable; the step's is the sandbox's own.
     let root_listing: Vec<&str> = out.lines().filter(|l| !l.starts_with("denied")).collect();
-    assert_eq!(root_listing, ["bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"], "{out}");
+    assert_eq!(
+        root_listing,
+        [
+            "bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"
+        ],
+        "{out}"
+    );
 }
 
 #[test]
@@ -51,11 +57,25 @@ fn writes_outside_the_writable_mounts_do_not_reach_the_host() {
          echo x > /usr/pwned6 || echo usr-refused; \
          echo kept > /rw/inside; true"
     );
-    let out = sandbox(&["--rw", &format!("{}:/rw", rw.display()), "--ro", &format!("{}:/ro", ro.display())], &["sh", "-c", &script]);
+    let out = sandbox(
+        &[
+            "--rw",
+            &format!("{}:/rw", rw.display()),
+            "--ro",
+            &format!("{}:/ro", ro.display()),
+        ],
+        &["sh", "-c", &script],
+    );
     let text = ok(out);
-    assert!(text.contains("ro-refused") && text.contains("usr-refused"), "{text}");
+    assert!(
+        text.contains("ro-refused") && text.contains("usr-refused"),
+        "{text}"
+    );
     for n in 1..=6 {
-        assert!(!dir.path().join(format!("pwned{n}")).exists(), "pwned{n} reached the host");
+        assert!(
+            !dir.path().join(format!("pwned{n}")).exists(),
+            "pwned{n} reached the host"
+        );
     }
     assert!(!ro.join("pwned5").exists());
     assert!(!std::path::Path::new("/usr/pwned6").exists());
@@ -88,11 +108,15 @@ fn dotdot_in_bind_sources_and_paths_cannot_climb_out() {
     fs_err::write(dir.path().join("a/b/in-b"), "b\n").unwrap();
     // The source is resolved on the host: `a/b/..` is `a`.
     let src = format!("{}/a/b/..:/data", dir.path().display());
-    let script = "ls /data; cat /data/../secret /data/../../secret /data/../../../secret 2>&1; ls /data/..";
+    let script =
+        "ls /data; cat /data/../secret /data/../../secret /data/../../../secret 2>&1; ls /data/..";
     let out = stdout(&sandbox(&["--ro", &src], &["sh", "-c", script]));
     assert!(out.starts_with("b\n"), "{out}");
     assert!(!out.contains("TOP-SECRET"), "{out}");
-    assert!(out.contains("data\ndev\n"), "/data/.. is the sandbox's root: {out}");
+    assert!(
+        out.contains("data\ndev\n"),
+        "/data/.. is the sandbox's root: {out}"
+    );
 }
 
 #[test]
@@ -119,14 +143,18 @@ print("interfaces", sorted(n for _, n in socket.if_nameindex()))
     assert_eq!(r["host"], "ECONNREFUSED", "{out}");
     assert_eq!(r["own"], "OK", "{out}");
     assert_eq!(r["interfaces"], "['lo']", "{out}");
-    assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
 }
 
 #[test]
 fn host_environment_does_not_leak() {
     let secret = "s3cr3t-HOST-VALUE-4711";
     let mut c = Command::new(env!("CARGO_BIN_EXE_hermetic"));
-    c.env("HERMETIC_TEST_SECRET", secret).args(["sandbox", "run", "--", PYTHON, "-c"]);
+    c.env("HERMETIC_TEST_SECRET", secret)
+        .args(["sandbox", "run", "--", PYTHON, "-c"]);
     c.arg(format!(
         "{PRELUDE}\nimport glob\nprint(dict(os.environ))\n\
          for f in glob.glob('/proc/*/environ'):\n    \
@@ -163,7 +191,10 @@ fn host_processes_cannot_be_signalled_or_traced() {
     if pid > 64 {
         assert_eq!(r["visible"], "False", "{out}");
     }
-    assert!(victim.try_wait().unwrap().is_none(), "the host process was killed");
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the host process was killed"
+    );
     victim.kill().unwrap();
     victim.wait().unwrap();
 }
@@ -195,7 +226,17 @@ fn mount_unshare_setns_are_refused() {
     );
     let out = ok(probe(&[], &body));
     let r = results(&out);
-    for name in ["mount", "umount", "pivot_root", "unshare_user", "unshare_mnt", "unshare_net", "setns", "open_tree", "fsopen"] {
+    for name in [
+        "mount",
+        "umount",
+        "pivot_root",
+        "unshare_user",
+        "unshare_mnt",
+        "unshare_net",
+        "setns",
+        "open_tree",
+        "fsopen",
+    ] {
         assert_eq!(r[name], "EPERM", "{name}: {out}");
     }
     assert_eq!(r["clone3"], "ENOSYS", "{out}");
@@ -242,7 +283,15 @@ fn keyrings_bpf_perf_io_uring_are_refused() {
     );
     let out = ok(probe(&[], &body));
     let r = results(&out);
-    for name in ["keyctl", "add_key", "bpf", "perf_event_open", "io_uring_setup", "userfaultfd", "syslog"] {
+    for name in [
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "io_uring_setup",
+        "userfaultfd",
+        "syslog",
+    ] {
         assert_eq!(r[name], "EPERM", "{name}: {out}");
     }
 }
@@ -279,7 +328,14 @@ fn setuid_binaries_grant_nothing() {
     let script = "stat -c '%a %u' /probe/id; \
                   setpriv --reuid=1000 --regid=1000 --clear-groups /probe/id -u; \
                   setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
-    let out = ok(sandbox(&["--subids", "--ro", &format!("{}:/probe", dir.path().display())], &["sh", "-c", script]));
+    let out = ok(sandbox(
+        &[
+            "--subids",
+            "--ro",
+            &format!("{}:/probe", dir.path().display()),
+        ],
+        &["sh", "-c", script],
+    ));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "4755 0", "the copy is setuid root inside: {out}");
     assert_eq!(lines[1], "1000", "euid stayed 1000: {out}");
@@ -289,12 +345,29 @@ fn setuid_binaries_grant_nothing() {
 
 #[test]
 fn root_inside_has_only_the_step_capabilities() {
-    let out = ok(sandbox(&[], &["grep", "-E", "^(CapBnd|CapEff|CapAmb|NoNewPrivs|Seccomp):", "/proc/self/status"]));
+    let out = ok(sandbox(
+        &[],
+        &[
+            "grep",
+            "-E",
+            "^(CapBnd|CapEff|CapAmb|NoNewPrivs|Seccomp):",
+            "/proc/self/status",
+        ],
+    ));
     let caps = out.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
     let bits = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
-    for (cap, name) in [(21, "CAP_SYS_ADMIN"), (12, "CAP_NET_ADMIN"), (19, "CAP_SYS_PTRACE"), (27, "CAP_MKNOD"), (16, "CAP_SYS_MODULE")] {
+    for (cap, name) in [
+        (21, "CAP_SYS_ADMIN"),
+        (12, "CAP_NET_ADMIN"),
+        (19, "CAP_SYS_PTRACE"),
+        (27, "CAP_MKNOD"),
+        (16, "CAP_SYS_MODULE"),
+    ] {
         assert_eq!(bits & (1 << cap), 0, "{name} in the bounding set: {out}");
     }
     assert_ne!(bits & 1, 0, "CAP_CHOWN kept: {out}");
-    assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"),
+        "{out}"
+    );
 }

@@ -328,7 +328,11 @@ pub fn systemd_measure() -> Command {
     let lib = root.join("usr/lib/x86_64-linux-gnu");
     let mut c = Command::new(lib.join("ld-linux-x86-64.so.2"));
     c.arg("--library-path")
-        .arg(format!("{}:{}", lib.display(), lib.join("systemd").display()))
+        .arg(format!(
+            "{}:{}",
+            lib.display(),
+            lib.join("systemd").display()
+        ))
         .arg(root.join("usr/lib/systemd/systemd-measure"));
     c
 }
@@ -379,7 +383,10 @@ mod support_tests {
             Some("http://m.example/debian")
         );
         let one = "deb [arch=amd64] http://o.example/debian bookworm main\n";
-        assert_eq!(parse_mirror(one).as_deref(), Some("http://o.example/debian"));
+        assert_eq!(
+            parse_mirror(one).as_deref(),
+            Some("http://o.example/debian")
+        );
         assert_eq!(parse_mirror("# nothing\n"), None);
     }
 

@@ -34,7 +34,9 @@ pub struct PreflightError {
 }
 
 fn sysctl(path: &str) -> Option<String> {
-    fs_err::read_to_string(path).ok().map(|s| s.trim().to_string())
+    fs_err::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 const APPARMOR_USERNS: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
@@ -76,11 +78,13 @@ fn probe(f: impl FnOnce() -> i32) -> std::io::Result<i32> {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(125);
             sys::exit_now(code)
         }
-        Forked::Parent(pid) => match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)? {
-            nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
-            nix::sys::wait::WaitStatus::Signaled(_, sig, _) => Ok(128 + sig as i32),
-            _ => Ok(255),
-        },
+        Forked::Parent(pid) => {
+            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)? {
+                nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
+                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => Ok(128 + sig as i32),
+                _ => Ok(255),
+            }
+        }
     }
 }
 
@@ -106,12 +110,23 @@ fn check_userns() -> Check {
     }
     let errno = probe_userns();
     let ok = errno == 0;
-    let result = if ok { "unshare(CLONE_NEWUSER) works".to_string() } else { format!("unshare(CLONE_NEWUSER) fails: {}", nix::errno::Errno::from_raw(errno)) };
+    let result = if ok {
+        "unshare(CLONE_NEWUSER) works".to_string()
+    } else {
+        format!(
+            "unshare(CLONE_NEWUSER) fails: {}",
+            nix::errno::Errno::from_raw(errno)
+        )
+    };
     Check {
         name: "user namespaces",
         ok,
         required: true,
-        detail: if facts.is_empty() { result } else { format!("{result} ({})", facts.join(", ")) },
+        detail: if facts.is_empty() {
+            result
+        } else {
+            format!("{result} ({})", facts.join(", "))
+        },
         hint: (!ok).then(userns_hint),
     }
 }
@@ -131,7 +146,11 @@ fn check_namespaces() -> Check {
             if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_err() {
                 return 2;
             }
-            if nix::sched::unshare(flag).is_err() { 1 } else { 0 }
+            if nix::sched::unshare(flag).is_err() {
+                1
+            } else {
+                0
+            }
         })
         .unwrap_or(3);
         if code != 0 {
@@ -143,7 +162,11 @@ fn check_namespaces() -> Check {
         name: "mount, pid, net, uts, ipc, cgroup namespaces",
         ok,
         required: true,
-        detail: if ok { "all can be created inside a user namespace".into() } else { format!("cannot create: {}", failed.join(", ")) },
+        detail: if ok {
+            "all can be created inside a user namespace".into()
+        } else {
+            format!("cannot create: {}", failed.join(", "))
+        },
         hint: (!ok).then(userns_hint),
     }
 }
@@ -154,8 +177,18 @@ fn check_landlock() -> Check {
             name: "landlock",
             ok: true,
             required: false,
-            detail: format!("ABI {v}{}", if v >= 6 { "; the sandbox's rules are fully enforced" } else { "; the sandbox's rules are partially enforced (ABI 6 for all of them)" }),
-            hint: (v < 6).then(|| "Linux 6.12 or newer enforces every rule (scoped signals and abstract sockets)".into()),
+            detail: format!(
+                "ABI {v}{}",
+                if v >= 6 {
+                    "; the sandbox's rules are fully enforced"
+                } else {
+                    "; the sandbox's rules are partially enforced (ABI 6 for all of them)"
+                }
+            ),
+            hint: (v < 6).then(|| {
+                "Linux 6.12 or newer enforces every rule (scoped signals and abstract sockets)"
+                    .into()
+            }),
         },
         Err(e) => Check {
             name: "landlock",
@@ -163,7 +196,10 @@ fn check_landlock() -> Check {
             required: false,
             detail: format!("unavailable: {e}"),
             hint: Some(match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) => "Landlock is built in but off: add `landlock` to the `lsm=` kernel parameter".into(),
+                Some(libc::EOPNOTSUPP) => {
+                    "Landlock is built in but off: add `landlock` to the `lsm=` kernel parameter"
+                        .into()
+                }
                 _ => "Landlock needs Linux 5.13 or newer; the other walls still hold".into(),
             }),
         },
@@ -173,14 +209,25 @@ fn check_landlock() -> Check {
 fn check_seccomp() -> Check {
     let programs = match crate::seccomp::programs() {
         Ok(p) => p,
-        Err(e) => return Check { name: "seccomp", ok: false, required: true, detail: e.to_string(), hint: None },
+        Err(e) => {
+            return Check {
+                name: "seccomp",
+                ok: false,
+                required: true,
+                detail: e.to_string(),
+                hint: None,
+            };
+        }
     };
     let code = probe(|| {
-        if nix::sys::prctl::set_no_new_privs().is_err() || crate::seccomp::install(&programs).is_err() {
+        if nix::sys::prctl::set_no_new_privs().is_err()
+            || crate::seccomp::install(&programs).is_err()
+        {
             return 1;
         }
         // A refused call answers EPERM; an allowed one still works.
-        let refused = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) == Err(nix::errno::Errno::EPERM);
+        let refused =
+            nix::sched::unshare(CloneFlags::CLONE_NEWUSER) == Err(nix::errno::Errno::EPERM);
         let allowed = nix::unistd::getppid().as_raw() > 0;
         if refused && allowed { 0 } else { 2 }
     })
@@ -190,16 +237,24 @@ fn check_seccomp() -> Check {
         ok: code == 0,
         required: true,
         detail: match code {
-            0 => format!("filters install and refuse ({} calls denied)", crate::seccomp::DENIED.len()),
+            0 => format!(
+                "filters install and refuse ({} calls denied)",
+                crate::seccomp::DENIED.len()
+            ),
             1 => "cannot install a filter".into(),
             _ => "a filter installed but did not refuse".into(),
         },
-        hint: (code != 0).then(|| "the kernel needs CONFIG_SECCOMP_FILTER (every distribution kernel has it)".into()),
+        hint: (code != 0).then(|| {
+            "the kernel needs CONFIG_SECCOMP_FILTER (every distribution kernel has it)".into()
+        }),
     }
 }
 
 fn find_in_path(tool: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.is_file())
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
 }
 
 fn check_uidmap() -> Check {
@@ -209,10 +264,15 @@ fn check_uidmap() -> Check {
         match find_in_path(tool) {
             None => problems.push(format!("{tool} not found")),
             Some(path) => {
-                let mode = fs_err::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0);
+                let mode = fs_err::metadata(&path)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(0);
                 let has_caps = sys::has_file_capabilities(&path);
                 if mode & 0o4000 == 0 && !has_caps {
-                    problems.push(format!("{} is neither setuid nor has file capabilities", path.display()));
+                    problems.push(format!(
+                        "{} is neither setuid nor has file capabilities",
+                        path.display()
+                    ));
                 } else {
                     found.push(path.display().to_string());
                 }
@@ -224,8 +284,14 @@ fn check_uidmap() -> Check {
         name: "newuidmap, newgidmap",
         ok,
         required: true,
-        detail: if ok { found.join(", ") } else { problems.join("; ") },
-        hint: (!ok).then(|| "`sudo apt-get install uidmap` (needed to install packages as several users)".into()),
+        detail: if ok {
+            found.join(", ")
+        } else {
+            problems.join("; ")
+        },
+        hint: (!ok).then(|| {
+            "`sudo apt-get install uidmap` (needed to install packages as several users)".into()
+        }),
     }
 }
 
@@ -245,7 +311,13 @@ fn check_subids() -> Check {
                 Some((d, h)) => (d.to_string(), Some(h.to_string())),
                 None => (text, None),
             };
-            Check { name: "subordinate ids", ok: false, required: true, detail, hint }
+            Check {
+                name: "subordinate ids",
+                ok: false,
+                required: true,
+                detail,
+                hint,
+            }
         }
     }
 }
@@ -260,29 +332,55 @@ fn check_run(name: &'static str, ids: IdMapping) -> Check {
             name,
             ok: true,
             required: true,
-            detail: format!("`true` ran in {} ms, landlock {}", o.duration.as_millis(), o.landlock),
+            detail: format!(
+                "`true` ran in {} ms, landlock {}",
+                o.duration.as_millis(),
+                o.landlock
+            ),
             hint: None,
         },
-        Ok(o) => Check { name, ok: false, required: true, detail: format!("`true` ended with {:?}", o.status), hint: None },
+        Ok(o) => Check {
+            name,
+            ok: false,
+            required: true,
+            detail: format!("`true` ended with {:?}", o.status),
+            hint: None,
+        },
         Err(e) => {
             let text = e.to_string();
             let (detail, hint) = match text.split_once("\nhint: ") {
                 Some((d, h)) => (d.to_string(), Some(h.to_string())),
                 None => (text, None),
             };
-            Check { name, ok: false, required: true, detail, hint }
+            Check {
+                name,
+                ok: false,
+                required: true,
+                detail,
+                hint,
+            }
         }
     }
 }
 
 /// Every check, in the order `hermetic doctor` prints them.
 pub fn doctor() -> Vec<Check> {
-    let mut checks = vec![check_userns(), check_namespaces(), check_seccomp(), check_landlock(), check_uidmap(), check_subids()];
+    let mut checks = vec![
+        check_userns(),
+        check_namespaces(),
+        check_seccomp(),
+        check_landlock(),
+        check_uidmap(),
+        check_subids(),
+    ];
     let basics = checks[..3].iter().all(|c| c.ok);
     if basics {
         checks.push(check_run("sandbox (single id)", IdMapping::SingleUser));
         if checks[4].ok && checks[5].ok {
-            checks.push(check_run("sandbox (subordinate ids)", IdMapping::Subordinate));
+            checks.push(check_run(
+                "sandbox (subordinate ids)",
+                IdMapping::Subordinate,
+            ));
         }
     }
     checks
@@ -295,14 +393,21 @@ pub fn preflight(ids: IdMapping) -> Result<(), PreflightError> {
     if errno != 0 {
         return Err(PreflightError {
             name: "user namespaces",
-            detail: format!("unshare(CLONE_NEWUSER) fails: {}", nix::errno::Errno::from_raw(errno)),
+            detail: format!(
+                "unshare(CLONE_NEWUSER) fails: {}",
+                nix::errno::Errno::from_raw(errno)
+            ),
             hint: Some(userns_hint()),
         });
     }
     if ids == IdMapping::Subordinate {
         for check in [check_uidmap(), check_subids()] {
             if !check.ok {
-                return Err(PreflightError { name: check.name, detail: check.detail, hint: check.hint });
+                return Err(PreflightError {
+                    name: check.name,
+                    detail: check.detail,
+                    hint: check.hint,
+                });
             }
         }
     }
@@ -316,7 +421,11 @@ mod tests {
     #[test]
     fn hints_exist_for_the_common_failures() {
         assert!(hint_for("create user namespace", libc::EPERM).is_some());
-        assert!(hint_for("mount proc", libc::EPERM).unwrap().contains("systempaths=unconfined"));
+        assert!(
+            hint_for("mount proc", libc::EPERM)
+                .unwrap()
+                .contains("systempaths=unconfined")
+        );
         assert!(hint_for("create mount point", libc::EROFS).is_some());
         assert!(hint_for("bind", libc::EINVAL).is_none());
     }
@@ -326,12 +435,22 @@ mod tests {
         // Whatever this host says, the hint text for the AppArmor case is fixed; check that the
         // user-namespace hint always offers an action.
         let hint = userns_hint();
-        assert!(hint.contains("sysctl") || hint.contains("container"), "{hint}");
+        assert!(
+            hint.contains("sysctl") || hint.contains("container"),
+            "{hint}"
+        );
     }
 
     #[test]
     fn preflight_error_ends_with_hint() {
-        let e = PreflightError { name: "user namespaces", detail: "EPERM".into(), hint: Some("do X".into()) };
-        assert_eq!(e.to_string(), "this machine cannot run hermetic's sandbox: user namespaces: EPERM\nhint: do X");
+        let e = PreflightError {
+            name: "user namespaces",
+            detail: "EPERM".into(),
+            hint: Some("do X".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "this machine cannot run hermetic's sandbox: user namespaces: EPERM\nhint: do X"
+        );
     }
 }

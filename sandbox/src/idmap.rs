@@ -31,8 +31,15 @@ impl Invoker {
     pub fn current() -> Invoker {
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
-        let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name);
-        Invoker { uid: uid.as_raw(), gid: gid.as_raw(), name }
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        Invoker {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            name,
+        }
     }
 }
 
@@ -40,17 +47,33 @@ impl Invoker {
 #[derive(Debug, thiserror::Error)]
 pub enum IdMapError {
     #[error("cannot read {path}", path = path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{path} gives {who} no range of {SUBORDINATE_IDS} ids{found}\nhint: run `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}` (pick a range no other user has)",
         path = path.display(),
         found = if *found == 0 { String::new() } else { format!(" (the largest has {found})") }
     )]
-    NoRange { path: PathBuf, who: String, found: u32 },
+    NoRange {
+        path: PathBuf,
+        who: String,
+        found: u32,
+    },
     #[error("cannot run {tool}\nhint: install it with `sudo apt-get install uidmap`")]
-    HelperMissing { tool: &'static str, source: std::io::Error },
-    #[error("{tool} {args} failed: {stderr}\nhint: check that {tool} is setuid root (`ls -l $(command -v {tool})`) and that the ranges in /etc/subuid and /etc/subgid belong to this user")]
-    HelperFailed { tool: &'static str, args: String, stderr: String },
+    HelperMissing {
+        tool: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "{tool} {args} failed: {stderr}\nhint: check that {tool} is setuid root (`ls -l $(command -v {tool})`) and that the ranges in /etc/subuid and /etc/subgid belong to this user"
+    )]
+    HelperFailed {
+        tool: &'static str,
+        args: String,
+        stderr: String,
+    },
 }
 
 /// Finds the first range of at least [`SUBORDINATE_IDS`] ids for `invoker` in the contents of
@@ -63,7 +86,8 @@ pub fn find_range(contents: &str, invoker: &Invoker, own_id: u32) -> Result<SubR
             continue;
         }
         let mut fields = line.split(':');
-        let (Some(who), Some(start), Some(count)) = (fields.next(), fields.next(), fields.next()) else {
+        let (Some(who), Some(start), Some(count)) = (fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
         let is_me = invoker.name.as_deref() == Some(who) || who.parse::<u32>().ok() == Some(own_id);
@@ -93,22 +117,37 @@ fn range_from(path: &Path, invoker: &Invoker, own_id: u32) -> Result<SubRange, I
     let contents = match fs_err::read_to_string(path) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(IdMapError::Read { path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(IdMapError::Read {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
     let who = invoker.name.clone().unwrap_or_else(|| own_id.to_string());
-    find_range(&contents, invoker, own_id)
-        .map_err(|found| IdMapError::NoRange { path: path.to_path_buf(), who, found })
+    find_range(&contents, invoker, own_id).map_err(|found| IdMapError::NoRange {
+        path: path.to_path_buf(),
+        who,
+        found,
+    })
 }
 
 /// The argument list of `newuidmap`/`newgidmap` for process `pid`: root inside is `own`,
 /// 1..=65535 inside come from `range`.
 pub fn helper_args(pid: i32, own: u32, range: SubRange) -> Vec<String> {
-    [pid as u32, 0, own, 1, 1, range.start, SUBORDINATE_IDS - 1].iter().map(u32::to_string).collect()
+    [pid as u32, 0, own, 1, 1, range.start, SUBORDINATE_IDS - 1]
+        .iter()
+        .map(u32::to_string)
+        .collect()
 }
 
 /// Installs the subordinate maps on process `pid` (which has just created its user
 /// namespace) by running `newuidmap` and `newgidmap`.
-pub fn install_subordinate(pid: i32, invoker: &Invoker, ranges: (SubRange, SubRange)) -> Result<(), IdMapError> {
+pub fn install_subordinate(
+    pid: i32,
+    invoker: &Invoker,
+    ranges: (SubRange, SubRange),
+) -> Result<(), IdMapError> {
     run_helper("newuidmap", &helper_args(pid, invoker.uid, ranges.0))?;
     run_helper("newgidmap", &helper_args(pid, invoker.gid, ranges.1))
 }
@@ -133,7 +172,10 @@ fn run_helper(tool: &'static str, args: &[String]) -> Result<(), IdMapError> {
 /// The lines the sandboxed process writes to its own `uid_map` and `gid_map` in
 /// [`IdMapping::SingleUser`] mode.
 pub fn single_user_maps(invoker: &Invoker) -> (String, String) {
-    (format!("0 {} 1\n", invoker.uid), format!("0 {} 1\n", invoker.gid))
+    (
+        format!("0 {} 1\n", invoker.uid),
+        format!("0 {} 1\n", invoker.gid),
+    )
 }
 
 /// A one-line description for reports: which mapping a step got.
@@ -141,7 +183,10 @@ pub fn describe(mapping: IdMapping, invoker: &Invoker) -> String {
     match mapping {
         IdMapping::SingleUser => format!("root inside is uid {} (single id)", invoker.uid),
         IdMapping::Subordinate => {
-            format!("root inside is uid {}, ids 1-65535 from /etc/subuid", invoker.uid)
+            format!(
+                "root inside is uid {}, ids 1-65535 from /etc/subuid",
+                invoker.uid
+            )
         }
     }
 }
@@ -151,15 +196,31 @@ mod tests {
     use super::*;
 
     fn alice() -> Invoker {
-        Invoker { uid: 1000, gid: 1000, name: Some("alice".into()) }
+        Invoker {
+            uid: 1000,
+            gid: 1000,
+            name: Some("alice".into()),
+        }
     }
 
     #[test]
     fn finds_range_by_name_or_id() {
         let file = "bob:100000:65536\n# comment\nalice:200000:1000\nalice:300000:65536\n";
-        assert_eq!(find_range(file, &alice(), 1000), Ok(SubRange { start: 300000, count: 65536 }));
+        assert_eq!(
+            find_range(file, &alice(), 1000),
+            Ok(SubRange {
+                start: 300000,
+                count: 65536
+            })
+        );
         let by_id = "1000:400000:70000\n";
-        assert_eq!(find_range(by_id, &alice(), 1000), Ok(SubRange { start: 400000, count: 70000 }));
+        assert_eq!(
+            find_range(by_id, &alice(), 1000),
+            Ok(SubRange {
+                start: 400000,
+                count: 70000
+            })
+        );
     }
 
     #[test]
@@ -171,15 +232,29 @@ mod tests {
 
     #[test]
     fn helper_arguments_map_root_to_invoker() {
-        let args = helper_args(42, 1000, SubRange { start: 100000, count: 65536 });
+        let args = helper_args(
+            42,
+            1000,
+            SubRange {
+                start: 100000,
+                count: 65536,
+            },
+        );
         assert_eq!(args, ["42", "0", "1000", "1", "1", "100000", "65535"]);
     }
 
     #[test]
     fn missing_range_error_has_hint() {
-        let err = IdMapError::NoRange { path: "/etc/subuid".into(), who: "alice".into(), found: 0 };
+        let err = IdMapError::NoRange {
+            path: "/etc/subuid".into(),
+            who: "alice".into(),
+            found: 0,
+        };
         let text = err.to_string();
-        assert!(text.starts_with("/etc/subuid gives alice no range of 65536 ids\nhint: "), "{text}");
+        assert!(
+            text.starts_with("/etc/subuid gives alice no range of 65536 ids\nhint: "),
+            "{text}"
+        );
         assert!(text.contains("usermod --add-subuids"));
     }
 }

@@ -127,33 +127,66 @@ pub enum SandboxError {
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("cannot open mount source {path}", path = path.display())]
-    Source { path: PathBuf, source: std::io::Error },
+    Source {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot use {path} as the sandbox's root", path = path.display())]
-    Root { path: PathBuf, source: std::io::Error },
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the log {path}", path = path.display())]
-    Log { path: PathBuf, source: std::io::Error },
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot {what}")]
-    Io { what: &'static str, source: std::io::Error },
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("sandbox set-up failed: {stage} {path}: {detail}{hint}", path = if path.is_empty() { "(no path)" } else { path })]
-    Setup { stage: String, path: String, detail: String, hint: String },
+    Setup {
+        stage: String,
+        path: String,
+        detail: String,
+        hint: String,
+    },
     #[error("the sandbox's init ended without reporting the step's status")]
     Died,
-    #[error("landlock is {status}, and the step requires it fully enforced\nhint: Landlock needs Linux 5.13 or newer with `landlock` in the `lsm=` boot parameter; full enforcement of this sandbox's rules needs ABI 6 (Linux 6.12); `hermetic doctor` shows the ABI")]
+    #[error(
+        "landlock is {status}, and the step requires it fully enforced\nhint: Landlock needs Linux 5.13 or newer with `landlock` in the `lsm=` boot parameter; full enforcement of this sandbox's rules needs ABI 6 (Linux 6.12); `hermetic doctor` shows the ABI"
+    )]
     LandlockRequired { status: LandlockStatus },
     #[error("the fixed output {path} is not beneath a writable mount of the step", path = path.display())]
     OutputNotWritable { path: PathBuf },
     #[error("the fixed-output step did not leave a regular file at {path}; nothing was kept", path = path.display())]
     OutputMissing { path: PathBuf },
     #[error("cannot check the fixed output {path}", path = path.display())]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} has SHA-256 {actual}, but the step declared {expected}; the output was removed\nhint: if the new content is expected (an upstream re-release), update the declared hash after checking it", path = path.display())]
-    OutputMismatch { path: PathBuf, expected: String, actual: String },
+    OutputMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl SandboxError {
     fn setup(stage: &str, errno: i32, path: &str, detail: &str) -> SandboxError {
-        let hint = doctor::hint_for(stage, errno).map(|h| format!("\nhint: {h}")).unwrap_or_default();
-        SandboxError::Setup { stage: stage.to_string(), path: path.to_string(), detail: detail.to_string(), hint }
+        let hint = doctor::hint_for(stage, errno)
+            .map(|h| format!("\nhint: {h}"))
+            .unwrap_or_default();
+        SandboxError::Setup {
+            stage: stage.to_string(),
+            path: path.to_string(),
+            detail: detail.to_string(),
+            hint,
+        }
     }
 }
 

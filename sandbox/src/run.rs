@@ -33,7 +33,7 @@ use sha2::Digest as _;
 use crate::idmap::{self, Invoker};
 use crate::setup::{self, Entry, Kind, MountPlan, PlannedMount, RootPlan, Source};
 use crate::step::{IdMapping, Mount, Network, RootSpec, Step};
-use crate::{seccomp, walls, ExitStatus, LandlockStatus, Outcome, SandboxError, Stream};
+use crate::{ExitStatus, LandlockStatus, Outcome, SandboxError, Stream, seccomp, walls};
 
 /// The step, turned into what the children need without further decisions.
 pub(crate) struct Prepared {
@@ -53,13 +53,20 @@ pub(crate) struct Prepared {
 }
 
 fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SandboxError> {
-    CString::new(s.as_ref()).map_err(|_| SandboxError::Step(crate::step::StepError::Nul { what: what.to_string() }))
+    CString::new(s.as_ref()).map_err(|_| {
+        SandboxError::Step(crate::step::StepError::Nul {
+            what: what.to_string(),
+        })
+    })
 }
 
 /// Resolves a host source path (symlinks and `..` included) and says what it is. The
 /// sandbox's init opens the result, with `O_NOFOLLOW`, in its own mount namespace.
 fn resolve_source(path: &Path) -> Result<(Source, Kind), SandboxError> {
-    let err = |source| SandboxError::Source { path: path.to_path_buf(), source };
+    let err = |source| SandboxError::Source {
+        path: path.to_path_buf(),
+        source,
+    };
     let real = fs_err::canonicalize(path).map_err(err)?;
     let meta = fs_err::metadata(&real).map_err(err)?;
     let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
@@ -68,8 +75,15 @@ fn resolve_source(path: &Path) -> Result<(Source, Kind), SandboxError> {
 
 /// The entries of a read-only root tree (`/dev`, `/proc` and `/tmp` are the sandbox's own).
 fn tree_entries(dir: &Path) -> Result<Vec<Entry>, SandboxError> {
-    let err = |source| SandboxError::Root { path: dir.to_path_buf(), source };
-    let mut names: Vec<_> = fs_err::read_dir(dir).map_err(err)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>().map_err(err)?;
+    let err = |source| SandboxError::Root {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<_> = fs_err::read_dir(dir)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
     names.sort();
     let mut entries = Vec::new();
     for name in names {
@@ -96,12 +110,22 @@ fn host_usr_entries() -> Result<Vec<Entry>, SandboxError> {
         let path = Path::new("/").join(name);
         match fs_err::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => {
-                let target = fs_err::read_link(&path).map_err(|source| SandboxError::Root { path: path.clone(), source })?;
-                entries.push(Entry::Symlink { name: name.into(), target });
+                let target = fs_err::read_link(&path).map_err(|source| SandboxError::Root {
+                    path: path.clone(),
+                    source,
+                })?;
+                entries.push(Entry::Symlink {
+                    name: name.into(),
+                    target,
+                });
             }
             Ok(m) if m.is_dir() => {
                 let (src, kind) = resolve_source(&path)?;
-                entries.push(Entry::Bind { name: name.into(), src, kind });
+                entries.push(Entry::Bind {
+                    name: name.into(),
+                    src,
+                    kind,
+                });
             }
             _ => {}
         }
@@ -122,18 +146,29 @@ fn writable_host_paths(step: &Step) -> Vec<PathBuf> {
     if let RootSpec::Writable(dir) = &step.root {
         out.push(dir.clone());
     }
-    out.into_iter().filter_map(|p| fs_err::canonicalize(p).ok()).collect()
+    out.into_iter()
+        .filter_map(|p| fs_err::canonicalize(p).ok())
+        .collect()
 }
 
 pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, SandboxError> {
     step.validate()?;
     let root = match &step.root {
-        RootSpec::HostUsr => RootPlan::Tmpfs { entries: host_usr_entries()?, etc: true },
-        RootSpec::ReadOnly(dir) => RootPlan::Tmpfs { entries: tree_entries(dir)?, etc: false },
+        RootSpec::HostUsr => RootPlan::Tmpfs {
+            entries: host_usr_entries()?,
+            etc: true,
+        },
+        RootSpec::ReadOnly(dir) => RootPlan::Tmpfs {
+            entries: tree_entries(dir)?,
+            etc: false,
+        },
         RootSpec::Writable(dir) => {
             let (src, kind) = resolve_source(dir)?;
             if kind != Kind::Dir {
-                return Err(SandboxError::Root { path: dir.clone(), source: std::io::Error::from_raw_os_error(libc::ENOTDIR) });
+                return Err(SandboxError::Root {
+                    path: dir.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                });
             }
             RootPlan::Writable(src)
         }
@@ -144,15 +179,22 @@ pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, Sandbox
             Mount::ReadOnly { src, .. } | Mount::Writable { src, .. } => Some(resolve_source(src)?),
             Mount::Tmpfs { .. } => None,
         };
-        mounts.push(PlannedMount { src, dst: m.dst().to_path_buf(), writable: m.writable() });
+        mounts.push(PlannedMount {
+            src,
+            dst: m.dst().to_path_buf(),
+            writable: m.writable(),
+        });
     }
     mounts.sort_by_key(|m| m.dst.components().count());
 
     if let Network::FixedOutput { output, .. } = &step.network {
         let parent = output.parent().and_then(|p| fs_err::canonicalize(p).ok());
-        let inside = parent.is_some_and(|p| writable_host_paths(step).iter().any(|w| p.starts_with(w)));
+        let inside =
+            parent.is_some_and(|p| writable_host_paths(step).iter().any(|w| p.starts_with(w)));
         if !inside {
-            return Err(SandboxError::OutputNotWritable { path: output.clone() });
+            return Err(SandboxError::OutputNotWritable {
+                path: output.clone(),
+            });
         }
     }
 
@@ -163,15 +205,27 @@ pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, Sandbox
         new_net: matches!(step.network, Network::None),
     };
     let env = step.environment();
-    let envp = env.iter().map(|(k, v)| cstring(format!("{k}={v}"), "environment")).collect::<Result<_, _>>()?;
-    let argv: Vec<CString> = step.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}"), "environment"))
+        .collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = step
+        .argv
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<_, _>>()?;
     let exec_candidates = if step.argv[0].contains('/') {
         vec![argv[0].clone()]
     } else {
         env["PATH"]
             .split(':')
             .filter(|d| d.starts_with('/'))
-            .map(|d| cstring(format!("{}/{}", d.trim_end_matches('/'), step.argv[0]), "PATH"))
+            .map(|d| {
+                cstring(
+                    format!("{}/{}", d.trim_end_matches('/'), step.argv[0]),
+                    "PATH",
+                )
+            })
             .collect::<Result<_, _>>()?
     };
     let mut namespaces = CloneFlags::CLONE_NEWNS
@@ -210,7 +264,10 @@ struct ChildIo {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io { what: "create a pipe", source: e.into() })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io {
+        what: "create a pipe",
+        source: e.into(),
+    })
 }
 
 /// A failure inside the sandbox, on its way to the caller.
@@ -233,7 +290,12 @@ impl ChildError {
     }
 
     fn other(stage: &'static str, detail: impl std::fmt::Display) -> ChildError {
-        ChildError { stage, path: String::new(), errno: 0, detail: detail.to_string() }
+        ChildError {
+            stage,
+            path: String::new(),
+            errno: 0,
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -247,11 +309,23 @@ fn send(io: &ChildIo, line: &str) {
 
 fn send_error(io: &ChildIo, e: &ChildError) {
     let clean = |s: &str| s.replace(['\t', '\n'], " ");
-    send(io, &format!("E {}\t{}\t{}\t{}", e.stage, e.errno, clean(&e.path), clean(&e.detail)));
+    send(
+        io,
+        &format!(
+            "E {}\t{}\t{}\t{}",
+            e.stage,
+            e.errno,
+            clean(&e.path),
+            clean(&e.detail)
+        ),
+    );
 }
 
 /// Runs one step; see [`crate::run_with`].
-pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Result<Outcome, SandboxError> {
+pub(crate) fn run_with(
+    step: &Step,
+    sink: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<Outcome, SandboxError> {
     let invoker = Invoker::current();
     let ranges = match step.ids {
         IdMapping::Subordinate => Some(idmap::subordinate_ranges(&invoker)?),
@@ -260,7 +334,10 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
     let prepared = prepare(step, invoker.clone())?;
     let mut log = match &step.log {
         Some(path) => Some(
-            fs_err::File::create(path).map_err(|source| SandboxError::Log { path: path.clone(), source })?,
+            fs_err::File::create(path).map_err(|source| SandboxError::Log {
+                path: path.clone(),
+                source,
+            })?,
         ),
         None => None,
     };
@@ -277,7 +354,10 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
     };
 
     let start = Instant::now();
-    let child = crate::sys::fork().map_err(|source| SandboxError::Io { what: "fork", source })?;
+    let child = crate::sys::fork().map_err(|source| SandboxError::Io {
+        what: "fork",
+        source,
+    })?;
     let outer = match child {
         crate::sys::Forked::Child => {
             // The caller's ends of the pipes are not ours.
@@ -295,7 +375,8 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
                     r
                 }),
             };
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| outer(&prepared, &io)));
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| outer(&prepared, &io)));
             crate::sys::exit_now(match code {
                 Ok(Ok(code)) => code,
                 Ok(Err(e)) => {
@@ -316,7 +397,11 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
         let mut byte = [0u8];
         let ready = matches!(nix::unistd::read(up_r.as_fd(), &mut byte), Ok(1));
         if ready {
-            if let Err(e) = idmap::install_subordinate(outer.as_raw(), &invoker, ranges.expect("subordinate ranges")) {
+            if let Err(e) = idmap::install_subordinate(
+                outer.as_raw(),
+                &invoker,
+                ranges.expect("subordinate ranges"),
+            ) {
                 let _ = nix::sys::signal::kill(outer, Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(outer, None);
                 return Err(e.into());
@@ -336,19 +421,35 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
         let wait = match deadline {
             Some(d) if !timed_out => {
                 let left = d.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1).unwrap_or(PollTimeout::NONE)
+                PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                    .unwrap_or(PollTimeout::NONE)
             }
             _ => PollTimeout::NONE,
         };
-        let mut fds: Vec<PollFd> = open.iter().flatten().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .flatten()
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
         match nix::poll::poll(&mut fds, wait) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(SandboxError::Io { what: "poll the step's output", source: e.into() }),
+            Err(e) => {
+                return Err(SandboxError::Io {
+                    what: "poll the step's output",
+                    source: e.into(),
+                });
+            }
         }
-        let ready: Vec<bool> = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         let mut k = 0;
-        for (slot, which) in open.iter_mut().zip([Some(Stream::Stdout), Some(Stream::Stderr), None]) {
+        for (slot, which) in open
+            .iter_mut()
+            .zip([Some(Stream::Stdout), Some(Stream::Stderr), None])
+        {
             let Some(fd) = slot else { continue };
             let is_ready = ready[k];
             k += 1;
@@ -361,16 +462,22 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
                     Some(stream) => {
                         sink(stream, &buf[..n]);
                         if let Some(log) = log.as_mut() {
-                            log.write_all(&buf[..n]).map_err(|source| SandboxError::Log {
-                                path: step.log.clone().unwrap_or_default(),
-                                source,
-                            })?;
+                            log.write_all(&buf[..n])
+                                .map_err(|source| SandboxError::Log {
+                                    path: step.log.clone().unwrap_or_default(),
+                                    source,
+                                })?;
                         }
                     }
                     None => records.extend_from_slice(&buf[..n]),
                 },
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(SandboxError::Io { what: "read the step's output", source: e.into() }),
+                Err(e) => {
+                    return Err(SandboxError::Io {
+                        what: "read the step's output",
+                        source: e.into(),
+                    });
+                }
             }
         }
         if let Some(d) = deadline
@@ -391,8 +498,18 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
     for line in String::from_utf8_lossy(&records).lines() {
         if let Some(rest) = line.strip_prefix("E ") {
             let mut f = rest.splitn(4, '\t');
-            let (stage, errno, path, detail) = (f.next().unwrap_or(""), f.next().unwrap_or("0"), f.next().unwrap_or(""), f.next().unwrap_or(""));
-            return Err(SandboxError::setup(stage, errno.parse().unwrap_or(0), path, detail));
+            let (stage, errno, path, detail) = (
+                f.next().unwrap_or(""),
+                f.next().unwrap_or("0"),
+                f.next().unwrap_or(""),
+                f.next().unwrap_or(""),
+            );
+            return Err(SandboxError::setup(
+                stage,
+                errno.parse().unwrap_or(0),
+                path,
+                detail,
+            ));
         } else if let Some(rest) = line.strip_prefix("L ") {
             landlock = LandlockStatus::parse(rest);
         } else if let Some(code) = line.strip_prefix("X ") {
@@ -409,7 +526,11 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
     if step.require_landlock && landlock != LandlockStatus::FullyEnforced {
         return Err(SandboxError::LandlockRequired { status: landlock });
     }
-    let outcome = Outcome { status, landlock, duration };
+    let outcome = Outcome {
+        status,
+        landlock,
+        duration,
+    };
 
     if let Network::FixedOutput { output, sha256 } = &step.network {
         check_fixed_output(output, sha256, outcome.success())?;
@@ -419,28 +540,50 @@ pub(crate) fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Resu
 
 /// The definition of a fixed output: `output` must be a regular file (not a symlink) whose
 /// bytes hash to `expected` with SHA-256. Anything else removes it.
-fn check_fixed_output(output: &Path, expected: &str, step_succeeded: bool) -> Result<(), SandboxError> {
+fn check_fixed_output(
+    output: &Path,
+    expected: &str,
+    step_succeeded: bool,
+) -> Result<(), SandboxError> {
     let remove = || match fs_err::symlink_metadata(output) {
         Ok(m) if m.is_dir() => fs_err::remove_dir_all(output),
         Ok(_) => fs_err::remove_file(output),
         Err(_) => Ok(()),
     };
     if !step_succeeded {
-        remove().map_err(|source| SandboxError::Output { path: output.to_path_buf(), source })?;
+        remove().map_err(|source| SandboxError::Output {
+            path: output.to_path_buf(),
+            source,
+        })?;
         return Ok(());
     }
     let meta = fs_err::symlink_metadata(output);
     if !meta.as_ref().is_ok_and(|m| m.is_file()) {
         let _ = remove();
-        return Err(SandboxError::OutputMissing { path: output.to_path_buf() });
+        return Err(SandboxError::OutputMissing {
+            path: output.to_path_buf(),
+        });
     }
-    let mut file = fs_err::File::open(output).map_err(|source| SandboxError::Output { path: output.to_path_buf(), source })?;
+    let mut file = fs_err::File::open(output).map_err(|source| SandboxError::Output {
+        path: output.to_path_buf(),
+        source,
+    })?;
     let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|source| SandboxError::Output { path: output.to_path_buf(), source })?;
+    std::io::copy(&mut file, &mut hasher).map_err(|source| SandboxError::Output {
+        path: output.to_path_buf(),
+        source,
+    })?;
     let actual = hex::encode(hasher.finalize());
     if actual != expected {
-        remove().map_err(|source| SandboxError::Output { path: output.to_path_buf(), source })?;
-        return Err(SandboxError::OutputMismatch { path: output.to_path_buf(), expected: expected.to_string(), actual });
+        remove().map_err(|source| SandboxError::Output {
+            path: output.to_path_buf(),
+            source,
+        })?;
+        return Err(SandboxError::OutputMismatch {
+            path: output.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -451,13 +594,15 @@ fn check_fixed_output(output: &Path, expected: &str, step_succeeded: bool) -> Re
 /// The outer process: ids → namespaces → fork init; then waits for init and exits with it.
 fn outer(p: &Prepared, io: &ChildIo) -> Result<i32, ChildError> {
     // Die with the caller, and make sure it did not die before this was set.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::io("set parent-death signal", "", e))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| ChildError::io("set parent-death signal", "", e))?;
     if nix::unistd::getppid() != p.parent_pid {
         return Ok(127);
     }
 
     // Ids: a new user namespace, in which root is the invoking user.
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ChildError::io("create user namespace", "", e))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| ChildError::io("create user namespace", "", e))?;
     match p.ids {
         IdMapping::SingleUser => {
             let (uid_map, gid_map) = idmap::single_user_maps(&p.invoker);
@@ -473,28 +618,33 @@ fn outer(p: &Prepared, io: &ChildIo) -> Result<i32, ChildError> {
             let (Some(up), Some(down)) = (&io.to_parent, &io.from_parent) else {
                 return Err(ChildError::other("synchronise id mapping", "missing pipe"));
             };
-            nix::unistd::write(up.as_fd(), b"1").map_err(|e| ChildError::io("signal the caller", "", e))?;
+            nix::unistd::write(up.as_fd(), b"1")
+                .map_err(|e| ChildError::io("signal the caller", "", e))?;
             let mut byte = [0u8];
             if !matches!(nix::unistd::read(down.as_fd(), &mut byte), Ok(1)) {
                 // The caller reported the failure itself.
                 return Ok(127);
             }
             // Host supplementary groups mean nothing inside; drop them.
-            nix::unistd::setgroups(&[]).map_err(|e| ChildError::io("drop supplementary groups", "", e))?;
+            nix::unistd::setgroups(&[])
+                .map_err(|e| ChildError::io("drop supplementary groups", "", e))?;
         }
     }
     let root = nix::unistd::Uid::from_raw(0);
     let root_gid = nix::unistd::Gid::from_raw(0);
-    nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(|e| ChildError::io("become root group", "", e))?;
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .map_err(|e| ChildError::io("become root group", "", e))?;
     nix::unistd::setresuid(root, root, root).map_err(|e| ChildError::io("become root", "", e))?;
 
     // The other namespaces; the next child is pid 1 of the new pid namespace.
     nix::sched::unshare(p.namespaces).map_err(|e| ChildError::io("create namespaces", "", e))?;
-    let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ChildError::io("create a pipe", "", e))?;
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ChildError::io("create a pipe", "", e))?;
     match crate::sys::fork().map_err(|e| ChildError::io("fork init", "", e))? {
         crate::sys::Forked::Child => {
             drop(alive_w);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(p, io, alive_r)));
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(p, io, alive_r)));
             crate::sys::exit_now(match code {
                 Ok(Ok(code)) => code,
                 Ok(Err(e)) => {
@@ -517,12 +667,19 @@ fn outer(p: &Prepared, io: &ChildIo) -> Result<i32, ChildError> {
 }
 
 /// Signals init passes on to the step.
-const FORWARDED: [Signal; 6] =
-    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 /// Pid 1: mounts → pivot_root → /proc → names, then fork the step and be its init.
 fn init(p: &Prepared, io: &ChildIo, alive: OwnedFd) -> Result<i32, ChildError> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::io("set parent-death signal", "", e))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| ChildError::io("set parent-death signal", "", e))?;
     let mut poll = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
     if nix::poll::poll(&mut poll, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         return Ok(127); // outer is already gone
@@ -540,12 +697,15 @@ fn init(p: &Prepared, io: &ChildIo, alive: OwnedFd) -> Result<i32, ChildError> {
     for s in FORWARDED {
         handled.add(s);
     }
-    handled.thread_block().map_err(|e| ChildError::io("block signals", "", e))?;
+    handled
+        .thread_block()
+        .map_err(|e| ChildError::io("block signals", "", e))?;
 
     let step = match crate::sys::fork().map_err(|e| ChildError::io("fork the step", "", e))? {
         crate::sys::Forked::Child => {
             drop(alive);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec_step(p, io)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec_step(p, io)));
             if let Ok(Err(e)) = result {
                 send_error(io, &e);
             }
@@ -556,7 +716,9 @@ fn init(p: &Prepared, io: &ChildIo, alive: OwnedFd) -> Result<i32, ChildError> {
     // Reap every child; pass signals on; end when the step has ended (the kernel then kills
     // whatever it left behind).
     loop {
-        let sig = handled.wait().map_err(|e| ChildError::io("wait for signals", "", e))?;
+        let sig = handled
+            .wait()
+            .map_err(|e| ChildError::io("wait for signals", "", e))?;
         if sig != Signal::SIGCHLD {
             let _ = nix::sys::signal::kill(Pid::from_raw(-step.as_raw()), sig);
             continue;
@@ -581,12 +743,15 @@ fn init(p: &Prepared, io: &ChildIo, alive: OwnedFd) -> Result<i32, ChildError> {
 /// The step: drop privileges → no_new_privs → landlock → seccomp → exec.
 fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     // A clean signal state and a session of its own (no controlling terminal).
-    SigSet::all().thread_unblock().map_err(|e| ChildError::io("unblock signals", "", e))?;
+    SigSet::all()
+        .thread_unblock()
+        .map_err(|e| ChildError::io("unblock signals", "", e))?;
     crate::sys::reset_signal_dispositions().map_err(|e| ChildError::io("reset signals", "", e))?;
     nix::unistd::setsid().map_err(|e| ChildError::io("create session", "", e))?;
 
     // Standard input is /dev/null; output goes to the caller's pipes.
-    let null = fs_err::File::open("/dev/null").map_err(|e| ChildError::io("open", "/dev/null", e))?;
+    let null =
+        fs_err::File::open("/dev/null").map_err(|e| ChildError::io("open", "/dev/null", e))?;
     nix::unistd::dup2_stdin(&null).map_err(|e| ChildError::io("redirect stdin", "/dev/null", e))?;
     nix::unistd::dup2_stdout(&io.stdout).map_err(|e| ChildError::io("redirect stdout", "", e))?;
     nix::unistd::dup2_stderr(&io.stderr).map_err(|e| ChildError::io("redirect stderr", "", e))?;
@@ -596,7 +761,8 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     nix::unistd::chdir(&p.cwd).map_err(|e| ChildError::io("change directory to", &p.cwd, e))?;
 
     // Drop privileges: root inside keeps only the step's capabilities.
-    walls::drop_capabilities(&p.keep_caps).map_err(|e| ChildError::other("drop capabilities", e))?;
+    walls::drop_capabilities(&p.keep_caps)
+        .map_err(|e| ChildError::other("drop capabilities", e))?;
 
     // no_new_privs: no setuid bit or file capability can raise privileges again. (Needed
     // before landlock and seccomp, which an unprivileged process may only install with it.)
@@ -616,14 +782,25 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     let mut last = nix::errno::Errno::ENOENT;
     for candidate in &p.exec_candidates {
         let Err(e) = nix::unistd::execve(candidate, &p.argv, &p.envp);
-        if !matches!(e, nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::EACCES) {
-            return Err(ChildError::io("execute", candidate.to_string_lossy().as_ref(), e));
+        if !matches!(
+            e,
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::EACCES
+        ) {
+            return Err(ChildError::io(
+                "execute",
+                candidate.to_string_lossy().as_ref(),
+                e,
+            ));
         }
         if last == nix::errno::Errno::ENOENT {
             last = e;
         }
     }
-    Err(ChildError::io("execute", p.argv[0].to_string_lossy().as_ref(), last))
+    Err(ChildError::io(
+        "execute",
+        p.argv[0].to_string_lossy().as_ref(),
+        last,
+    ))
 }
 
 /// The build executor runs steps from worker threads.

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// Errors building the filter (a bug, not a property of the host).
@@ -164,7 +164,12 @@ fn flag_rules(arg: u8, flags: &[(u64, &str)]) -> Result<Vec<SeccompRule>, Seccom
     flags
         .iter()
         .map(|&(flag, _)| {
-            let cond = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)?;
+            let cond = SeccompCondition::new(
+                arg,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )?;
             Ok(SeccompRule::new(vec![cond])?)
         })
         .collect()
@@ -173,9 +178,13 @@ fn flag_rules(arg: u8, flags: &[(u64, &str)]) -> Result<Vec<SeccompRule>, Seccom
 /// The compiled programs, in the order they are installed.
 pub fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
     let arch = arch()?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|d| (d.nr, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|d| (d.nr, Vec::new())).collect();
     rules.insert(libc::SYS_unshare, flag_rules(0, &NAMESPACE_FLAGS)?);
-    rules.insert(libc::SYS_clone, flag_rules(clone_flags_arg(), &NAMESPACE_FLAGS[..7])?);
+    rules.insert(
+        libc::SYS_clone,
+        flag_rules(clone_flags_arg(), &NAMESPACE_FLAGS[..7])?,
+    );
     let ioctl_rules = DENIED_IOCTLS
         .iter()
         .map(|&req| {
@@ -184,7 +193,12 @@ pub fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
         })
         .collect::<Result<Vec<_>, SeccompError>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
-    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
 
     let clone3 = SeccompFilter::new(
         [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
@@ -217,11 +231,31 @@ fn no_x32() -> BpfProgram {
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     vec![
         // A = seccomp_data.nr (offset 0)
-        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 },
+        sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
         // if A >= X32_SYSCALL_BIT: next, else skip one
-        sock_filter { code: BPF_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
-        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ERRNO | libc::ENOSYS as u32 },
-        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ALLOW },
+        sock_filter {
+            code: BPF_JGE_K,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        },
+        sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ALLOW,
+        },
     ]
 }
 
@@ -250,7 +284,11 @@ mod tests {
         nrs.dedup();
         assert_eq!(nrs.len(), DENIED.len());
         assert!(DENIED.iter().all(|d| !d.why.is_empty()));
-        assert!(DENIED.iter().any(|d| d.name == "ptrace" && d.nr == libc::SYS_ptrace));
+        assert!(
+            DENIED
+                .iter()
+                .any(|d| d.name == "ptrace" && d.nr == libc::SYS_ptrace)
+        );
     }
 
     #[test]
@@ -269,13 +307,19 @@ mod tests {
                 let ok = nix::sys::prctl::set_no_new_privs().is_ok()
                     && install(&progs).is_ok()
                     && nix::unistd::getpid().as_raw() > 0
-                    && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) == Err(nix::errno::Errno::EPERM)
-                    && nix::sys::ptrace::attach(nix::unistd::getppid()) == Err(nix::errno::Errno::EPERM);
+                    && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+                        == Err(nix::errno::Errno::EPERM)
+                    && nix::sys::ptrace::attach(nix::unistd::getppid())
+                        == Err(nix::errno::Errno::EPERM);
                 crate::sys::exit_now(if ok { 0 } else { 1 });
             }
             crate::sys::Forked::Parent(pid) => {
-                let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0));
+                let status =
+                    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0)
+                );
             }
         }
     }

@@ -44,8 +44,15 @@ pub(crate) enum Kind {
 /// One top-level entry of a read-only root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
-    Bind { name: OsString, src: Source, kind: Kind },
-    Symlink { name: OsString, target: PathBuf },
+    Bind {
+        name: OsString,
+        src: Source,
+        kind: Kind,
+    },
+    Symlink {
+        name: OsString,
+        target: PathBuf,
+    },
 }
 
 /// What becomes `/`.
@@ -85,7 +92,12 @@ impl MountPlan {
         if matches!(self.root, RootPlan::Writable(_)) {
             out.push(PathBuf::from("/"));
         }
-        out.extend(self.mounts.iter().filter(|m| m.writable).map(|m| m.dst.clone()));
+        out.extend(
+            self.mounts
+                .iter()
+                .filter(|m| m.writable)
+                .map(|m| m.dst.clone()),
+        );
         out
     }
 }
@@ -102,7 +114,13 @@ pub(crate) trait Ops {
     fn bind(&mut self, src: &Source, dst: &Path) -> io::Result<()>;
     /// Adds nosuid (and nodev unless `devices`) and, if `readonly`, rdonly to the mount at
     /// `dst`, and with `recursive` to every mount below it.
-    fn restrict(&mut self, dst: &Path, readonly: bool, recursive: bool, devices: bool) -> io::Result<()>;
+    fn restrict(
+        &mut self,
+        dst: &Path,
+        readonly: bool,
+        recursive: bool,
+        devices: bool,
+    ) -> io::Result<()>;
     fn devpts(&mut self, dst: &Path) -> io::Result<()>;
     fn proc(&mut self, dst: &Path) -> io::Result<()>;
     /// `lstat`: what is at `path`, if anything.
@@ -127,7 +145,11 @@ pub(crate) struct SetupError {
 }
 
 fn at<'a>(stage: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SetupError + 'a {
-    move |source| SetupError { stage, path: path.to_path_buf(), source }
+    move |source| SetupError {
+        stage,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `dst` (absolute, inside) under the staging directory.
@@ -155,7 +177,11 @@ fn mount_point(ops: &mut impl Ops, dst: &Path, kind: Kind) -> Result<(), SetupEr
                 });
             }
             Some(found) if (found == Kind::Dir) != (want == Kind::Dir) => {
-                let errno = if want == Kind::Dir { libc::ENOTDIR } else { libc::EISDIR };
+                let errno = if want == Kind::Dir {
+                    libc::ENOTDIR
+                } else {
+                    libc::EISDIR
+                };
                 return Err(SetupError {
                     stage: "mount point has the wrong type",
                     path: dst.to_path_buf(),
@@ -163,8 +189,12 @@ fn mount_point(ops: &mut impl Ops, dst: &Path, kind: Kind) -> Result<(), SetupEr
                 });
             }
             Some(_) => {}
-            None if want == Kind::Dir => ops.mkdir(&path, 0o755).map_err(at("create mount point", &target))?,
-            None => ops.touch(&path).map_err(at("create mount point", &target))?,
+            None if want == Kind::Dir => ops
+                .mkdir(&path, 0o755)
+                .map_err(at("create mount point", &target))?,
+            None => ops
+                .touch(&path)
+                .map_err(at("create mount point", &target))?,
         }
     }
     Ok(())
@@ -179,12 +209,15 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
     let root = Path::new("/");
 
     // Nothing we mount may show up on the host.
-    ops.make_private().map_err(at("make mounts private", root))?;
+    ops.make_private()
+        .map_err(at("make mounts private", root))?;
 
     // Every source as a descriptor, before the staging directory is covered.
     let mut open = |src: &Source| -> Result<Source, SetupError> {
         match src {
-            Source::Host(path) => Ok(Source::Fd(ops.open(path).map_err(at("open mount source", path))?)),
+            Source::Host(path) => Ok(Source::Fd(
+                ops.open(path).map_err(at("open mount source", path))?,
+            )),
             Source::Fd(fd) => Ok(Source::Fd(*fd)),
         }
     };
@@ -193,11 +226,18 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
             let mut opened = Vec::new();
             for e in entries {
                 opened.push(match e {
-                    Entry::Bind { name, src, kind } => Entry::Bind { name: name.clone(), src: open(src)?, kind: *kind },
+                    Entry::Bind { name, src, kind } => Entry::Bind {
+                        name: name.clone(),
+                        src: open(src)?,
+                        kind: *kind,
+                    },
                     link => link.clone(),
                 });
             }
-            RootPlan::Tmpfs { entries: opened, etc: *etc }
+            RootPlan::Tmpfs {
+                entries: opened,
+                etc: *etc,
+            }
         }
         RootPlan::Writable(src) => RootPlan::Writable(open(src)?),
     };
@@ -207,14 +247,19 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
             Some((src, kind)) => Some((open(src)?, *kind)),
             None => None,
         };
-        mounts.push(PlannedMount { src, dst: m.dst.clone(), writable: m.writable });
+        mounts.push(PlannedMount {
+            src,
+            dst: m.dst.clone(),
+            writable: m.writable,
+        });
     }
 
     // The root: a tmpfs holding read-only binds of the tree's top-level entries, or the
     // writable tree itself.
     match &root_plan {
         RootPlan::Tmpfs { entries, .. } => {
-            ops.tmpfs(stage, "mode=0755").map_err(at("mount root tmpfs", stage))?;
+            ops.tmpfs(stage, "mode=0755")
+                .map_err(at("mount root tmpfs", stage))?;
             for entry in entries {
                 match entry {
                     Entry::Bind { name, src, kind } => {
@@ -225,29 +270,35 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
                             ops.touch(&dst).map_err(at("create", &dst))?;
                         }
                         ops.bind(src, &dst).map_err(at("bind root entry", &dst))?;
-                        ops.restrict(&dst, true, true, false).map_err(at("make read-only", &dst))?;
+                        ops.restrict(&dst, true, true, false)
+                            .map_err(at("make read-only", &dst))?;
                     }
                     Entry::Symlink { name, target } => {
                         let dst = stage.join(name);
-                        ops.symlink(target, &dst).map_err(at("create symlink", &dst))?;
+                        ops.symlink(target, &dst)
+                            .map_err(at("create symlink", &dst))?;
                     }
                 }
             }
         }
         RootPlan::Writable(src) => {
-            ops.bind(src, stage).map_err(at("bind writable root", stage))?;
-            ops.restrict(stage, false, true, false).map_err(at("restrict writable root", stage))?;
+            ops.bind(src, stage)
+                .map_err(at("bind writable root", stage))?;
+            ops.restrict(stage, false, true, false)
+                .map_err(at("restrict writable root", stage))?;
         }
     }
 
     // /dev: a tmpfs with the harmless host devices bound in, a private devpts, and /dev/shm.
     let dev = stage.join("dev");
     mount_point(ops, Path::new("/dev"), Kind::Dir)?;
-    ops.tmpfs(&dev, "mode=0755").map_err(at("mount tmpfs", &dev))?;
+    ops.tmpfs(&dev, "mode=0755")
+        .map_err(at("mount tmpfs", &dev))?;
     for name in DEVICES {
         let node = dev.join(name);
         ops.touch(&node).map_err(at("create", &node))?;
-        ops.bind(&Source::Host(Path::new("/dev").join(name)), &node).map_err(at("bind device", &node))?;
+        ops.bind(&Source::Host(Path::new("/dev").join(name)), &node)
+            .map_err(at("bind device", &node))?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -257,21 +308,25 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
         ("ptmx", "pts/ptmx"),
     ] {
         let link = dev.join(name);
-        ops.symlink(Path::new(target), &link).map_err(at("create symlink", &link))?;
+        ops.symlink(Path::new(target), &link)
+            .map_err(at("create symlink", &link))?;
     }
     let shm = dev.join("shm");
     ops.mkdir(&shm, 0o755).map_err(at("create", &shm))?;
-    ops.tmpfs(&shm, "mode=1777").map_err(at("mount tmpfs", &shm))?;
+    ops.tmpfs(&shm, "mode=1777")
+        .map_err(at("mount tmpfs", &shm))?;
     let pts = dev.join("pts");
     ops.mkdir(&pts, 0o755).map_err(at("create", &pts))?;
     ops.devpts(&pts).map_err(at("mount devpts", &pts))?;
-    ops.restrict(&dev, true, false, true).map_err(at("make read-only", &dev))?;
+    ops.restrict(&dev, true, false, true)
+        .map_err(at("make read-only", &dev))?;
 
     // /tmp: an empty tmpfs, unless the step brings its own.
     if !mounts.iter().any(|m| m.dst == Path::new("/tmp")) {
         mount_point(ops, Path::new("/tmp"), Kind::Dir)?;
         let tmp = staged(Path::new("/tmp"));
-        ops.tmpfs(&tmp, "mode=1777").map_err(at("mount tmpfs", &tmp))?;
+        ops.tmpfs(&tmp, "mode=1777")
+            .map_err(at("mount tmpfs", &tmp))?;
     }
 
     // The declared mounts, parents first.
@@ -281,11 +336,13 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
             Some((src, kind)) => {
                 mount_point(ops, &m.dst, *kind)?;
                 ops.bind(src, &dst).map_err(at("bind", &dst))?;
-                ops.restrict(&dst, !m.writable, true, false).map_err(at("restrict", &dst))?;
+                ops.restrict(&dst, !m.writable, true, false)
+                    .map_err(at("restrict", &dst))?;
             }
             None => {
                 mount_point(ops, &m.dst, Kind::Dir)?;
-                ops.tmpfs(&dst, "mode=0755").map_err(at("mount tmpfs", &dst))?;
+                ops.tmpfs(&dst, "mode=0755")
+                    .map_err(at("mount tmpfs", &dst))?;
             }
         }
     }
@@ -297,8 +354,10 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
     let proc = stage.join("proc");
     ops.proc(&proc).map_err(at("mount proc", &proc))?;
     let sys = proc.join("sys");
-    ops.bind(&Source::Host(sys.clone()), &sys).map_err(at("bind", &sys))?;
-    ops.restrict(&sys, true, true, false).map_err(at("make read-only", &sys))?;
+    ops.bind(&Source::Host(sys.clone()), &sys)
+        .map_err(at("bind", &sys))?;
+    ops.restrict(&sys, true, true, false)
+        .map_err(at("make read-only", &sys))?;
 
     // For the testing root a minimal /etc; then the tmpfs root becomes read-only.
     if let RootPlan::Tmpfs { etc, .. } = &root_plan {
@@ -307,17 +366,20 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
             ops.mkdir(&dir, 0o755).map_err(at("create", &dir))?;
             for (name, contents) in [("passwd", PASSWD), ("group", GROUP)] {
                 let file = dir.join(name);
-                ops.write(&file, contents.as_bytes()).map_err(at("write", &file))?;
+                ops.write(&file, contents.as_bytes())
+                    .map_err(at("write", &file))?;
             }
         }
-        ops.restrict(stage, true, false, false).map_err(at("make read-only", stage))?;
+        ops.restrict(stage, true, false, false)
+            .map_err(at("make read-only", stage))?;
     }
 
     // Swap roots; the host's root is detached and unreachable from here on.
     ops.pivot_root(stage).map_err(at("pivot_root to", stage))?;
 
     // Fixed names; loopback up when the step has its own network namespace.
-    ops.set_names(&plan.hostname, "(none)").map_err(at("set host name", Path::new(&plan.hostname)))?;
+    ops.set_names(&plan.hostname, "(none)")
+        .map_err(at("set host name", Path::new(&plan.hostname)))?;
     if plan.new_net {
         ops.loopback_up().map_err(at("bring up", Path::new("lo")))?;
     }
@@ -325,7 +387,8 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
 }
 
 /// `/etc/passwd` of the testing root.
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 /// `/etc/group` of the testing root.
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 
@@ -333,7 +396,8 @@ const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 pub(crate) struct RealOps;
 
 fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn source_path(src: &Source) -> PathBuf {
@@ -343,13 +407,25 @@ fn source_path(src: &Source) -> PathBuf {
     }
 }
 
-fn mount(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> io::Result<()> {
+fn mount(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
     nix::mount::mount(src, dst, fstype, flags, data).map_err(io::Error::from)
 }
 
 impl Ops for RealOps {
     fn make_private(&mut self) -> io::Result<()> {
-        mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        )
     }
 
     fn open(&mut self, path: &Path) -> io::Result<RawFd> {
@@ -365,14 +441,32 @@ impl Ops for RealOps {
 
     fn tmpfs(&mut self, dst: &Path, options: &str) -> io::Result<()> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        mount(Some(Path::new("tmpfs")), dst, Some("tmpfs"), flags, Some(options))
+        mount(
+            Some(Path::new("tmpfs")),
+            dst,
+            Some("tmpfs"),
+            flags,
+            Some(options),
+        )
     }
 
     fn bind(&mut self, src: &Source, dst: &Path) -> io::Result<()> {
-        mount(Some(&source_path(src)), dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        mount(
+            Some(&source_path(src)),
+            dst,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
     }
 
-    fn restrict(&mut self, dst: &Path, readonly: bool, recursive: bool, devices: bool) -> io::Result<()> {
+    fn restrict(
+        &mut self,
+        dst: &Path,
+        readonly: bool,
+        recursive: bool,
+        devices: bool,
+    ) -> io::Result<()> {
         let mut attrs = sys::MOUNT_ATTR_NOSUID;
         if !devices {
             attrs |= sys::MOUNT_ATTR_NODEV;
@@ -385,7 +479,13 @@ impl Ops for RealOps {
 
     fn devpts(&mut self, dst: &Path) -> io::Result<()> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-        mount(Some(Path::new("devpts")), dst, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+        mount(
+            Some(Path::new("devpts")),
+            dst,
+            Some("devpts"),
+            flags,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
     }
 
     fn proc(&mut self, dst: &Path) -> io::Result<()> {
@@ -409,7 +509,11 @@ impl Ops for RealOps {
     }
 
     fn touch(&mut self, path: &Path) -> io::Result<()> {
-        fs_err::OpenOptions::new().write(true).create_new(true).open(path).map(drop)
+        fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(drop)
     }
 
     fn symlink(&mut self, target: &Path, path: &Path) -> io::Result<()> {
@@ -458,7 +562,11 @@ pub(crate) mod tests {
 
     impl Recorder {
         fn create(&mut self, path: &Path, kind: Kind) -> io::Result<()> {
-            if self.readonly.iter().any(|r| path.starts_with(r) && path != r) {
+            if self
+                .readonly
+                .iter()
+                .any(|r| path.starts_with(r) && path != r)
+            {
                 return Err(io::Error::from_raw_os_error(libc::EROFS));
             }
             if self.tree.insert(path.to_path_buf(), kind).is_some() {
@@ -482,7 +590,8 @@ pub(crate) mod tests {
         }
         fn open(&mut self, path: &Path) -> io::Result<RawFd> {
             self.next_fd += 1;
-            self.log.push(format!("open {} fd{}", path.display(), self.next_fd + 2));
+            self.log
+                .push(format!("open {} fd{}", path.display(), self.next_fd + 2));
             Ok(self.next_fd + 2)
         }
         fn tmpfs(&mut self, dst: &Path, options: &str) -> io::Result<()> {
@@ -504,7 +613,8 @@ pub(crate) mod tests {
             if rec {
                 what.push("recursive");
             }
-            self.log.push(format!("restrict {} {}", dst.display(), what.join(",")));
+            self.log
+                .push(format!("restrict {} {}", dst.display(), what.join(",")));
             Ok(())
         }
         fn devpts(&mut self, dst: &Path) -> io::Result<()> {
@@ -530,12 +640,20 @@ pub(crate) mod tests {
         }
         fn symlink(&mut self, target: &Path, path: &Path) -> io::Result<()> {
             self.create(path, Kind::Symlink)?;
-            self.log.push(format!("symlink {} -> {}", path.display(), target.display()));
+            self.log.push(format!(
+                "symlink {} -> {}",
+                path.display(),
+                target.display()
+            ));
             Ok(())
         }
         fn write(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
             self.create(path, Kind::File)?;
-            self.log.push(format!("write {} ({} bytes)", path.display(), contents.len()));
+            self.log.push(format!(
+                "write {} ({} bytes)",
+                path.display(),
+                contents.len()
+            ));
             Ok(())
         }
         fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
@@ -556,14 +674,29 @@ pub(crate) mod tests {
         MountPlan {
             root: RootPlan::Tmpfs {
                 entries: vec![
-                    Entry::Bind { name: "usr".into(), src: Source::Host("/usr".into()), kind: Kind::Dir },
-                    Entry::Symlink { name: "bin".into(), target: "usr/bin".into() },
+                    Entry::Bind {
+                        name: "usr".into(),
+                        src: Source::Host("/usr".into()),
+                        kind: Kind::Dir,
+                    },
+                    Entry::Symlink {
+                        name: "bin".into(),
+                        target: "usr/bin".into(),
+                    },
                 ],
                 etc: true,
             },
             mounts: vec![
-                PlannedMount { src: Some((Source::Host("/home/u/src".into()), Kind::Dir)), dst: "/src".into(), writable: false },
-                PlannedMount { src: Some((Source::Host("/tmp/out".into()), Kind::Dir)), dst: "/build/out".into(), writable: true },
+                PlannedMount {
+                    src: Some((Source::Host("/home/u/src".into()), Kind::Dir)),
+                    dst: "/src".into(),
+                    writable: false,
+                },
+                PlannedMount {
+                    src: Some((Source::Host("/tmp/out".into()), Kind::Dir)),
+                    dst: "/build/out".into(),
+                    writable: true,
+                },
             ],
             hostname: "hermetic".into(),
             new_net: true,
@@ -640,16 +773,30 @@ lo up";
         }
         let plan = MountPlan {
             root: RootPlan::Writable(Source::Fd(5)),
-            mounts: vec![PlannedMount { src: Some((Source::Fd(6), Kind::Dir)), dst: "/target".into(), writable: true }],
+            mounts: vec![PlannedMount {
+                src: Some((Source::Fd(6), Kind::Dir)),
+                dst: "/target".into(),
+                writable: true,
+            }],
             hostname: "h".into(),
             new_net: false,
         };
         build_root(&plan, &mut rec).unwrap();
         assert_eq!(rec.log[3], "bind fd5 /tmp");
         assert_eq!(rec.log[4], "restrict /tmp nosuid,nodev,recursive");
-        assert!(!rec.log.iter().any(|l| l.starts_with("mkdir /tmp/proc") || l.starts_with("mkdir /tmp/target")));
-        assert!(!rec.log.iter().any(|l| l == "lo up"), "host network: loopback untouched");
-        assert!(!rec.log.iter().any(|l| l == "restrict /tmp nosuid,nodev,ro"), "writable root stays writable");
+        assert!(
+            !rec.log
+                .iter()
+                .any(|l| l.starts_with("mkdir /tmp/proc") || l.starts_with("mkdir /tmp/target"))
+        );
+        assert!(
+            !rec.log.iter().any(|l| l == "lo up"),
+            "host network: loopback untouched"
+        );
+        assert!(
+            !rec.log.iter().any(|l| l == "restrict /tmp nosuid,nodev,ro"),
+            "writable root stays writable"
+        );
         assert!(plan.writable_paths().contains(&PathBuf::from("/")));
     }
 
@@ -662,14 +809,21 @@ lo up";
         rec.tree.insert("/tmp/evil".into(), Kind::Symlink);
         let plan = MountPlan {
             root: RootPlan::Writable(Source::Fd(5)),
-            mounts: vec![PlannedMount { src: None, dst: "/evil/x".into(), writable: true }],
+            mounts: vec![PlannedMount {
+                src: None,
+                dst: "/evil/x".into(),
+                writable: true,
+            }],
             hostname: "h".into(),
             new_net: true,
         };
         let err = build_root(&plan, &mut rec).unwrap_err();
         assert_eq!(err.stage, "mount point crosses a symlink");
         assert_eq!(err.path, Path::new("/evil/x"));
-        assert!(!rec.log.iter().any(|l| l.contains("evil")), "nothing was made through the link");
+        assert!(
+            !rec.log.iter().any(|l| l.contains("evil")),
+            "nothing was made through the link"
+        );
     }
 
     #[test]
@@ -677,7 +831,11 @@ lo up";
         let mut rec = Recorder::default();
         rec.readonly.push("/tmp/usr".into());
         let mut plan = testing_plan();
-        plan.mounts = vec![PlannedMount { src: None, dst: "/usr/src/linux".into(), writable: true }];
+        plan.mounts = vec![PlannedMount {
+            src: None,
+            dst: "/usr/src/linux".into(),
+            writable: true,
+        }];
         let err = build_root(&plan, &mut rec).unwrap_err();
         assert_eq!(err.path, Path::new("/tmp/usr/src/linux"));
         assert_eq!(err.source.raw_os_error(), Some(libc::EROFS));

@@ -190,7 +190,10 @@ impl Step {
         for (k, v) in &self.env {
             env.insert(k.clone(), v.clone());
         }
-        env.insert("SOURCE_DATE_EPOCH".to_string(), self.source_date_epoch.to_string());
+        env.insert(
+            "SOURCE_DATE_EPOCH".to_string(),
+            self.source_date_epoch.to_string(),
+        );
         env.insert("TZ".to_string(), "UTC".to_string());
         env.insert("LC_ALL".to_string(), "C.UTF-8".to_string());
         env.insert("LANG".to_string(), "C.UTF-8".to_string());
@@ -203,7 +206,9 @@ impl Step {
             return Err(StepError::NoCommand);
         }
         if let Some(arg) = self.argv.iter().find(|a| a.contains('\0')) {
-            return Err(StepError::Nul { what: format!("argument {arg:?}") });
+            return Err(StepError::Nul {
+                what: format!("argument {arg:?}"),
+            });
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
@@ -215,9 +220,14 @@ impl Step {
         }
         if self.hostname.is_empty()
             || self.hostname.len() > 64
-            || !self.hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            || !self
+                .hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         {
-            return Err(StepError::BadHostname { name: self.hostname.clone() });
+            return Err(StepError::BadHostname {
+                name: self.hostname.clone(),
+            });
         }
         check_inside_path(&self.cwd)?;
         let mut seen = BTreeSet::new();
@@ -225,18 +235,30 @@ impl Step {
             let dst = m.dst();
             check_inside_path(dst)?;
             if dst == Path::new("/") || dst.starts_with("/proc") || dst.starts_with("/dev") {
-                return Err(StepError::ReservedDestination { dst: dst.to_path_buf() });
+                return Err(StepError::ReservedDestination {
+                    dst: dst.to_path_buf(),
+                });
             }
             if !seen.insert(dst.to_path_buf()) {
-                return Err(StepError::DuplicateDestination { dst: dst.to_path_buf() });
+                return Err(StepError::DuplicateDestination {
+                    dst: dst.to_path_buf(),
+                });
             }
         }
         if let Network::FixedOutput { output, sha256 } = &self.network {
-            if sha256.len() != 64 || !sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                return Err(StepError::BadSha256 { value: sha256.clone() });
+            if sha256.len() != 64
+                || !sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(StepError::BadSha256 {
+                    value: sha256.clone(),
+                });
             }
             if !output.is_absolute() {
-                return Err(StepError::RelativeOutput { path: output.clone() });
+                return Err(StepError::RelativeOutput {
+                    path: output.clone(),
+                });
             }
         }
         Ok(())
@@ -246,9 +268,17 @@ impl Step {
 /// Paths inside the sandbox must be absolute and free of `.` and `..`.
 fn check_inside_path(path: &Path) -> Result<(), StepError> {
     let ok = path.is_absolute()
-        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
         && !path.as_os_str().as_encoded_bytes().contains(&0);
-    if ok { Ok(()) } else { Err(StepError::BadInsidePath { path: path.to_path_buf() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::BadInsidePath {
+            path: path.to_path_buf(),
+        })
+    }
 }
 
 /// A step that cannot run as described.
@@ -260,7 +290,9 @@ pub enum StepError {
     Nul { what: String },
     #[error("invalid environment variable name {name:?}")]
     BadVariable { name: String },
-    #[error("the step may not set {name}: the sandbox fixes it\nhint: SOURCE_DATE_EPOCH is the step's `source_date_epoch`; TZ, LC_ALL and LANG are always UTC and C.UTF-8")]
+    #[error(
+        "the step may not set {name}: the sandbox fixes it\nhint: SOURCE_DATE_EPOCH is the step's `source_date_epoch`; TZ, LC_ALL and LANG are always UTC and C.UTF-8"
+    )]
     FixedVariable { name: String },
     #[error("invalid host name {name:?}: use 1 to 64 letters, digits, '-' and '.'")]
     BadHostname { name: String },
@@ -288,7 +320,19 @@ mod tests {
         step.env.insert("PATH".into(), "/bin".into());
         let env = step.environment();
         let names: Vec<_> = env.keys().map(String::as_str).collect();
-        assert_eq!(names, ["CC", "HOME", "LANG", "LC_ALL", "PATH", "SOURCE_DATE_EPOCH", "TMPDIR", "TZ"]);
+        assert_eq!(
+            names,
+            [
+                "CC",
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "PATH",
+                "SOURCE_DATE_EPOCH",
+                "TMPDIR",
+                "TZ"
+            ]
+        );
         assert_eq!(env["PATH"], "/bin");
         assert_eq!(env["SOURCE_DATE_EPOCH"], "1700000000");
         assert_eq!(env["TZ"], "UTC");
@@ -305,20 +349,33 @@ mod tests {
         assert!(matches!(s.validate(), Err(StepError::FixedVariable { .. })));
 
         let mut s = ok.clone();
-        s.mounts.push(Mount::Tmpfs { dst: "/build/../etc".into() });
+        s.mounts.push(Mount::Tmpfs {
+            dst: "/build/../etc".into(),
+        });
         assert!(matches!(s.validate(), Err(StepError::BadInsidePath { .. })));
 
         let mut s = ok.clone();
-        s.mounts.push(Mount::Tmpfs { dst: "/proc/sys".into() });
-        assert!(matches!(s.validate(), Err(StepError::ReservedDestination { .. })));
+        s.mounts.push(Mount::Tmpfs {
+            dst: "/proc/sys".into(),
+        });
+        assert!(matches!(
+            s.validate(),
+            Err(StepError::ReservedDestination { .. })
+        ));
 
         let mut s = ok.clone();
         s.mounts.push(Mount::Tmpfs { dst: "/a".into() });
         s.mounts.push(Mount::Tmpfs { dst: "/a".into() });
-        assert!(matches!(s.validate(), Err(StepError::DuplicateDestination { .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(StepError::DuplicateDestination { .. })
+        ));
 
         let mut s = ok.clone();
-        s.network = Network::FixedOutput { output: "/o".into(), sha256: "ABC".into() };
+        s.network = Network::FixedOutput {
+            output: "/o".into(),
+            sha256: "ABC".into(),
+        };
         assert!(matches!(s.validate(), Err(StepError::BadSha256 { .. })));
 
         let mut s = ok.clone();

@@ -55,7 +55,12 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 /// `recursive`), leaving all other attributes — including the ones the kernel locks in a
 /// user namespace — as they are.
 pub(crate) fn mount_setattr(path: &CStr, recursive: bool, attrs: u64) -> io::Result<()> {
-    let attr = MountAttr { attr_set: attrs, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let flags = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr whose size
     // is passed along; the kernel reads both and keeps no pointer.
@@ -78,7 +83,12 @@ pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags; no memory is passed.
     let ret = unsafe {
-        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
     };
     check(ret).map(drop)
 }
@@ -110,8 +120,10 @@ pub(crate) fn landlock_abi_version() -> io::Result<i64> {
 /// (`ioctl(SIOCGIFFLAGS)` then `ioctl(SIOCSIFFLAGS)` on a datagram socket).
 pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: socket(2) takes no pointers.
-    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) } as libc::c_long)?
-        as RawFd;
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )? as RawFd;
     // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -159,6 +171,13 @@ pub(crate) fn has_file_capabilities(path: &std::path::Path) -> bool {
         return false;
     };
     // SAFETY: both strings are NUL-terminated; a NULL buffer of size 0 asks only for the size.
-    let ret = unsafe { libc::getxattr(cpath.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
+    let ret = unsafe {
+        libc::getxattr(
+            cpath.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
     ret > 0
 }

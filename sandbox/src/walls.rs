@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use caps::{CapSet, CapsHashSet};
 use landlock::{
-    ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope,
 };
 
 use crate::LandlockStatus;
@@ -17,7 +18,10 @@ pub enum WallError {
     #[error("landlock: {0}")]
     Landlock(#[from] landlock::RulesetError),
     #[error("landlock rule for {path}: {source}", path = path.display())]
-    Path { path: PathBuf, source: landlock::PathFdError },
+    Path {
+        path: PathBuf,
+        source: landlock::PathFdError,
+    },
 }
 
 /// Limits the process's capabilities to `keep`: the bounding set (what any later exec can
@@ -46,13 +50,21 @@ pub const FS_ABI: ABI = ABI::V5;
 pub(crate) fn landlock(writable: &[PathBuf]) -> Result<LandlockStatus, WallError> {
     let all = AccessFs::from_all(FS_ABI);
     let read = AccessFs::from_read(FS_ABI);
-    let fd = |p: &Path| PathFd::new(p).map_err(|source| WallError::Path { path: p.to_path_buf(), source });
+    let fd = |p: &Path| {
+        PathFd::new(p).map_err(|source| WallError::Path {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     let mut ruleset = Ruleset::default()
         .handle_access(all)?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
         .add_rule(PathBeneath::new(fd(Path::new("/"))?, read))?
-        .add_rule(PathBeneath::new(fd(Path::new("/dev"))?, AccessFs::WriteFile | AccessFs::IoctlDev))?;
+        .add_rule(PathBeneath::new(
+            fd(Path::new("/dev"))?,
+            AccessFs::WriteFile | AccessFs::IoctlDev,
+        ))?;
     for path in writable {
         ruleset = ruleset.add_rule(PathBeneath::new(fd(path)?, all))?;
     }

@@ -164,7 +164,11 @@ fn human(seconds: f64) -> String {
     if seconds < 60.0 {
         format!("{seconds:.1}s")
     } else {
-        format!("{}m{:02}s", (seconds / 60.0) as u64, (seconds % 60.0) as u64)
+        format!(
+            "{}m{:02}s",
+            (seconds / 60.0) as u64,
+            (seconds % 60.0) as u64
+        )
     }
 }
 
@@ -334,7 +338,8 @@ fn run_node(
                     let mut out = std::io::BufWriter::new(out);
                     let tar_opts = crate::treetar::TarOptions {
                         source_date_epoch: opts.source_date_epoch,
-                        ..Default::default()
+                        owner: None,
+                        id_map: Some(sandbox_id_map()?),
                     };
                     crate::treetar::write_tree(&tree, &mut out, &tar_opts).map_err(|source| {
                         BuildError::Tar {
@@ -362,6 +367,24 @@ fn run_node(
     Ok(())
 }
 
+/// How the host ids of trees made in the sandbox (with [`IdMapping::Subordinate`]) map back
+/// to the ids inside, which are the ones an image must carry.
+pub fn sandbox_id_map() -> Result<crate::treetar::IdMap, BuildError> {
+    let invoker = sandbox::idmap::Invoker::current();
+    let (uids, gids) =
+        sandbox::idmap::subordinate_ranges(&invoker).map_err(|e| BuildError::Sandbox {
+            step: "id mapping".into(),
+            source: e.into(),
+        })?;
+    Ok(crate::treetar::IdMap {
+        root_uid: invoker.uid,
+        uid_start: uids.start,
+        root_gid: invoker.gid,
+        gid_start: gids.start,
+        count: sandbox::step::SUBORDINATE_IDS - 1,
+    })
+}
+
 /// A sandbox step with `tree` as its writable root, subordinate ids, no network.
 fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step {
     let mut step = Step::new(["/bin/true"]);
@@ -375,7 +398,10 @@ fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step 
     step.timeout = Some(Duration::from_secs(4 * 3600));
     step.env = BTreeMap::from([
         ("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()),
-        ("DEBCONF_NONINTERACTIVE_SEEN".to_string(), "true".to_string()),
+        (
+            "DEBCONF_NONINTERACTIVE_SEEN".to_string(),
+            "true".to_string(),
+        ),
     ]);
     let _ = node;
     step
@@ -390,10 +416,39 @@ fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError>
     let part = log.with_extension("part");
     let mut step = step.clone();
     step.log = Some(part.clone());
-    let outcome = sandbox::run(&step).map_err(|source| BuildError::Sandbox {
+    // On a terminal, a spinner shows the elapsed time and the step's latest output line, so
+    // that a long step (dpkg, a kernel) is never silent.
+    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        Some(pb)
+    } else {
+        None
+    };
+    let mut pending = Vec::new();
+    let outcome = sandbox::run_with(&step, &mut |_, bytes| {
+        if let Some(pb) = &spinner {
+            pending.extend_from_slice(bytes);
+            if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
+                let text = String::from_utf8_lossy(&pending[..end]);
+                if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+                    pb.set_message(last.trim().to_string());
+                }
+                pending.drain(..=end);
+            }
+        }
+    })
+    .map_err(|source| BuildError::Sandbox {
         step: name.to_string(),
         source,
     })?;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
     let text = fs_err::read(&part).unwrap_or_default();
     let mut f = fs_err::OpenOptions::new()
         .create(true)

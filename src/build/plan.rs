@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::key::{DependencyInput, OverlayInput, ScriptInput, StepInputs, StepKey, TreeHashOptions};
+use crate::key::{
+    DependencyInput, OverlayInput, ScriptInput, StepInputs, StepKey, TreeHashOptions,
+};
 use crate::lockfile::{BUILD_TAG_SUFFIX, Lockfile};
 use crate::recipe::{OutputFormat, Project, ResolvedRecipe};
 
@@ -131,7 +133,8 @@ pub fn plan(
                         mtimes: false,
                     },
                 )?;
-                content.extend_from_slice(format!("\0source {} {hash}", source.relative).as_bytes());
+                content
+                    .extend_from_slice(format!("\0source {} {hash}", source.relative).as_bytes());
             }
             inputs.scripts.push(ScriptInput {
                 name: step.name.clone(),
@@ -232,10 +235,9 @@ fn rootfs_node(
         ..Default::default()
     };
     for d in &debs {
-        inputs.pins.insert(
-            format!("deb:{}_{}", d.name, d.version),
-            d.sha256.clone(),
-        );
+        inputs
+            .pins
+            .insert(format!("deb:{}_{}", d.name, d.version), d.sha256.clone());
     }
     inputs
         .settings

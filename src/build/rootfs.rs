@@ -50,17 +50,13 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
             source,
         })?;
         let package = control.package().unwrap_or_default().to_string();
-        let essential = control.get("Essential") == Some("yes")
-            || control.get("Priority") == Some("required");
+        let essential =
+            control.get("Essential") == Some("yes") || control.get("Priority") == Some("required");
         let names = |field: &str| -> BTreeSet<String> {
             let mut set = BTreeSet::new();
             if let Some(v) = control.get(field) {
                 for alt in v.split([',', '|']) {
-                    let name = alt
-                        .trim()
-                        .split([' ', '(', ':'])
-                        .next()
-                        .unwrap_or_default();
+                    let name = alt.trim().split([' ', '(', ':']).next().unwrap_or_default();
                     if !name.is_empty() {
                         set.insert(name.to_string());
                     }
@@ -153,7 +149,14 @@ pub fn install_rounds(debs: &[DebInfo]) -> Vec<(bool, Vec<usize>)> {
         }
     }
     let mut done = first.clone();
-    let mut rounds = vec![(true, order.iter().copied().filter(|&i| first[i]).collect::<Vec<_>>())];
+    let mut rounds = vec![(
+        true,
+        order
+            .iter()
+            .copied()
+            .filter(|&i| first[i])
+            .collect::<Vec<_>>(),
+    )];
     loop {
         let remaining: Vec<usize> = order.iter().copied().filter(|&i| !done[i]).collect();
         if remaining.is_empty() {
@@ -164,10 +167,13 @@ pub fn install_rounds(debs: &[DebInfo]) -> Vec<(bool, Vec<usize>)> {
         let mut in_round: Vec<bool> = (0..debs.len())
             .map(|i| {
                 !done[i]
-                    && debs[i].pre_depends.iter().all(|p| match by_name.get(p.as_str()) {
-                        Some(&j) => done[j] || j == i,
-                        None => true,
-                    })
+                    && debs[i]
+                        .pre_depends
+                        .iter()
+                        .all(|p| match by_name.get(p.as_str()) {
+                            Some(&j) => done[j] || j == i,
+                            None => true,
+                        })
             })
             .collect();
         loop {
@@ -239,6 +245,20 @@ pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
     }
     let arch = dpkg.join("arch");
     fs_err::write(&arch, b"amd64\n").map_err(BuildError::io(&arch))?;
+    // What this function made must not depend on the caller's umask.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut made = vec![root.to_path_buf(), arch];
+    for dir in ["info", "updates", "triggers", "alternatives"] {
+        made.push(dpkg.join(dir));
+    }
+    for file in ["status", "available"] {
+        made.push(dpkg.join(file));
+    }
+    for p in made {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(BuildError::io(&p))?;
+    }
     Ok(())
 }
 
@@ -310,7 +330,14 @@ mod tests {
             .into_iter()
             .map(|(_, r)| r.into_iter().map(|i| debs[i].package.as_str()).collect())
             .collect();
-        assert_eq!(rounds, vec![vec!["libc6", "coreutils"], vec!["libblkid1"], vec!["e2fsprogs", "tool"]]);
+        assert_eq!(
+            rounds,
+            vec![
+                vec!["libc6", "coreutils"],
+                vec!["libblkid1"],
+                vec!["e2fsprogs", "tool"]
+            ]
+        );
     }
 
     #[test]

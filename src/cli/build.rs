@@ -35,6 +35,9 @@ pub struct Args {
 
 /// Runs `hermetic build`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    // Whatever hermetic itself creates in a tree must not depend on the caller's umask
+    // (Debian's default is 002, Ubuntu's 022); the sandbox fixes it for the steps.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;

@@ -33,12 +33,20 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for c in &checks {
             let mark = if c.ok { "✓" } else { "✗" };
-            let optional = if !c.ok && !c.required { " (optional)" } else { "" };
+            let optional = if !c.ok && !c.required {
+                " (optional)"
+            } else {
+                ""
+            };
             println!("{mark} {}{optional}: {}", c.name, c.detail);
             if let (false, Some(hint)) = (c.ok, &c.hint) {
                 println!("  hint: {hint}");
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -12,14 +12,15 @@ use crate::mirrors::{MirrorConfig, Mirrors};
 use crate::recipe::Project;
 use crate::store::Store;
 
-/// Download every pin of `pins.lock` into the store, verifying size and SHA-256 while
-/// streaming.
-///
-/// Pins already in the store cost nothing (no network, no re-hash; `hermetic cache verify`
-/// re-hashes). Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the
-/// pinned timestamp, then the mirrors of the host's apt configuration: any copy will do, the
-/// hash decides. Two processes may fetch into the same store at once.
+/// Arguments of `hermetic fetch`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Pins already in the store cost nothing: no network, no re-hash (`hermetic cache verify`
+re-hashes everything). Missing pins are downloaded 8 at a time, size and SHA-256 checked
+while streaming; nothing unverified is ever visible in the store. Files come from --mirror /
+HERMETIC_MIRRORS, then snapshot.debian.org at the pinned timestamp, then the Debian mirrors
+of the host's apt configuration: any copy will do, the hash decides. Two processes may fetch
+into the same store at once. See docs/pins.md.")]
 pub struct Args {
     /// Never touch the network; fail listing every pin missing from the store.
     #[arg(long)]

@@ -9,16 +9,18 @@ use crate::lock::{LockOptions, check, lock};
 use crate::lockfile::Lockfile;
 use crate::recipe::Project;
 
-/// Resolve the Debian packages, source packages and tarballs the recipes ask for into
-/// `pins.lock`.
-///
-/// Reads each suite's InRelease (verifying its OpenPGP signature against
-/// `keys/debian-archive-keyring.pgp`, or `HERMETIC_KEYRING`), the Packages and Sources indexes
-/// it lists (checked by SHA-256), and resolves every recipe like `apt-get install
-/// --no-install-recommends` with the essential base. Recipes whose request did not change keep
-/// their pins; the file is not rewritten when nothing changed. Files come from --mirror /
-/// HERMETIC_MIRRORS, then snapshot.debian.org, then the host's apt mirrors.
+/// Arguments of `hermetic lock`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Reads each suite's InRelease and verifies its OpenPGP signature against
+keys/debian-archive-keyring.pgp (HERMETIC_KEYRING replaces it), checks the Packages and
+Sources indexes it lists by SHA-256, and resolves every recipe like `apt-get install
+--no-install-recommends` plus the essential base: its `packages` (tag <recipe>) and its
+`build-packages` (tag <recipe>:build). Recipes whose request did not change keep their pins,
+and pins.lock is not rewritten when nothing changed.
+
+Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the pinned
+timestamp, then the Debian mirrors of the host's apt configuration. See docs/pins.md.")]
 pub struct Args {
     /// Only check, without network, that `pins.lock` matches the recipes; exit 1 if not.
     #[arg(long, conflicts_with = "update")]

@@ -146,9 +146,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         disk.esp_start_lba = args.esp_start_lba;
         disk.first_usable_lba = args.first_usable_lba;
         disk.esp_name = args.esp_name.clone();
-        let esp_bytes = args
-            .esp_size
-            .unwrap_or((disk.esp_end_lba + 1 - 2048) * 512);
+        let esp_bytes = args.esp_size.unwrap_or((disk.esp_end_lba + 1 - 2048) * 512);
         disk.esp_end_lba = disk.esp_start_lba + esp_bytes.div_ceil(512) - 1;
         if let Some(size) = args.disk_size {
             disk.disk_sectors = size / 512;

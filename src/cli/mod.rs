@@ -21,10 +21,21 @@ pub mod sandbox;
 /// step runs in an unprivileged sandbox made only of pinned inputs, so the same git revision
 /// gives the same bytes on any Debian or Ubuntu host.
 #[derive(Debug, Parser)]
-#[command(name = "hermetic", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "hermetic",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Project directory (the one holding `hermetic.toml` and `recipes/`).
-    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR", default_value = ".")]
+    #[arg(
+        short = 'C',
+        long = "directory",
+        global = true,
+        value_name = "DIR",
+        default_value = "."
+    )]
     pub project: PathBuf,
 
     /// Store directory for pinned blobs and build outputs.
@@ -105,7 +116,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         project: cli.project,
         store: cli.store.unwrap_or_else(default_store_dir),
         json: cli.json,
-        verbosity: if cli.quiet { -1 } else { cli.verbose.min(100) as i8 },
+        verbosity: if cli.quiet {
+            -1
+        } else {
+            cli.verbose.min(100) as i8
+        },
     };
     match cli.command {
         Command::Lock(args) => lock::run(&ctx, args),

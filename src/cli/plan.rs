@@ -25,8 +25,8 @@ pub struct Args {
 pub(crate) fn load(ctx: &Context) -> anyhow::Result<(Project, Lockfile, Store)> {
     let project = Project::load(&ctx.project)?;
     let lock_path = Lockfile::path_in(&ctx.project);
-    let lock = Lockfile::read(&lock_path)?
-        .ok_or(crate::build::BuildError::NoLock { path: lock_path })?;
+    let lock =
+        Lockfile::read(&lock_path)?.ok_or(crate::build::BuildError::NoLock { path: lock_path })?;
     let store = Store::open(&ctx.store)
         .with_context(|| format!("cannot open the store {}", ctx.store.display()))?;
     Ok((project, lock, store))
@@ -78,7 +78,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             format!("  after {}", after.join(", "))
         };
-        println!("{:<10} {:<20} {}{after}", state, n.name, &n.key.as_str()[..16]);
+        println!(
+            "{:<10} {:<20} {}{after}",
+            state,
+            n.name,
+            &n.key.as_str()[..16]
+        );
         if ctx.verbosity > 0 {
             if let crate::build::NodeKind::Rootfs { debs, .. } = &n.kind {
                 println!("           {} packages", debs.len());

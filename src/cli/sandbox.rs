@@ -140,12 +140,15 @@ fn build_step(args: RunArgs) -> anyhow::Result<Step> {
         step.mounts.push(Mount::Tmpfs { dst });
     }
     for kv in &args.env {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv}: expected K=V"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--env {kv}: expected K=V"))?;
         step.env.insert(k.to_string(), v.to_string());
     }
     step.cwd = args.cwd;
     if let (Some(sha256), Some(output)) = (args.net_fixed_output, args.output) {
-        let output = std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
+        let output =
+            std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
         step.network = Network::FixedOutput { output, sha256 };
     }
     if let Some(secs) = args.timeout {
@@ -154,7 +157,11 @@ fn build_step(args: RunArgs) -> anyhow::Result<Step> {
         }
         step.timeout = Some(Duration::from_secs_f64(secs));
     }
-    step.ids = if args.subids { IdMapping::Subordinate } else { IdMapping::SingleUser };
+    step.ids = if args.subids {
+        IdMapping::Subordinate
+    } else {
+        IdMapping::SingleUser
+    };
     step.require_landlock = args.require_landlock;
     step.hostname = args.hostname;
     step.source_date_epoch = args.source_date_epoch;

@@ -98,8 +98,8 @@ impl Builder {
     fn new(line: usize) -> Self {
         Builder {
             para: Paragraph {
-                text: String::new(),
-                fields: Vec::new(),
+                text: String::with_capacity(1024),
+                fields: Vec::with_capacity(24),
                 line,
             },
             value_empty: true,
@@ -107,7 +107,12 @@ impl Builder {
     }
 
     fn add_field(&mut self, line: usize, name: &str, value: &str) -> Result<(), Deb822Error> {
-        if let Some(_existing) = self.para.get(name) {
+        let text = &self.para.text;
+        let duplicate = self.para.fields.iter().any(|(n, _)| {
+            n.len() == name.len()
+                && text.as_bytes()[n.clone()].eq_ignore_ascii_case(name.as_bytes())
+        });
+        if duplicate {
             return Err(Deb822Error::DuplicateField {
                 line,
                 field: name.to_string(),
@@ -141,41 +146,63 @@ impl Builder {
 }
 
 /// Parses deb822 text into paragraphs.
+///
+/// Lines are found with `memchr` and examined byte by byte: this runs over every `Packages`
+/// file of a lock (tens of megabytes), also in unoptimised test builds.
 pub fn parse(text: &str) -> Result<Vec<Paragraph>, Deb822Error> {
+    let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut current: Option<Builder> = None;
-    for (index, raw) in text.split('\n').enumerate() {
-        let line_no = index + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.trim_matches([' ', '\t']).is_empty() {
+    let mut pos = 0;
+    let mut line_no = 0;
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let mut line = &text[pos..end];
+        pos = end + 1;
+        line_no += 1;
+        if line.as_bytes().last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let first = line.as_bytes().first().copied();
+        let blank = match first {
+            None => true,
+            Some(b' ' | b'\t') => line.bytes().all(|b| b == b' ' || b == b'\t'),
+            Some(_) => false,
+        };
+        if blank {
             if let Some(b) = current.take() {
                 out.push(b.para);
             }
             continue;
         }
-        if line.starts_with('#') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix([' ', '\t']) {
-            match current.as_mut() {
-                Some(b) => b.continue_field(rest.trim_end_matches([' ', '\t'])),
-                None => return Err(Deb822Error::ContinuationOutsideField { line: line_no }),
+        match first {
+            Some(b'#') => continue,
+            Some(b' ' | b'\t') => {
+                match current.as_mut() {
+                    Some(b) => b.continue_field(line[1..].trim_end_matches([' ', '\t'])),
+                    None => return Err(Deb822Error::ContinuationOutsideField { line: line_no }),
+                }
+                continue;
             }
-            continue;
+            _ => {}
         }
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = memchr::memchr(b':', line.as_bytes()) else {
             return Err(Deb822Error::MissingColon {
                 line: line_no,
                 text: line.to_string(),
             });
         };
-        if name.is_empty()
-            || name.starts_with('-')
-            || name.bytes().any(|b| b <= b' ' || b == 0x7f || !b.is_ascii())
-        {
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.starts_with('-') || name.bytes().any(|b| b <= b' ' || b >= 0x7f) {
             return Err(Deb822Error::BadFieldName {
                 line: line_no,
                 name: name.to_string(),
+            });
+        }
+        if name.is_empty() {
+            return Err(Deb822Error::BadFieldName {
+                line: line_no,
+                name: String::new(),
             });
         }
         let builder = current.get_or_insert_with(|| Builder::new(line_no));
@@ -227,14 +254,23 @@ mod tests {
     fn malformed_input_names_the_line() {
         let e = parse("A: 1\n\n continued\n").unwrap_err();
         assert_eq!(e, Deb822Error::ContinuationOutsideField { line: 3 });
-        assert_eq!(e.to_string(), "line 3: continuation line outside of a field");
+        assert_eq!(
+            e.to_string(),
+            "line 3: continuation line outside of a field"
+        );
         let e = parse("A: 1\nno colon here\n").unwrap_err();
         assert_eq!(e.line(), 2);
         assert!(e.to_string().contains("no colon here"), "{e}");
         let e = parse("A: 1\n: x\n").unwrap_err();
-        assert!(matches!(e, Deb822Error::BadFieldName { line: 2, .. }), "{e:?}");
+        assert!(
+            matches!(e, Deb822Error::BadFieldName { line: 2, .. }),
+            "{e:?}"
+        );
         let e = parse("Bad Name: x\n").unwrap_err();
-        assert!(matches!(e, Deb822Error::BadFieldName { line: 1, .. }), "{e:?}");
+        assert!(
+            matches!(e, Deb822Error::BadFieldName { line: 1, .. }),
+            "{e:?}"
+        );
         let e = parse("\nA: 1\nB: 2\na: 3\n").unwrap_err();
         assert_eq!(
             e,

@@ -406,7 +406,10 @@ mod tests {
             ("a (1.0)", "missing version operator"),
             ("a (>=)", "missing version after operator"),
             ("a [amd64", "missing ']'"),
-            ("a [amd64 !i386]", "architecture list mixes negated and plain entries"),
+            (
+                "a [amd64 !i386]",
+                "architecture list mixes negated and plain entries",
+            ),
             ("a <>", "empty build profile list"),
             ("a, , b", "empty relation between commas"),
             ("a | , b", "empty alternative"),

@@ -119,9 +119,7 @@ pub enum ResolveError {
     )]
     VirtualPackage { name: String, providers: String },
     /// A request pinning a version that no suite has.
-    #[error(
-        "package '{name}' has no version {version} in {suites}\nhint: available: {available}"
-    )]
+    #[error("package '{name}' has no version {version} in {suites}\nhint: available: {available}")]
     UnknownVersion {
         name: String,
         version: String,
@@ -276,7 +274,11 @@ impl PackageIndex {
     /// Adds the paragraphs of one suite's `Packages` index. Paragraphs of other architectures
     /// are skipped, and so is a version already added for the same name (from an earlier
     /// suite or earlier in this one).
-    pub fn add_packages(&mut self, suite: &str, paragraphs: &[Paragraph]) -> Result<(), ResolveError> {
+    pub fn add_packages(
+        &mut self,
+        suite: &str,
+        paragraphs: &[Paragraph],
+    ) -> Result<(), ResolveError> {
         if !self.suites.iter().any(|s| s == suite) {
             self.suites.push(suite.to_string());
         }
@@ -295,11 +297,19 @@ impl PackageIndex {
             versions.push(idx);
             touched.insert(pkg.name.clone());
             for prov in &pkg.provides {
-                self.provided.entry(prov.name.clone()).or_default().push(idx);
+                self.provided
+                    .entry(prov.name.clone())
+                    .or_default()
+                    .push(idx);
             }
             self.packages.push(pkg);
         }
-        let suite_rank = |s: &str| self.suites.iter().position(|x| x == s).unwrap_or(usize::MAX);
+        let suite_rank = |s: &str| {
+            self.suites
+                .iter()
+                .position(|x| x == s)
+                .unwrap_or(usize::MAX)
+        };
         for name in touched {
             if let Some(v) = self.by_name.get_mut(&name) {
                 let packages = &self.packages;
@@ -315,13 +325,23 @@ impl PackageIndex {
         Ok(())
     }
 
-    fn parse_package(&self, suite: &str, p: &Paragraph) -> Result<Option<BinaryPackage>, ResolveError> {
+    fn parse_package(
+        &self,
+        suite: &str,
+        p: &Paragraph,
+    ) -> Result<Option<BinaryPackage>, ResolveError> {
         let name = required(suite, p, "?", "Package")?;
         let architecture = required(suite, p, name, "Architecture")?;
         if architecture != self.architecture && architecture != "all" {
             return Ok(None);
         }
-        let version = parse_version(suite, p, name, "Version", required(suite, p, name, "Version")?)?;
+        let version = parse_version(
+            suite,
+            p,
+            name,
+            "Version",
+            required(suite, p, name, "Version")?,
+        )?;
         let filename = required(suite, p, name, "Filename")?;
         let size = required(suite, p, name, "Size")?;
         let size: u64 = size
@@ -336,10 +356,14 @@ impl PackageIndex {
             Some(s) => match s.split_once('(') {
                 None => (s.trim().to_string(), version.clone()),
                 Some((src, rest)) => {
-                    let v = rest.trim().strip_suffix(')').ok_or_else(|| {
-                        bad_field(suite, p, name, "Source", "missing ')'")
-                    })?;
-                    (src.trim().to_string(), parse_version(suite, p, name, "Source", v.trim())?)
+                    let v = rest
+                        .trim()
+                        .strip_suffix(')')
+                        .ok_or_else(|| bad_field(suite, p, name, "Source", "missing ')'"))?;
+                    (
+                        src.trim().to_string(),
+                        parse_version(suite, p, name, "Source", v.trim())?,
+                    )
                 }
             },
         };
@@ -355,7 +379,13 @@ impl PackageIndex {
             let mut out = Vec::new();
             for group in groups(field)? {
                 if group.len() != 1 {
-                    return Err(bad_field(suite, p, name, field, "alternatives ('|') are not allowed here"));
+                    return Err(bad_field(
+                        suite,
+                        p,
+                        name,
+                        field,
+                        "alternatives ('|') are not allowed here",
+                    ));
                 }
                 out.extend(group);
             }
@@ -450,7 +480,10 @@ impl<'a> Resolver<'a> {
         if let Some(&i) = self.overrides.get(name) {
             return Some(i);
         }
-        self.index.by_name.get(name).and_then(|v| v.first().copied())
+        self.index
+            .by_name
+            .get(name)
+            .and_then(|v| v.first().copied())
     }
 
     /// Whether the architecture qualifier of `rel` accepts `p`.
@@ -490,7 +523,10 @@ impl<'a> Resolver<'a> {
             out.push(c);
         }
         for &i in self.index.provided.get(&rel.name).into_iter().flatten() {
-            if self.candidate(&self.pkg(i).name) == Some(i) && self.satisfies(i, rel) && !out.contains(&i) {
+            if self.candidate(&self.pkg(i).name) == Some(i)
+                && self.satisfies(i, rel)
+                && !out.contains(&i)
+            {
                 out.push(i);
             }
         }
@@ -509,7 +545,9 @@ impl<'a> Resolver<'a> {
                 .get(&rel.name)
                 .into_iter()
                 .flatten()
-                .any(|&i| self.marked.get(self.pkg(i).name.as_str()) == Some(&i) && self.satisfies(i, rel))
+                .any(|&i| {
+                    self.marked.get(self.pkg(i).name.as_str()) == Some(&i) && self.satisfies(i, rel)
+                })
         })
     }
 
@@ -522,7 +560,11 @@ impl<'a> Resolver<'a> {
                 let (pa, pb) = (self.pkg(a), self.pkg(b));
                 (pb.name == rel.name)
                     .cmp(&(pa.name == rel.name))
-                    .then(self.protected.contains(&b).cmp(&self.protected.contains(&a)))
+                    .then(
+                        self.protected
+                            .contains(&b)
+                            .cmp(&self.protected.contains(&a)),
+                    )
                     .then(pb.essential.cmp(&pa.essential))
                     .then(pb.important.cmp(&pa.important))
                     .then(priority_rank(pa).cmp(&priority_rank(pb)))
@@ -560,9 +602,16 @@ impl<'a> Resolver<'a> {
             }
             let mut in_suites: Vec<&str> = versions.iter().map(|v| v.suite.as_str()).collect();
             in_suites.dedup();
-            let mut s = format!("only {} available in {}", listed.join(", "), in_suites.join(", "));
+            let mut s = format!(
+                "only {} available in {}",
+                listed.join(", "),
+                in_suites.join(", ")
+            );
             if listed.len() > 1 {
-                s.push_str(&format!(" (only the highest, {}, is considered)", p.version));
+                s.push_str(&format!(
+                    " (only the highest, {}, is considered)",
+                    p.version
+                ));
             }
             return s;
         }
@@ -575,7 +624,10 @@ impl<'a> Resolver<'a> {
             .map(|&i| self.pkg(i))
             .collect();
         if providers.is_empty() {
-            return format!("no package {} in {} ({})", rel.name, suites, self.index.architecture);
+            return format!(
+                "no package {} in {} ({})",
+                rel.name, suites, self.index.architecture
+            );
         }
         let mut by: Vec<String> = providers
             .iter()
@@ -838,7 +890,9 @@ fn parse_request(text: &str) -> Result<Request<'_>, ResolveError> {
         None => (t, None),
     };
     if spec.contains('/') {
-        return Err(bad("'name/suite' is not supported: the highest version across suites is used; pin with name=version"));
+        return Err(bad(
+            "'name/suite' is not supported: the highest version across suites is used; pin with name=version",
+        ));
     }
     let (name, arch) = match spec.split_once(':') {
         Some((n, a)) => (n, Some(a)),
@@ -846,7 +900,9 @@ fn parse_request(text: &str) -> Result<Request<'_>, ResolveError> {
     };
     if name.is_empty()
         || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
     {
         return Err(bad("expected name, name=version or name:arch"));
     }
@@ -890,12 +946,16 @@ pub fn resolve(
         }
         let chosen = match req.version {
             Some(v) => {
-                let wanted: Version = v.parse().map_err(|e: VersionError| ResolveError::BadRequest {
-                    request: req.text.to_string(),
-                    reason: e.to_string(),
-                })?;
+                let wanted: Version =
+                    v.parse()
+                        .map_err(|e: VersionError| ResolveError::BadRequest {
+                            request: req.text.to_string(),
+                            reason: e.to_string(),
+                        })?;
                 let found = index.by_name.get(req.name).and_then(|vs| {
-                    vs.iter().copied().find(|&i| index.packages[i].version == wanted)
+                    vs.iter()
+                        .copied()
+                        .find(|&i| index.packages[i].version == wanted)
                 });
                 match found {
                     Some(i) => {
@@ -935,7 +995,10 @@ pub fn resolve(
                         [] => return Err(unknown(index, req.name)),
                         [only] => only,
                         _ => {
-                            let names: Vec<&str> = providers.iter().map(|&i| index.packages[i].name.as_str()).collect();
+                            let names: Vec<&str> = providers
+                                .iter()
+                                .map(|&i| index.packages[i].name.as_str())
+                                .collect();
                             return Err(ResolveError::VirtualPackage {
                                 name: req.name.to_string(),
                                 providers: names.join(", "),
@@ -949,7 +1012,11 @@ pub fn resolve(
     }
     if opts.include_essential {
         for (name, versions) in &index.by_name {
-            let i = r.overrides.get(name.as_str()).copied().unwrap_or(versions[0]);
+            let i = r
+                .overrides
+                .get(name.as_str())
+                .copied()
+                .unwrap_or(versions[0]);
             let p = &index.packages[i];
             if p.essential || p.priority.as_deref() == Some("required") {
                 roots.entry(name).or_insert(i);
@@ -977,7 +1044,8 @@ pub fn resolve(
         rounds += 1;
         let name = index.packages[i].name.clone();
         let fixed = rounds <= r.marked.len() + 1
-            && r.install_dependencies(i, r.protected.contains(&i), true, &[name.clone()]).is_ok();
+            && r.install_dependencies(i, r.protected.contains(&i), true, &[name.clone()])
+                .is_ok();
         if !fixed {
             return Err(ResolveError::Unsatisfiable {
                 chain: format!("{name} -> {}", r.explain_group(group)),
@@ -1001,7 +1069,11 @@ pub fn resolve(
             }
         }
     }
-    let mut packages: Vec<BinaryPackage> = r.marked.values().map(|&i| index.packages[i].clone()).collect();
+    let mut packages: Vec<BinaryPackage> = r
+        .marked
+        .values()
+        .map(|&i| index.packages[i].clone())
+        .collect();
     packages.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
     Ok(Resolution { packages })
 }
@@ -1065,13 +1137,23 @@ impl SourceIndex {
 
     /// Adds the paragraphs of one suite's `Sources` index. A version already added for the
     /// same name is skipped.
-    pub fn add_sources(&mut self, suite: &str, paragraphs: &[Paragraph]) -> Result<(), ResolveError> {
+    pub fn add_sources(
+        &mut self,
+        suite: &str,
+        paragraphs: &[Paragraph],
+    ) -> Result<(), ResolveError> {
         if !self.suites.iter().any(|s| s == suite) {
             self.suites.push(suite.to_string());
         }
         for p in paragraphs {
             let name = required(suite, p, "?", "Package")?;
-            let version = parse_version(suite, p, name, "Version", required(suite, p, name, "Version")?)?;
+            let version = parse_version(
+                suite,
+                p,
+                name,
+                "Version",
+                required(suite, p, name, "Version")?,
+            )?;
             let directory = required(suite, p, name, "Directory")?;
             let mut files = Vec::new();
             for line in required(suite, p, name, "Checksums-Sha256")?.lines() {
@@ -1081,10 +1163,22 @@ impl SourceIndex {
                 }
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 let [sha256, size, file] = parts[..] else {
-                    return Err(bad_field(suite, p, name, "Checksums-Sha256", format!("expected 'sha256 size name', found '{line}'")));
+                    return Err(bad_field(
+                        suite,
+                        p,
+                        name,
+                        "Checksums-Sha256",
+                        format!("expected 'sha256 size name', found '{line}'"),
+                    ));
                 };
                 if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad_field(suite, p, name, "Checksums-Sha256", format!("'{sha256}' is not 64 hex digits")));
+                    return Err(bad_field(
+                        suite,
+                        p,
+                        name,
+                        "Checksums-Sha256",
+                        format!("'{sha256}' is not 64 hex digits"),
+                    ));
                 }
                 let size = size
                     .parse()
@@ -1109,7 +1203,11 @@ impl SourceIndex {
             });
             let suites = &self.suites;
             let rank = |s: &str| suites.iter().position(|x| x == s).unwrap_or(usize::MAX);
-            entry.sort_by(|a, b| b.version.cmp(&a.version).then_with(|| rank(&a.suite).cmp(&rank(&b.suite))));
+            entry.sort_by(|a, b| {
+                b.version
+                    .cmp(&a.version)
+                    .then_with(|| rank(&a.suite).cmp(&rank(&b.suite)))
+            });
         }
         Ok(())
     }
@@ -1126,11 +1224,18 @@ impl SourceIndex {
     }
 
     /// Source package `name` at exactly `version` (as named by a binary's `Source` field).
-    pub fn find_version(&self, name: &str, version: &Version) -> Result<&SourcePackage, ResolveError> {
-        let versions = self.by_name.get(name).ok_or_else(|| ResolveError::UnknownSource {
-            name: name.to_string(),
-            suites: join_suites(&self.suites),
-        })?;
+    pub fn find_version(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<&SourcePackage, ResolveError> {
+        let versions = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| ResolveError::UnknownSource {
+                name: name.to_string(),
+                suites: join_suites(&self.suites),
+            })?;
         versions
             .iter()
             .find(|s| &s.version == version)
@@ -1175,7 +1280,11 @@ mod tests {
         idx
     }
 
-    fn run(idx: &PackageIndex, requests: &[&str], essential: bool) -> Result<Vec<String>, ResolveError> {
+    fn run(
+        idx: &PackageIndex,
+        requests: &[&str],
+        essential: bool,
+    ) -> Result<Vec<String>, ResolveError> {
         let requests: Vec<String> = requests.iter().map(|s| s.to_string()).collect();
         let opts = ResolveOptions {
             include_essential: essential,
@@ -1200,7 +1309,10 @@ mod tests {
                 para("unrelated", "1", ""),
             ],
         )]);
-        assert_eq!(run(&idx, &["a"], false).unwrap(), ["a=1", "b=1", "c=2", "libc6=2.41"]);
+        assert_eq!(
+            run(&idx, &["a"], false).unwrap(),
+            ["a=1", "b=1", "c=2", "libc6=2.41"]
+        );
         assert_eq!(idx.len(), 5);
     }
 
@@ -1255,7 +1367,10 @@ mod tests {
             text.contains("plain -> libbar (>= 1) : virtual package provided only by bar-provider"),
             "{text}"
         );
-        assert!(text.contains("unversioned Provides never satisfies"), "{text}");
+        assert!(
+            text.contains("unversioned Provides never satisfies"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1268,23 +1383,40 @@ mod tests {
                 para("aa-mta", "1", "Provides: mta\nPriority: extra"),
                 para("want-sh", "1", "Depends: sh"),
                 para("a-sh", "1", "Provides: sh\nPriority: required"),
-                para("z-sh", "1", "Provides: sh\nEssential: yes\nPriority: optional"),
+                para(
+                    "z-sh",
+                    "1",
+                    "Provides: sh\nEssential: yes\nPriority: optional",
+                ),
                 para("want-x", "1", "Depends: x"),
                 para("x", "1", "Priority: optional"),
-                para("a-x", "1", "Provides: x\nPriority: required\nEssential: yes"),
+                para(
+                    "a-x",
+                    "1",
+                    "Provides: x\nPriority: required\nEssential: yes",
+                ),
                 para("want-tie", "1", "Depends: tie"),
                 para("b-tie", "1", "Provides: tie\nPriority: optional"),
                 para("a-tie", "1", "Provides: tie\nPriority: optional"),
             ],
         )]);
         // Higher priority first.
-        assert_eq!(run(&idx, &["want-mta"], false).unwrap(), ["want-mta=1", "zz-mta=1"]);
+        assert_eq!(
+            run(&idx, &["want-mta"], false).unwrap(),
+            ["want-mta=1", "zz-mta=1"]
+        );
         // Essential beats priority.
-        assert_eq!(run(&idx, &["want-sh"], false).unwrap(), ["want-sh=1", "z-sh=1"]);
+        assert_eq!(
+            run(&idx, &["want-sh"], false).unwrap(),
+            ["want-sh=1", "z-sh=1"]
+        );
         // The package named like the dependency beats everything.
         assert_eq!(run(&idx, &["want-x"], false).unwrap(), ["want-x=1", "x=1"]);
         // A full tie is broken by name.
-        assert_eq!(run(&idx, &["want-tie"], false).unwrap(), ["a-tie=1", "want-tie=1"]);
+        assert_eq!(
+            run(&idx, &["want-tie"], false).unwrap(),
+            ["a-tie=1", "want-tie=1"]
+        );
     }
 
     #[test]
@@ -1304,7 +1436,10 @@ mod tests {
             ["python3=3.13.5-1", "script=1"]
         );
         let err = run(&idx, &["tool"], false).unwrap_err().to_string();
-        assert!(err.contains("tool -> perl:any : perl is Multi-Arch: foreign"), "{err}");
+        assert!(
+            err.contains("tool -> perl:any : perl is Multi-Arch: foreign"),
+            "{err}"
+        );
         assert_eq!(
             run(&idx, &["native-user"], false).unwrap(),
             ["native-user=1", "perl=5.40", "python3=3.13.5-1"]
@@ -1336,7 +1471,10 @@ mod tests {
             "c 1 (trixie) breaks d (<< 2), satisfied by d 1 (trixie); both are needed"
         );
         let err = run(&idx, &["e", "f"], false).unwrap_err().to_string();
-        assert!(err.contains("e 1 (trixie) conflicts with virt, satisfied by f 1"), "{err}");
+        assert!(
+            err.contains("e 1 (trixie) conflicts with virt, satisfied by f 1"),
+            "{err}"
+        );
         // A package may conflict with a virtual package it provides itself.
         assert_eq!(run(&idx, &["self"], false).unwrap(), ["self=1"]);
     }
@@ -1368,7 +1506,11 @@ mod tests {
         let idx = index(&[(
             "trixie",
             &[
-                para("bash", "5.2", "Essential: yes\nPriority: required\nDepends: libtinfo6"),
+                para(
+                    "bash",
+                    "5.2",
+                    "Essential: yes\nPriority: required\nDepends: libtinfo6",
+                ),
                 para("libtinfo6", "6.5", "Priority: optional"),
                 para("mawk", "1.3", "Priority: required"),
                 para("nano", "8.4", "Priority: important"),
@@ -1396,7 +1538,11 @@ mod tests {
             para("indep", "1", "Architecture: all"),
         ];
         let security: &[String] = &[
-            para("openssl", "3.5.1-1+deb13u1", "Depends: libssl3t64 (>= 3.5.1-1+deb13u1)"),
+            para(
+                "openssl",
+                "3.5.1-1+deb13u1",
+                "Depends: libssl3t64 (>= 3.5.1-1+deb13u1)",
+            ),
             para("libssl3t64", "3.5.1-1+deb13u1", ""),
             para("same", "1.0", "Depends: must-not-be-used"),
         ];
@@ -1416,7 +1562,11 @@ mod tests {
             got,
             [
                 ("indep", "1".to_string(), "trixie"),
-                ("libssl3t64", "3.5.1-1+deb13u1".to_string(), "trixie-security"),
+                (
+                    "libssl3t64",
+                    "3.5.1-1+deb13u1".to_string(),
+                    "trixie-security"
+                ),
                 ("openssl", "3.5.1-1+deb13u1".to_string(), "trixie-security"),
                 ("same", "1.0".to_string(), "trixie"),
             ]
@@ -1458,7 +1608,10 @@ mod tests {
             ),
             "{err}"
         );
-        let idx3 = index(&[("trixie", &[para("a", "1", "Depends: ghost | phantom (>= 1)")])]);
+        let idx3 = index(&[(
+            "trixie",
+            &[para("a", "1", "Depends: ghost | phantom (>= 1)")],
+        )]);
         let err = run(&idx3, &["a"], false).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -1488,10 +1641,16 @@ mod tests {
         assert!(err.contains("provided by: mta-a, mta-b\nhint:"), "{err}");
         assert_eq!(run(&idx, &["lonely"], false).unwrap(), ["only=1"]);
         let err = run(&idx, &["foo=2"], false).unwrap_err().to_string();
-        assert!(err.contains("no version 2 in trixie\nhint: available: 1 (trixie)"), "{err}");
+        assert!(
+            err.contains("no version 2 in trixie\nhint: available: 1 (trixie)"),
+            "{err}"
+        );
         assert_eq!(run(&idx, &["foo:amd64"], false).unwrap(), ["foo=1"]);
         let err = run(&idx, &["foo:arm64"], false).unwrap_err();
-        assert!(matches!(err, ResolveError::WrongArchitecture { .. }), "{err:?}");
+        assert!(
+            matches!(err, ResolveError::WrongArchitecture { .. }),
+            "{err:?}"
+        );
         let err = run(&idx, &["foo/trixie"], false).unwrap_err();
         assert!(matches!(err, ResolveError::BadRequest { .. }), "{err:?}");
         let err = run(&idx, &["foo=x y"], false).unwrap_err();
@@ -1508,8 +1667,14 @@ mod tests {
             "trixie: paragraph at line 1 (a): missing field 'Filename'"
         );
         let text = para("b", "1", "Depends: c (>= )");
-        let err = idx.add_packages("trixie", &parse(&text).unwrap()).unwrap_err();
-        assert!(err.to_string().starts_with("trixie: paragraph at line 1 (b): bad field 'Depends'"), "{err}");
+        let err = idx
+            .add_packages("trixie", &parse(&text).unwrap())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("trixie: paragraph at line 1 (b): bad field 'Depends'"),
+            "{err}"
+        );
     }
 
     /// A small xorshift generator, so the shuffles are reproducible without extra crates.
@@ -1525,7 +1690,11 @@ mod tests {
     #[test]
     fn the_result_does_not_depend_on_input_order() {
         let main = vec![
-            para("root", "1", "Depends: virt, alt-a | alt-b, libx (>= 1), mta"),
+            para(
+                "root",
+                "1",
+                "Depends: virt, alt-a | alt-b, libx (>= 1), mta",
+            ),
             para("p1", "1", "Provides: virt"),
             para("p2", "1", "Provides: virt"),
             para("p3", "1", "Provides: virt (= 3)"),
@@ -1537,7 +1706,12 @@ mod tests {
             para("base", "1", "Essential: yes\nDepends: libx"),
         ];
         let security = vec![para("libx", "2", ""), para("p2", "2", "Provides: virt")];
-        let expected = run(&index(&[("trixie", &main), ("trixie-security", &security)]), &["root", "base"], true).unwrap();
+        let expected = run(
+            &index(&[("trixie", &main), ("trixie-security", &security)]),
+            &["root", "base"],
+            true,
+        )
+        .unwrap();
         assert_eq!(
             expected,
             ["alt-b=1", "base=1", "libx=2", "p1=1", "postfix=1", "root=1"]
@@ -1548,7 +1722,12 @@ mod tests {
             shuffle(&mut s, seed * 7919);
             let mut requests = ["base", "root"];
             shuffle(&mut requests, seed);
-            let got = run(&index(&[("trixie", &m), ("trixie-security", &s)]), &requests, true).unwrap();
+            let got = run(
+                &index(&[("trixie", &m), ("trixie-security", &s)]),
+                &requests,
+                true,
+            )
+            .unwrap();
             assert_eq!(got, expected, "seed {seed}");
         }
     }
@@ -1562,25 +1741,46 @@ mod tests {
         let (a, b) = ("a".repeat(64), "B".repeat(64));
         let fill = |t: &str| t.replace("{a}", &a).replace("{b}", &b);
         let mut idx = SourceIndex::new();
-        idx.add_sources("trixie", &parse(&fill(main)).unwrap()).unwrap();
-        idx.add_sources("trixie-security", &parse(&fill(sec)).unwrap()).unwrap();
+        idx.add_sources("trixie", &parse(&fill(main)).unwrap())
+            .unwrap();
+        idx.add_sources("trixie-security", &parse(&fill(sec)).unwrap())
+            .unwrap();
         assert_eq!(idx.len(), 2);
         let src = idx.find("hello").unwrap();
         assert_eq!(src.version.to_string(), "2.10-3+deb13u1");
         assert_eq!(src.suite, "trixie-security");
         assert_eq!(src.directory, "pool/updates/main/h/hello");
-        let old = idx.find_version("hello", &"2.10-3".parse().unwrap()).unwrap();
+        let old = idx
+            .find_version("hello", &"2.10-3".parse().unwrap())
+            .unwrap();
         assert_eq!(
             old.files,
             [
-                SourceFile { name: "hello_2.10-3.dsc".into(), size: 1950, sha256: a.clone() },
-                SourceFile { name: "hello_2.10.orig.tar.gz".into(), size: 725946, sha256: b.to_ascii_lowercase() },
+                SourceFile {
+                    name: "hello_2.10-3.dsc".into(),
+                    size: 1950,
+                    sha256: a.clone()
+                },
+                SourceFile {
+                    name: "hello_2.10.orig.tar.gz".into(),
+                    size: 725946,
+                    sha256: b.to_ascii_lowercase()
+                },
             ]
         );
         let err = idx.find("bye").unwrap_err().to_string();
-        assert!(err.starts_with("source package 'bye' is not in trixie, trixie-security\nhint:"), "{err}");
-        let err = idx.find_version("hello", &"9".parse().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("available: 2.10-3+deb13u1 (trixie-security), 2.10-3 (trixie)"), "{err}");
+        assert!(
+            err.starts_with("source package 'bye' is not in trixie, trixie-security\nhint:"),
+            "{err}"
+        );
+        let err = idx
+            .find_version("hello", &"9".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("available: 2.10-3+deb13u1 (trixie-security), 2.10-3 (trixie)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -248,7 +248,14 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["1.0", "0:1.0", "2:1.2.3-4+deb13u1", "1.0-1-2", "3:1:2-1", "1.0~rc1"] {
+        for s in [
+            "1.0",
+            "0:1.0",
+            "2:1.2.3-4+deb13u1",
+            "1.0-1-2",
+            "3:1:2-1",
+            "1.0~rc1",
+        ] {
             assert_eq!(v(s).to_string(), s);
         }
         let x = v("2:1.2-3");

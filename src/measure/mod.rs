@@ -44,17 +44,23 @@ pub enum MeasureError {
     },
     #[error("{file} has no .linux section: it is not a UKI")]
     NoKernel { file: String },
-    #[error("cannot tell which systemd-stub {file} is built on: no \"{marker}\" in .sdmagic and no \
+    #[error(
+        "cannot tell which systemd-stub {file} is built on: no \"{marker}\" in .sdmagic and no \
              stub version in MajorImageVersion\nhint: pass --stub-version with the systemd \
-             version of the stub")]
+             version of the stub"
+    )]
     UnknownStub { file: String, marker: &'static str },
-    #[error("{file} has a {section} section; UKIs with several profiles or automatic device tree \
+    #[error(
+        "{file} has a {section} section; UKIs with several profiles or automatic device tree \
              selection are not supported: their measurements depend on the hardware and the \
-             boot menu")]
+             boot menu"
+    )]
     Unsupported { file: String, section: String },
-    #[error("{file} is {len} bytes long, not a multiple of 8: firmware and signing tools disagree \
+    #[error(
+        "{file} is {len} bytes long, not a multiple of 8: firmware and signing tools disagree \
              on the Authenticode digest of such files\nhint: pad the UKI with zeros to a \
-             multiple of 8 bytes, or drop --strict to get the OVMF/pesign value")]
+             multiple of 8 bytes, or drop --strict to get the OVMF/pesign value"
+    )]
     Unaligned { file: String, len: usize },
 }
 
@@ -191,7 +197,10 @@ pub fn pcr11_section_order(stub_major: u32) -> &'static [&'static str] {
 /// control characters (and DEL) become spaces, trailing ones are cut, and since 257 leading
 /// ones too. Stops at the first NUL, as the stub's UTF-8 to UTF-16 conversion does.
 pub fn stub_cmdline(section: &[u8], stub_major: u32) -> String {
-    let end = section.iter().position(|&b| b == 0).unwrap_or(section.len());
+    let end = section
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(section.len());
     let text = String::from_utf8_lossy(&section[..end]);
     let ws = |c: char| (c as u32) <= 0x20 || c as u32 == 0x7f;
     let mapped: String = text.chars().map(|c| if ws(c) { ' ' } else { c }).collect();
@@ -357,11 +366,22 @@ enum Source<'a> {
     Bytes(std::borrow::Cow<'a, [u8]>),
     /// Authenticode digest of a PE image.
     Authenticode(&'a PeFile<'a>),
+    /// Parts hashed one after the other, each padded with zeros to 4 bytes (the initrd the
+    /// stub assembles), without copying them together.
+    Padded(Vec<std::borrow::Cow<'a, [u8]>>),
 }
 
 fn compute(source: &Source<'_>, bank: Bank) -> Vec<u8> {
     match source {
         Source::Bytes(b) => bank.hash(&[b]),
+        Source::Padded(parts) => {
+            let mut v: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2);
+            for p in parts {
+                v.push(p);
+                v.push(&[0u8; 3][..(4 - p.len() % 4) % 4]);
+            }
+            bank.hash(&v)
+        }
         Source::Authenticode(pe) => {
             let ranges = pe
                 .authenticode_ranges()
@@ -532,21 +552,23 @@ pub fn predict(uki: &[u8], file: &str, opts: &Options) -> Result<Prediction, Mea
     let parts = initrd_parts(&pe, stub.major);
     if !parts.is_empty() {
         let names: Vec<String> = parts.iter().map(|(n, _)| n.clone()).collect();
-        let initrd = if parts.len() == 1 {
-            parts.into_iter().next().expect("one").1
+        let (len, source) = if parts.len() == 1 {
+            let one = parts.into_iter().next().expect("one").1;
+            (one.len(), Source::Bytes(one))
         } else {
-            std::borrow::Cow::Owned(crate::image::uki::join_padded(
-                parts.iter().map(|(_, d)| d.as_ref()),
-            ))
+            let len = parts.iter().map(|(_, d)| d.len().next_multiple_of(4)).sum();
+            (
+                len,
+                Source::Padded(parts.into_iter().map(|(_, d)| d).collect()),
+            )
         };
         plan.push((
             9,
             format!(
-                "EV_EVENT_TAG 0x8F3B22EC initrd ({} bytes: {})",
-                initrd.len(),
+                "EV_EVENT_TAG 0x8F3B22EC initrd ({len} bytes: {})",
                 names.join(" + ")
             ),
-            Source::Bytes(initrd),
+            source,
         ));
     }
 
@@ -560,6 +582,7 @@ pub fn predict(uki: &[u8], file: &str, opts: &Options) -> Result<Prediction, Mea
             let n = match &plan[i].2 {
                 Source::Bytes(d) => d.len(),
                 Source::Authenticode(p) => p.data().len(),
+                Source::Padded(parts) => parts.iter().map(|p| p.len()).sum(),
             };
             // SHA-384 is slower than SHA-256 with SHA-NI.
             if b == Bank::Sha384 { n * 2 } else { n }

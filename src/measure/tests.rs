@@ -103,4 +103,3 @@ fn sha384_extend_is_over_48_bytes() {
     let r = Bank::Sha384.replay([&[0u8; 48][..]]);
     assert_eq!(r, Bank::Sha384.hash(&[&[0u8; 96]]));
 }
-

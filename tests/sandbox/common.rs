@@ -22,7 +22,9 @@ pub fn sandbox(args: &[&str], cmd: &[&str]) -> Output {
 /// The same, through `sh -c` so that the caller can set up the host side (umask, env).
 pub fn sandbox_via_shell(prefix: &str, args: &[&str], cmd: &[&str]) -> Output {
     let mut c = Command::new("/bin/sh");
-    c.arg("-c").arg(format!("{prefix}; exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_hermetic"));
+    c.arg("-c")
+        .arg(format!("{prefix}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_hermetic"));
     c.args(["sandbox", "run"]).args(args).arg("--").args(cmd);
     c.output().expect("run hermetic")
 }
@@ -77,7 +79,10 @@ pub fn results(out: &str) -> std::collections::BTreeMap<String, String> {
 
 /// A temporary directory every user can enter (the sandbox may run as another id).
 pub fn tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("hermetic-sbx-").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("hermetic-sbx-")
+        .tempdir()
+        .expect("tempdir");
     set_mode(dir.path(), 0o755);
     dir
 }

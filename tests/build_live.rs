@@ -1,0 +1,171 @@
+//! Live test of `hermetic build`: the real Debian archive through the host's apt mirror, the
+//! real sandbox, real dpkg. The `base` image is built twice, once under a hostile host
+//! environment (umask 002, another time zone and locale, another store and working
+//! directory), and the two tars must be bit-identical; a no-change build runs no step, and
+//! `--rebuild` finds the outputs identical.
+//!
+//! It locks afresh into a temporary project, as the mirror drops superseded versions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hermetic() -> &'static str {
+    env!("CARGO_BIN_EXE_hermetic")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run hermetic");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn project() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::copy(src.join("hermetic.toml"), dir.path().join("hermetic.toml")).unwrap();
+    fs_err::create_dir(dir.path().join("recipes")).unwrap();
+    fs_err::copy(
+        src.join("recipes/base.toml"),
+        dir.path().join("recipes/base.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(fs_err::read(path).unwrap()))
+}
+
+#[test]
+fn base_builds_bit_identically_under_host_variations() {
+    let project = project();
+    let p = project.path();
+    let store_a = tempfile::tempdir().unwrap();
+    let store_b = tempfile::tempdir().unwrap();
+    let out_a = p.join("out-a");
+    let out_b = p.join("out-b");
+
+    run(Command::new(hermetic())
+        .arg("-C")
+        .arg(p)
+        .arg("--store")
+        .arg(store_a.path())
+        .arg("lock"));
+    for store in [store_a.path(), store_b.path()] {
+        run(Command::new(hermetic())
+            .arg("-C")
+            .arg(p)
+            .arg("--store")
+            .arg(store)
+            .arg("fetch"));
+    }
+
+    // Plain.
+    run(Command::new(hermetic())
+        .arg("-C")
+        .arg(p)
+        .arg("--store")
+        .arg(store_a.path())
+        .args(["build", "base", "--output"])
+        .arg(&out_a));
+
+    // Hostile host settings, another store, another working directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 002; exec \"$@\"")
+        .arg("sh")
+        .arg(hermetic())
+        .arg("-C")
+        .arg(p)
+        .args(["build", "base", "--output"])
+        .arg(&out_b)
+        .current_dir(elsewhere.path())
+        .env("HERMETIC_STORE", store_b.path())
+        .env("TZ", "Asia/Tokyo")
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8"));
+
+    let tar_a = out_a.join("base.tar");
+    let tar_b = out_b.join("base.tar");
+    let (a, b) = (sha256(&tar_a), sha256(&tar_b));
+    if a != b {
+        let diff = Command::new("sh")
+            .arg("-c")
+            .arg("diff <(tar -tvf \"$1\") <(tar -tvf \"$2\") | head -40")
+            .arg("sh")
+            .arg(&tar_a)
+            .arg(&tar_b)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!("the two builds differ: {a} vs {b}\n{diff}");
+    }
+    // SHA256SUMS names the tar with the same hash.
+    let sums = fs_err::read_to_string(out_a.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums, format!("{a}  base.tar\n"));
+
+    // The tar is a Debian system: dpkg's database lists the requested packages as installed.
+    let listing = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar_a)
+        .arg("./var/lib/dpkg/status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&listing.stdout);
+    for pkg in ["systemd", "systemd-boot-efi", "udhcpc", "iproute2", "dpkg"] {
+        assert!(
+            status.contains(&format!("Package: {pkg}\nStatus: install ok installed")),
+            "{pkg} is not installed in the image"
+        );
+    }
+    // Owners inside the image are the ids of the sandbox, not the host's subordinate ids.
+    let verbose = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&tar_a)
+        .arg("./etc/shadow")
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&verbose.stdout);
+    assert!(
+        line.contains(" 0/42 "),
+        "/etc/shadow should be root:shadow (0/42): {line}"
+    );
+
+    // Nothing changed: every step is cached.
+    let out = run(Command::new(hermetic())
+        .arg("-C")
+        .arg(p)
+        .arg("--store")
+        .arg(store_a.path())
+        .args(["--json", "build", "base", "--output"])
+        .arg(&out_a));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps.len() >= 3, "{report}");
+    for s in steps {
+        assert_eq!(s["state"], "cached", "{s}");
+    }
+
+    // --rebuild runs everything again and finds it identical.
+    let out = run(Command::new(hermetic())
+        .arg("-C")
+        .arg(p)
+        .arg("--store")
+        .arg(store_a.path())
+        .args(["--json", "build", "--rebuild", "base", "--output"])
+        .arg(p.join("out-c")));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in report["steps"].as_array().unwrap() {
+        assert_eq!(s["state"], "identical", "{s}");
+    }
+    let _ = PathBuf::new();
+}
