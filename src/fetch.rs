@@ -58,8 +58,8 @@ pub enum FetchError {
         store: PathBuf,
         missing: Vec<MissingPin>,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Mirrors(#[from] crate::mirrors::MirrorError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -256,6 +256,20 @@ impl<R: Read + ?Sized> Read for Counting<'_, R> {
         (self.on_bytes)(n as u64);
         Ok(n)
     }
+}
+
+/// The downloader of a normal run: `--mirror` URLs, then `HERMETIC_MIRRORS`, snapshot.debian.org
+/// at `snapshot`, and the host's apt mirrors (see [`crate::mirrors`]).
+pub fn default_downloader(
+    store: &Store,
+    cli_mirrors: &[String],
+    snapshot: &str,
+) -> Result<Downloader, FetchError> {
+    let mirrors = Mirrors::new(&crate::mirrors::MirrorConfig::from_env(
+        cli_mirrors,
+        Some(snapshot),
+    ))?;
+    Ok(Downloader::new(Http::new(), mirrors, store.clone()))
 }
 
 /// One file to have in the store.
@@ -455,4 +469,78 @@ pub fn fetch(
     summary.requests = downloader.requests();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfile::{PinnedPackage, PinnedSource, PinnedSourceFile};
+
+    #[test]
+    fn plan_has_each_file_once_with_its_archive() {
+        let pkg = |name: &str, suite: &str, sha: &str| PinnedPackage {
+            name: name.into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            suite: suite.into(),
+            filename: format!("pool/main/{name}.deb"),
+            size: 3,
+            sha256: sha.repeat(64),
+            source: name.into(),
+            source_version: "1".into(),
+            recipes: vec!["base".into()],
+        };
+        let lock = Lockfile {
+            packages: vec![
+                pkg("a", "trixie", "a"),
+                pkg("b", "trixie-security", "b"),
+                // Same content under two names: fetched once.
+                pkg("c", "trixie", "a"),
+            ],
+            sources: vec![PinnedSource {
+                name: "s".into(),
+                version: "1".into(),
+                suite: "trixie".into(),
+                directory: "pool/main/s/s".into(),
+                files: vec![PinnedSourceFile {
+                    name: "s_1.dsc".into(),
+                    size: 1,
+                    sha256: "c".repeat(64),
+                }],
+                recipes: vec!["base".into()],
+            }],
+            ..Default::default()
+        };
+        let items = plan(&lock);
+        assert_eq!(items.len(), 3);
+        assert_eq!(
+            items[1].location,
+            Location::Archive {
+                archive: "debian-security".into(),
+                paths: vec!["pool/main/b.deb".into()],
+            }
+        );
+        assert_eq!(
+            items[2].location,
+            Location::Archive {
+                archive: "debian".into(),
+                paths: vec!["pool/main/s/s/s_1.dsc".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn summary_line() {
+        let s = FetchSummary {
+            fetched: 123,
+            bytes: 47_815_065,
+            already: 10,
+            requests: 123,
+            seconds: 3.21,
+        };
+        assert_eq!(
+            s.to_string(),
+            "fetched 123 files, 45.6 MiB in 3.2 s; 10 already in store"
+        );
+    }
 }

@@ -304,6 +304,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         downloader: &downloader,
         store: &store,
         keyring: &keyring,
+        chatty: options.chatty,
     };
     let need_sources = to_resolve.iter().any(|r| !r.source_packages.is_empty());
     let mut index = PackageIndex::new(&a.architecture);

@@ -511,6 +511,36 @@ impl Lockfile {
     pub fn recipe(&self, name: &str) -> Option<&LockedRecipe> {
         self.recipes.iter().find(|r| r.name == name)
     }
+
+    /// The packages installed in the image of `recipe` (tag `<recipe>`), sorted by name.
+    pub fn image_packages(&self, recipe: &str) -> Vec<&PinnedPackage> {
+        self.packages_tagged(recipe)
+    }
+
+    /// The packages of the tools tree `recipe`'s build steps run in (tag `<recipe>:build`).
+    pub fn build_packages(&self, recipe: &str) -> Vec<&PinnedPackage> {
+        self.packages_tagged(&format!("{recipe}{BUILD_TAG_SUFFIX}"))
+    }
+
+    /// The packages carrying exactly this recipe tag.
+    pub fn packages_tagged(&self, tag: &str) -> Vec<&PinnedPackage> {
+        self.packages
+            .iter()
+            .filter(|p| p.recipes.iter().any(|t| t == tag))
+            .collect()
+    }
+
+    /// The source packages and tarballs pinned for `recipe`.
+    pub fn sources_of(&self, recipe: &str) -> (Vec<&PinnedSource>, Vec<&PinnedTarball>) {
+        let tagged = |tags: &[String]| tags.iter().any(|t| t == recipe);
+        (
+            self.sources.iter().filter(|s| tagged(&s.recipes)).collect(),
+            self.tarballs
+                .iter()
+                .filter(|t| tagged(&t.recipes))
+                .collect(),
+        )
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -627,6 +657,20 @@ mod tests {
         assert_eq!(lock.packages[0].name, "aa");
         assert_eq!(lock.packages[0].recipes, ["base", "base:build"]);
         assert_eq!(lock.recipes[0].packages, ["aa", "zz"]);
+        let image: Vec<&str> = lock
+            .image_packages("base")
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(image, ["aa", "zz"]);
+        let tools: Vec<&str> = lock
+            .build_packages("base")
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(tools, ["aa"]);
+        assert_eq!(lock.sources_of("kernel").0.len(), 1);
+        assert_eq!(lock.sources_of("base").1.len(), 1);
         let text = lock.to_toml();
         let back = Lockfile::parse(Path::new("pins.lock"), &text).unwrap();
         assert_eq!(back, lock);

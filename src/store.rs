@@ -243,6 +243,9 @@ impl Store {
                 actual,
             });
         }
+        // Blobs are read-only for everyone: readable from any sandbox, never edited in place.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
         tmp.as_file().sync_data()?;
         let dest = self.blob_path(expected_sha256);
         tmp.persist(&dest).map_err(|e| e.error)?;
@@ -431,6 +434,10 @@ mod tests {
             .put_blob_from_reader(&hash, Some(data.len() as u64), &mut &data[..])
             .unwrap();
         assert!(store.has_blob(&hash));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs_err::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o444);
         assert_eq!(fs_err::read(path).unwrap(), data);
         assert_eq!(store.blobs().unwrap(), vec![hash]);
     }
@@ -441,6 +448,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let good = store.put_blob_bytes(b"good").unwrap();
         let bad = store.put_blob_bytes(b"bad").unwrap();
+        // Blobs are read-only: replace the file, as a bit rot stand-in.
+        fs_err::remove_file(store.blob_path(&bad)).unwrap();
         fs_err::write(store.blob_path(&bad), b"rotten").unwrap();
         let report = store.verify(&|_| {}).unwrap();
         assert_eq!(report.checked, 2);
@@ -465,6 +474,28 @@ mod tests {
         fs_err::write(tree.path().join("out.txt"), b"y").unwrap();
         let path = store.publish_step("k1", tree).unwrap();
         assert_eq!(fs_err::read(path.join("out.txt")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_blob_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = vec![7u8; 300_000];
+        let hash = sha256_hex(&data);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    store
+                        .put_blob_from_reader(&hash, Some(data.len() as u64), &mut &data[..])
+                        .unwrap();
+                });
+            }
+        });
+        assert_eq!(fs_err::read(store.blob_path(&hash)).unwrap(), data);
+        assert_eq!(
+            fs_err::read_dir(store.root().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

@@ -299,6 +299,8 @@ fn cache_verify_reports_corrupt_blobs() {
     let f = locked();
     f.project.ok(&["fetch"]);
     let app = f.archive.debs["app"].clone();
+    // Blobs are read-only: replace the file, as a bit rot stand-in.
+    fs_err::remove_file(f.project.blob(&app.sha256)).unwrap();
     fs_err::write(f.project.blob(&app.sha256), b"rotten").unwrap();
     let (ok, stdout, stderr) = f.project.run(&["--json", "cache", "verify"]);
     assert!(!ok, "{stderr}");

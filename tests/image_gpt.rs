@@ -127,13 +127,21 @@ fn gcp_and_azure_layouts_verify() {
         ("azure", EspDiskLayout::azure()),
     ] {
         let path = dir.path().join(format!("{name}.raw"));
-        let mut esp = FatBuilder::new(0);
-        esp.add_file("EFI/BOOT/BOOTX64.EFI", pseudo_random(4, 3000))
-            .unwrap();
+        let uki = dir.path().join("uki.efi");
+        fs_err::write(&uki, pseudo_random(4, 3000)).unwrap();
+        let esp = disk::uki_esp(&uki, 0).unwrap();
         disk::write_esp_disk(&path, &layout, &esp, dg, eg).unwrap();
         assert_eq!(fs_err::metadata(&path).unwrap().len(), layout.disk_size);
         sgdisk_verify(&path);
         assert_tables_equal_sfdisk(&path, &layout.gpt(dg, eg), dir.path());
+        let out = dir.path().join("back.efi");
+        run(Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@1048576", path.display()))
+            .arg("::EFI/BOOT/BOOTX64.EFI")
+            .arg(&out));
+        assert!(fs_err::read(&out).unwrap() == fs_err::read(&uki).unwrap());
     }
     assert_eq!(EspDiskLayout::gcp(3_000_000).disk_size, 1 << 30);
 }

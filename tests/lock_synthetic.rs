@@ -168,9 +168,12 @@ fn tampered_inrelease_is_rejected() {
 #[test]
 fn index_hash_mismatch_is_an_error() {
     let f = fixture();
-    // Wrong bytes on every request of the trixie Packages.xz.
+    // Wrong bytes on every request of the trixie Packages.xz, by name and by hash.
+    let plain = "debian/dists/trixie/main/binary-amd64/Packages.xz";
+    let sha = support::sha256_hex(&fs_err::read(f.archive.path(plain)).unwrap());
+    f.server.fault(plain, Fault::WrongBytes, usize::MAX);
     f.server.fault(
-        "debian/dists/trixie/main/binary-amd64/Packages.xz",
+        &format!("debian/dists/trixie/main/binary-amd64/by-hash/SHA256/{sha}"),
         Fault::WrongBytes,
         usize::MAX,
     );
@@ -181,7 +184,26 @@ fn index_hash_mismatch_is_an_error() {
         "{stderr}"
     );
     assert!(stderr.contains("download has SHA-256"), "{stderr}");
+    assert!(stderr.contains(&sha), "{stderr}");
     assert!(!p.path("pins.lock").exists());
+}
+
+#[test]
+fn index_falls_back_to_by_hash() {
+    let f = fixture();
+    // The plain path is gone (a mirror in the middle of an update); by-hash still serves it.
+    let plain = "debian/dists/trixie/main/binary-amd64/Packages.xz";
+    f.server.fault(plain, Fault::NotFound, usize::MAX);
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let log = f.server.log();
+    assert!(log.iter().any(|l| l == &format!("/{plain}")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("/debian/dists/trixie/main/binary-amd64/by-hash/SHA256/")),
+        "{log:?}"
+    );
+    assert!(package_block(&p.lock_text(), "app").is_some());
 }
 
 #[test]
@@ -216,14 +238,17 @@ fn check_reports_disagreement_without_network() {
     )
     .unwrap();
     let stderr = p.fails(&["lock", "--check"]);
-    assert!(
-        stderr.contains("recipe `base` changed: packages added: libbar"),
-        "{stderr}"
+    let project = p.dir.path().to_str().unwrap();
+    assert_eq!(
+        stderr.replace(project, "[PROJECT]"),
+        "error: [PROJECT]/pins.lock does not match the recipes:\n  \
+         recipe `base` changed: packages added: libbar\nhelp: run `hermetic lock`\n"
     );
-    assert!(
-        stderr.trim_end().ends_with("help: run `hermetic lock`"),
-        "{stderr}"
-    );
+    // fetch warns about it (and still fetches the pins it has).
+    let stderr = p.fails(&["fetch", "--offline"]);
+    assert!(stderr.starts_with("warning: "), "{stderr}");
+    assert!(stderr.contains("does not match the recipes"), "{stderr}");
+    assert!(stderr.contains("--offline: "), "{stderr}");
     // A new recipe is noticed too.
     fs_err::write(p.path("recipes/extra.toml"), "parent = \"base\"\n").unwrap();
     let stderr = p.fails(&["lock", "--check"]);

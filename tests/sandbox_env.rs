@@ -64,13 +64,13 @@ fn fixed_variables_cannot_be_declared() {
 
 #[test]
 fn time_zone_and_locale_are_utc_and_c_utf8() {
-    let body = "import time, locale\nprint(time.strftime('%Z', time.localtime(0)))\nlocale.setlocale(locale.LC_ALL, '')\nprint(locale.getlocale())\nprint(sys.getfilesystemencoding())";
+    let body = "import time, locale\nprint(time.strftime('%Z', time.localtime(0)))\nprint(locale.setlocale(locale.LC_ALL, ''))\nprint(sys.getfilesystemencoding())";
     let out = ok(sandbox_via_shell(
         "export TZ=America/New_York",
         &[],
         &[PYTHON, "-c", &format!("import sys\n{body}")],
     ));
-    assert_eq!(out, "UTC\n('C', 'UTF-8')\nutf-8\n");
+    assert_eq!(out, "UTC\nC.UTF-8\nutf-8\n");
     let date = ok(sandbox(
         &["--source-date-epoch", "0"],
         &["date", "-d", "@0", "+%H:%M %Z"],
@@ -288,7 +288,6 @@ fn single_id_mapping_cannot_chown() {
 #[test]
 fn landlock_status_is_reported_and_can_be_required() {
     let out = sandbox(&["--require-landlock"], &["true"]);
-    let abi = fs_err::read_to_string("/sys/kernel/security/lsm").ok();
     let doctor = Command::new(env!("CARGO_BIN_EXE_hermetic"))
         .args(["doctor", "--json"])
         .output()
@@ -305,7 +304,6 @@ fn landlock_status_is_reported_and_can_be_required() {
         .as_str()
         .unwrap()
         .contains("fully enforced");
-    let _ = abi;
     if full {
         assert!(out.status.success(), "{}", stderr(&out));
     } else {

@@ -146,13 +146,8 @@ pub enum SandboxError {
         what: &'static str,
         source: std::io::Error,
     },
-    #[error("sandbox set-up failed: {stage} {path}: {detail}{hint}", path = if path.is_empty() { "(no path)" } else { path })]
-    Setup {
-        stage: String,
-        path: String,
-        detail: String,
-        hint: String,
-    },
+    #[error(transparent)]
+    Setup(Box<SetupFailure>),
     #[error("the sandbox's init ended without reporting the step's status")]
     Died,
     #[error(
@@ -168,12 +163,28 @@ pub enum SandboxError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} has SHA-256 {actual}, but the step declared {expected}; the output was removed\nhint: if the new content is expected (an upstream re-release), update the declared hash after checking it", path = path.display())]
-    OutputMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    #[error(transparent)]
+    OutputMismatch(Box<OutputMismatch>),
+}
+
+/// A set-up step inside the sandbox that failed: what, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox set-up failed: {stage} {path}: {detail}{hint}", path = if path.is_empty() { "(no path)" } else { path })]
+pub struct SetupFailure {
+    pub stage: String,
+    pub path: String,
+    pub detail: String,
+    /// Empty, or `\nhint: ...`.
+    pub hint: String,
+}
+
+/// A fixed output whose hash is not the declared one (it has been removed).
+#[derive(Debug, thiserror::Error)]
+#[error("{path} has SHA-256 {actual}, but the step declared {expected}; the output was removed\nhint: if the new content is expected (an upstream re-release), update the declared hash after checking it", path = path.display())]
+pub struct OutputMismatch {
+    pub path: PathBuf,
+    pub expected: String,
+    pub actual: String,
 }
 
 impl SandboxError {
@@ -181,12 +192,12 @@ impl SandboxError {
         let hint = doctor::hint_for(stage, errno)
             .map(|h| format!("\nhint: {h}"))
             .unwrap_or_default();
-        SandboxError::Setup {
+        SandboxError::Setup(Box::new(SetupFailure {
             stage: stage.to_string(),
             path: path.to_string(),
             detail: detail.to_string(),
             hint,
-        }
+        }))
     }
 }
 

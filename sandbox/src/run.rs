@@ -579,11 +579,13 @@ fn check_fixed_output(
             path: output.to_path_buf(),
             source,
         })?;
-        return Err(SandboxError::OutputMismatch {
-            path: output.to_path_buf(),
-            expected: expected.to_string(),
-            actual,
-        });
+        return Err(SandboxError::OutputMismatch(Box::new(
+            crate::OutputMismatch {
+                path: output.to_path_buf(),
+                expected: expected.to_string(),
+                actual,
+            },
+        )));
     }
     Ok(())
 }

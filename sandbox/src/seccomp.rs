@@ -146,6 +146,8 @@ const NAMESPACE_FLAGS: [(u64, &str); 8] = [
 ];
 
 /// Terminal ioctls that type into or control the terminal the step might share.
+// The type of ioctl numbers differs between C libraries (c_ulong on glibc, c_int on musl).
+#[allow(clippy::unnecessary_cast)]
 const DENIED_IOCTLS: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 fn arch() -> Result<TargetArch, SeccompError> {

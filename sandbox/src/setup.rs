@@ -756,8 +756,8 @@ proc /tmp/proc
 bind /tmp/proc/sys /tmp/proc/sys
 restrict /tmp/proc/sys nosuid,nodev,ro,recursive
 mkdir /tmp/etc 755
-write /tmp/etc/passwd (99 bytes)
-write /tmp/etc/group (29 bytes)
+write /tmp/etc/passwd (89 bytes)
+write /tmp/etc/group (27 bytes)
 restrict /tmp nosuid,nodev,ro
 pivot_root /tmp
 names hermetic (none)
@@ -772,9 +772,9 @@ lo up";
             rec.tree.insert(d.into(), Kind::Dir);
         }
         let plan = MountPlan {
-            root: RootPlan::Writable(Source::Fd(5)),
+            root: RootPlan::Writable(Source::Host("/srv/tree".into())),
             mounts: vec![PlannedMount {
-                src: Some((Source::Fd(6), Kind::Dir)),
+                src: Some((Source::Host("/srv/t".into()), Kind::Dir)),
                 dst: "/target".into(),
                 writable: true,
             }],
@@ -782,8 +782,15 @@ lo up";
             new_net: false,
         };
         build_root(&plan, &mut rec).unwrap();
-        assert_eq!(rec.log[3], "bind fd5 /tmp");
-        assert_eq!(rec.log[4], "restrict /tmp nosuid,nodev,recursive");
+        assert_eq!(
+            rec.log[1..5],
+            [
+                "open /srv/tree fd3",
+                "open /srv/t fd4",
+                "bind fd3 /tmp",
+                "restrict /tmp nosuid,nodev,recursive"
+            ]
+        );
         assert!(
             !rec.log
                 .iter()

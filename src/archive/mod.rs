@@ -80,6 +80,8 @@ pub struct ArchiveClient<'a> {
     pub downloader: &'a Downloader,
     pub store: &'a Store,
     pub keyring: &'a Keyring,
+    /// Say on standard error which index is being downloaded.
+    pub chatty: bool,
 }
 
 /// Formats a list of attempts, one per line, indented.
@@ -149,6 +151,13 @@ impl ArchiveClient<'_> {
                 archive: rel.archive.clone(),
                 paths,
             };
+            if self.chatty {
+                eprintln!(
+                    "downloading {path} of {} ({})",
+                    rel.suite,
+                    human_size(entry.size)
+                );
+            }
             self.downloader
                 .download(&location, &entry.sha256, Some(entry.size), &|_| {})
                 .map_err(|tried| ArchiveError::Index {
@@ -163,6 +172,15 @@ impl ArchiveClient<'_> {
             path: path.to_string(),
             source,
         })
+    }
+}
+
+/// `12.3 MiB`, `45.6 KiB`, `789 B`.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
     }
 }
 

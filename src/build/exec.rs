@@ -101,6 +101,7 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                         let kept = temp.keep();
                         if opts.progress {
                             eprintln!("           the new output is kept at {}", kept.display());
+                            run_diffoscope(&stored, &kept, &diffs);
                         }
                         StepState::Differs(diffs)
                     }
@@ -214,7 +215,11 @@ fn run_node(
             run_step(node, &step, &log)?;
             remove_mount_points(&tree)?;
         }
-        NodeKind::Image { recipe } => {
+        NodeKind::Image {
+            recipe,
+            staged,
+            architecture,
+        } => {
             let tree = temp.join(TREE);
             fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
             let files = temp.join(FILES);
@@ -261,6 +266,27 @@ fn run_node(
                 run_step(node, &lay, &log)?;
             }
             remove_mount_points(&tree)?;
+            // Pinned tarballs and source packages, hard-linked from the store (same file
+            // system) under their names.
+            let tarballs = temp.join("tarballs");
+            fs_err::create_dir(&tarballs).map_err(BuildError::io(&tarballs))?;
+            for (name, sha) in staged {
+                let blob = store.blob_path(sha);
+                if !blob.is_file() {
+                    return Err(BuildError::MissingPins {
+                        count: 1,
+                        store: store.root().to_path_buf(),
+                        example: format!("{name} ({})", blob.display()),
+                    });
+                }
+                let dst = tarballs.join(name);
+                if let Some(parent) = dst.parent() {
+                    fs_err::create_dir_all(parent).map_err(BuildError::io(parent))?;
+                }
+                if fs_err::hard_link(&blob, &dst).is_err() {
+                    fs_err::copy(&blob, &dst).map_err(BuildError::io(&dst))?;
+                }
+            }
             for s in &recipe.steps {
                 let tools = dep("tools").join(TREE);
                 let sources = temp.join("src");
@@ -272,14 +298,39 @@ fn run_node(
                 for src in &s.sources {
                     copy_plain(&src.path, &sources.join(&src.relative))?;
                 }
+                let script = temp.join("script");
+                fs_err::write(&script, &s.script).map_err(BuildError::io(&script))?;
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                        .map_err(BuildError::io(&script))?;
+                }
                 let mut step = tree_step(node, &tools, opts, &log);
                 step.root = RootSpec::ReadOnly(tools.clone());
-                step.argv = vec!["/bin/sh".into(), "-euc".into(), s.script.clone()];
+                step.argv = if s.script.starts_with("#!") {
+                    vec!["/work/script".into()]
+                } else {
+                    vec!["/bin/sh".into(), "-eu".into(), "/work/script".into()]
+                };
                 step.env = recipe.step_environment(s);
-                step.env.insert("SRCDIR".into(), "/work/src".into());
-                step.env.insert("BUILDDIR".into(), "/work/build".into());
-                step.env.insert("DESTDIR".into(), "/work/dest".into());
-                step.env.insert("OUTPUTDIR".into(), "/work/out".into());
+                for (k, v) in [
+                    ("SRCDIR", "/work/src"),
+                    ("BUILDDIR", "/work/build"),
+                    ("DESTDIR", "/work/dest"),
+                    ("OUTPUTDIR", "/work/out"),
+                    ("TARBALLDIR", "/work/tarballs"),
+                    ("HOME", "/root"),
+                ] {
+                    step.env.insert(k.into(), v.into());
+                }
+                step.env.insert("IMAGE_ID".into(), recipe.image_id.clone());
+                step.env.insert(
+                    "IMAGE_VERSION".into(),
+                    recipe.version.clone().unwrap_or_default(),
+                );
+                step.env.insert("ARCHITECTURE".into(), architecture.clone());
+                step.env
+                    .insert("PROFILES".into(), recipe.profiles.join(" "));
                 step.cwd = PathBuf::from("/work/build");
                 let dest = if s.tree == StepTree::Image {
                     Mount::Writable {
@@ -297,8 +348,16 @@ fn run_node(
                         dst: PathBuf::from("/work"),
                     },
                     Mount::ReadOnly {
+                        src: script.clone(),
+                        dst: PathBuf::from("/work/script"),
+                    },
+                    Mount::ReadOnly {
                         src: sources.clone(),
                         dst: PathBuf::from("/work/src"),
+                    },
+                    Mount::ReadOnly {
+                        src: tarballs.clone(),
+                        dst: PathBuf::from("/work/tarballs"),
                     },
                     Mount::Writable {
                         src: build.clone(),
@@ -315,7 +374,9 @@ fn run_node(
                 run_step_named(&name, &step, &log)?;
                 let _ = fs_err::remove_dir_all(&build);
                 let _ = fs_err::remove_dir_all(&sources);
+                let _ = fs_err::remove_file(&script);
             }
+            let _ = fs_err::remove_dir_all(&tarballs);
             let mut clean = tree_step(node, &tree, opts, &log);
             clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
             log_line(&log, "==> clean-up")?;
@@ -374,7 +435,7 @@ pub fn sandbox_id_map() -> Result<crate::treetar::IdMap, BuildError> {
     let (uids, gids) =
         sandbox::idmap::subordinate_ranges(&invoker).map_err(|e| BuildError::Sandbox {
             step: "id mapping".into(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })?;
     Ok(crate::treetar::IdMap {
         root_uid: invoker.uid,
@@ -444,7 +505,7 @@ fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError>
     })
     .map_err(|source| BuildError::Sandbox {
         step: name.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     if let Some(pb) = spinner {
         pb.finish_and_clear();
@@ -543,6 +604,30 @@ fn copy_plain(src: &Path, dst: &Path) -> Result<(), BuildError> {
         fs_err::copy(src, dst).map_err(BuildError::io(dst))?;
     }
     Ok(())
+}
+
+/// Where diffoscope is installed, shows what differs in the first differing file.
+fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String]) {
+    let Some(first) = diffs.first() else { return };
+    let path = first.split(':').next().unwrap_or(first);
+    let Ok(status) = std::process::Command::new("diffoscope")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    else {
+        eprintln!("           (install diffoscope to see how the files differ)");
+        return;
+    };
+    if !status.success() {
+        return;
+    }
+    eprintln!("           diffoscope {path}:");
+    let _ = std::process::Command::new("diffoscope")
+        .arg("--max-report-size=200000")
+        .arg(stored.join(path))
+        .arg(new.join(path))
+        .status();
 }
 
 /// Compares a stored step output with a new one; returns the differing paths.

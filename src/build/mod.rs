@@ -53,7 +53,7 @@ pub enum BuildError {
     Deb {
         path: PathBuf,
         #[source]
-        source: crate::deb::DebError,
+        source: Box<crate::deb::DebError>,
     },
     #[error("{path}")]
     Io {
@@ -65,7 +65,7 @@ pub enum BuildError {
     Sandbox {
         step: String,
         #[source]
-        source: sandbox::SandboxError,
+        source: Box<sandbox::SandboxError>,
     },
     #[error(
         "step {step} failed ({status}); the last lines of its log:\n{tail}\nthe full log: {log}{kept}"

@@ -26,7 +26,12 @@ pub enum NodeKind {
     /// Install a package closure into an empty tree (an image's rootfs or a tools tree).
     Rootfs { tag: String, debs: Vec<DebPin> },
     /// Lay the overlays over the rootfs, run the recipe's steps, clean up.
-    Image { recipe: Box<ResolvedRecipe> },
+    Image {
+        recipe: Box<ResolvedRecipe>,
+        /// Pinned files the steps see under `$TARBALLDIR`: relative path and SHA-256.
+        staged: Vec<(String, String)>,
+        architecture: String,
+    },
     /// Write the image tree in the recipe's format.
     Output { format: OutputFormat, stem: String },
 }
@@ -141,6 +146,41 @@ pub fn plan(
                 content,
             });
         }
+        // The image's tarballs and source packages, as the steps see them in $TARBALLDIR.
+        let mut staged: Vec<(String, String)> = Vec::new();
+        for t in &lock.tarballs {
+            if t.recipes.iter().any(|r| r == &recipe.name) {
+                staged.push((t.name.clone(), t.sha256.clone()));
+            }
+        }
+        for src in &lock.sources {
+            if src.recipes.iter().any(|r| r == &recipe.name) {
+                for f in &src.files {
+                    staged.push((
+                        format!("source-packages/{}/{}", src.name, f.name),
+                        f.sha256.clone(),
+                    ));
+                }
+            }
+        }
+        staged.sort();
+        for (name, sha) in &staged {
+            inputs.pins.insert(format!("staged:{name}"), sha.clone());
+        }
+        let architecture = project.config.archive.architecture.clone();
+        inputs
+            .settings
+            .insert("architecture".into(), architecture.clone());
+        inputs
+            .settings
+            .insert("profiles".into(), recipe.profiles.join(" "));
+        inputs
+            .settings
+            .insert("image-id".into(), recipe.image_id.clone());
+        inputs.settings.insert(
+            "image-version".into(),
+            recipe.version.clone().unwrap_or_default(),
+        );
         let mut deps = BTreeMap::new();
         deps.insert("rootfs".to_string(), rootfs);
         if let Some(t) = tools {
@@ -161,6 +201,8 @@ pub fn plan(
             inputs,
             kind: NodeKind::Image {
                 recipe: Box::new(recipe.clone()),
+                staged,
+                architecture,
             },
             deps,
         });

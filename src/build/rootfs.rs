@@ -43,11 +43,11 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
     for path in paths {
         let deb = DebFile::open(path).map_err(|source| BuildError::Deb {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let control = deb.control().map_err(|source| BuildError::Deb {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let package = control.package().unwrap_or_default().to_string();
         let essential =
@@ -141,10 +141,10 @@ pub fn install_rounds(debs: &[DebInfo]) -> Vec<(bool, Vec<usize>)> {
             continue;
         }
         for need in &debs[i].needs {
-            if let Some(&j) = by_name.get(need.as_str()) {
-                if !first[j] {
-                    stack.push(j);
-                }
+            if let Some(&j) = by_name.get(need.as_str())
+                && !first[j]
+            {
+                stack.push(j);
             }
         }
     }
@@ -226,12 +226,12 @@ pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
     for d in debs {
         let deb = DebFile::open(&d.path).map_err(|source| BuildError::Deb {
             path: d.path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         deb.extract_data(root, &opts)
             .map_err(|source| BuildError::Deb {
                 path: d.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     let dpkg = root.join("var/lib/dpkg");

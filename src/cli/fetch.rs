@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::fetch::{Downloader, FetchError, FetchOptions, fetch};
-use crate::http::Http;
+use crate::fetch::{FetchOptions, default_downloader, fetch};
 use crate::lockfile::Lockfile;
-use crate::mirrors::{MirrorConfig, Mirrors};
 use crate::recipe::Project;
 use crate::store::Store;
 
@@ -42,13 +40,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             path.display()
         )
     })?;
+    if ctx.verbosity >= 0 && !crate::lock::check(&project, &lock)?.is_empty() {
+        eprintln!(
+            "warning: {} does not match the recipes; fetching its pins anyway\n\
+             help: run `hermetic lock`",
+            path.display()
+        );
+    }
     let store = Store::open(&ctx.store)?;
-    let snapshot = project.config.archive.snapshot.clone();
-    let make = || -> Result<Downloader, FetchError> {
-        let mirrors = Mirrors::new(&MirrorConfig::from_env(&args.mirrors, Some(&snapshot)))
-            .map_err(|e| FetchError::Config(e.to_string()))?;
-        Ok(Downloader::new(Http::new(), mirrors, store.clone()))
-    };
+    let snapshot = &project.config.archive.snapshot;
+    let make = || default_downloader(&store, &args.mirrors, snapshot);
     let options = FetchOptions {
         offline: args.offline,
         progress: ctx.chatty(),

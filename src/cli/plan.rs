@@ -84,10 +84,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             n.name,
             &n.key.as_str()[..16]
         );
-        if ctx.verbosity > 0 {
-            if let crate::build::NodeKind::Rootfs { debs, .. } = &n.kind {
-                println!("           {} packages", debs.len());
-            }
+        if ctx.verbosity > 0
+            && let crate::build::NodeKind::Rootfs { debs, .. } = &n.kind
+        {
+            println!("           {} packages", debs.len());
         }
     }
     Ok(ExitCode::SUCCESS)

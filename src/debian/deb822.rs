@@ -90,6 +90,9 @@ impl Paragraph {
 /// A paragraph under construction.
 struct Builder {
     para: Paragraph,
+    /// One bit per (hash of the lower-cased) field name seen, so that the duplicate check
+    /// compares names only on a collision.
+    seen: u64,
     /// True while the last field's value is still empty (first line had no text).
     value_empty: bool,
 }
@@ -103,15 +106,14 @@ impl Builder {
                 line,
             },
             value_empty: true,
+            seen: 0,
         }
     }
 
     fn add_field(&mut self, line: usize, name: &str, value: &str) -> Result<(), Deb822Error> {
-        let text = &self.para.text;
-        let duplicate = self.para.fields.iter().any(|(n, _)| {
-            n.len() == name.len()
-                && text.as_bytes()[n.clone()].eq_ignore_ascii_case(name.as_bytes())
-        });
+        let bit = 1u64 << (name_hash(name) % 64);
+        let duplicate = self.seen & bit != 0 && self.para.get(name).is_some();
+        self.seen |= bit;
         if duplicate {
             return Err(Deb822Error::DuplicateField {
                 line,
@@ -143,6 +145,39 @@ impl Builder {
             last.1.end = text.len();
         }
     }
+}
+
+/// A cheap case-insensitive hash of a field name.
+fn name_hash(name: &str) -> u32 {
+    let mut h: u32 = 0;
+    for &b in name.as_bytes() {
+        h = h.wrapping_mul(31).wrapping_add(u32::from(b | 0x20));
+    }
+    h
+}
+
+/// `s` without leading and trailing spaces and tabs.
+fn trim_blanks(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
+    while end > start && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    &s[start..end]
+}
+
+/// `s` without trailing spaces and tabs.
+fn trim_end_blanks(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut end = b.len();
+    while end > 0 && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Parses deb822 text into paragraphs.
@@ -179,7 +214,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, Deb822Error> {
             Some(b'#') => continue,
             Some(b' ' | b'\t') => {
                 match current.as_mut() {
-                    Some(b) => b.continue_field(line[1..].trim_end_matches([' ', '\t'])),
+                    Some(b) => b.continue_field(trim_end_blanks(&line[1..])),
                     None => return Err(Deb822Error::ContinuationOutsideField { line: line_no }),
                 }
                 continue;
@@ -206,7 +241,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, Deb822Error> {
             });
         }
         let builder = current.get_or_insert_with(|| Builder::new(line_no));
-        builder.add_field(line_no, name, value.trim_matches([' ', '\t']))?;
+        builder.add_field(line_no, name, trim_blanks(value))?;
     }
     if let Some(b) = current.take() {
         out.push(b.para);
@@ -220,7 +255,7 @@ mod tests {
 
     #[test]
     fn fields_continuations_and_comments() {
-        let text = "# a comment\nPackage: foo\nVersion:  1.0 \nDescription: short\n more\n .\n\tlast\n\
+        let text = "# a comment\nPackage: foo\nVersion:  1.0 \nDescription: short\n more\n .\n\tlast\n   indented\n\
                     \n   \n# between\nPackage: bar\nChecksums-Sha256:\n abc 1 a.dsc\n def 2 b.tar.xz\n";
         let paras = parse(text).unwrap();
         assert_eq!(paras.len(), 2);
@@ -228,12 +263,15 @@ mod tests {
         assert_eq!(foo.line(), 2);
         assert_eq!(foo.get("package"), Some("foo"));
         assert_eq!(foo.get("VERSION"), Some("1.0"));
-        assert_eq!(foo.get("Description"), Some("short\nmore\n.\nlast"));
+        assert_eq!(
+            foo.get("Description"),
+            Some("short\nmore\n.\nlast\n  indented")
+        );
         assert_eq!(foo.get("Missing"), None);
         let names: Vec<_> = foo.fields().map(|(n, _)| n).collect();
         assert_eq!(names, ["Package", "Version", "Description"]);
         let bar = &paras[1];
-        assert_eq!(bar.line(), 11);
+        assert_eq!(bar.line(), 12);
         assert_eq!(
             bar.get("Checksums-Sha256"),
             Some("abc 1 a.dsc\ndef 2 b.tar.xz")

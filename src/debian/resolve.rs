@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::deb822::Paragraph;
 use super::relation::{
@@ -169,12 +170,27 @@ pub enum ResolveError {
 pub struct PackageIndex {
     architecture: String,
     suites: Vec<String>,
-    packages: Vec<BinaryPackage>,
-    /// Package indices per name, best first (highest version, then earliest suite).
+    entries: Vec<Entry>,
+    /// Entry indices per name, best first (highest version, then earliest suite).
     by_name: BTreeMap<String, Vec<usize>>,
-    /// Indices of the packages providing each name (any version), ascending.
+    /// Indices of the entries providing each name (any version), ascending.
     provided: BTreeMap<String, Vec<usize>>,
 }
+
+/// One indexed package. Only `Provides` is parsed while indexing; the other relationship
+/// fields are kept as text and parsed the first time the resolver looks at the package, so
+/// that indexing a whole suite stays cheap (most packages are never looked at).
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Everything but `depends`, `pre_depends`, `conflicts` and `breaks`.
+    base: BinaryPackage,
+    /// `Depends`, `Pre-Depends`, `Conflicts`, `Breaks` as written.
+    raw: [Option<Box<str>>; 4],
+    line: usize,
+    full: OnceLock<Result<BinaryPackage, ResolveError>>,
+}
+
+const RAW_FIELDS: [&str; 4] = ["Depends", "Pre-Depends", "Conflicts", "Breaks"];
 
 fn bad_field(
     suite: &str,
@@ -198,12 +214,8 @@ fn required<'p>(
     package: &str,
     field: &'static str,
 ) -> Result<&'p str, ResolveError> {
-    p.get(field).ok_or_else(|| ResolveError::MissingField {
-        suite: suite.to_string(),
-        line: p.line(),
-        package: package.to_string(),
-        field,
-    })
+    p.get(field)
+        .ok_or_else(|| missing(suite, p, package, field))
 }
 
 fn parse_version(
@@ -231,7 +243,7 @@ impl PackageIndex {
         PackageIndex {
             architecture: architecture.to_string(),
             suites: Vec::new(),
-            packages: Vec::new(),
+            entries: Vec::new(),
             by_name: BTreeMap::new(),
             provided: BTreeMap::new(),
         }
@@ -249,31 +261,77 @@ impl PackageIndex {
 
     /// Number of package versions indexed.
     pub fn len(&self) -> usize {
-        self.packages.len()
+        self.entries.len()
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty()
+        self.entries.is_empty()
     }
 
-    /// All versions of `name`, highest first.
-    pub fn versions(&self, name: &str) -> impl Iterator<Item = &BinaryPackage> {
-        self.by_name
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.packages[i])
+    /// The versions of `name` with their suites, highest first.
+    pub fn versions(&self, name: &str) -> impl Iterator<Item = (&Version, &str)> {
+        self.by_name.get(name).into_iter().flatten().map(|&i| {
+            (
+                &self.entries[i].base.version,
+                self.entries[i].base.suite.as_str(),
+            )
+        })
     }
 
-    /// The candidate (highest) version of `name`.
-    pub fn candidate(&self, name: &str) -> Option<&BinaryPackage> {
-        self.versions(name).next()
+    /// The candidate (highest) version of `name`, all fields parsed.
+    pub fn candidate(&self, name: &str) -> Result<Option<&BinaryPackage>, ResolveError> {
+        match self.by_name.get(name).and_then(|v| v.first()) {
+            None => Ok(None),
+            Some(&i) => self.full(i).map(Some),
+        }
+    }
+
+    /// Entry `i` with every relationship field parsed.
+    fn full(&self, i: usize) -> Result<&BinaryPackage, ResolveError> {
+        let entry = &self.entries[i];
+        entry
+            .full
+            .get_or_init(|| {
+                let b = &entry.base;
+                let parse = |k: usize| -> Result<Vec<Alternatives>, ResolveError> {
+                    match &entry.raw[k] {
+                        None => Ok(Vec::new()),
+                        Some(text) => parse_relations_for_arch(text, &self.architecture).map_err(
+                            |e: RelationError| ResolveError::BadField {
+                                suite: b.suite.clone(),
+                                line: entry.line,
+                                package: b.name.clone(),
+                                field: RAW_FIELDS[k],
+                                reason: e.to_string(),
+                            },
+                        ),
+                    }
+                };
+                let flat = |k: usize| -> Result<Vec<Relation>, ResolveError> {
+                    flatten(parse(k)?).map_err(|reason| ResolveError::BadField {
+                        suite: b.suite.clone(),
+                        line: entry.line,
+                        package: b.name.clone(),
+                        field: RAW_FIELDS[k],
+                        reason: reason.to_string(),
+                    })
+                };
+                let mut p = b.clone();
+                p.depends = parse(0)?;
+                p.pre_depends = parse(1)?;
+                p.conflicts = flat(2)?;
+                p.breaks = flat(3)?;
+                Ok(p)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Adds the paragraphs of one suite's `Packages` index. Paragraphs of other architectures
     /// are skipped, and so is a version already added for the same name (from an earlier
-    /// suite or earlier in this one).
+    /// suite or earlier in this one). `Depends`, `Pre-Depends`, `Conflicts` and `Breaks` are
+    /// checked when the resolver first needs them.
     pub fn add_packages(
         &mut self,
         suite: &str,
@@ -284,25 +342,29 @@ impl PackageIndex {
         }
         let mut touched = BTreeSet::new();
         for p in paragraphs {
-            let pkg = self.parse_package(suite, p)?;
-            let Some(pkg) = pkg else { continue };
-            let versions = self.by_name.entry(pkg.name.clone()).or_default();
+            let Some(entry) = self.parse_entry(suite, p)? else {
+                continue;
+            };
+            let name = &entry.base.name;
+            let versions = self.by_name.entry(name.clone()).or_default();
             if versions
                 .iter()
-                .any(|&i| self.packages[i].version == pkg.version)
+                .any(|&i| self.entries[i].base.version == entry.base.version)
             {
                 continue;
             }
-            let idx = self.packages.len();
+            let idx = self.entries.len();
             versions.push(idx);
-            touched.insert(pkg.name.clone());
-            for prov in &pkg.provides {
-                self.provided
-                    .entry(prov.name.clone())
-                    .or_default()
-                    .push(idx);
+            if versions.len() > 1 {
+                touched.insert(name.clone());
             }
-            self.packages.push(pkg);
+            for prov in &entry.base.provides {
+                let list = self.provided.entry(prov.name.clone()).or_default();
+                if list.last() != Some(&idx) {
+                    list.push(idx);
+                }
+            }
+            self.entries.push(entry);
         }
         let suite_rank = |s: &str| {
             self.suites
@@ -312,9 +374,9 @@ impl PackageIndex {
         };
         for name in touched {
             if let Some(v) = self.by_name.get_mut(&name) {
-                let packages = &self.packages;
+                let entries = &self.entries;
                 v.sort_by(|&a, &b| {
-                    let (pa, pb) = (&packages[a], &packages[b]);
+                    let (pa, pb) = (&entries[a].base, &entries[b].base);
                     pb.version
                         .cmp(&pa.version)
                         .then_with(|| suite_rank(&pa.suite).cmp(&suite_rank(&pb.suite)))
@@ -325,33 +387,49 @@ impl PackageIndex {
         Ok(())
     }
 
-    fn parse_package(
-        &self,
-        suite: &str,
-        p: &Paragraph,
-    ) -> Result<Option<BinaryPackage>, ResolveError> {
-        let name = required(suite, p, "?", "Package")?;
-        let architecture = required(suite, p, name, "Architecture")?;
+    fn parse_entry(&self, suite: &str, p: &Paragraph) -> Result<Option<Entry>, ResolveError> {
+        // One pass over the fields; Packages files spell names canonically, other spellings
+        // are matched case-insensitively.
+        const WANTED: [&str; 16] = [
+            "Package",
+            "Architecture",
+            "Version",
+            "Filename",
+            "Size",
+            "SHA256",
+            "Source",
+            "Multi-Arch",
+            "Essential",
+            "Priority",
+            "Important",
+            "Protected",
+            "Provides",
+            "Depends",
+            "Pre-Depends",
+            "Conflicts",
+        ];
+        let mut found: [Option<&str>; 17] = [None; 17];
+        for (field, value) in p.fields() {
+            if let Some(k) = entry_slot(field) {
+                found[k] = Some(value);
+            }
+        }
+        let name = found[0].ok_or_else(|| missing(suite, p, "?", "Package"))?;
+        let need = |k: usize| found[k].ok_or_else(|| missing(suite, p, name, WANTED[k]));
+        let architecture = need(1)?;
         if architecture != self.architecture && architecture != "all" {
             return Ok(None);
         }
-        let version = parse_version(
-            suite,
-            p,
-            name,
-            "Version",
-            required(suite, p, name, "Version")?,
-        )?;
-        let filename = required(suite, p, name, "Filename")?;
-        let size = required(suite, p, name, "Size")?;
-        let size: u64 = size
+        let version = parse_version(suite, p, name, "Version", need(2)?)?;
+        let filename = need(3)?;
+        let size: u64 = need(4)?
             .parse()
             .map_err(|e| bad_field(suite, p, name, "Size", e))?;
-        let sha256 = required(suite, p, name, "SHA256")?;
+        let sha256 = need(5)?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad_field(suite, p, name, "SHA256", "not 64 hex digits"));
         }
-        let (source, source_version) = match p.get("Source") {
+        let (source, source_version) = match found[6] {
             None => (name.to_string(), version.clone()),
             Some(s) => match s.split_once('(') {
                 None => (s.trim().to_string(), version.clone()),
@@ -367,51 +445,93 @@ impl PackageIndex {
                 }
             },
         };
-        let arch = self.architecture.as_str();
-        let groups = |field: &'static str| -> Result<Vec<Alternatives>, ResolveError> {
-            match p.get(field) {
-                None => Ok(Vec::new()),
-                Some(text) => parse_relations_for_arch(text, arch)
-                    .map_err(|e: RelationError| bad_field(suite, p, name, field, e)),
-            }
+        let provides = match found[12] {
+            None => Vec::new(),
+            Some(text) => parse_relations_for_arch(text, &self.architecture)
+                .map_err(|e| bad_field(suite, p, name, "Provides", e))
+                .and_then(|g| flatten(g).map_err(|r| bad_field(suite, p, name, "Provides", r)))?,
         };
-        let flat = |field: &'static str| -> Result<Vec<Relation>, ResolveError> {
-            let mut out = Vec::new();
-            for group in groups(field)? {
-                if group.len() != 1 {
-                    return Err(bad_field(
-                        suite,
-                        p,
-                        name,
-                        field,
-                        "alternatives ('|') are not allowed here",
-                    ));
-                }
-                out.extend(group);
-            }
-            Ok(out)
-        };
-        let yes = |field: &str| p.get(field).is_some_and(|v| v.eq_ignore_ascii_case("yes"));
-        Ok(Some(BinaryPackage {
-            name: name.to_string(),
-            version,
-            architecture: architecture.to_string(),
-            suite: suite.to_string(),
-            filename: filename.to_string(),
-            size,
-            sha256: sha256.to_ascii_lowercase(),
-            source,
-            source_version,
-            multi_arch: p.get("Multi-Arch").map(str::to_string),
-            essential: yes("Essential"),
-            priority: p.get("Priority").map(str::to_string),
-            important: yes("Important") || yes("Protected"),
-            depends: groups("Depends")?,
-            pre_depends: groups("Pre-Depends")?,
-            provides: flat("Provides")?,
-            conflicts: flat("Conflicts")?,
-            breaks: flat("Breaks")?,
+        let yes = |k: usize| found[k].is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+        let raw = |k: usize| found[k].map(Box::from);
+        Ok(Some(Entry {
+            base: BinaryPackage {
+                name: name.to_string(),
+                version,
+                architecture: architecture.to_string(),
+                suite: suite.to_string(),
+                filename: filename.to_string(),
+                size,
+                sha256: sha256.to_ascii_lowercase(),
+                source,
+                source_version,
+                multi_arch: found[7].map(str::to_string),
+                essential: yes(8),
+                priority: found[9].map(str::to_string),
+                important: yes(10) || yes(11),
+                depends: Vec::new(),
+                pre_depends: Vec::new(),
+                provides,
+                conflicts: Vec::new(),
+                breaks: Vec::new(),
+            },
+            raw: [raw(13), raw(14), raw(15), raw(16)],
+            line: p.line(),
+            full: OnceLock::new(),
         }))
+    }
+}
+
+/// The slot of `field` in [`PackageIndex::parse_entry`]'s table (`WANTED`, then `Breaks`).
+fn entry_slot(field: &str) -> Option<usize> {
+    // Field names are case-insensitive: compare a lower-cased copy (names we want are short).
+    let mut buf = [0u8; 16];
+    let bytes = field.as_bytes();
+    if bytes.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(bytes) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(match &buf[..bytes.len()] {
+        b"package" => 0,
+        b"architecture" => 1,
+        b"version" => 2,
+        b"filename" => 3,
+        b"size" => 4,
+        b"sha256" => 5,
+        b"source" => 6,
+        b"multi-arch" => 7,
+        b"essential" => 8,
+        b"priority" => 9,
+        b"important" => 10,
+        b"protected" => 11,
+        b"provides" => 12,
+        b"depends" => 13,
+        b"pre-depends" => 14,
+        b"conflicts" => 15,
+        b"breaks" => 16,
+        _ => return None,
+    })
+}
+
+/// A relationship field without alternatives (`Provides`, `Conflicts`, `Breaks`).
+fn flatten(groups: Vec<Alternatives>) -> Result<Vec<Relation>, &'static str> {
+    let mut out = Vec::new();
+    for group in groups {
+        if group.len() != 1 {
+            return Err("alternatives ('|') are not allowed here");
+        }
+        out.extend(group);
+    }
+    Ok(out)
+}
+
+fn missing(suite: &str, p: &Paragraph, package: &str, field: &'static str) -> ResolveError {
+    ResolveError::MissingField {
+        suite: suite.to_string(),
+        line: p.line(),
+        package: package.to_string(),
+        field,
     }
 }
 
@@ -472,8 +592,18 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
+    /// Package `i` without its relationship fields (enough to match it against a relation).
     fn pkg(&self, i: usize) -> &'a BinaryPackage {
-        &self.index.packages[i]
+        &self.index.entries[i].base
+    }
+
+    /// Package `i` with every field parsed; a field that does not parse makes the package
+    /// uninstallable, with the parse error as the reason.
+    fn full(&self, i: usize, path: &[String]) -> Result<&'a BinaryPackage, Failure> {
+        self.index.full(i).map_err(|e| Failure {
+            path: path.to_vec(),
+            what: format!("{} : {e}", self.pkg(i).name),
+        })
     }
 
     fn candidate(&self, name: &str) -> Option<usize> {
@@ -582,7 +712,7 @@ impl<'a> Resolver<'a> {
     /// Why no candidate satisfies `rel`.
     fn explain(&self, rel: &Relation) -> String {
         let suites = join_suites(&self.index.suites);
-        let versions: Vec<&BinaryPackage> = self.index.versions(&rel.name).collect();
+        let versions: Vec<(&Version, &str)> = self.index.versions(&rel.name).collect();
         if let Some(c) = self.candidate(&rel.name) {
             let p = self.pkg(c);
             if !self.arch_ok(rel, p) {
@@ -594,13 +724,13 @@ impl<'a> Resolver<'a> {
                 );
             }
             let mut listed: Vec<String> = Vec::new();
-            for v in &versions {
-                let s = v.version.to_string();
+            for (v, _) in &versions {
+                let s = v.to_string();
                 if !listed.contains(&s) {
                     listed.push(s);
                 }
             }
-            let mut in_suites: Vec<&str> = versions.iter().map(|v| v.suite.as_str()).collect();
+            let mut in_suites: Vec<&str> = versions.iter().map(|(_, s)| *s).collect();
             in_suites.dedup();
             let mut s = format!(
                 "only {} available in {}",
@@ -649,8 +779,10 @@ impl<'a> Resolver<'a> {
 
     /// The chosen packages (other than `i`) that `i` conflicts with or breaks.
     fn conflicted_by(&self, i: usize) -> Vec<(usize, &'static str, &'a Relation)> {
-        let p = self.pkg(i);
         let mut out = Vec::new();
+        let Ok(p) = self.index.full(i) else {
+            return out;
+        };
         for (kind, rels) in [("conflicts with", &p.conflicts), ("breaks", &p.breaks)] {
             for rel in rels {
                 for &m in self.marked.values() {
@@ -671,6 +803,10 @@ impl<'a> Resolver<'a> {
             if m == i || q.name == p.name {
                 continue;
             }
+            // A package whose fields do not parse is reported when its turn comes.
+            let Ok(q) = self.index.full(m) else {
+                continue;
+            };
             for (kind, rels) in [("conflicts with", &q.conflicts), ("breaks", &q.breaks)] {
                 if let Some(rel) = rels.iter().find(|r| self.satisfies_negative(i, r)) {
                     return Some(format!(
@@ -728,9 +864,10 @@ impl<'a> Resolver<'a> {
             None => false,
         };
         if auto_inst {
+            let full = self.full(i, path)?;
             if !already {
                 // apt's IsInstallOkDependenciesSatisfiableByCandidates.
-                for group in p.dependency_groups() {
+                for group in full.dependency_groups() {
                     if !self.satisfied_by_marked(group)
                         && group.iter().all(|r| self.targets(r).is_empty())
                     {
@@ -793,7 +930,7 @@ impl<'a> Resolver<'a> {
         from_user: bool,
         here: &[String],
     ) -> Result<(), Failure> {
-        let p = self.pkg(i);
+        let p = self.full(i, &here[..here.len().saturating_sub(1)])?;
         let mut first_failure = None;
         for group in p.dependency_groups() {
             if self.satisfied_by_marked(group) {
@@ -862,7 +999,7 @@ impl<'a> Resolver<'a> {
     /// The first chosen package (by name) with a dependency no chosen package satisfies.
     fn first_broken(&self) -> Option<(usize, &'a Alternatives)> {
         self.marked.values().find_map(|&i| {
-            let p = self.pkg(i);
+            let p = self.index.full(i).ok()?;
             p.dependency_groups()
                 .find(|g| !self.satisfied_by_marked(g))
                 .map(|g| (i, g))
@@ -955,17 +1092,17 @@ pub fn resolve(
                 let found = index.by_name.get(req.name).and_then(|vs| {
                     vs.iter()
                         .copied()
-                        .find(|&i| index.packages[i].version == wanted)
+                        .find(|&i| index.entries[i].base.version == wanted)
                 });
                 match found {
                     Some(i) => {
-                        r.overrides.insert(&index.packages[i].name, i);
+                        r.overrides.insert(&index.entries[i].base.name, i);
                         i
                     }
                     None if index.by_name.contains_key(req.name) => {
                         let available: Vec<String> = index
                             .versions(req.name)
-                            .map(|p| format!("{} ({})", p.version, p.suite))
+                            .map(|(v, s)| format!("{v} ({s})"))
                             .collect();
                         return Err(ResolveError::UnknownVersion {
                             name: req.name.to_string(),
@@ -987,9 +1124,11 @@ pub fn resolve(
                         .into_iter()
                         .flatten()
                         .copied()
-                        .filter(|&i| index.by_name[&index.packages[i].name][0] == i)
+                        .filter(|&i| index.by_name[&index.entries[i].base.name][0] == i)
                         .collect();
-                    providers.sort_by(|&a, &b| index.packages[a].name.cmp(&index.packages[b].name));
+                    providers.sort_by(|&a, &b| {
+                        index.entries[a].base.name.cmp(&index.entries[b].base.name)
+                    });
                     providers.dedup();
                     match providers[..] {
                         [] => return Err(unknown(index, req.name)),
@@ -997,7 +1136,7 @@ pub fn resolve(
                         _ => {
                             let names: Vec<&str> = providers
                                 .iter()
-                                .map(|&i| index.packages[i].name.as_str())
+                                .map(|&i| index.entries[i].base.name.as_str())
                                 .collect();
                             return Err(ResolveError::VirtualPackage {
                                 name: req.name.to_string(),
@@ -1008,7 +1147,7 @@ pub fn resolve(
                 }
             },
         };
-        roots.insert(&index.packages[chosen].name, chosen);
+        roots.insert(&index.entries[chosen].base.name, chosen);
     }
     if opts.include_essential {
         for (name, versions) in &index.by_name {
@@ -1017,7 +1156,7 @@ pub fn resolve(
                 .get(name.as_str())
                 .copied()
                 .unwrap_or(versions[0]);
-            let p = &index.packages[i];
+            let p = &index.entries[i].base;
             if p.essential || p.priority.as_deref() == Some("required") {
                 roots.entry(name).or_insert(i);
             }
@@ -1030,7 +1169,7 @@ pub fn resolve(
             .map_err(|f| ResolveError::Unsatisfiable { chain: f.render() })?;
     }
     for &i in roots.values() {
-        let p = &index.packages[i];
+        let p = index.full(i)?;
         let broken = p.dependency_groups().any(|g| !r.satisfied_by_marked(g));
         if broken {
             r.mark_install(i, true, true, &[])
@@ -1042,38 +1181,41 @@ pub fn resolve(
     let mut rounds = 0;
     while let Some((i, group)) = r.first_broken() {
         rounds += 1;
-        let name = index.packages[i].name.clone();
+        let name = r.pkg(i).name.clone();
         let fixed = rounds <= r.marked.len() + 1
-            && r.install_dependencies(i, r.protected.contains(&i), true, &[name.clone()])
-                .is_ok();
+            && r.install_dependencies(
+                i,
+                r.protected.contains(&i),
+                true,
+                std::slice::from_ref(&name),
+            )
+            .is_ok();
         if !fixed {
             return Err(ResolveError::Unsatisfiable {
                 chain: format!("{name} -> {}", r.explain_group(group)),
             });
         }
     }
+    let mut packages = Vec::with_capacity(r.marked.len());
     for &i in r.marked.values() {
-        let p = &index.packages[i];
+        let p = index.full(i)?;
         for (kind, rels) in [("conflicts with", &p.conflicts), ("breaks", &p.breaks)] {
             for rel in rels {
                 for &m in r.marked.values() {
-                    if m != i && index.packages[m].name != p.name && r.satisfies_negative(m, rel) {
+                    let q = r.pkg(m);
+                    if m != i && q.name != p.name && r.satisfies_negative(m, rel) {
                         return Err(ResolveError::Conflict {
                             package: p.describe(),
                             kind,
                             relation: rel.to_string(),
-                            other: index.packages[m].describe(),
+                            other: q.describe(),
                         });
                     }
                 }
             }
         }
+        packages.push(p.clone());
     }
-    let mut packages: Vec<BinaryPackage> = r
-        .marked
-        .values()
-        .map(|&i| index.packages[i].clone())
-        .collect();
     packages.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
     Ok(Resolution { packages })
 }
@@ -1572,7 +1714,7 @@ mod tests {
             ]
         );
         assert_eq!(res.packages[0].architecture, "all");
-        assert!(idx.candidate("arm-only").is_none());
+        assert!(idx.candidate("arm-only").unwrap().is_none());
         assert_eq!(idx.versions("openssl").count(), 2);
         // A pinned older version is used instead of the candidate, dependencies included.
         assert_eq!(
@@ -1666,13 +1808,40 @@ mod tests {
             err.to_string(),
             "trixie: paragraph at line 1 (a): missing field 'Filename'"
         );
-        let text = para("b", "1", "Depends: c (>= )");
+        let text = para("b", "1", "Provides: c (>= )");
         let err = idx
             .add_packages("trixie", &parse(&text).unwrap())
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("trixie: paragraph at line 1 (b): bad field 'Depends'"),
+                .starts_with("trixie: paragraph at line 1 (b): bad field 'Provides'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_relation_field_fails_only_when_the_package_is_needed() {
+        let idx = index(&[(
+            "trixie",
+            &[
+                para("fine", "1", "Depends: good"),
+                para("good", "1", ""),
+                para("bad", "1", "Depends: good (>= )"),
+                para("needs-bad", "1", "Depends: bad | good"),
+            ],
+        )]);
+        assert_eq!(run(&idx, &["fine"], false).unwrap(), ["fine=1", "good=1"]);
+        // As an alternative, the broken package is passed over...
+        assert_eq!(
+            run(&idx, &["needs-bad"], false).unwrap(),
+            ["good=1", "needs-bad=1"]
+        );
+        // ...and requested directly, its parse error is the answer.
+        let err = run(&idx, &["bad"], false).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "trixie: paragraph at line 17 (bad): bad field 'Depends': invalid relation"
+            ),
             "{err}"
         );
     }
@@ -1794,7 +1963,7 @@ mod tests {
                  Provides: libfoo (= 1.2)\nBreaks: old (<< 1)\nConflicts: other",
             )],
         )]);
-        let p = idx.candidate("libfoo1").unwrap();
+        let p = idx.candidate("libfoo1").unwrap().unwrap();
         assert_eq!(p.source, "foo");
         assert_eq!(p.source_version.to_string(), "1.2-3");
         assert_eq!(p.multi_arch.as_deref(), Some("same"));

@@ -57,14 +57,21 @@ impl FromStr for Version {
             version: text.to_string(),
             reason,
         };
-        let trimmed = text.trim_matches([' ', '\t']);
+        // Byte loops and memchr rather than str patterns: this runs for every package of a
+        // suite, also in unoptimised test builds.
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let b = text.as_bytes();
+        let start = b.iter().position(|c| !blank(c)).unwrap_or(b.len());
+        let end = b.iter().rposition(|c| !blank(c)).map_or(start, |e| e + 1);
+        let trimmed = &text[start..end];
         if trimmed.is_empty() {
             return Err(err("version string is empty"));
         }
-        if trimmed.contains([' ', '\t']) {
+        if memchr::memchr2(b' ', b'\t', trimmed.as_bytes()).is_some() {
             return Err(err("version string has embedded spaces"));
         }
-        let (epoch, epoch_shown, rest) = match trimmed.split_once(':') {
+        let colon = memchr::memchr(b':', trimmed.as_bytes());
+        let (epoch, epoch_shown, rest) = match colon.map(|c| (&trimmed[..c], &trimmed[c + 1..])) {
             Some((e, rest)) => {
                 // dpkg reads the epoch with strtol: an optional sign, then digits.
                 let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
@@ -90,9 +97,9 @@ impl FromStr for Version {
             }
             None => (0, false, trimmed),
         };
-        let (upstream, revision) = match rest.rsplit_once('-') {
-            Some((_, "")) => return Err(err("revision number is empty")),
-            Some((u, r)) => (u, r),
+        let (upstream, revision) = match memchr::memrchr(b'-', rest.as_bytes()) {
+            Some(h) if h + 1 == rest.len() => return Err(err("revision number is empty")),
+            Some(h) => (&rest[..h], &rest[h + 1..]),
             None => (rest, ""),
         };
         let mut bytes = upstream.bytes();
@@ -103,14 +110,15 @@ impl FromStr for Version {
             }
             Some(_) => {}
         }
-        if !bytes.all(|b| b.is_ascii_alphanumeric() || b".-+~:".contains(&b)) {
-            return Err(err("invalid character in version number"));
+        for b in bytes {
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'~' | b':')) {
+                return Err(err("invalid character in version number"));
+            }
         }
-        if !revision
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".+~".contains(&b))
-        {
-            return Err(err("invalid character in revision number"));
+        for b in revision.bytes() {
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~')) {
+                return Err(err("invalid character in revision number"));
+            }
         }
         Ok(Version {
             epoch,

@@ -115,9 +115,10 @@ pub struct InitrdOptions {
 }
 
 impl InitrdOptions {
-    /// The default level, and as many workers as the host has CPUs.
+    /// The default level, and as many workers as the host has CPUs, at most 8 (each
+    /// level-19 worker holds tens of MiB; more workers do not change the bytes).
     pub fn new(source_date_epoch: u32) -> Self {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         InitrdOptions {
             cpio: CpioOptions { source_date_epoch },
             zstd_level: DEFAULT_ZSTD_LEVEL,
@@ -521,6 +522,10 @@ fn copy_file<W: Write>(
 
 /// Writes the tree as a zstd-compressed newc archive: one zstd frame, with a content
 /// checksum, at `opts.zstd_level`, in multi-threaded mode with `opts.zstd_workers` workers.
+///
+/// A separate thread reads the tree and produces the archive while this one feeds the
+/// compressor, so reading files overlaps with waiting for zstd's workers. The bytes are the
+/// same as compressing [`write_tree`]'s output.
 pub fn write_initrd_zstd<W: Write>(
     root: &Path,
     out: W,
@@ -531,12 +536,72 @@ pub fn write_initrd_zstd<W: Write>(
     let mut enc = zstd::stream::write::Encoder::new(out, level).map_err(zerr)?;
     enc.multithread(opts.zstd_workers.max(1)).map_err(zerr)?;
     enc.include_checksum(true).map_err(zerr)?;
-    let summary = write_tree(root, &mut enc, &opts.cpio)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let (summary, compressed) = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| {
+            let sink = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(CHANNEL_CHUNK),
+            };
+            write_tree(root, sink, &opts.cpio)
+        });
+        let mut compressed = Ok(());
+        for chunk in rx.iter() {
+            if let Err(e) = enc.write_all(&chunk) {
+                compressed = Err(CpioError::Write(e));
+                break;
+            }
+        }
+        // Dropping the receiver (on error) makes the producer stop with a broken pipe.
+        drop(rx);
+        let summary = producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (summary, compressed)
+    });
+    // The compressor's error explains the producer's broken pipe: report it first.
+    compressed?;
+    let summary = summary?;
     enc.finish()
         .map_err(CpioError::Write)?
         .flush()
         .map_err(CpioError::Write)?;
     Ok(summary)
+}
+
+const CHANNEL_CHUNK: usize = 1 << 20;
+
+/// Sends what is written in chunks of [`CHANNEL_CHUNK`] bytes to the compressing thread.
+struct ChannelWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHANNEL_CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the compressor stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHANNEL_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHANNEL_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

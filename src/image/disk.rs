@@ -179,6 +179,14 @@ impl EspDiskLayout {
     }
 }
 
+/// The seed's ESP content: the UKI as `EFI/BOOT/BOOTX64.EFI` (read from `uki` when the image
+/// is written), every timestamp `source_date_epoch`.
+pub fn uki_esp(uki: &Path, source_date_epoch: u64) -> Result<FatBuilder, FatError> {
+    let mut esp = FatBuilder::new(source_date_epoch);
+    esp.add_file_from("EFI/BOOT/BOOTX64.EFI", uki)?;
+    Ok(esp)
+}
+
 /// Writes a disk image with holes: a GPT with one ESP holding `esp`'s files. Only the
 /// partition table and the file system's used parts are written; the rest are holes.
 /// `esp`'s size must equal `layout.esp_size`.

@@ -47,6 +47,8 @@ pub enum VhdError {
     },
     #[error("the raw disk {path} is empty")]
     Empty { path: PathBuf },
+    #[error("the raw disk {path} changed size while it was converted")]
+    Changed { path: PathBuf },
 }
 
 /// The footer's deterministic fields.
@@ -127,12 +129,17 @@ pub fn write_fixed_vhd(raw: &Path, out: &Path, opts: &VhdOptions) -> Result<u64,
         path: raw.to_path_buf(),
         source,
     };
-    for_each_chunk(raw, MIB as usize, read_err, |off, data| {
-        if is_zero(data) {
+    let read = for_each_chunk(raw, MIB as usize, read_err, |off, data| {
+        if off + data.len() as u64 > size || is_zero(data) {
             return Ok(());
         }
         sink.write_at(off, data).map_err(werr)
     })?;
+    if read != raw_size {
+        return Err(VhdError::Changed {
+            path: raw.to_path_buf(),
+        });
+    }
     sink.write_at(size, &footer(size, opts)).map_err(werr)?;
     file.sync_all().map_err(werr)?;
     Ok(size)

@@ -394,6 +394,34 @@ fn compute(source: &Source<'_>, bank: Bank) -> Vec<u8> {
     }
 }
 
+/// Digests of the first part of `source` alone and of all of it, in one pass.
+fn compute_with_prefix(source: &Source<'_>, bank: Bank) -> Vec<Vec<u8>> {
+    fn run<D: Digest + Clone>(source: &Source<'_>) -> Vec<Vec<u8>> {
+        let parts: Vec<&[u8]> = match source {
+            Source::Bytes(d) => vec![d.as_ref()],
+            Source::Padded(parts) => parts.iter().map(|p| p.as_ref()).collect(),
+            Source::Authenticode(_) => unreachable!("not a concatenation"),
+        };
+        let padded = matches!(source, Source::Padded(_));
+        let mut h = D::new();
+        let mut prefix = None;
+        for p in parts {
+            h.update(p);
+            if prefix.is_none() {
+                prefix = Some(h.clone().finalize().to_vec());
+            }
+            if padded {
+                h.update(&[0u8; 3][..(4 - p.len() % 4) % 4]);
+            }
+        }
+        vec![prefix.expect("one part at least"), h.finalize().to_vec()]
+    }
+    match bank {
+        Bank::Sha256 => run::<Sha256>(source),
+        Bank::Sha384 => run::<Sha384>(source),
+    }
+}
+
 /// Computes `jobs` on all cores, largest first; results in input order.
 fn parallel<T: Send, F: Fn(usize) -> T + Sync>(n: usize, cost: &[usize], f: F) -> Vec<T> {
     let threads = std::thread::available_parallelism()
@@ -572,25 +600,57 @@ pub fn predict(uki: &[u8], file: &str, opts: &Options) -> Result<Prediction, Mea
         ));
     }
 
-    // Compute every (event, bank) digest in parallel.
-    let jobs: Vec<(usize, Bank)> = (0..plan.len())
-        .flat_map(|i| opts.banks.iter().map(move |&b| (i, b)))
+    // Compute every (event, bank) digest in parallel. The kernel's initrd usually starts with
+    // the bytes of `.initrd`, which PCR 11 hashes too: one pass gives both digests.
+    let size = |src: &Source<'_>| match src {
+        Source::Bytes(d) => d.len(),
+        Source::Authenticode(p) => p.data().len(),
+        Source::Padded(parts) => parts.iter().map(|p| p.len()).sum(),
+    };
+    let mut groups: Vec<Vec<usize>> = (0..plan.len()).map(|i| vec![i]).collect();
+    let pcr11_initrd = plan
+        .iter()
+        .position(|(pcr, d, _)| *pcr == 11 && d.starts_with("EV_IPL section .initrd "));
+    let pcr9_initrd = plan
+        .iter()
+        .position(|(pcr, d, _)| *pcr == 9 && d.starts_with("EV_EVENT_TAG 0x8F3B22EC"));
+    if let (Some(a), Some(b)) = (pcr11_initrd, pcr9_initrd)
+        && let Source::Bytes(prefix) = &plan[a].2
+    {
+        let first = match &plan[b].2 {
+            Source::Bytes(d) => Some(d.as_ref()),
+            Source::Padded(parts) => parts.first().map(|p| p.as_ref()),
+            Source::Authenticode(_) => None,
+        };
+        if first.is_some_and(|f| std::ptr::eq(f, prefix.as_ref())) {
+            groups[a] = vec![a, b];
+            groups[b].clear();
+        }
+    }
+    let jobs: Vec<(&[usize], Bank)> = groups
+        .iter()
+        .filter(|g| !g.is_empty())
+        .flat_map(|g| opts.banks.iter().map(move |&b| (g.as_slice(), b)))
         .collect();
     let cost: Vec<usize> = jobs
         .iter()
-        .map(|&(i, b)| {
-            let n = match &plan[i].2 {
-                Source::Bytes(d) => d.len(),
-                Source::Authenticode(p) => p.data().len(),
-                Source::Padded(parts) => parts.iter().map(|p| p.len()).sum(),
-            };
+        .map(|&(g, b)| {
+            let n = size(&plan[*g.last().expect("non-empty")].2);
             // SHA-384 is slower than SHA-256 with SHA-NI.
             if b == Bank::Sha384 { n * 2 } else { n }
         })
         .collect();
     let digests = parallel(jobs.len(), &cost, |k| {
-        let (i, bank) = jobs[k];
-        compute(&plan[i].2, bank)
+        let (group, bank) = jobs[k];
+        match group {
+            [one] => vec![compute(&plan[*one].2, bank)],
+            [_prefix, whole] => compute_with_prefix(&plan[*whole].2, bank),
+            _ => unreachable!("groups have one or two events"),
+        }
+        .into_iter()
+        .zip(group.iter().copied())
+        .map(|(d, i)| (i, d))
+        .collect::<Vec<_>>()
     });
 
     let mut events: Vec<Event> = plan
@@ -601,8 +661,10 @@ pub fn predict(uki: &[u8], file: &str, opts: &Options) -> Result<Prediction, Mea
             digests: BTreeMap::new(),
         })
         .collect();
-    for (&(i, bank), d) in jobs.iter().zip(digests) {
-        events[i].digests.insert(bank, d);
+    for (&(_, bank), group) in jobs.iter().zip(digests) {
+        for (i, d) in group {
+            events[i].digests.insert(bank, d);
+        }
     }
     let mut pcrs: BTreeMap<u32, BTreeMap<Bank, Vec<u8>>> = BTreeMap::new();
     for e in &events {

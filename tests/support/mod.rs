@@ -266,9 +266,16 @@ impl TestArchive {
             fs_err::create_dir_all(dists.join("main/source")).unwrap();
             fs_err::write(dists.join("main/binary-amd64/Packages.xz"), &pxz).unwrap();
             fs_err::write(dists.join("main/source/Sources.xz"), &sxz).unwrap();
+            // by-hash copies, as the real archive has them.
+            for (dir, bytes) in [("main/binary-amd64", &pxz), ("main/source", &sxz)] {
+                let by_hash = dists.join(dir).join("by-hash/SHA256");
+                fs_err::create_dir_all(&by_hash).unwrap();
+                fs_err::write(by_hash.join(sha256_hex(bytes)), bytes).unwrap();
+            }
             let release = format!(
                 "Origin: Hermetic test\nLabel: Hermetic test\nSuite: {0}\nCodename: {0}\n\
                  Date: Tue, 24 Nov 2026 00:00:00 UTC\nValid-Until: Tue, 01 Dec 2026 00:00:00 UTC\n\
+                 Acquire-By-Hash: yes\n\
                  Architectures: amd64\nComponents: main\nSHA256:\n {1} {2} main/binary-amd64/Packages.xz\n {3} {4} main/source/Sources.xz\n",
                 suite.name,
                 sha256_hex(&pxz),
