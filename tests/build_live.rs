@@ -183,3 +183,72 @@ fn base_builds_bit_identically_under_host_variations() {
         assert_eq!(s["state"], "identical", "{s}");
     }
 }
+
+/// An image with a parent, an overlay, a tools tree and a step: the step runs in the tools
+/// tree (not in the image, not on the host) with the documented variables, sees the overlay
+/// with its mode, writes into the image and into the outputs.
+#[test]
+fn steps_run_in_the_tools_tree_with_overlays_and_variables() {
+    let project = project();
+    let p = project.path();
+    let store = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(p.join("overlays/demo/etc/demo")).unwrap();
+    fs_err::write(p.join("overlays/demo/etc/demo/file"), "hello overlay\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(
+            p.join("overlays/demo/etc/demo/file"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+    }
+    fs_err::write(
+        p.join("recipes/steptest.toml"),
+        r#"parent = "base"
+build-packages = ["hello"]
+overlays = ["demo"]
+format = "tar"
+version = "1.0"
+environment = { GREETING = "hi" }
+
+[[steps]]
+name = "greet"
+script = '''
+hello > "$DESTDIR/etc/hello.txt"
+echo "$GREETING $IMAGE_ID $IMAGE_VERSION $ARCHITECTURE $(id -u) $(pwd)" > "$OUTPUTDIR/info.txt"
+stat -c '%a %U' "$DESTDIR/etc/demo/file" >> "$OUTPUTDIR/info.txt"
+test ! -e "$DESTDIR/usr/bin/hello"
+'''
+"#,
+    )
+    .unwrap();
+    let h = |args: &[&str]| {
+        run(Command::new(hermetic())
+            .arg("-C")
+            .arg(p)
+            .arg("--store")
+            .arg(store.path())
+            .args(args))
+    };
+    h(&["lock"]);
+    h(&["fetch"]);
+    let out_dir = p.join("out");
+    h(&["build", "steptest", "--output", out_dir.to_str().unwrap()]);
+    let info = fs_err::read_to_string(out_dir.join("info.txt")).unwrap();
+    assert_eq!(info, "hi steptest 1.0 amd64 0 /work/build\n640 root\n");
+    let tar = out_dir.join("steptest_1.0.tar");
+    let hello = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("./etc/hello.txt")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "Hello, world!\n");
+    // The tools tree's program is not in the image.
+    let list = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l == "./etc/demo/file"), "overlay missing");
+    assert!(!list.lines().any(|l| l == "./usr/bin/hello"), "tools leaked into the image");
+    let sums = fs_err::read_to_string(out_dir.join("SHA256SUMS")).unwrap();
+    assert!(sums.contains("  info.txt\n") && sums.contains("  steptest_1.0.tar\n"), "{sums}");
+}

@@ -128,6 +128,15 @@ fn fetch_fills_store_and_second_run_costs_nothing() {
 
     let stderr = p.ok(&["cache", "verify"]);
     assert!(stderr.contains("0 corrupt"), "{stderr}");
+    // The fetched .deb is what dpkg-deb built (the oracle reads it back).
+    let tool = &f.archive.debs["tool"];
+    let out = std::process::Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(p.blob(&tool.sha256))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("./usr/bin/tool"), "{listing}");
     let (ok, stdout, _) = p.run(&["cache", "dir"]);
     assert!(ok);
     assert_eq!(stdout.trim(), p.store.path().to_str().unwrap());

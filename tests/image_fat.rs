@@ -159,6 +159,29 @@ fn golden_small_esp() {
     golden("esp-34MiB.img.txt", &sparse_hexdump_file(&img));
 }
 
+#[test]
+fn directories_spanning_many_clusters() {
+    // 300 long names in one directory: ~900 entries, 57 clusters of 512 bytes.
+    let mut b = FatBuilder::new(0);
+    let mut files = BTreeMap::new();
+    for i in 0..300 {
+        let path = format!("EFI/many/file number {i:03} with a long name.txt");
+        b.add_file(&path, format!("{i}\n").into_bytes()).unwrap();
+        files.insert(path, format!("{i}\n").into_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("esp.img");
+    b.write_image(&img, SMALL).unwrap();
+    fsck(&img);
+    let listing = mtools_listing(&img);
+    assert_eq!(listing.len(), 302);
+    let names: Vec<&str> = files.keys().map(String::as_str).step_by(37).collect();
+    let got = mtools_files(&img, &names);
+    for n in names {
+        assert_eq!(got[n], files[n]);
+    }
+}
+
 fn names() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
         "a",
@@ -169,6 +192,9 @@ fn names() -> impl Strategy<Value = String> {
         "long file name here.efi",
         "\u{e9}t\u{e9}",
         "dots.in.name.conf",
+        // exactly one and two long-name entries (no NUL terminator)
+        "abcdefghijklm",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
         ".dot",
         "UPPER",
         "lower",

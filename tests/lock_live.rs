@@ -103,6 +103,25 @@ fn lock_and_fetch_the_base_set_from_the_real_archive() {
             p.name,
             p.version
         );
+        // dpkg is the oracle that the file is the package and version pinned.
+        let out = Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(blobs.join(&p.sha256))
+            .args(["Package", "Version", "Architecture"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "Package: {}\nVersion: {}\nArchitecture: {}\n",
+                p.name, p.version, p.architecture
+            )
+        );
     }
 
     // A complete store: no network, well under a second.

@@ -161,6 +161,7 @@ fn tar_of(root: &Path) -> Vec<u8> {
         &TarOptions {
             source_date_epoch: SDE,
             owner: None,
+            id_map: None,
         },
     )
     .unwrap();
@@ -373,6 +374,7 @@ fn golden_small_tree() {
         &TarOptions {
             source_date_epoch: 1_500_000_000,
             owner: Some((0, 0)),
+            id_map: None,
         },
     )
     .unwrap();

@@ -27,18 +27,26 @@ pub struct Invoker {
 }
 
 impl Invoker {
-    /// The real user and group of this process.
+    /// The real user and group of this process, with the login name (which the
+    /// subordinate id files may use).
     pub fn current() -> Invoker {
-        let uid = nix::unistd::getuid();
-        let gid = nix::unistd::getgid();
-        let name = nix::unistd::User::from_uid(uid)
+        let name = nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
             .flatten()
             .map(|u| u.name);
         Invoker {
-            uid: uid.as_raw(),
-            gid: gid.as_raw(),
             name,
+            ..Invoker::ids_only()
+        }
+    }
+
+    /// The real user and group of this process, without asking the user database (enough
+    /// for [`IdMapping::SingleUser`]).
+    pub fn ids_only() -> Invoker {
+        Invoker {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            name: None,
         }
     }
 }

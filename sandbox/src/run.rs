@@ -326,10 +326,13 @@ pub(crate) fn run_with(
     step: &Step,
     sink: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Outcome, SandboxError> {
-    let invoker = Invoker::current();
-    let ranges = match step.ids {
-        IdMapping::Subordinate => Some(idmap::subordinate_ranges(&invoker)?),
-        IdMapping::SingleUser => None,
+    let (invoker, ranges) = match step.ids {
+        IdMapping::Subordinate => {
+            let invoker = Invoker::current();
+            let ranges = idmap::subordinate_ranges(&invoker)?;
+            (invoker, Some(ranges))
+        }
+        IdMapping::SingleUser => (Invoker::ids_only(), None),
     };
     let prepared = prepare(step, invoker.clone())?;
     let mut log = match &step.log {

@@ -171,7 +171,7 @@ fn build_step(args: RunArgs) -> anyhow::Result<Step> {
 
 fn run_step(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let step = build_step(args)?;
-    sandbox::preflight(step.ids)?;
+    // No separate preflight: a failing set-up reports the same hint at once.
     let json = ctx.json;
     let outcome = sandbox::run_with(&step, &mut |stream, bytes| {
         let _ = match (stream, json) {

@@ -187,6 +187,8 @@ struct Entry {
     /// `Depends`, `Pre-Depends`, `Conflicts`, `Breaks` as written.
     raw: [Option<Box<str>>; 4],
     line: usize,
+    /// Later suites that have the same version (skipped as duplicates).
+    also_in: Vec<String>,
     full: OnceLock<Result<BinaryPackage, ResolveError>>,
 }
 
@@ -347,10 +349,14 @@ impl PackageIndex {
             };
             let name = &entry.base.name;
             let versions = self.by_name.entry(name.clone()).or_default();
-            if versions
+            if let Some(&dup) = versions
                 .iter()
-                .any(|&i| self.entries[i].base.version == entry.base.version)
+                .find(|&&i| self.entries[i].base.version == entry.base.version)
             {
+                let e = &mut self.entries[dup];
+                if e.base.suite != suite && !e.also_in.iter().any(|x| x == suite) {
+                    e.also_in.push(suite.to_string());
+                }
                 continue;
             }
             let idx = self.entries.len();
@@ -476,6 +482,7 @@ impl PackageIndex {
             },
             raw: [raw(13), raw(14), raw(15), raw(16)],
             line: p.line(),
+            also_in: Vec::new(),
             full: OnceLock::new(),
         }))
     }
@@ -730,8 +737,20 @@ impl<'a> Resolver<'a> {
                     listed.push(s);
                 }
             }
-            let mut in_suites: Vec<&str> = versions.iter().map(|(_, s)| *s).collect();
-            in_suites.dedup();
+            // Every suite that has the name, including those whose copy of a version was
+            // skipped as a duplicate, in the order the suites were added.
+            let in_suites: Vec<&str> = self
+                .index
+                .suites
+                .iter()
+                .map(String::as_str)
+                .filter(|suite| {
+                    self.index.by_name[&rel.name].iter().any(|&i| {
+                        let e = &self.index.entries[i];
+                        e.base.suite == *suite || e.also_in.iter().any(|x| x == suite)
+                    })
+                })
+                .collect();
             let mut s = format!(
                 "only {} available in {}",
                 listed.join(", "),
@@ -1736,7 +1755,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unsatisfiable dependency: systemd -> libsystemd-shared -> libfoo (>= 2) : \
-             only 1.0 available in trixie"
+             only 1.0 available in trixie, trixie-security"
         );
         let idx2 = index(&[
             ("trixie", main),
@@ -1745,7 +1764,7 @@ mod tests {
         let err = run(&idx2, &["systemd"], false).unwrap_err().to_string();
         assert!(
             err.ends_with(
-                "libfoo (>= 2) : only 1.5, 1.0 available in trixie-security, trixie \
+                "libfoo (>= 2) : only 1.5, 1.0 available in trixie, trixie-security \
                  (only the highest, 1.5, is considered)"
             ),
             "{err}"

@@ -283,35 +283,43 @@ pub fn write_entries(entries: &[MemEntry], case: HexCase) -> Vec<u8> {
 
 /// The archive systemd-stub generates to pass one file to the kernel as `/.extra/<name>`:
 /// directory `.extra` (mode 040555, inode 1), file `.extra/<name>` (mode 0100444, inode 2),
-/// owners, mtimes and device numbers 0, nlink 1, lower-case hex, then the trailer.
+/// owners, mtimes and device numbers 0, nlink 1, lower-case hex, then the stub's literal
+/// trailer, whose name size is spelled `0000000B` in UPPER case (as in the trixie stub
+/// binary: `src/boot/cpio.c` writes the trailer from a string constant).
 pub fn stub_extra_cpio(name: &str, data: &[u8]) -> Vec<u8> {
-    let header = |ino, mode| Header {
+    let header = |ino, mode, filesize| Header {
         ino,
         mode,
         uid: 0,
         gid: 0,
         nlink: 1,
         mtime: 0,
-        filesize: 0,
+        filesize,
         rdevmajor: 0,
         rdevminor: 0,
     };
-    write_entries(
-        &[
-            MemEntry {
-                name: b".extra".to_vec(),
-                header: header(1, S_IFDIR | 0o555),
-                data: Vec::new(),
-            },
-            MemEntry {
-                name: format!(".extra/{name}").into_bytes(),
-                header: header(2, S_IFREG | 0o444),
-                data: data.to_vec(),
-            },
-        ],
-        HexCase::Lower,
+    let filesize = u32::try_from(data.len()).expect("UKI sections are smaller than 4 GiB");
+    let mut w = NewcWriter::new(Vec::new(), HexCase::Lower);
+    // Writing into a Vec cannot fail.
+    w.write_header(&header(1, S_IFDIR | 0o555, 0), b".extra")
+        .expect("write to Vec");
+    w.write_header(
+        &header(2, S_IFREG | 0o444, filesize),
+        format!(".extra/{name}").as_bytes(),
     )
+    .expect("write to Vec");
+    w.write_data(data).expect("write to Vec");
+    w.pad().expect("write to Vec");
+    let mut out = w.into_inner();
+    out.extend_from_slice(STUB_TRAILER);
+    out
 }
+
+/// systemd-stub's trailer record: 110 header bytes (name size `0000000B`), `TRAILER!!!` and
+/// four NULs.
+pub const STUB_TRAILER: &[u8; 124] = b"070701\
+00000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000B00000000\
+TRAILER!!!\0\0\0\0";
 
 /// Linux's `major()` of a `dev_t`.
 pub fn dev_major(dev: u64) -> u32 {
@@ -623,7 +631,7 @@ mod tests {
             &t[..54],
             b"070701000000000000000000000000000000000000000100000000"
         );
-        assert_eq!(&t[94..], b"0000000b00000000TRAILER!!!\0\0\0\0".as_slice());
+        assert_eq!(&t[94..], b"0000000B00000000TRAILER!!!\0\0\0\0".as_slice());
         assert_eq!(a.len() % 4, 0);
     }
 
@@ -642,6 +650,32 @@ mod tests {
                 (major as u32, minor as u32)
             );
         }
+    }
+
+    #[test]
+    fn in_memory_entries_then_trailer() {
+        let e = MemEntry {
+            name: b"init".to_vec(),
+            header: Header {
+                ino: 7,
+                mode: S_IFLNK | 0o777,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                mtime: 0,
+                filesize: 999, // replaced by the data's length
+                rdevmajor: 0,
+                rdevminor: 0,
+            },
+            data: b"/usr/lib/systemd/systemd".to_vec(),
+        };
+        let a = write_entries(&[e], HexCase::Lower);
+        // 110 + "init\0" = 115 -> 116, + 24 data = 140, trailer 124
+        assert_eq!(a.len(), 140 + 124);
+        assert_eq!(&a[6..22], b"000000070000a1ff");
+        assert_eq!(&a[54..62], b"00000018");
+        assert_eq!(&a[116..140], b"/usr/lib/systemd/systemd");
+        assert_eq!(&a[140 + 94..140 + 102], b"0000000b");
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct DebSpec {
     pub fields: Vec<(String, String)>,
     /// Bytes of an extra payload file (to make big packages).
     pub payload: usize,
+    /// Extra files: path inside the package (relative, like `usr/bin/x`), content, mode.
+    pub files: Vec<(String, Vec<u8>, u32)>,
 }
 
 pub fn deb(name: &str, version: &str) -> DebSpec {
@@ -146,6 +148,15 @@ impl DebSpec {
     }
     pub fn payload(mut self, bytes: usize) -> Self {
         self.payload = bytes;
+        self
+    }
+    /// Adds a file to the package's data.
+    pub fn file(mut self, path: &str, content: &[u8], mode: u32) -> Self {
+        self.files.push((
+            path.trim_start_matches('/').to_string(),
+            content.to_vec(),
+            mode,
+        ));
         self
     }
 }
@@ -319,6 +330,13 @@ fn build_deb(archive_root: &Path, d: &DebSpec) -> BuiltFile {
         }
         data.truncate(d.payload);
         fs_err::write(doc.join("payload.bin"), data).unwrap();
+    }
+    for (path, content, mode) in &d.files {
+        let dest = tree.join(path);
+        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs_err::write(&dest, content).unwrap();
+        fs_err::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            .unwrap();
     }
     let source = d
         .fields
@@ -626,7 +644,11 @@ pub fn standard_suites() -> Vec<SuiteSpec> {
                 deb("libfoo", "1.0-1").field("Depends", "libc6"),
                 deb("libbar", "3.0-1"),
                 deb("postfix", "3.9-1").field("Provides", "mail-transport-agent"),
-                deb("tool", "0.9~rc1-1").field("Depends", "libc6"),
+                deb("tool", "0.9~rc1-1").field("Depends", "libc6").file(
+                    "usr/bin/tool",
+                    b"#!/bin/sh\necho tool\n",
+                    0o755,
+                ),
                 deb("big", "1.0-1").payload(2 * 1024 * 1024),
                 deb("broken", "1.0-1").field("Depends", "mid"),
                 deb("mid", "1.0-1").field("Depends", "missing (>= 2)"),
