@@ -390,7 +390,8 @@ impl<'a> PeFile<'a> {
             ));
         }
         let checksum = self.optional.offset + opt::CHECKSUM;
-        let mut ranges = vec![0..checksum];
+        let mut ranges = Vec::with_capacity(self.sections.len() + 4);
+        ranges.push(0..checksum);
         if self.data_directories.len() > DIR_SECURITY {
             let cert_entry = self.optional.data_directory_offset + DIR_SECURITY * 8;
             ranges.push(checksum + 4..cert_entry);
@@ -438,7 +439,7 @@ impl<'a> PeFile<'a> {
         Ok(Authenticode {
             sha256: sha256.try_into().expect("32 bytes"),
             sha384: sha384.try_into().expect("48 bytes"),
-            length_multiple_of_8: self.data.len() % 8 == 0,
+            length_multiple_of_8: self.data.len().is_multiple_of(8),
         })
     }
 

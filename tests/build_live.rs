@@ -247,8 +247,17 @@ test ! -e "$DESTDIR/usr/bin/hello"
     // The tools tree's program is not in the image.
     let list = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.lines().any(|l| l == "./etc/demo/file"), "overlay missing");
-    assert!(!list.lines().any(|l| l == "./usr/bin/hello"), "tools leaked into the image");
+    assert!(
+        list.lines().any(|l| l == "./etc/demo/file"),
+        "overlay missing"
+    );
+    assert!(
+        !list.lines().any(|l| l == "./usr/bin/hello"),
+        "tools leaked into the image"
+    );
     let sums = fs_err::read_to_string(out_dir.join("SHA256SUMS")).unwrap();
-    assert!(sums.contains("  info.txt\n") && sums.contains("  steptest_1.0.tar\n"), "{sums}");
+    assert!(
+        sums.contains("  info.txt\n") && sums.contains("  steptest_1.0.tar\n"),
+        "{sums}"
+    );
 }

@@ -448,3 +448,34 @@ fn writable_and_read_only_roots() {
     assert_eq!(ok(out), "refused\nrefused2\nmade\n");
     assert!(!root.join("new").exists() && !root.join("var/lib/x/f").exists());
 }
+
+#[test]
+fn the_whole_tree_dies_with_the_caller() {
+    let marker = format!(
+        "{}.{}",
+        2000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let script = format!("sleep {marker} & (sleep {marker} &); sleep {marker}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["sandbox", "run", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    // Wait until the step's processes exist, then kill the caller outright.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host_processes_with(&marker).len() < 3 {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = host_processes_with(&marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outlived the caller: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -205,7 +205,7 @@ pub fn cloud_kernel_package() -> String {
     let meta = &index()["linux-image-cloud-amd64"];
     meta.depends
         .split(',')
-        .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
         .find(|d| d.starts_with("linux-image-") && d.ends_with("-cloud-amd64"))
         .expect("the cloud metapackage depends on a kernel image")
         .to_string()

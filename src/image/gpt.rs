@@ -243,6 +243,16 @@ impl GptDisk {
         h
     }
 
+    /// The `EFI_GPT_DATA` firmware measures into PCR 5 (TDX: RTMR 1) as the
+    /// `EV_EFI_GPT_EVENT`: the primary header's 92 bytes, the number of used entries as a
+    /// little-endian u64 (`UINTN` on x86-64), then each used entry (128 bytes) in table order.
+    pub fn efi_gpt_data(&self) -> Vec<u8> {
+        let mut out = self.header(false)[..92].to_vec();
+        out.extend_from_slice(&(self.partitions.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.entries()[..self.partitions.len() * ENTRY_SIZE as usize]);
+        out
+    }
+
     /// Writes the MBR, both headers and both entry arrays into `sink` (which holds the whole
     /// disk). Nothing else is written.
     pub fn write(&self, sink: &mut impl Sink) -> Result<(), GptError> {
@@ -277,6 +287,21 @@ mod tests {
         );
         assert!(Guid::parse("12345678-1234-5678-1234-56781234567").is_err());
         assert!(Guid::parse("1234567g-1234-5678-1234-567812345678").is_err());
+    }
+
+    #[test]
+    fn efi_gpt_data_layout() {
+        let d = crate::image::disk::EspDiskLayout::qemu().gpt(
+            Guid::parse("12345678-1234-5678-1234-567812345678").unwrap(),
+            Guid::parse("87654321-4321-8765-4321-876543218765").unwrap(),
+        );
+        let e = d.efi_gpt_data();
+        assert_eq!(e.len(), 92 + 8 + 128);
+        assert_eq!(&e[..8], b"EFI PART");
+        assert_eq!(&e[92..100], &1u64.to_le_bytes());
+        assert_eq!(&e[100..116], &ESP_TYPE_GUID.to_mixed_endian());
+        // "esp" in UTF-16LE
+        assert_eq!(&e[100 + 56..100 + 62], b"e\0s\0p\0");
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Bank {
     pub const ALL: [Bank; 2] = [Bank::Sha256, Bank::Sha384];
 
     /// The digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Bank::Sha256 => 32,
             Bank::Sha384 => 48,
@@ -105,7 +105,7 @@ impl Bank {
 
     /// A register's value after extending `digests` from zero.
     pub fn replay<'a>(self, digests: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-        let mut r = vec![0u8; self.len()];
+        let mut r = vec![0u8; self.digest_len()];
         for d in digests {
             self.extend(&mut r, d);
         }
@@ -673,7 +673,7 @@ pub fn predict(uki: &[u8], file: &str, opts: &Options) -> Result<Prediction, Mea
                 .entry(e.pcr)
                 .or_default()
                 .entry(bank)
-                .or_insert_with(|| vec![0; bank.len()]);
+                .or_insert_with(|| vec![0; bank.digest_len()]);
             bank.extend(reg, d);
         }
     }
