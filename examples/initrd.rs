@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             out,
             &CpioOptions {
                 source_date_epoch: opts.cpio.source_date_epoch,
+                id_map: None,
             },
         )?
     } else {

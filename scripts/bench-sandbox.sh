@@ -32,14 +32,18 @@ done
 if command -v hyperfine >/dev/null 2>&1; then
   json="$(mktemp)"
   trap 'rm -f "$json"' EXIT
+  # `--version` of both binaries: what merely starting each program costs (hermetic is a
+  # much larger binary), to tell the sandbox's cost from the program's.
   hyperfine --warmup 5 --runs "$runs" -N --export-json "$json" \
-    -n hermetic "$hermetic_cmd" -n bwrap "$bwrap_cmd" -n unshare "$unshare_cmd"
+    -n hermetic "$hermetic_cmd" -n bwrap "$bwrap_cmd" -n unshare "$unshare_cmd" \
+    -n hermetic-version "$hermetic --version" -n bwrap-version "bwrap --version"
   python3 - "$json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-h, b = r["hermetic"]["mean"], r["bwrap"]["mean"]
-print(f"hermetic/bwrap mean ratio: {h / b:.2f} (hermetic {h * 1e3:.2f} ms, bwrap {b * 1e3:.2f} ms, "
-      f"unshare {r['unshare']['mean'] * 1e3:.2f} ms)")
+for stat in ("mean", "median", "min"):
+    h, b, u, hv, bv = (r[n][stat] * 1e3 for n in ("hermetic", "bwrap", "unshare", "hermetic-version", "bwrap-version"))
+    print(f"hermetic/bwrap {stat} ratio: {h / b:.2f} (hermetic {h:.2f} ms, bwrap {b:.2f} ms, unshare {u:.2f} ms); "
+          f"without program start-up ({hv:.2f} vs {bv:.2f} ms): {(h - hv) / (b - bv):.2f}")
 EOF
 else
   mean_ms() { # command...

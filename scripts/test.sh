@@ -11,7 +11,7 @@ cargo test --locked --workspace
 # pass for root and for a user without privileges (setup.sh creates hermetic-ci, with
 # subordinate ids). Needs the target directory to be readable by that user.
 if [ "$(id -u)" -eq 0 ] && id -u hermetic-ci >/dev/null 2>&1; then
-  for suite in sandbox_escape sandbox_env; do
+  for suite in sandbox_escape sandbox_env sandbox_doctor; do
     bin="$(cargo test --locked --test "$suite" --no-run --message-format=json 2>/dev/null \
       | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)"
     if ! runuser -u hermetic-ci -- test -x "$bin"; then

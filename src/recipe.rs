@@ -209,6 +209,8 @@ pub struct ProfileFile {
     pub format: Option<OutputFormat>,
     #[serde(default)]
     pub version: Option<String>,
+    #[serde(default)]
+    pub cmdline: Option<String>,
 }
 
 /// One `recipes/<name>.toml`, as written (before inheritance).
@@ -226,6 +228,10 @@ pub struct RecipeFile {
     /// The image version, in output names (`<image-id>_<version>.efi`) and `$IMAGE_VERSION`.
     #[serde(default)]
     pub version: Option<String>,
+    /// The kernel command line of a bootable image (`.cmdline` of its UKI); inherited when
+    /// unset.
+    #[serde(default)]
+    pub cmdline: Option<String>,
     /// What the image is written out as (inherited when unset; default `directory`).
     #[serde(default)]
     pub format: Option<OutputFormat>,
@@ -317,6 +323,8 @@ pub struct ResolvedRecipe {
     /// The name outputs are called by.
     pub image_id: String,
     pub version: Option<String>,
+    /// The kernel command line of a bootable image, if any layer sets one.
+    pub cmdline: Option<String>,
     pub format: OutputFormat,
     /// Overlays in the order they are laid (parents' first; a repeated one keeps its first place).
     pub overlays: Vec<ResolvedOverlay>,
@@ -522,6 +530,7 @@ impl Project {
             description: lineage[0].file.description.clone(),
             image_id: name.to_string(),
             version: None,
+            cmdline: None,
             format: OutputFormat::Directory,
             overlays: Vec::new(),
             environment: BTreeMap::new(),
@@ -543,6 +552,7 @@ impl Project {
                 steps: &f.steps,
                 format: f.format,
                 version: &f.version,
+                cmdline: &f.cmdline,
             };
             self.apply(&mut resolved, &mut format, r, None, &layer)?;
             for p in &selected {
@@ -557,6 +567,7 @@ impl Project {
                         steps: &pf.steps,
                         format: pf.format,
                         version: &pf.version,
+                        cmdline: &pf.cmdline,
                     };
                     self.apply(&mut resolved, &mut format, r, Some(p), &layer)?;
                 }
@@ -602,6 +613,9 @@ impl Project {
         }
         if layer.version.is_some() {
             resolved.version = layer.version.clone();
+        }
+        if layer.cmdline.is_some() {
+            resolved.cmdline = layer.cmdline.clone();
         }
         let prefix = match profile {
             Some(p) => format!("profiles.{p}.steps"),
@@ -671,6 +685,7 @@ struct Layer<'a> {
     steps: &'a [StepFile],
     format: Option<OutputFormat>,
     version: &'a Option<String>,
+    cmdline: &'a Option<String>,
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeError> {
@@ -763,6 +778,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         steps: &f.steps,
         format: f.format,
         version: &f.version,
+        cmdline: &f.cmdline,
     };
     validate_layer(root, "", &layer, &invalid)?;
     for (name, p) in &f.profiles {
@@ -782,6 +798,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
             steps: &p.steps,
             format: p.format,
             version: &p.version,
+            cmdline: &p.cmdline,
         };
         validate_layer(root, &format!("profiles.{name}."), &layer, &invalid)?;
     }

@@ -57,7 +57,8 @@ fn pair() -> impl Strategy<Value = (String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    // No failure persistence: integration tests have no lib.rs next to them to store it by.
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn ordering_matches_dpkg((a, b) in pair()) {
@@ -83,7 +84,7 @@ fn dpkg_syntax_error(text: &str) -> Option<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 150, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Random strings (never starting with '-', which dpkg would take for an option): we
     /// reject exactly what dpkg warns or fails about, with dpkg's words.

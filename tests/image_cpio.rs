@@ -72,6 +72,7 @@ fn ours(root: &Path, sde: u32) -> Vec<u8> {
         &mut out,
         &CpioOptions {
             source_date_epoch: sde,
+            id_map: None,
         },
     )
     .unwrap();
@@ -285,6 +286,7 @@ fn zstd_thread_count_does_not_change_the_bytes() {
         let opts = InitrdOptions {
             cpio: CpioOptions {
                 source_date_epoch: 0,
+                id_map: None,
             },
             zstd_level: 3,
             zstd_workers: workers,

@@ -213,3 +213,89 @@ fn output_shapes() {
     assert!(table.contains("systemd-stub 257."), "{table}");
     assert!(table.contains("Secure Boot off"), "{table}");
 }
+
+#[test]
+fn pcr11_with_every_measured_section_matches_systemd_measure() {
+    // .ucode, .splash, .dtb and .pcrpkey too; our own UkiBuilder assembles the UKI this time.
+    let t = ukify_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut b = hermetic::image::uki::UkiBuilder::new(fs_err::read(&t.stub).unwrap(), "stub");
+    b.linux = Some(fs_err::read(&t.kernel).unwrap());
+    b.initrds = vec![vec![7u8; 100_001]];
+    b.microcode = Some(vec![1u8; 3_001]);
+    b.splash = Some(vec![2u8; 501]);
+    b.devicetree = Some(vec![3u8; 1_001]);
+    b.pcrpkey = Some(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec());
+    b.cmdline = Some(b"quiet".to_vec());
+    b.os_release = Some(b"ID=x\n".to_vec());
+    b.uname = Some(t.kernel_release.clone());
+    let uki = d.join("full.efi");
+    fs_err::write(&uki, b.build().unwrap()).unwrap();
+
+    let sections = [
+        ("linux", ".linux"),
+        ("osrel", ".osrel"),
+        ("cmdline", ".cmdline"),
+        ("initrd", ".initrd"),
+        ("ucode", ".ucode"),
+        ("splash", ".splash"),
+        ("dtb", ".dtb"),
+        ("uname", ".uname"),
+        ("sbat", ".sbat"),
+        ("pcrpkey", ".pcrpkey"),
+    ];
+    let mut sm = systemd_measure();
+    sm.args([
+        "calculate",
+        "--bank=sha256",
+        "--bank=sha384",
+        "--phase=:",
+        "-j",
+    ]);
+    let mut bytes = std::collections::BTreeMap::new();
+    for (opt, sec) in sections {
+        let data = objcopy_section(&uki, sec, d);
+        sm.arg(format!(
+            "--{opt}={}",
+            write(d, &format!("sec-{opt}"), &data)
+        ));
+        bytes.insert(sec, data);
+    }
+    let out = sm.output().unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-measure failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sm: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uki_str = uki.display().to_string();
+    for bank in ["sha256", "sha384"] {
+        let ours: Value =
+            serde_json::from_str(&hermetic(&["measure", &uki_str, "--json", "--bank", bank]))
+                .unwrap();
+        assert_eq!(
+            expected(&ours, "11"),
+            sm[bank][0]["hash"].as_str().unwrap(),
+            "{bank}"
+        );
+    }
+
+    // PCR 9's initrd: .ucode, .initrd, then the cpios of .pcrpkey and .osrel, each padded.
+    let mut passed = Vec::new();
+    for part in [
+        bytes[".ucode"].clone(),
+        bytes[".initrd"].clone(),
+        cpio::stub_extra_cpio("tpm2-pcr-public-key.pem", &bytes[".pcrpkey"]),
+        cpio::stub_extra_cpio("os-release", &bytes[".osrel"]),
+    ] {
+        passed.extend_from_slice(&part);
+        passed.resize(passed.len().next_multiple_of(4), 0);
+    }
+    let pcr9 = Bank::Sha256.replay([
+        &measure::load_options_digest(Bank::Sha256, "quiet")[..],
+        &Bank::Sha256.hash(&[&passed]),
+    ]);
+    let ours: Value = serde_json::from_str(&hermetic(&["measure", &uki_str, "--json"])).unwrap();
+    assert_eq!(expected(&ours, "9"), hex::encode(pcr9));
+}

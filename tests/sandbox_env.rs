@@ -479,3 +479,8 @@ fn the_whole_tree_dies_with_the_caller() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn core_dumps_are_off() {
+    assert_eq!(ok(sandbox(&[], &["sh", "-c", "ulimit -c"])), "0\n");
+}

@@ -371,3 +371,23 @@ fn root_inside_has_only_the_step_capabilities() {
         "{out}"
     );
 }
+
+#[test]
+fn host_wide_proc_knobs_are_read_only() {
+    // Opening for writing is refused by the mount (EROFS) before Landlock is even asked.
+    let body = "for p in ['/proc/sysrq-trigger', '/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches']:\n    \
+        try:\n        os.close(os.open(p, os.O_WRONLY)); print(p, 'OPENED')\n    \
+        except OSError as e:\n        print(p, errno.errorcode[e.errno])\n";
+    let out = ok(probe(&[], body));
+    let r = results(&out);
+    for (path, result) in &r {
+        // A kernel without magic SysRq has no /proc/sysrq-trigger at all.
+        let expected = if std::path::Path::new(path).exists() {
+            "EROFS"
+        } else {
+            "ENOENT"
+        };
+        assert_eq!(result, expected, "{path}: {out}");
+    }
+    assert_eq!(r.len(), 3, "{out}");
+}

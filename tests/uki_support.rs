@@ -370,6 +370,74 @@ pub fn pesign_hash(file: &Path) -> String {
         .to_string()
 }
 
+fn put16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put32(d: &mut [u8], at: usize, v: u32) {
+    d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// A stub as old toolchains left them: raw sizes not rounded to FileAlignment, sections
+/// packed back to back after the first, `SizeOfHeaders` not rounded either, and a symbol +
+/// string table at the end of the file. (`.sbat` comes first: pefile reads a section from its
+/// `PointerToRawData` rounded down to 512, so ukify cannot read an unaligned `.sbat`.)
+pub fn old_style_stub() -> Vec<u8> {
+    let sbat = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n\
+                 systemd-stub,1,The systemd Developers,systemd,252,https://systemd.io/\n";
+    let sections: [(&str, Vec<u8>, u32); 3] = [
+        (".sbat", sbat.to_vec(), 0x4000_0040),
+        (".text", vec![0xC3; 0x123], 0x6000_0020),
+        (
+            ".sdmagic",
+            b"#### LoaderInfo: systemd-stub 252.1 ####".to_vec(),
+            0x4000_0040,
+        ),
+    ];
+    let mut d = vec![0u8; 0x400];
+    d[..2].copy_from_slice(b"MZ");
+    put32(&mut d, 0x3c, 0x80);
+    d[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let c = 0x84;
+    put16(&mut d, c, 0x8664);
+    put16(&mut d, c + 2, sections.len() as u16);
+    put32(&mut d, c + 4, 0x5f5e_0ff1);
+    put16(&mut d, c + 16, 240);
+    put16(&mut d, c + 18, 0x206);
+    let o = c + 20;
+    put16(&mut d, o, 0x20b);
+    put32(&mut d, o + 8, 0x400);
+    put32(&mut d, o + 16, 0x2000); // AddressOfEntryPoint, in .text
+    put32(&mut d, o + 32, 0x1000);
+    put32(&mut d, o + 36, 0x200);
+    put32(&mut d, o + 60, 0x3f0);
+    put16(&mut d, o + 68, 10);
+    put16(&mut d, o + 70, 0x160);
+    put32(&mut d, o + 108, 16);
+    let mut va = 0x1000;
+    for (i, (name, data, flags)) in sections.iter().enumerate() {
+        let h = o + 240 + i * 40;
+        let ptr = d.len() as u32;
+        d[h..h + name.len()].copy_from_slice(name.as_bytes());
+        put32(&mut d, h + 8, data.len() as u32);
+        put32(&mut d, h + 12, va);
+        put32(&mut d, h + 16, data.len() as u32);
+        put32(&mut d, h + 20, ptr);
+        put32(&mut d, h + 36, *flags);
+        d.extend_from_slice(data);
+        va += 0x1000;
+    }
+    put32(&mut d, o + 56, va);
+    // Two symbols and a 9-byte string table ("\x09\0\0\0abcde").
+    let symtab = d.len() as u32;
+    put32(&mut d, c + 8, symtab);
+    put32(&mut d, c + 12, 2);
+    d.extend_from_slice(&[0x55; 36]);
+    d.extend_from_slice(&[9, 0, 0, 0]);
+    d.extend_from_slice(b"abcde");
+    d
+}
+
 #[cfg(test)]
 mod support_tests {
     use super::*;

@@ -192,3 +192,148 @@ fn uki_equals_ukify_with_synthetic_kernel() {
     );
     assert_eq!(pe.coff.time_date_stamp, stub_pe.coff.time_date_stamp);
 }
+
+#[test]
+fn uki_equals_ukify_with_every_optional_section() {
+    let t = ukify_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let initrd = noise(12_345, 5);
+    let ucode = noise(4_099, 6);
+    let splash = noise(777, 7);
+    let dtb = noise(2_001, 8);
+    let pcrpkey = b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQ==\n-----END PUBLIC KEY-----\n";
+    let sbat = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n\
+                hermetic,1,Hermetic,hermetic,1,https://example.invalid/\n";
+    let args = vec![
+        format!("--linux={}", t.kernel.display()),
+        format!("--initrd={}", write(d, "initrd", &initrd)),
+        format!("--microcode={}", write(d, "ucode", &ucode)),
+        format!("--splash={}", write(d, "splash", &splash)),
+        format!("--devicetree={}", write(d, "dtb", &dtb)),
+        format!("--pcrpkey={}", write(d, "pcrpkey", pcrpkey)),
+        format!("--sbat=@{}", write(d, "sbat", sbat.as_bytes())),
+        format!("--cmdline=@{}", write(d, "cmdline", b"quiet")),
+        format!("--os-release=@{}", write(d, "os-release", b"ID=x\n")),
+        format!("--uname={}", t.kernel_release),
+        format!("--stub={}", t.stub.display()),
+        format!("--output={}", d.join("ukify.efi").display()),
+    ];
+    ukify(&t, &args);
+    let theirs = fs_err::read(d.join("ukify.efi")).unwrap();
+    let mut b = UkiBuilder::new(fs_err::read(&t.stub).unwrap(), "stub");
+    b.linux = Some(fs_err::read(&t.kernel).unwrap());
+    b.initrds = vec![initrd];
+    b.microcode = Some(ucode);
+    b.splash = Some(splash);
+    b.devicetree = Some(dtb);
+    b.pcrpkey = Some(pcrpkey.to_vec());
+    b.sbat = Some(sbat.to_string());
+    b.cmdline = Some(b"quiet".to_vec());
+    b.os_release = Some(b"ID=x\n".to_vec());
+    b.uname = Some(t.kernel_release.clone());
+    let ours = b.build().unwrap();
+    assert_same_bytes(&ours, &theirs, "every optional section");
+    let pe = PeFile::parse(&ours, "ours").unwrap();
+    let names: Vec<String> = pe.sections.iter().map(|s| s.name()).collect();
+    let added = &names[names.len() - 9..];
+    assert_eq!(
+        added,
+        [
+            ".osrel", ".cmdline", ".dtb", ".uname", ".splash", ".pcrpkey", ".linux", ".initrd",
+            ".ucode"
+        ]
+    );
+    let merged = pe.section_memory(pe.section(".sbat").unwrap()).into_owned();
+    assert!(
+        String::from_utf8(merged)
+            .unwrap()
+            .contains("\nhermetic,1,Hermetic,")
+    );
+}
+
+mod random_sizes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Each case runs ukify (about 0.2 s): a few cases with sizes around the alignments.
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn uki_equals_ukify_for_random_sizes(
+            kernel_len in 1usize..9000,
+            initrd_lens in proptest::collection::vec(0usize..5000, 1..4),
+            cmdline_len in 0usize..700,
+            osrel_len in 1usize..600,
+            seed in any::<u32>(),
+        ) {
+            let t = ukify_tools();
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let kernel = noise(kernel_len, seed);
+            let initrds: Vec<Vec<u8>> = initrd_lens
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| noise(n, seed ^ (i as u32 + 1)))
+                .collect();
+            let cmdline: Vec<u8> = noise(cmdline_len, seed ^ 77)
+                .into_iter()
+                .map(|b| b'a' + b % 26)
+                .collect();
+            let osrel: Vec<u8> = noise(osrel_len, seed ^ 99)
+                .into_iter()
+                .map(|b| b'A' + b % 26)
+                .collect();
+            let mut args = vec![format!("--linux={}", write(d, "linux", &kernel))];
+            for (i, initrd) in initrds.iter().enumerate() {
+                args.push(format!("--initrd={}", write(d, &format!("initrd{i}"), initrd)));
+            }
+            args.push(format!("--cmdline=@{}", write(d, "cmdline", &cmdline)));
+            args.push(format!("--os-release=@{}", write(d, "os-release", &osrel)));
+            args.push("--uname=9.9.9".to_string());
+            args.push(format!("--stub={}", t.stub.display()));
+            args.push(format!("--output={}", d.join("ukify.efi").display()));
+            ukify(&t, &args);
+            let theirs = fs_err::read(d.join("ukify.efi")).unwrap();
+            let mut b = UkiBuilder::new(fs_err::read(&t.stub).unwrap(), "stub");
+            b.linux = Some(kernel);
+            b.initrds = initrds;
+            b.cmdline = Some(cmdline);
+            b.os_release = Some(osrel);
+            b.uname = Some("9.9.9".into());
+            let ours = b.build().unwrap();
+            prop_assert!(ours == theirs, "UKI differs from ukify's ({} vs {} bytes)", ours.len(), theirs.len());
+        }
+    }
+}
+
+#[test]
+fn uki_equals_ukify_with_old_style_stub() {
+    // A stub with unaligned raw sizes and a COFF symbol table at its end (as old toolchains
+    // left them): ukify cuts the table and aligns the sections; so must we.
+    let t = ukify_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stub = old_style_stub();
+    let args = vec![
+        format!("--linux={}", write(d, "linux", b"HALLO\n")),
+        format!("--initrd={}", write(d, "initrd1", b"foo")),
+        format!("--initrd={}", write(d, "initrd2", b"barbaz")),
+        format!("--cmdline=@{}", write(d, "cmdline", b"console=ttyS0")),
+        format!("--os-release=@{}", write(d, "os-release", b"ID=test\n")),
+        "--uname=6.1.0-test".to_string(),
+        format!("--stub={}", write(d, "stub.efi", &stub)),
+        format!("--output={}", d.join("ukify.efi").display()),
+    ];
+    ukify(&t, &args);
+    let theirs = fs_err::read(d.join("ukify.efi")).unwrap();
+    let mut b = UkiBuilder::new(stub, "old-style stub");
+    b.linux = Some(b"HALLO\n".to_vec());
+    b.initrds = vec![b"foo".to_vec(), b"barbaz".to_vec()];
+    b.cmdline = Some(b"console=ttyS0".to_vec());
+    b.os_release = Some(b"ID=test\n".to_vec());
+    b.uname = Some("6.1.0-test".into());
+    let ours = b.build().unwrap();
+    assert_same_bytes(&ours, &theirs, "old-style stub");
+}

@@ -46,6 +46,7 @@ pub(crate) struct Prepared {
     keep_caps: caps::CapsHashSet,
     seccomp: Vec<seccompiler::BpfProgram>,
     writable: Vec<PathBuf>,
+    require_landlock: bool,
     ids: IdMapping,
     invoker: Invoker,
     namespaces: CloneFlags,
@@ -238,6 +239,7 @@ pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, Sandbox
     }
     Ok(Prepared {
         writable: plan.writable_paths(),
+        require_landlock: step.require_landlock,
         plan,
         argv,
         envp,
@@ -391,6 +393,8 @@ pub(crate) fn run_with(
         }
         crate::sys::Forked::Parent(pid) => Pid::from_raw(pid),
     };
+    // Whatever happens from here on, the tree does not outlive this function.
+    let mut reaper = Reaper(Some(outer));
     drop((status_w, out_w, err_w));
     drop(prepared);
 
@@ -405,8 +409,6 @@ pub(crate) fn run_with(
                 &invoker,
                 ranges.expect("subordinate ranges"),
             ) {
-                let _ = nix::sys::signal::kill(outer, Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(outer, None);
                 return Err(e.into());
             }
             let _ = nix::unistd::write(down_w.as_fd(), b"1");
@@ -492,7 +494,7 @@ pub(crate) fn run_with(
             timed_out = true;
         }
     }
-    let _ = nix::sys::wait::waitpid(outer, None);
+    reaper.wait();
     let duration = start.elapsed();
 
     // Read the records.
@@ -539,6 +541,28 @@ pub(crate) fn run_with(
         check_fixed_output(output, sha256, outcome.success())?;
     }
     Ok(outcome)
+}
+
+/// Kills and reaps the outer process when dropped before [`Reaper::wait`] (an error or a
+/// panic in the caller's loop).
+struct Reaper(Option<Pid>);
+
+impl Reaper {
+    /// Waits for the outer process to end by itself.
+    fn wait(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 /// The definition of a fixed output: `output` must be a regular file (not a symlink) whose
@@ -761,9 +785,12 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     nix::unistd::dup2_stdout(&io.stdout).map_err(|e| ChildError::io("redirect stdout", "", e))?;
     nix::unistd::dup2_stderr(&io.stderr).map_err(|e| ChildError::io("redirect stderr", "", e))?;
 
-    // Fixed umask and working directory.
+    // Fixed umask and working directory; no core dumps (the host's core_pattern would
+    // handle them, outside the sandbox).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::unistd::chdir(&p.cwd).map_err(|e| ChildError::io("change directory to", &p.cwd, e))?;
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| ChildError::io("disable core dumps", "", e))?;
 
     // Drop privileges: root inside keeps only the step's capabilities.
     walls::drop_capabilities(&p.keep_caps)
@@ -782,6 +809,10 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     // Nothing the caller had open may reach the step.
     crate::sys::cloexec_from(3).map_err(|e| ChildError::io("close descriptors", "", e))?;
     send(io, &format!("L {}", landlock.as_str()));
+    if p.require_landlock && landlock != LandlockStatus::FullyEnforced {
+        // The caller turns the record above into the error; the command never starts.
+        return Ok(());
+    }
 
     // Exec, searching PATH inside the sandbox.
     let mut last = nix::errno::Errno::ENOENT;

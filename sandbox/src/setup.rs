@@ -19,6 +19,9 @@ use crate::sys;
 /// `/tmp` are not hidden by it.
 pub(crate) const STAGE: &str = "/tmp";
 
+/// Entries of `/proc` made read-only (the ones bubblewrap protects, too).
+pub(crate) const PROC_READ_ONLY: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
+
 /// Device nodes bound from the host's `/dev`.
 pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -347,17 +350,24 @@ pub(crate) fn build_root(plan: &MountPlan, ops: &mut impl Ops) -> Result<(), Set
         }
     }
 
-    // A /proc of the new pid namespace, with /proc/sys read-only. (Mounted before pivot_root:
-    // the kernel lets a user namespace mount proc only while a fully visible proc — the
-    // host's — is in its mount namespace.)
+    // A /proc of the new pid namespace, with its host-wide knobs read-only: their files belong
+    // to the host's root, which root inside *is* when the invoking user is root, and some
+    // (sysrq-trigger, irq affinity) check nothing but file permissions. (Mounted before
+    // pivot_root: the kernel lets a user namespace mount proc only while a fully visible
+    // proc — the host's — is in its mount namespace.)
     mount_point(ops, Path::new("/proc"), Kind::Dir)?;
     let proc = stage.join("proc");
     ops.proc(&proc).map_err(at("mount proc", &proc))?;
-    let sys = proc.join("sys");
-    ops.bind(&Source::Host(sys.clone()), &sys)
-        .map_err(at("bind", &sys))?;
-    ops.restrict(&sys, true, true, false)
-        .map_err(at("make read-only", &sys))?;
+    for name in PROC_READ_ONLY {
+        let path = proc.join(name);
+        if ops.kind(&path).map_err(at("inspect", &path))?.is_none() {
+            continue;
+        }
+        ops.bind(&Source::Host(path.clone()), &path)
+            .map_err(at("bind", &path))?;
+        ops.restrict(&path, true, true, false)
+            .map_err(at("make read-only", &path))?;
+    }
 
     // For the testing root a minimal /etc; then the tmpfs root becomes read-only.
     if let RootPlan::Tmpfs { etc, .. } = &root_plan {
@@ -622,6 +632,9 @@ pub(crate) mod tests {
             Ok(())
         }
         fn proc(&mut self, dst: &Path) -> io::Result<()> {
+            // A proc without /proc/irq and /proc/bus: those are skipped.
+            self.tree.insert(dst.join("sys"), Kind::Dir);
+            self.tree.insert(dst.join("sysrq-trigger"), Kind::File);
             self.log.push(format!("proc {}", dst.display()));
             Ok(())
         }
@@ -755,6 +768,8 @@ mkdir /tmp/proc 755
 proc /tmp/proc
 bind /tmp/proc/sys /tmp/proc/sys
 restrict /tmp/proc/sys nosuid,nodev,ro,recursive
+bind /tmp/proc/sysrq-trigger /tmp/proc/sysrq-trigger
+restrict /tmp/proc/sysrq-trigger nosuid,nodev,ro,recursive
 mkdir /tmp/etc 755
 write /tmp/etc/passwd (89 bytes)
 write /tmp/etc/group (27 bytes)

@@ -377,13 +377,47 @@ fn run_node(
                 let _ = fs_err::remove_file(&script);
             }
             let _ = fs_err::remove_dir_all(&tarballs);
+            // os-release names the image, as mkosi does.
+            let mut osrel = tree_step(node, &tree, opts, &log);
+            osrel.argv = vec![
+                "/bin/sh".into(),
+                "-euc".into(),
+                "if [ -f /usr/lib/os-release ]; then printf 'IMAGE_ID=%s\\n' \"$IMAGE_ID\" >> /usr/lib/os-release; if [ -n \"$IMAGE_VERSION\" ]; then printf 'IMAGE_VERSION=%s\\n' \"$IMAGE_VERSION\" >> /usr/lib/os-release; fi; fi".into(),
+            ];
+            osrel.env.insert("IMAGE_ID".into(), recipe.image_id.clone());
+            osrel.env.insert(
+                "IMAGE_VERSION".into(),
+                recipe.version.clone().unwrap_or_default(),
+            );
+            run_step(node, &osrel, &log)?;
+            if super::bootable::is_bootable(recipe.format) {
+                let kernel = temp.join(super::bootable::KERNEL_DIR);
+                fs_err::create_dir(&kernel).map_err(BuildError::io(&kernel))?;
+                let mut prep = tree_step(node, &tree, opts, &log);
+                prep.argv = vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    super::bootable::PREPARE_SCRIPT.into(),
+                ];
+                prep.mounts.push(Mount::Writable {
+                    src: kernel.clone(),
+                    dst: PathBuf::from("/.hermetic-kernel"),
+                });
+                log_line(&log, "==> bootable: /init and the kernel")?;
+                run_step(node, &prep, &log)?;
+                remove_mount_points(&tree)?;
+            }
             let mut clean = tree_step(node, &tree, opts, &log);
             clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
             log_line(&log, "==> clean-up")?;
             run_step(node, &clean, &log)?;
             remove_mount_points(&tree)?;
         }
-        NodeKind::Output { format, stem } => {
+        NodeKind::Output {
+            format,
+            stem,
+            cmdline,
+        } => {
             let tree = dep("image").join(TREE);
             let files = temp.join(FILES);
             fs_err::create_dir(&files).map_err(BuildError::io(&files))?;
@@ -416,11 +450,21 @@ fn run_node(
                     // The directory output is the stored image tree itself; `out/` gets a copy.
                     std::os::unix::fs::symlink(&tree, &link).map_err(BuildError::io(&link))?;
                 }
-                other => {
-                    return Err(BuildError::UnsupportedFormat {
-                        image: node.name.clone(),
-                        format: other.to_string(),
-                    });
+                bootable => {
+                    let scratch = temp.join("scratch");
+                    fs_err::create_dir(&scratch).map_err(BuildError::io(&scratch))?;
+                    super::bootable::write(
+                        *bootable,
+                        &tree,
+                        &dep("image").join(super::bootable::KERNEL_DIR),
+                        cmdline,
+                        stem,
+                        &files,
+                        &scratch,
+                        opts.source_date_epoch,
+                        sandbox_id_map()?,
+                    )?;
+                    fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
                 }
             }
         }

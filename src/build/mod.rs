@@ -10,6 +10,7 @@
 //!   tree, then the deterministic clean-up of [`cleanup`];
 //! - `output`: the image written in its format (`directory`, `tar`).
 
+pub mod bootable;
 pub mod cleanup;
 pub mod exec;
 pub mod plan;
@@ -83,6 +84,8 @@ pub enum BuildError {
         #[source]
         source: crate::treetar::TreeTarError,
     },
+    #[error("cannot write {path}: {message}")]
+    Image { path: PathBuf, message: String },
     #[error("output format `{format}` of image `{image}` is not supported by `hermetic build` yet")]
     UnsupportedFormat { image: String, format: String },
 }

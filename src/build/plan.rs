@@ -33,7 +33,12 @@ pub enum NodeKind {
         architecture: String,
     },
     /// Write the image tree in the recipe's format.
-    Output { format: OutputFormat, stem: String },
+    Output {
+        format: OutputFormat,
+        stem: String,
+        /// The kernel command line of a bootable format.
+        cmdline: String,
+    },
 }
 
 impl NodeKind {
@@ -208,13 +213,11 @@ pub fn plan(
         });
 
         let format = recipe.format;
-        if !matches!(format, OutputFormat::Directory | OutputFormat::Tar) {
-            return Err(BuildError::UnsupportedFormat {
-                image: recipe.name.clone(),
-                format: format.to_string(),
-            });
-        }
         let stem = recipe.output_stem();
+        let cmdline = recipe
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| super::bootable::default_cmdline(format).to_string());
         let mut inputs = StepInputs {
             kind: "output".into(),
             name: format!("{}/output", recipe.name),
@@ -222,6 +225,9 @@ pub fn plan(
         };
         inputs.settings.insert("format".into(), format.to_string());
         inputs.settings.insert("stem".into(), stem.clone());
+        if super::bootable::is_bootable(format) {
+            inputs.settings.insert("cmdline".into(), cmdline.clone());
+        }
         inputs
             .settings
             .insert("source-date-epoch".into(), sde.to_string());
@@ -236,7 +242,11 @@ pub fn plan(
             name: format!("{}/output", recipe.name),
             key: inputs.key(),
             inputs,
-            kind: NodeKind::Output { format, stem },
+            kind: NodeKind::Output {
+                format,
+                stem,
+                cmdline,
+            },
             deps: BTreeMap::from([("image".to_string(), image)]),
         });
         graph.targets.push((recipe.name.clone(), output));

@@ -695,13 +695,14 @@ impl<'a> Resolver<'a> {
             let mut t = self.targets(rel);
             t.sort_by(|&a, &b| {
                 let (pa, pb) = (self.pkg(a), self.pkg(b));
-                (pb.name == rel.name)
-                    .cmp(&(pa.name == rel.name))
-                    .then(
-                        self.protected
-                            .contains(&b)
-                            .cmp(&self.protected.contains(&a)),
-                    )
+                // apt's CompareProviders: protected first (a protected package is chosen, so
+                // this only matters after a conflict un-chose one), then the package named
+                // like the dependency, essential, important, priority; then the name where
+                // apt uses its cache order.
+                let protected = |i| self.protected.contains(&i);
+                protected(b)
+                    .cmp(&protected(a))
+                    .then((pb.name == rel.name).cmp(&(pa.name == rel.name)))
                     .then(pb.essential.cmp(&pa.essential))
                     .then(pb.important.cmp(&pa.important))
                     .then(priority_rank(pa).cmp(&priority_rank(pb)))
@@ -902,7 +903,7 @@ impl<'a> Resolver<'a> {
             for (m, kind, rel) in self.conflicted_by(i) {
                 if self.protected.contains(&m) {
                     return Err(Failure {
-                        path: here,
+                        path: path.to_vec(),
                         what: format!(
                             "{} : {} {kind} {rel}, satisfied by {}, which is already chosen",
                             p.name,
@@ -919,7 +920,7 @@ impl<'a> Resolver<'a> {
             // that a chosen package conflicts with or breaks is not installable.
             if auto_inst && let Some(conflict) = self.conflicting_marked(i) {
                 return Err(Failure {
-                    path: here,
+                    path: path.to_vec(),
                     what: format!("{} : {conflict}, which is already chosen", p.name),
                 });
             }
@@ -1086,8 +1087,13 @@ pub fn resolve(
     };
     // Roots by name: requests first pick their version, then the essential base fills in.
     let mut roots: BTreeMap<&str, usize> = BTreeMap::new();
-    for text in requests {
-        let req = parse_request(text)?;
+    // Pinned requests first, so that a plain request for the same name gets the pin.
+    let mut parsed = requests
+        .iter()
+        .map(|t| parse_request(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    parsed.sort_by_key(|r| r.version.is_none());
+    for req in parsed {
         if let Some(a) = req.arch
             && a != index.architecture
             && a != "all"
@@ -1115,6 +1121,17 @@ pub fn resolve(
                 });
                 match found {
                     Some(i) => {
+                        if let Some(&other) = r.overrides.get(req.name)
+                            && other != i
+                        {
+                            return Err(ResolveError::BadRequest {
+                                request: req.text.to_string(),
+                                reason: format!(
+                                    "{} is also pinned to {}",
+                                    req.name, index.entries[other].base.version
+                                ),
+                            });
+                        }
                         r.overrides.insert(&index.entries[i].base.name, i);
                         i
                     }
@@ -1133,8 +1150,8 @@ pub fn resolve(
                     None => return Err(unknown(index, req.name)),
                 }
             }
-            None => match index.by_name.get(req.name).and_then(|v| v.first()) {
-                Some(&i) => i,
+            None => match r.candidate(req.name) {
+                Some(i) => i,
                 None => {
                     // A virtual package with exactly one provider is replaced by it, as apt does.
                     let mut providers: Vec<usize> = index
@@ -1636,6 +1653,31 @@ mod tests {
             err.contains("e 1 (trixie) conflicts with virt, satisfied by f 1"),
             "{err}"
         );
+        // A dependency that conflicts with a request cannot be installed; the chain says why.
+        let idx2 = index(&[(
+            "trixie",
+            &[
+                para("app", "1", "Depends: x"),
+                para("x", "1", "Conflicts: y"),
+                para("y", "1", ""),
+                para("app2", "1", "Depends: z"),
+                para("z", "1", ""),
+                para("w", "1", "Breaks: z"),
+            ],
+        )]);
+        let err = run(&idx2, &["app", "y"], false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unsatisfiable dependency: app -> x : x 1 (trixie) conflicts with y, satisfied by \
+             y 1 (trixie), which is already chosen"
+        );
+        // The only solution of a request's dependency is chosen outright (as apt does); the
+        // final check then names the two packages.
+        let err = run(&idx2, &["app2", "w"], false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "w 1 (trixie) breaks z, satisfied by z 1 (trixie); both are needed"
+        );
         // A package may conflict with a virtual package it provides itself.
         assert_eq!(run(&idx, &["self"], false).unwrap(), ["self=1"]);
     }
@@ -1740,6 +1782,16 @@ mod tests {
             run(&idx, &["openssl=3.5.1-1"], false).unwrap(),
             ["libssl3t64=3.5.1-1+deb13u1", "openssl=3.5.1-1"]
         );
+        // The pin holds whatever the order of requests naming the same package.
+        assert_eq!(
+            run(&idx, &["openssl", "openssl=3.5.1-1"], false).unwrap(),
+            ["libssl3t64=3.5.1-1+deb13u1", "openssl=3.5.1-1"]
+        );
+        let err = run(&idx, &["openssl=3.5.1-1", "openssl=3.5.1-1+deb13u1"], false).unwrap_err();
+        assert!(
+            err.to_string().contains("is also pinned to 3.5.1-1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1810,6 +1862,11 @@ mod tests {
         let err = run(&idx, &["foo:arm64"], false).unwrap_err();
         assert!(
             matches!(err, ResolveError::WrongArchitecture { .. }),
+            "{err:?}"
+        );
+        let err = run(&idx, &["foo=1", "foo=1.0", "foo=2"], false).unwrap_err();
+        assert!(
+            matches!(err, ResolveError::UnknownVersion { .. }),
             "{err:?}"
         );
         let err = run(&idx, &["foo/trixie"], false).unwrap_err();

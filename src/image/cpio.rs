@@ -101,6 +101,9 @@ pub enum HexCase {
 pub struct CpioOptions {
     /// Every mtime later than this (seconds since the Unix epoch) is replaced by it.
     pub source_date_epoch: u32,
+    /// Translate the tree's host ids into the ids of the build sandbox that made it (see
+    /// [`crate::treetar::IdMap`]); `None` writes the ids as they are.
+    pub id_map: Option<crate::treetar::IdMap>,
 }
 
 /// Options of [`write_initrd_zstd`].
@@ -120,7 +123,10 @@ impl InitrdOptions {
     pub fn new(source_date_epoch: u32) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         InitrdOptions {
-            cpio: CpioOptions { source_date_epoch },
+            cpio: CpioOptions {
+                source_date_epoch,
+                id_map: None,
+            },
             zstd_level: DEFAULT_ZSTD_LEVEL,
             zstd_workers: u32::try_from(workers).unwrap_or(1).max(1),
         }
@@ -464,8 +470,8 @@ pub fn write_tree<W: Write>(
         let header = Header {
             ino,
             mode,
-            uid: m.uid(),
-            gid: m.gid(),
+            uid: opts.id_map.map_or(m.uid(), |map| map.uid(m.uid())),
+            gid: opts.id_map.map_or(m.gid(), |map| map.gid(m.gid())),
             nlink,
             mtime,
             filesize,

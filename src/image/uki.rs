@@ -146,16 +146,6 @@ impl UkiBuilder {
         }
     }
 
-    /// The `.initrd` content: one initrd as it is, several concatenated, each padded with
-    /// zeros to a multiple of 4 bytes (ukify's `join_initrds`).
-    pub fn joined_initrd(&self) -> Option<Vec<u8>> {
-        match self.initrds.as_slice() {
-            [] => None,
-            [one] => Some(one.clone()),
-            many => Some(join_padded(many.iter().map(Vec::as_slice))),
-        }
-    }
-
     /// Decides every byte's place. Borrows the section contents; nothing is copied but the stub.
     pub fn layout(&self) -> Result<UkiLayout<'_>, UkiError> {
         let linux = self.linux.as_deref().ok_or(UkiError::NoKernel)?;
@@ -184,59 +174,23 @@ impl UkiBuilder {
             [one] => Some(Cow::Borrowed(one.as_slice())),
             many => Some(Cow::Owned(join_padded(many.iter().map(Vec::as_slice)))),
         };
-        let mut new: Vec<(&'static str, Cow<'_, [u8]>)> = Vec::new();
-        fn push<'c>(
-            new: &mut Vec<(&'static str, Cow<'c, [u8]>)>,
-            name: &'static str,
-            content: Option<Cow<'c, [u8]>>,
-        ) {
-            if let Some(c) = content {
-                new.push((name, c));
-            }
-        }
-        push(
-            &mut new,
-            ".osrel",
-            self.os_release.as_deref().map(Cow::Borrowed),
-        );
-        push(
-            &mut new,
-            ".cmdline",
-            self.cmdline.as_deref().map(Cow::Borrowed),
-        );
-        push(
-            &mut new,
-            ".dtb",
-            self.devicetree.as_deref().map(Cow::Borrowed),
-        );
-        push(
-            &mut new,
-            ".uname",
-            uname.map(|u| Cow::Owned(u.into_bytes())),
-        );
-        push(
-            &mut new,
-            ".splash",
-            self.splash.as_deref().map(Cow::Borrowed),
-        );
-        push(
-            &mut new,
-            ".pcrpkey",
-            self.pcrpkey.as_deref().map(Cow::Borrowed),
-        );
-        push(&mut new, ".linux", Some(Cow::Borrowed(linux)));
-        push(&mut new, ".initrd", initrd);
-        push(
-            &mut new,
-            ".ucode",
-            self.microcode.as_deref().map(Cow::Borrowed),
-        );
-        push(&mut new, ".sbat", Some(Cow::Owned(sbat.into_bytes())));
-        push(
-            &mut new,
-            ".pcrsig",
-            self.pcrsig.as_deref().map(Cow::Borrowed),
-        );
+        let candidates = [
+            (".osrel", borrow(&self.os_release)),
+            (".cmdline", borrow(&self.cmdline)),
+            (".dtb", borrow(&self.devicetree)),
+            (".uname", uname.map(|u| Cow::Owned(u.into_bytes()))),
+            (".splash", borrow(&self.splash)),
+            (".pcrpkey", borrow(&self.pcrpkey)),
+            (".linux", Some(Cow::Borrowed(linux))),
+            (".initrd", initrd),
+            (".ucode", borrow(&self.microcode)),
+            (".sbat", Some(Cow::Owned(sbat.into_bytes()))),
+            (".pcrsig", borrow(&self.pcrsig)),
+        ];
+        let new: Vec<(&'static str, Cow<'_, [u8]>)> = candidates
+            .into_iter()
+            .filter_map(|(name, content)| Some((name, content?)))
+            .collect();
         let kernel_lacks_nx = kernel_pe
             .as_ref()
             .is_some_and(|k| k.optional.dll_characteristics & pe::DLL_NX_COMPAT == 0);
@@ -260,6 +214,11 @@ pub fn join_padded<'a>(parts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
         out.resize(round_up(out.len() as u64, 4) as usize, 0);
     }
     out
+}
+
+/// Borrows an optional section content.
+fn borrow(v: &Option<Vec<u8>>) -> Option<Cow<'_, [u8]>> {
+    v.as_deref().map(Cow::Borrowed)
 }
 
 fn set_u32(buf: &mut [u8], at: usize, v: u32) {
@@ -612,7 +571,18 @@ fn sbat_lines_of<'p>(pe: &PeFile<'p>, what: &str) -> Result<Vec<String>, UkiErro
     let Some(s) = pe.section(".sbat") else {
         return Ok(Vec::new());
     };
-    let raw = pe.section_raw(s);
+    // pefile's `get_data()`: from PointerToRawData rounded down to 512 (when FileAlignment is
+    // at least 512), SizeOfRawData bytes, but not past the end of the section's raw data.
+    let ptr = s.pointer_to_raw_data as usize;
+    let start = if pe.optional.file_alignment >= 0x200 {
+        ptr & !0x1ff
+    } else {
+        ptr
+    };
+    let end = (start + s.size_of_raw_data as usize)
+        .min(ptr + s.size_of_raw_data as usize)
+        .min(pe.data().len());
+    let raw = &pe.data()[start.min(end)..end];
     let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let text = std::str::from_utf8(&raw[..end]).map_err(|e| UkiError::Sbat {
         what: what.to_string(),
@@ -665,7 +635,7 @@ mod tests {
     use super::*;
 
     /// A stub-like PE32+: headers 0x400 (room for more section headers), FileAlignment 0x200,
-    /// SectionAlignment 0x1000, sections `.text` and `.sbat`, unaligned raw sizes.
+    /// SectionAlignment 0x1000, sections `.sbat` and `.text` with unaligned raw sizes.
     fn fake_stub() -> Vec<u8> {
         let mut d = vec![0u8; 0x400];
         d[..2].copy_from_slice(b"MZ");
@@ -696,12 +666,11 @@ mod tests {
             set_u32(&mut d, h + 20, ptr);
             set_u32(&mut d, h + 36, 0x4000_0040);
         };
-        add(0, b".text", 0x10, 0x1000, 0x10, 0x400);
-        add(1, b".sbat", sbat.len() as u32, 0x2000, 0x200, 0x410);
+        let n = sbat.len() as u32;
+        add(0, b".sbat", n, 0x1000, n, 0x400);
+        add(1, b".text", 0x10, 0x2000, 0x10, 0x400 + n);
+        d.extend_from_slice(sbat);
         d.extend_from_slice(&[0xC3; 0x10]);
-        let mut s = sbat.to_vec();
-        s.resize(0x200, 0);
-        d.extend_from_slice(&s);
         d
     }
 
@@ -726,23 +695,23 @@ mod tests {
         b.initrds = vec![b"abc".to_vec(), b"defgh".to_vec()];
         let uki = b.build().unwrap();
         let pe = PeFile::parse(&uki, "uki").unwrap();
-        // .text moved from 0x400 to 0x400 (aligned) with raw size 0x200; .sbat from 0x410 to 0x600.
+        // .sbat stays at 0x400 with its raw size rounded up to 0x200; .text moves to 0x600.
         let names: Vec<String> = pe.sections.iter().map(|s| s.name()).collect();
         assert_eq!(
             names,
             [
-                ".text", ".sbat", ".osrel", ".cmdline", ".uname", ".linux", ".initrd"
+                ".sbat", ".text", ".osrel", ".cmdline", ".uname", ".linux", ".initrd"
             ]
         );
-        let text = &pe.sections[0];
+        let text = &pe.sections[1];
         assert_eq!(
             (text.pointer_to_raw_data, text.size_of_raw_data),
-            (0x400, 0x200)
+            (0x600, 0x200)
         );
-        let sbat = &pe.sections[1];
+        let sbat = &pe.sections[0];
         assert_eq!(
             (sbat.pointer_to_raw_data, sbat.size_of_raw_data),
-            (0x600, 0x200)
+            (0x400, 0x200)
         );
         let osrel = &pe.sections[2];
         assert_eq!(osrel.pointer_to_raw_data, 0x800);

@@ -10,49 +10,8 @@
 //! spells its name size `0000000B` in UPPER case (checked in the 257 stub binary); it is 124
 //! bytes long.
 
-/// The stub's literal trailer record: 110 header bytes + `TRAILER!!!` + 4 NULs.
-pub const STUB_TRAILER: &[u8; 124] = b"070701\
-00000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000B00000000\
-TRAILER!!!\0\0\0\0";
-
-fn word(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(format!("{v:08x}").as_bytes());
-}
-
-fn pad4(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-fn record(out: &mut Vec<u8>, ino: u32, mode: u32, name: &[u8], data: &[u8]) {
-    out.extend_from_slice(b"070701");
-    let size = u32::try_from(data.len()).expect("UKI sections are smaller than 4 GiB");
-    let namesize = u32::try_from(name.len() + 1).expect("short name");
-    for v in [ino, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, namesize, 0] {
-        word(out, v);
-    }
-    out.extend_from_slice(name);
-    out.push(0);
-    pad4(out);
-    out.extend_from_slice(data);
-    pad4(out);
-}
-
-/// The archive systemd-stub builds for one UKI section: `/.extra/<name>` holding `data`.
-pub fn stub_extra_cpio(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 512);
-    record(&mut out, 1, 0o040555, b".extra", &[]);
-    record(
-        &mut out,
-        2,
-        0o100444,
-        format!(".extra/{name}").as_bytes(),
-        data,
-    );
-    out.extend_from_slice(STUB_TRAILER);
-    out
-}
+// One implementation, shared with the image writers.
+pub use crate::image::cpio::{STUB_TRAILER, stub_extra_cpio};
 
 #[cfg(test)]
 mod tests {

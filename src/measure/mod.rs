@@ -141,7 +141,8 @@ pub struct StubVersion {
 }
 
 /// Finds the stub version: from `.sdmagic` (`#### LoaderInfo: systemd-stub 257.13 ####`), else
-/// anywhere in the file, else from the PE `MajorImageVersion` (which recent stubs set to it).
+/// from another section of the stub (not of the payload), else from the PE
+/// `MajorImageVersion` (which recent stubs set to it).
 pub fn detect_stub_version(pe: &PeFile<'_>) -> Option<StubVersion> {
     let parse = |text: &[u8]| -> Option<StubVersion> {
         let at = text
@@ -162,8 +163,20 @@ pub fn detect_stub_version(pe: &PeFile<'_>) -> Option<StubVersion> {
     {
         return Some(v);
     }
-    if let Some(v) = parse(pe.data()) {
-        return Some(v);
+    // The marker in another of the stub's own sections; never in the payload, where an initrd
+    // may well carry some other stub.
+    const PAYLOAD: &[&str] = &[
+        ".linux", ".initrd", ".ucode", ".osrel", ".cmdline", ".splash", ".dtb", ".dtbauto",
+        ".hwids", ".uname", ".sbat", ".pcrsig", ".pcrpkey", ".profile",
+    ];
+    for s in pe
+        .sections
+        .iter()
+        .filter(|s| !PAYLOAD.contains(&s.name().as_str()))
+    {
+        if let Some(v) = parse(&pe.section_memory(s)) {
+            return Some(v);
+        }
     }
     let major = u32::from(pe.optional.major_image_version);
     (200..1000).contains(&major).then(|| StubVersion {

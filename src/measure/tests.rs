@@ -103,3 +103,53 @@ fn sha384_extend_is_over_48_bytes() {
     let r = Bank::Sha384.replay([&[0u8; 48][..]]);
     assert_eq!(r, Bank::Sha384.hash(&[&[0u8; 96]]));
 }
+
+#[test]
+fn stub_version_from_sdmagic_or_image_version() {
+    use crate::image::uki::UkiBuilder;
+    use crate::pe::PeFile;
+    // A stub with .sdmagic, and the same stub without it but with MajorImageVersion 255.
+    let stub = |sdmagic: bool, major: u16| {
+        let mut d = vec![0u8; 0x400];
+        d[..2].copy_from_slice(b"MZ");
+        d[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        d[0x80..0x84].copy_from_slice(b"PE\0\0");
+        let c = 0x84;
+        d[c..c + 2].copy_from_slice(&0x8664u16.to_le_bytes());
+        d[c + 2..c + 4].copy_from_slice(&1u16.to_le_bytes());
+        d[c + 16..c + 18].copy_from_slice(&240u16.to_le_bytes());
+        let o = c + 20;
+        d[o..o + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        d[o + 32..o + 36].copy_from_slice(&0x1000u32.to_le_bytes());
+        d[o + 36..o + 40].copy_from_slice(&0x200u32.to_le_bytes());
+        d[o + 44..o + 46].copy_from_slice(&major.to_le_bytes());
+        d[o + 60..o + 64].copy_from_slice(&0x400u32.to_le_bytes());
+        d[o + 108..o + 112].copy_from_slice(&16u32.to_le_bytes());
+        let h = o + 240;
+        let text: &[u8] = if sdmagic {
+            b"#### LoaderInfo: systemd-stub 252.39-1~deb12u1 ####"
+        } else {
+            b"no marker here"
+        };
+        d[h..h + 8].copy_from_slice(b".sdmagic");
+        d[h + 8..h + 12].copy_from_slice(&(text.len() as u32).to_le_bytes());
+        d[h + 12..h + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+        d[h + 16..h + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        d[h + 20..h + 24].copy_from_slice(&0x400u32.to_le_bytes());
+        d.extend_from_slice(text);
+        d.resize(0x600, 0);
+        d
+    };
+    let v = detect_stub_version(&PeFile::parse(&stub(true, 0), "s").unwrap()).unwrap();
+    assert_eq!((v.major, v.full.as_str()), (252, "252.39-1~deb12u1"));
+    let v = detect_stub_version(&PeFile::parse(&stub(false, 255), "s").unwrap()).unwrap();
+    assert_eq!(v.major, 255);
+    assert!(detect_stub_version(&PeFile::parse(&stub(false, 0), "s").unwrap()).is_none());
+    // A marker inside the payload (an initrd carrying another stub) does not count.
+    let mut b = UkiBuilder::new(stub(false, 0), "s");
+    b.linux = Some(b"k".to_vec());
+    b.uname = Some("u".into());
+    b.initrds = vec![b"#### LoaderInfo: systemd-stub 999.1 ####".to_vec()];
+    let uki = b.build().unwrap();
+    assert!(detect_stub_version(&PeFile::parse(&uki, "u").unwrap()).is_none());
+}

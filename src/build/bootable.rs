@@ -1,0 +1,184 @@
+//! The bootable formats of an image: `initrd`, `uki`, and the `gcp`, `azure` and `qemu` disk
+//! images around the UKI, laid out as the seed images are (../shared reference: fixed disk and
+//! ESP GUIDs, FAT volume serial, sizes, names).
+//!
+//! The whole image tree becomes the initrd (the images run from memory, `/init` is systemd);
+//! the kernel, taken out of the tree's `/boot` by the image step, becomes `.linux`; the stub
+//! is the tree's own `linuxx64.efi.stub` (from the pinned `systemd-boot-efi`), the `.osrel`
+//! its own `/usr/lib/os-release`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::image::disk::{self, EspDiskLayout, SEED_DISK_GUID, SEED_ESP_GUID};
+use crate::image::gpt::Guid;
+use crate::image::{cpio, gcp, qcow2, uki, vhd};
+use crate::recipe::OutputFormat;
+
+use super::BuildError;
+
+/// Where the image step puts the kernel it takes out of `/boot` (in its store entry).
+pub const KERNEL_DIR: &str = "kernel";
+
+/// The seed's `Seed=` of buildernet.conf: the VHD's unique id is derived from it.
+pub const SEED: &str = "630b5f72-a36a-4e83-b23d-6ef47c82fd9c";
+
+/// The zstd level of the initrd: zstd's own default, as mkosi uses it. Level 19 makes the
+/// initrd about a fifth smaller and its compression ten times slower; the image lives in
+/// memory either way.
+pub const INITRD_ZSTD_LEVEL: i32 = 3;
+
+/// The seed's kernel command lines.
+pub fn default_cmdline(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Gcp => "console=ttyS0,115200n8 systemd.firstboot=no swiotlb=1048576",
+        _ => "console=ttyS0,115200n8 systemd.firstboot=no",
+    }
+}
+
+/// Whether a format needs a kernel and an initrd.
+pub fn is_bootable(format: OutputFormat) -> bool {
+    matches!(
+        format,
+        OutputFormat::Initrd
+            | OutputFormat::Uki
+            | OutputFormat::Gcp
+            | OutputFormat::Azure
+            | OutputFormat::Qemu
+    )
+}
+
+/// The shell script the image step runs (in the image tree, before the clean-up) for a
+/// bootable format: `/init` → systemd, and the kernel moved out of `/boot` into
+/// `/.hermetic-kernel` (mounted from the step's store entry), with Debian's own initrd of it
+/// removed: the whole tree is the initrd.
+pub const PREPARE_SCRIPT: &str = r#"set -eu
+ln -sfn usr/lib/systemd/systemd /init
+set -- /boot/vmlinuz-*
+if [ ! -e "$1" ]; then
+  echo "no kernel in /boot: a bootable image needs a kernel package (e.g. linux-image-cloud-amd64)" >&2
+  exit 1
+fi
+if [ "$#" -ne 1 ]; then echo "more than one kernel in /boot: $*" >&2; exit 1; fi
+cp "$1" /.hermetic-kernel/
+rm -f /boot/vmlinuz-* /boot/initrd.img-* /boot/System.map-* /boot/config-* /vmlinuz /vmlinuz.old /initrd.img /initrd.img.old
+"#;
+
+/// Writes the outputs of a bootable format into `files`, named `<stem>.<ext>`.
+pub fn write(
+    format: OutputFormat,
+    tree: &Path,
+    kernel_dir: &Path,
+    cmdline: &str,
+    stem: &str,
+    files: &Path,
+    scratch: &Path,
+    source_date_epoch: u64,
+    id_map: crate::treetar::IdMap,
+) -> Result<(), BuildError> {
+    let initrd_path = if format == OutputFormat::Initrd {
+        files.join(format!("{stem}.cpio.zst"))
+    } else {
+        scratch.join("initrd.cpio.zst")
+    };
+    write_initrd(tree, &initrd_path, source_date_epoch, id_map)?;
+    if format == OutputFormat::Initrd {
+        return Ok(());
+    }
+    let (kernel_path, uname) = find_kernel(kernel_dir)?;
+    let stub_path = tree.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub");
+    let stub = read(&stub_path)?;
+    let mut builder = uki::UkiBuilder::new(stub, stub_path.display().to_string());
+    builder.os_release = Some(read(&tree.join("usr/lib/os-release"))?);
+    builder.cmdline = Some(cmdline.as_bytes().to_vec());
+    builder.uname = Some(uname);
+    builder.linux = Some(read(&kernel_path)?);
+    builder.initrds = vec![read(&initrd_path)?];
+    let efi = files.join(format!("{stem}.efi"));
+    let layout = builder.layout().map_err(|e| image_err(&efi, e))?;
+    let mut out =
+        std::io::BufWriter::new(fs_err::File::create(&efi).map_err(BuildError::io(&efi))?);
+    layout.write_to(&mut out).map_err(BuildError::io(&efi))?;
+    out.flush().map_err(BuildError::io(&efi))?;
+    drop(out);
+    drop(layout);
+    drop(builder);
+    if format == OutputFormat::Uki {
+        return Ok(());
+    }
+    let guid = |s: &str| Guid::parse(s).map_err(|e| image_err(&efi, e));
+    let (disk_guid, esp_guid) = (guid(SEED_DISK_GUID)?, guid(SEED_ESP_GUID)?);
+    let efi_size = fs_err::metadata(&efi).map_err(BuildError::io(&efi))?.len();
+    let esp = disk::uki_esp(&efi, source_date_epoch).map_err(|e| image_err(&efi, e))?;
+    let raw = scratch.join("disk.raw");
+    let layout = match format {
+        OutputFormat::Gcp => EspDiskLayout::gcp(efi_size),
+        OutputFormat::Azure => EspDiskLayout::azure(),
+        _ => EspDiskLayout::qemu(),
+    };
+    disk::write_esp_disk(&raw, &layout, &esp, disk_guid, esp_guid)
+        .map_err(|e| image_err(&raw, e))?;
+    match format {
+        OutputFormat::Gcp => {
+            let out = files.join(format!("{stem}-import.tar.gz"));
+            gcp::write_import_tar_gz(&raw, &out).map_err(|e| image_err(&out, e))?;
+        }
+        OutputFormat::Azure => {
+            let out = files.join(format!("{stem}.vhd"));
+            vhd::write_fixed_vhd(&raw, &out, &vhd::VhdOptions::new(source_date_epoch, SEED))
+                .map_err(|e| image_err(&out, e))?;
+        }
+        _ => {
+            let out = files.join(format!("{stem}.qcow2"));
+            qcow2::write(&raw, &out).map_err(|e| image_err(&out, e))?;
+        }
+    }
+    fs_err::remove_file(&raw).map_err(BuildError::io(&raw))?;
+    Ok(())
+}
+
+fn write_initrd(
+    tree: &Path,
+    out_path: &Path,
+    source_date_epoch: u64,
+    id_map: crate::treetar::IdMap,
+) -> Result<(), BuildError> {
+    let mut opts = cpio::InitrdOptions::new(u32::try_from(source_date_epoch).unwrap_or(u32::MAX));
+    opts.zstd_level = INITRD_ZSTD_LEVEL;
+    opts.cpio.id_map = Some(id_map);
+    let out = fs_err::File::create(out_path).map_err(BuildError::io(out_path))?;
+    let mut out = std::io::BufWriter::new(out);
+    cpio::write_initrd_zstd(tree, &mut out, &opts).map_err(|e| image_err(out_path, e))?;
+    out.flush().map_err(BuildError::io(out_path))?;
+    Ok(())
+}
+
+fn find_kernel(dir: &Path) -> Result<(PathBuf, String), BuildError> {
+    let mut found = Vec::new();
+    for e in fs_err::read_dir(dir).map_err(BuildError::io(dir))? {
+        let e = e.map_err(BuildError::io(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(version) = name.strip_prefix("vmlinuz-") {
+            found.push((e.path(), version.to_string()));
+        }
+    }
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(BuildError::Image {
+            path: dir.to_path_buf(),
+            message: format!("expected one kernel (vmlinuz-*), found {n}"),
+        }),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    fs_err::read(path).map_err(BuildError::io(path))
+}
+
+fn image_err(path: &Path, e: impl std::fmt::Display) -> BuildError {
+    BuildError::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
