@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use crate::treetar::{EntryType, TreeTarError, manifest_dir};
 
 /// The version of what hermetic does with a step's inputs. Part of every key.
-pub const STEP_SEMANTICS_VERSION: u64 = 2;
+pub const STEP_SEMANTICS_VERSION: u64 = 3;
 
 /// The version of the encoding described in the module documentation.
 pub const ENCODING_VERSION: u64 = 1;

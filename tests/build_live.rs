@@ -27,10 +27,21 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn project() -> tempfile::TempDir {
+    project_with(&["base"])
+}
+
+fn project_with(recipes: &[&str]) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     fs_err::copy(src.join("hermetic.toml"), dir.path().join("hermetic.toml")).unwrap();
     fs_err::create_dir(dir.path().join("recipes")).unwrap();
+    for r in recipes {
+        fs_err::copy(
+            src.join(format!("recipes/{r}.toml")),
+            dir.path().join(format!("recipes/{r}.toml")),
+        )
+        .unwrap();
+    }
     fs_err::create_dir(dir.path().join("keys")).unwrap();
     for entry in fs_err::read_dir(src.join("keys")).unwrap() {
         let entry = entry.unwrap();
@@ -40,11 +51,6 @@ fn project() -> tempfile::TempDir {
         )
         .unwrap();
     }
-    fs_err::copy(
-        src.join("recipes/base.toml"),
-        dir.path().join("recipes/base.toml"),
-    )
-    .unwrap();
     dir
 }
 
@@ -260,4 +266,125 @@ test ! -e "$DESTDIR/usr/bin/hello"
         sums.contains("  info.txt\n") && sums.contains("  steptest_1.0.tar\n"),
         "{sums}"
     );
+}
+
+/// `gcp` built twice under different host settings gives the same `.efi` and
+/// `-import.tar.gz`; the `qemu` image of the same tree boots under QEMU with OVMF to a login
+/// prompt on the serial console.
+#[test]
+fn bootable_images_are_reproducible_and_boot() {
+    let project = project_with(&["base", "gcp", "qemu"]);
+    let p = project.path();
+    let store_a = tempfile::tempdir().unwrap();
+    let store_b = tempfile::tempdir().unwrap();
+    let (out_a, out_b) = (p.join("out-a"), p.join("out-b"));
+    let h = |store: &Path, args: &[&str]| {
+        run(Command::new(hermetic())
+            .arg("-C")
+            .arg(p)
+            .arg("--store")
+            .arg(store)
+            .args(args))
+    };
+    h(store_a.path(), &["lock"]);
+    h(store_a.path(), &["fetch"]);
+    h(store_b.path(), &["fetch"]);
+    h(
+        store_a.path(),
+        &["build", "gcp", "qemu", "--output", out_a.to_str().unwrap()],
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 002; exec \"$@\"")
+        .arg("sh")
+        .arg(hermetic())
+        .arg("-C")
+        .arg(p)
+        .args(["build", "gcp", "--output"])
+        .arg(&out_b)
+        .current_dir(elsewhere.path())
+        .env("HERMETIC_STORE", store_b.path())
+        .env("TZ", "America/New_York")
+        .env("LANG", "fr_FR.UTF-8"));
+    for name in ["gcp_latest.efi", "gcp_latest-import.tar.gz"] {
+        let (a, b) = (sha256(&out_a.join(name)), sha256(&out_b.join(name)));
+        assert_eq!(a, b, "{name} differs between the two builds");
+    }
+    let listing = Command::new("tar")
+        .arg("-tvzf")
+        .arg(out_a.join("gcp_latest-import.tar.gz"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("disk.raw"), "{listing}");
+    let sums = fs_err::read_to_string(out_a.join("SHA256SUMS")).unwrap();
+    for name in [
+        "gcp_latest.efi",
+        "gcp_latest-import.tar.gz",
+        "qemu_latest.efi",
+        "qemu_latest.qcow2",
+    ] {
+        assert!(
+            sums.contains(&format!("  {name}\n")),
+            "{name} not in SHA256SUMS:\n{sums}"
+        );
+    }
+
+    // Boot the qemu disk: OVMF finds the UKI on the ESP, the kernel runs systemd from the
+    // initrd, and getty prints the login prompt.
+    let vars = p.join("vars.fd");
+    fs_err::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+    let serial = p.join("serial.log");
+    let status = Command::new("timeout")
+        .arg("400")
+        .arg("qemu-system-x86_64")
+        .args([
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-accel",
+            "tcg",
+            "-m",
+            "2048",
+        ])
+        .args(["-display", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args([
+            "-drive",
+            "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+        ])
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+        .arg("-drive")
+        .arg(format!(
+            "format=qcow2,file={}",
+            out_a.join("qemu_latest.qcow2").display()
+        ))
+        .spawn()
+        .unwrap();
+    let mut child = status;
+    let started = std::time::Instant::now();
+    let mut booted = false;
+    while started.elapsed() < std::time::Duration::from_secs(390) {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let text = fs_err::read_to_string(&serial).unwrap_or_default();
+        if text.contains("login:") {
+            booted = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = fs_err::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        booted,
+        "the qemu image did not reach a login prompt; serial console:\n{}",
+        &text[text.len().saturating_sub(4000)..]
+    );
+    assert!(text.contains("Debian GNU/Linux 13"), "{text}");
 }

@@ -484,3 +484,155 @@ fn the_whole_tree_dies_with_the_caller() {
 fn core_dumps_are_off() {
     assert_eq!(ok(sandbox(&[], &["sh", "-c", "ulimit -c"])), "0\n");
 }
+
+#[test]
+fn help_says_the_default_root_is_for_testing_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["sandbox", "run", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("FOR TESTING ONLY"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn concurrent_steps_from_threads_do_not_wait_for_each_other() {
+    // The library from a multi-threaded caller, as the build executor uses it: quick steps
+    // complete, each with its own output, while slow ones run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut step = sandbox::Step::new(["sleep", "2"]);
+                    step.output = sandbox::Output::LogOnly;
+                    assert!(sandbox::run(&step).unwrap().success());
+                }
+            })
+        })
+        .collect();
+    let quick: Vec<_> = (0..3)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                for i in 0..15 {
+                    let mut step = sandbox::Step::new(["echo", &format!("{t}-{i}")]);
+                    step.output = sandbox::Output::LogOnly;
+                    let mut seen = Vec::new();
+                    let start = Instant::now();
+                    let outcome =
+                        sandbox::run_with(&step, &mut |_, b| seen.extend_from_slice(b)).unwrap();
+                    worst = worst.max(start.elapsed());
+                    assert!(outcome.success());
+                    assert_eq!(seen, format!("{t}-{i}\n").into_bytes());
+                }
+                worst
+            })
+        })
+        .collect();
+    for q in quick {
+        let worst = q.join().unwrap();
+        assert!(
+            worst < Duration::from_millis(1500),
+            "a quick step took {worst:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in slow {
+        s.join().unwrap();
+    }
+}
+
+#[test]
+fn sandbox_processes_hold_none_of_the_callers_descriptors() {
+    // A descriptor the caller has open (think: another step's pipe, being set up by another
+    // thread) must not be held by the sandbox's processes, or whoever waits for it to close
+    // waits for this step too. The outer process is the caller's child in a new user
+    // namespace; look at its descriptors from here.
+    let dir = tempdir();
+    let marker = dir.path().join("held-by-the-caller");
+    let _held = fs_err::File::create(&marker).unwrap();
+    let runner = std::thread::spawn(|| {
+        let mut step = sandbox::Step::new(["sleep", "2"]);
+        step.output = sandbox::Output::LogOnly;
+        sandbox::run(&step).unwrap()
+    });
+    let me = std::process::id().to_string();
+    let my_userns = fs_err::read_link("/proc/self/ns/user").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let outer = loop {
+        let found = fs_err::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let stat = fs_err::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.to_string();
+            let userns = fs_err::read_link(e.path().join("ns/user")).ok()?;
+            (ppid == me && userns != my_userns).then(|| e.path())
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outer process never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let fds: Vec<_> = fs_err::read_dir(outer.join("fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs_err::read_link(e.path()).ok())
+        .collect();
+    assert!(
+        fds.len() >= 4,
+        "the outer process's pipes are visible: {fds:?}"
+    );
+    assert!(!fds.contains(&marker), "{fds:?}");
+    assert!(runner.join().unwrap().success());
+}
+
+/// Pids of the processes whose parent is `ppid`.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let ppid = ppid.to_string();
+    fs_err::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let stat = fs_err::read_to_string(e.path().join("stat")).ok()?;
+            let parent = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.to_string();
+            (parent == ppid)
+                .then(|| e.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[test]
+fn init_forwards_signals_to_the_step() {
+    let script = "trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .args(["sandbox", "run", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // hermetic → outer → init (pid 1 inside) → sh: find init and wait for the step to start.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let outer = children_of(child.id());
+    assert_eq!(outer.len(), 1, "{outer:?}");
+    let init = children_of(outer[0]);
+    assert_eq!(init.len(), 1, "{init:?}");
+    let status = Command::new("kill")
+        .args(["-TERM", &init[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+}

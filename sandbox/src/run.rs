@@ -18,7 +18,7 @@
 
 use std::ffi::CString;
 use std::io::Write as _;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -628,6 +628,26 @@ fn outer(p: &Prepared, io: &ChildIo) -> Result<i32, ChildError> {
     if nix::unistd::getppid() != p.parent_pid {
         return Ok(127);
     }
+
+    // Only this run's pipes stay open: a descriptor of another step that a concurrent thread
+    // of the caller is starting would otherwise stay open here until this step ends, and that
+    // step's caller would wait for its end-of-file as long.
+    let mut keep = vec![
+        0,
+        1,
+        2,
+        io.status.as_raw_fd(),
+        io.stdout.as_raw_fd(),
+        io.stderr.as_raw_fd(),
+    ];
+    keep.extend(
+        io.to_parent
+            .iter()
+            .chain(&io.from_parent)
+            .map(|fd| fd.as_raw_fd()),
+    );
+    crate::sys::close_all_but(&keep)
+        .map_err(|e| ChildError::io("close inherited descriptors", "", e))?;
 
     // Ids: a new user namespace, in which root is the invoking user.
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER)

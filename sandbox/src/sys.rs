@@ -93,6 +93,29 @@ pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
     check(ret).map(drop)
 }
 
+/// Closes every descriptor of this process except `keep` (`close_range(2)` over the gaps).
+///
+/// Only for a freshly forked child: descriptors owned by objects it inherited from the parent
+/// are closed under them, so the child must never use or drop those objects (it leaves with
+/// [`exit_now`]).
+pub(crate) fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.to_vec();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first: libc::c_uint = 0;
+    for &fd in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
+        let fd = fd as libc::c_uint;
+        if fd > first {
+            // SAFETY: close_range only closes descriptors; see the function's contract for the
+            // objects that owned them.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0) };
+            check(ret)?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
 /// `setdomainname(2)` (nix wraps only sethostname).
 pub(crate) fn setdomainname(name: &[u8]) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`, which outlives the call.

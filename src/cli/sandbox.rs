@@ -19,18 +19,18 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxCommand {
-    /// Run CMD in a new sandbox and exit with its exit code.
+    /// Run CMD in a new sandbox: new user, mount, pid, network, UTS, IPC and cgroup namespaces,
+    /// only the declared mounts, a fixed environment, seccomp and Landlock.
+    ///
+    /// The exit code is CMD's (128 + N when a signal N killed it, 124 when --timeout elapsed).
+    /// Without --root or --writable-root, `/` shows the host's /usr read-only (with the /bin,
+    /// /lib... links and a minimal /etc): FOR TESTING ONLY, builds never run on it.
+    /// With --json, CMD's standard output goes to standard error and standard output carries
+    /// only the outcome as JSON.
     Run(RunArgs),
 }
 
-/// Run CMD in a new sandbox: new user, mount, pid, network, UTS, IPC and cgroup namespaces,
-/// only the declared mounts, a fixed environment, seccomp and Landlock.
-///
-/// The exit code is CMD's (128 + N when a signal N killed it, 124 when --timeout elapsed).
-/// Without --root or --writable-root, `/` shows the host's /usr read-only (with the /bin,
-/// /lib... links and a minimal /etc): FOR TESTING ONLY, builds never run on it.
-/// With --json, CMD's standard output goes to standard error and standard output carries
-/// only the outcome as JSON.
+/// The arguments of `hermetic sandbox run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A read-only tree used as `/` (e.g. a tools tree).
