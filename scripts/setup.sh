@@ -33,6 +33,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Installing qemu-system-x86 from the host's archive can remove a newer qemu-utils from another
+# source (seen with a backport); the tests need qemu-img, so make sure some qemu-utils remains.
+if ! command -v qemu-img >/dev/null 2>&1; then
+  echo "setup: reinstalling qemu-utils (qemu-img went missing)"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (stable, 1.89 or newer) with rustup first" >&2
   exit 1

@@ -67,6 +67,7 @@ pub(crate) fn hint_for(stage: &str, errno: i32) -> Option<String> {
         ("execute", libc::ENOENT) => Some("the command is not in the sandbox's root (without --root it holds only the host's /usr); use a path inside the sandbox".into()),
         ("change directory to", libc::ENOENT) => Some("the working directory must exist inside the sandbox".into()),
         ("write", libc::EPERM) => Some(userns_hint()),
+        (_, libc::ENOSYS) => Some("this kernel lacks a system call the sandbox needs (mount_setattr, Linux 5.12; close_range, Linux 5.9): hermetic needs Linux 5.12 or newer".into()),
         _ => None,
     }
 }
@@ -428,6 +429,11 @@ mod tests {
         );
         assert!(hint_for("create mount point", libc::EROFS).is_some());
         assert!(hint_for("bind", libc::EINVAL).is_none());
+        assert!(
+            hint_for("make read-only", libc::ENOSYS)
+                .unwrap()
+                .contains("Linux 5.12")
+        );
     }
 
     #[test]

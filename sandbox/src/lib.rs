@@ -1,6 +1,6 @@
 //! Runs one build step of hermetic in an unprivileged Linux sandbox.
 //!
-//! All `unsafe` code of the project lives in this crate, and all of it in [`sys`].
+//! All `unsafe` code of the project lives in this crate, and all of it in `sys`.
 //!
 //! A map of the crate:
 //! - [`step`]: [`Step`], the description of a step (root, mounts, environment, network, ids).
@@ -11,7 +11,7 @@
 //! - [`idmap`]: single-user and subordinate (`/etc/subuid`, `newuidmap`) id mappings.
 //! - [`seccomp`]: the deny list and why each entry is on it.
 //! - `walls`: capabilities and Landlock.
-//! - [`doctor`]: what this host supports, with hints; [`preflight`] for commands to fail early.
+//! - [`mod@doctor`]: what this host supports, with hints; [`preflight`] for commands to fail early.
 //!
 //! ```no_run
 //! let mut step = sandbox::Step::new(["sh", "-c", "echo hello > /out/greeting"]);

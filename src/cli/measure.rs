@@ -64,6 +64,12 @@ pub struct Args {
     #[arg(long)]
     pub tdx_gcp: bool,
 
+    /// The boot disk image (raw): its GPT is measured as the firmware reads it, instead of
+    /// synthesizing the GPT event from --disk-guid and the other disk options.
+    #[arg(long, requires = "tdx_gcp", value_name = "DISK.raw", conflicts_with_all = [
+        "disk_guid", "esp_guid", "disk_size", "esp_size"])]
+    pub disk: Option<PathBuf>,
+
     /// GPT disk GUID of the boot disk [default: dstack-mr-gcp's].
     #[arg(long, requires = "tdx_gcp", value_name = "GUID")]
     pub disk_guid: Option<String>,
@@ -151,6 +157,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         if let Some(size) = args.disk_size {
             disk.disk_sectors = size / 512;
         }
+        let gpt_event = match &args.disk {
+            Some(path) => {
+                // The header and the entries are in the first 34 sectors; read a little more.
+                let mut head = vec![0u8; 1 << 20];
+                let mut f = fs_err::File::open(path)?;
+                let n = read_up_to(&mut f, &mut head)?;
+                head.truncate(n);
+                tdx::GptEvent::of_disk(&head, &path.display().to_string())?
+            }
+            None => tdx::GptEvent::synthetic(&disk)?,
+        };
         let uki = PeFile::parse(&data, name.clone())?;
         let linux = uki
             .section(".linux")
@@ -170,7 +187,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         Some(tdx::predict_gcp(
             &uki,
             &kernel,
-            &disk,
+            &gpt_event,
             &prediction,
             mrtd,
             rtmr0,
@@ -235,6 +252,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 fn write_table(

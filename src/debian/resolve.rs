@@ -8,8 +8,9 @@
 //! - Packages of the index architecture and `all` are kept; every other architecture is skipped.
 //! - Roots are the requests plus, with `include_essential`, every package whose candidate is
 //!   `Essential: yes` or `Priority: required`. All roots are chosen first, then the
-//!   `Pre-Depends` and `Depends` of each root are resolved, roots in name order, depth first,
-//!   like apt's `MarkInstall`.
+//!   `Pre-Depends` and `Depends` of each root are resolved, depth first like apt's
+//!   `MarkInstall`, roots in the order apt-get takes its command line: the requests in the
+//!   order given, then the essential base in name order.
 //! - A dependency group already satisfied by a chosen package is left alone. Otherwise the
 //!   possible solutions are collected alternative by alternative, in the order written; the
 //!   solutions of one alternative (the package of that name and the packages providing it) are
@@ -1086,14 +1087,17 @@ pub fn resolve(
         protected: BTreeSet::new(),
     };
     // Roots by name: requests first pick their version, then the essential base fills in.
-    let mut roots: BTreeMap<&str, usize> = BTreeMap::new();
-    // Pinned requests first, so that a plain request for the same name gets the pin.
+    // Pinned requests are looked at first, so that a plain request for the same name gets
+    // the pin; the roots keep the order of the requests.
     let mut parsed = requests
         .iter()
         .map(|t| parse_request(t))
+        .enumerate()
+        .map(|(pos, r)| r.map(|r| (pos, r)))
         .collect::<Result<Vec<_>, _>>()?;
-    parsed.sort_by_key(|r| r.version.is_none());
-    for req in parsed {
+    parsed.sort_by_key(|(pos, r)| (r.version.is_none(), *pos));
+    let mut requested: Vec<(usize, usize)> = Vec::new();
+    for (pos, req) in parsed {
         if let Some(a) = req.arch
             && a != index.architecture
             && a != "all"
@@ -1183,7 +1187,17 @@ pub fn resolve(
                 }
             },
         };
-        roots.insert(&index.entries[chosen].base.name, chosen);
+        requested.push((pos, chosen));
+    }
+    requested.sort_unstable();
+    // Roots: the requests in their order, then the essential base in name order, which is
+    // the order in which apt-get handles `install REQUESTS ESSENTIAL...`.
+    let mut roots: Vec<usize> = Vec::new();
+    let mut root_names: BTreeSet<&str> = BTreeSet::new();
+    for (_, i) in requested {
+        if root_names.insert(&index.entries[i].base.name) {
+            roots.push(i);
+        }
     }
     if opts.include_essential {
         for (name, versions) in &index.by_name {
@@ -1193,18 +1207,19 @@ pub fn resolve(
                 .copied()
                 .unwrap_or(versions[0]);
             let p = &index.entries[i].base;
-            if p.essential || p.priority.as_deref() == Some("required") {
-                roots.entry(name).or_insert(i);
+            if (p.essential || p.priority.as_deref() == Some("required")) && root_names.insert(name)
+            {
+                roots.push(i);
             }
         }
     }
     // Every root is chosen (and protected) before any dependency is looked at.
-    for &i in roots.values() {
+    for &i in &roots {
         r.protected.insert(i);
         r.mark_install(i, false, true, &[])
             .map_err(|f| ResolveError::Unsatisfiable { chain: f.render() })?;
     }
-    for &i in roots.values() {
+    for &i in &roots {
         let p = index.full(i)?;
         let broken = p.dependency_groups().any(|g| !r.satisfied_by_marked(g));
         if broken {
@@ -1933,7 +1948,35 @@ mod tests {
     }
 
     #[test]
-    fn the_result_does_not_depend_on_input_order() {
+    fn requests_are_handled_in_order_like_apt_get() {
+        let idx = index(&[(
+            "trixie",
+            &[
+                para("a", "1", "Depends: x | y"),
+                para("b", "1", "Depends: y"),
+                para("x", "1", ""),
+                para("y", "1", ""),
+            ],
+        )]);
+        // `apt-get install a b` resolves a first (x), then b (y); `apt-get install b a`
+        // resolves b first, and y then satisfies a as well.
+        assert_eq!(
+            run(&idx, &["a", "b"], false).unwrap(),
+            ["a=1", "b=1", "x=1", "y=1"]
+        );
+        assert_eq!(
+            run(&idx, &["b", "a"], false).unwrap(),
+            ["a=1", "b=1", "y=1"]
+        );
+        // Repeating a request changes nothing.
+        assert_eq!(
+            run(&idx, &["b", "a", "b"], false).unwrap(),
+            ["a=1", "b=1", "y=1"]
+        );
+    }
+
+    #[test]
+    fn the_result_does_not_depend_on_paragraph_order() {
         let main = vec![
             para(
                 "root",
@@ -1965,8 +2008,7 @@ mod tests {
             let (mut m, mut s) = (main.clone(), security.clone());
             shuffle(&mut m, seed);
             shuffle(&mut s, seed * 7919);
-            let mut requests = ["base", "root"];
-            shuffle(&mut requests, seed);
+            let requests = ["root", "base"];
             let got = run(
                 &index(&[("trixie", &m), ("trixie-security", &s)]),
                 &requests,

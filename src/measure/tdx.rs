@@ -49,6 +49,8 @@ pub enum TdxError {
     },
     #[error("the ESP (LBA {start}..={end}) does not fit on a disk of {sectors} sectors")]
     BadGeometry { start: u64, end: u64, sectors: u64 },
+    #[error("{disk}: no valid GPT: {detail}")]
+    BadDisk { disk: String, detail: String },
 }
 
 /// Encodes a GUID string the way UEFI stores it (first three groups little-endian).
@@ -153,6 +155,56 @@ impl GptDisk {
     }
 }
 
+/// The `UEFI_GPT_DATA` event OVMF measures for a real disk image (`disk`: its first sectors
+/// suffice): the primary header as stored (`HeaderSize` bytes), the number of used entries
+/// (u64), and each entry whose partition type GUID is not zero, in table order.
+pub fn gpt_event_from_disk(disk: &[u8], name: &str) -> Result<Vec<u8>, TdxError> {
+    let bad = |detail: String| TdxError::BadDisk {
+        disk: name.to_string(),
+        detail,
+    };
+    let u32_at = |at: usize| -> Result<u32, TdxError> {
+        disk.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| bad(format!("truncated at byte {at}")))
+    };
+    let header = disk
+        .get(512..1024)
+        .ok_or_else(|| bad("shorter than 2 sectors".into()))?;
+    if &header[..8] != b"EFI PART" {
+        return Err(bad("no \"EFI PART\" signature at LBA 1".into()));
+    }
+    let header_size = u32_at(512 + 12)? as usize;
+    if !(92..=512).contains(&header_size) {
+        return Err(bad(format!("HeaderSize {header_size}")));
+    }
+    let entries_lba = u64::from_le_bytes(header[72..80].try_into().expect("8 bytes"));
+    let count = u32_at(512 + 80)? as usize;
+    let entry_size = u32_at(512 + 84)? as usize;
+    if entry_size < 128 || count > 4096 {
+        return Err(bad(format!(
+            "{count} partition entries of {entry_size} bytes"
+        )));
+    }
+    let start = usize::try_from(entries_lba)
+        .ok()
+        .and_then(|l| l.checked_mul(512))
+        .ok_or_else(|| bad(format!("PartitionEntryLBA {entries_lba}")))?;
+    let table = disk
+        .get(start..start + count * entry_size)
+        .ok_or_else(|| bad("the partition entries lie past its end".into()))?;
+    let used: Vec<&[u8]> = table
+        .chunks(entry_size)
+        .filter(|e| e[..16].iter().any(|&b| b != 0))
+        .collect();
+    let mut data = header[..header_size].to_vec();
+    data.extend_from_slice(&(used.len() as u64).to_le_bytes());
+    for e in used {
+        data.extend_from_slice(e);
+    }
+    Ok(data)
+}
+
 /// CRC-32 (IEEE 802.3, reflected, as GPT uses).
 pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -167,6 +219,31 @@ pub fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// The GPT event data measured into RTMR 1, and where it comes from (for the event list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptEvent {
+    pub description: String,
+    pub data: Vec<u8>,
+}
+
+impl GptEvent {
+    /// The event synthesized from disk parameters.
+    pub fn synthetic(disk: &GptDisk) -> Result<Self, TdxError> {
+        Ok(GptEvent {
+            description: format!("disk {} (synthetic)", disk.disk_guid),
+            data: disk.event_data()?,
+        })
+    }
+
+    /// The event of a real disk image.
+    pub fn of_disk(disk: &[u8], name: &str) -> Result<Self, TdxError> {
+        Ok(GptEvent {
+            description: format!("disk image {name}"),
+            data: gpt_event_from_disk(disk, name)?,
+        })
+    }
 }
 
 /// The TDX registers of one UKI on GCP.
@@ -205,12 +282,12 @@ fn sha384(data: &[u8]) -> Vec<u8> {
 pub fn predict_gcp(
     uki: &PeFile<'_>,
     kernel: &PeFile<'_>,
-    disk: &GptDisk,
+    gpt_event: &GptEvent,
     pcrs: &Prediction,
     mrtd: Option<Vec<u8>>,
     rtmr0: Option<Vec<u8>>,
 ) -> Result<TdxPrediction, TdxError> {
-    let gpt = disk.event_data()?;
+    let gpt = &gpt_event.data;
     let (uki_auth, kernel_auth) = std::thread::scope(|s| {
         let k = s.spawn(|| kernel.authenticode_with::<Sha384>());
         (uki.authenticode_with::<Sha384>(), k.join().expect("thread"))
@@ -224,8 +301,8 @@ pub fn predict_gcp(
         ),
         ("EV_SEPARATOR".to_string(), sha384(&SEPARATOR)),
         (
-            format!("EV_EFI_GPT_EVENT disk {}", disk.disk_guid),
-            sha384(&gpt),
+            format!("EV_EFI_GPT_EVENT {}", gpt_event.description),
+            sha384(gpt),
         ),
         ("EV_EFI_BOOT_SERVICES_APPLICATION UKI".to_string(), uki_auth),
         (
@@ -336,6 +413,23 @@ mod tests {
             ..d
         };
         assert!(bad.event_data().is_err());
+    }
+
+    #[test]
+    fn event_of_a_disk_image_reads_header_and_used_entries() {
+        let d = GptDisk::dstack_default(10 * MIB);
+        let event = d.event_data().unwrap();
+        // Lay the synthetic header and entry out as on a disk: LBA 1, entries from LBA 2.
+        let mut disk = vec![0u8; 34 * 512];
+        disk[512..512 + 92].copy_from_slice(&event[..92]);
+        disk[1024..1024 + 128].copy_from_slice(&event[100..]);
+        assert_eq!(gpt_event_from_disk(&disk, "d").unwrap(), event);
+        disk[512] = b'X';
+        let e = gpt_event_from_disk(&disk, "bad.raw")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.raw") && e.contains("EFI PART"), "{e}");
+        assert!(gpt_event_from_disk(&disk[..600], "short").is_err());
     }
 
     #[test]
