@@ -64,18 +64,35 @@ cp "$1" /.hermetic-kernel/
 rm -f /boot/vmlinuz-* /boot/initrd.img-* /boot/System.map-* /boot/config-* /vmlinuz /vmlinuz.old /initrd.img /initrd.img.old
 "#;
 
-/// Writes the outputs of a bootable format into `files`, named `<stem>.<ext>`.
-pub fn write(
-    format: OutputFormat,
-    tree: &Path,
-    kernel_dir: &Path,
-    cmdline: &str,
-    stem: &str,
-    files: &Path,
-    scratch: &Path,
-    source_date_epoch: u64,
-    id_map: crate::treetar::IdMap,
-) -> Result<(), BuildError> {
+/// What [`write`] writes from.
+#[derive(Debug, Clone)]
+pub struct BootableInputs<'a> {
+    pub format: OutputFormat,
+    /// The image tree (becomes the initrd).
+    pub tree: &'a Path,
+    /// Where the image step put the kernel.
+    pub kernel_dir: &'a Path,
+    pub cmdline: &'a str,
+    /// Output names are `<stem>.<ext>`.
+    pub stem: &'a str,
+    pub source_date_epoch: u64,
+    /// How the tree's host ids map back to the ids inside the sandbox.
+    pub id_map: crate::treetar::IdMap,
+}
+
+/// Writes the outputs of a bootable format into `files` (using `scratch` for intermediate
+/// files): the `.efi` with its predicted measurements (`<stem>.measurements.json`, in
+/// measured-boot's shape, SHA-256 bank, Secure Boot off), then the disk of the format.
+pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Result<(), BuildError> {
+    let BootableInputs {
+        format,
+        tree,
+        kernel_dir,
+        cmdline,
+        stem,
+        source_date_epoch,
+        id_map,
+    } = inputs.clone();
     let initrd_path = if format == OutputFormat::Initrd {
         files.join(format!("{stem}.cpio.zst"))
     } else {
@@ -103,6 +120,7 @@ pub fn write(
     drop(out);
     drop(layout);
     drop(builder);
+    write_measurements(&efi, &files.join(format!("{stem}.measurements.json")))?;
     if format == OutputFormat::Uki {
         return Ok(());
     }
@@ -135,6 +153,20 @@ pub fn write(
     }
     fs_err::remove_file(&raw).map_err(BuildError::io(&raw))?;
     Ok(())
+}
+
+/// The predicted PCRs of the UKI at `efi`, as measured-boot prints them.
+fn write_measurements(efi: &Path, out: &Path) -> Result<(), BuildError> {
+    let bytes = read(efi)?;
+    let name = efi
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prediction = crate::measure::predict(&bytes, &name, &crate::measure::Options::default())
+        .map_err(|e| image_err(efi, e))?;
+    let json = prediction.measured_boot_json(crate::measure::Bank::Sha256);
+    let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(out, e))? + "\n";
+    fs_err::write(out, text).map_err(BuildError::io(out))
 }
 
 fn write_initrd(

@@ -459,17 +459,17 @@ fn run_node(
                 bootable => {
                     let scratch = temp.join("scratch");
                     fs_err::create_dir(&scratch).map_err(BuildError::io(&scratch))?;
-                    super::bootable::write(
-                        *bootable,
-                        &tree,
-                        &dep("image").join(super::bootable::KERNEL_DIR),
+                    let kernel_dir = dep("image").join(super::bootable::KERNEL_DIR);
+                    let inputs = super::bootable::BootableInputs {
+                        format: *bootable,
+                        tree: &tree,
+                        kernel_dir: &kernel_dir,
                         cmdline,
                         stem,
-                        &files,
-                        &scratch,
-                        opts.source_date_epoch,
-                        sandbox_id_map()?,
-                    )?;
+                        source_date_epoch: opts.source_date_epoch,
+                        id_map: sandbox_id_map()?,
+                    };
+                    super::bootable::write(&inputs, &files, &scratch)?;
                     fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
                 }
             }
