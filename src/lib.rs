@@ -13,12 +13,15 @@
 //! - [`treetar`]: deterministic tar archives of trees.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
+//! - [`boot`]: booting images under QEMU, OVMF and swtpm.
+//! - [`kernel`]: the kernel from Debian's source: config merge, drop report, patches.
 //! - [`cli`]: one thin module per command, each calling into the library modules above.
 //! - [`error`]: how errors are printed (`error:`, `Caused by:`, `hint:`).
 //!
 //! The sandbox that runs every build step is the separate `sandbox` crate.
 
 pub mod archive;
+pub mod boot;
 pub mod build;
 pub mod cli;
 pub mod deb;
@@ -27,6 +30,7 @@ pub mod error;
 pub mod fetch;
 pub mod http;
 pub mod image;
+pub mod kernel;
 pub mod key;
 pub mod lock;
 pub mod lockfile;

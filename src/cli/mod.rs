@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
+pub mod boot;
 pub mod build;
 pub mod cache;
 pub mod doctor;
@@ -67,6 +68,9 @@ pub enum Command {
     Fetch(fetch::Args),
     /// Build images: run every step that is not stored yet, copy the outputs to `out/`.
     Build(build::Args),
+    /// Boot an image (or a .efi, .qcow2, .raw, .vhd file) under QEMU with OVMF, optionally
+    /// with a software TPM and Secure Boot.
+    Boot(boot::Args),
     /// Show the steps of an image's build and which of them would run.
     Plan(plan::Args),
     /// Inspect and verify the store.
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lock(args) => lock::run(&ctx, args),
         Command::Fetch(args) => fetch::run(&ctx, args),
+        Command::Boot(args) => boot::run(&ctx, args),
         Command::Build(args) => build::run(&ctx, args),
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Cache(args) => cache::run(&ctx, args),

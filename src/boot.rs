@@ -1,0 +1,1 @@
+//! Booting images under QEMU with OVMF and swtpm.
