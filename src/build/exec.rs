@@ -473,6 +473,7 @@ fn run_node(
                     fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
                 }
             }
+            write_sums(&files, &temp.join(SUMS))?;
         }
     }
     Ok(())
@@ -719,7 +720,9 @@ fn copy_outputs(
     fs_err::create_dir_all(out_dir).map_err(BuildError::io(out_dir))?;
     let mut outputs = Vec::new();
     for (_, i) in &graph.targets {
-        let files = store.step_path(graph.nodes[*i].key.as_str()).join(FILES);
+        let entry = store.step_path(graph.nodes[*i].key.as_str());
+        let files = entry.join(FILES);
+        let stored_sums = read_sums(&entry.join(SUMS));
         let mut entries: Vec<_> = fs_err::read_dir(&files)
             .map_err(BuildError::io(&files))?
             .collect::<Result<_, _>>()
@@ -738,11 +741,30 @@ fn copy_outputs(
                 std::os::unix::fs::symlink(&target, &dst).map_err(BuildError::io(&dst))?;
                 continue;
             }
-            let tmp = out_dir.join(format!(".{}.tmp", name.to_string_lossy()));
-            fs_err::copy(&src, &tmp).map_err(BuildError::io(&tmp))?;
-            fs_err::rename(&tmp, &dst).map_err(BuildError::io(&dst))?;
-            let bytes = fs_err::File::open(&dst).map_err(BuildError::io(&dst))?;
-            let hash = sha256_reader(bytes).map_err(BuildError::io(&dst))?;
+            let hash = match stored_sums.get(&name.to_string_lossy().into_owned()) {
+                Some(h) => h.clone(),
+                None => {
+                    let f = fs_err::File::open(&src).map_err(BuildError::io(&src))?;
+                    sha256_reader(f).map_err(BuildError::io(&src))?
+                }
+            };
+            // The quick check of rsync: a copy with the stored file's size and mtime is
+            // taken to be that file; anything else is copied anew.
+            let same = fs_err::metadata(&dst).ok().is_some_and(|d| {
+                d.len() == meta.len() && d.modified().ok() == meta.modified().ok()
+            });
+            if !same {
+                let tmp = out_dir.join(format!(".{}.tmp", name.to_string_lossy()));
+                fs_err::copy(&src, &tmp).map_err(BuildError::io(&tmp))?;
+                if let Ok(mtime) = meta.modified() {
+                    let f = fs_err::File::options()
+                        .write(true)
+                        .open(&tmp)
+                        .map_err(BuildError::io(&tmp))?;
+                    f.file().set_modified(mtime).map_err(BuildError::io(&tmp))?;
+                }
+                fs_err::rename(&tmp, &dst).map_err(BuildError::io(&dst))?;
+            }
             outputs.push((PathBuf::from(name), hash));
         }
     }
@@ -753,6 +775,38 @@ fn copy_outputs(
     let path = out_dir.join("SHA256SUMS");
     fs_err::write(&path, sums).map_err(BuildError::io(&path))?;
     Ok(outputs)
+}
+
+/// The SHA-256 of each output file of a step, written when the step is built.
+pub const SUMS: &str = "SHA256SUMS";
+
+/// Writes `SHA256SUMS` of the regular files in `files` to `out`.
+fn write_sums(files: &Path, out: &Path) -> Result<(), BuildError> {
+    let mut entries: Vec<_> = fs_err::read_dir(files)
+        .map_err(BuildError::io(files))?
+        .collect::<Result<_, _>>()
+        .map_err(BuildError::io(files))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut text = String::new();
+    for e in entries {
+        let path = e.path();
+        let meta = fs_err::symlink_metadata(&path).map_err(BuildError::io(&path))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let f = fs_err::File::open(&path).map_err(BuildError::io(&path))?;
+        let hash = sha256_reader(f).map_err(BuildError::io(&path))?;
+        text.push_str(&format!("{hash}  {}\n", e.file_name().to_string_lossy()));
+    }
+    fs_err::write(out, text).map_err(BuildError::io(out))
+}
+
+fn read_sums(path: &Path) -> BTreeMap<String, String> {
+    let text = fs_err::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(h, n)| (n.to_string(), h.to_string()))
+        .collect()
 }
 
 fn sha256_reader(mut r: impl std::io::Read) -> std::io::Result<String> {

@@ -84,6 +84,10 @@ pub enum BuildError {
         #[source]
         source: crate::treetar::TreeTarError,
     },
+    #[error(
+        "profile(s) {profiles} change the packages of `{recipe}`, and pins.lock holds only each recipe's closure without profiles\nhint: until the lock records profile closures, add the packages to a recipe of their own (`parent = \"{recipe}\"`)"
+    )]
+    ProfilePackages { recipe: String, profiles: String },
     #[error("cannot write {path}: {message}")]
     Image { path: PathBuf, message: String },
     #[error("output format `{format}` of image `{image}` is not supported by `hermetic build` yet")]

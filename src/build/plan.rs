@@ -94,6 +94,15 @@ pub fn plan(
     let mut graph = Graph::default();
     for target in targets {
         let recipe = project.resolve_with_profiles(target, profiles)?;
+        if !profiles.is_empty() {
+            let plain = project.resolve(target)?;
+            if plain.packages != recipe.packages || plain.build_packages != recipe.build_packages {
+                return Err(BuildError::ProfilePackages {
+                    recipe: recipe.name.clone(),
+                    profiles: profiles.join(", "),
+                });
+            }
+        }
         check_lock_matches(lock, &recipe)?;
 
         let rootfs = rootfs_node(lock, &recipe, &recipe.name, sde, "rootfs")?;

@@ -19,8 +19,10 @@
 //!   (where apt falls back to its cache order) the name in ascending order. The first solution
 //!   that can be installed is chosen.
 //! - A solution cannot be installed when one of its own dependency groups has no candidate at
-//!   all, when its dependencies fail in turn, or when it conflicts with (or breaks, or is
-//!   conflicted or broken by) a chosen package.
+//!   all, when its dependencies fail in turn, when a chosen package conflicts with or breaks
+//!   it, or when it conflicts with or breaks a protected chosen package. An unprotected chosen
+//!   package that it conflicts with or breaks is un-chosen instead (apt's `MarkInstall`), and
+//!   the dependencies that package satisfied are resolved again at the end.
 //! - Versioned dependencies are satisfied by the candidate when its version matches, and by a
 //!   versioned `Provides: name (= v)` when `v` matches; an unversioned `Provides` satisfies only
 //!   unversioned dependencies.
