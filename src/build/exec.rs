@@ -215,11 +215,7 @@ fn run_node(
             run_step(node, &step, &log)?;
             remove_mount_points(&tree)?;
             // Every stored tree is a function of its inputs, so that `--rebuild` can check it.
-            let mut clean = tree_step(node, &tree, opts, &log);
-            clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
-            log_line(&log, "==> clean-up")?;
-            run_step(node, &clean, &log)?;
-            remove_mount_points(&tree)?;
+            clean_up(node, &tree, opts, &log)?;
         }
         NodeKind::Image {
             recipe,
@@ -413,11 +409,7 @@ fn run_node(
                 run_step(node, &prep, &log)?;
                 remove_mount_points(&tree)?;
             }
-            let mut clean = tree_step(node, &tree, opts, &log);
-            clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
-            log_line(&log, "==> clean-up")?;
-            run_step(node, &clean, &log)?;
-            remove_mount_points(&tree)?;
+            clean_up(node, &tree, opts, &log)?;
         }
         NodeKind::Output {
             format,
@@ -495,6 +487,15 @@ pub fn sandbox_id_map() -> Result<crate::treetar::IdMap, BuildError> {
         gid_start: gids.start,
         count: sandbox::step::SUBORDINATE_IDS - 1,
     })
+}
+
+/// Runs the deterministic clean-up ([`cleanup::SCRIPT`]) in `tree`.
+fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result<(), BuildError> {
+    let mut clean = tree_step(node, tree, opts, log);
+    clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
+    log_line(log, "==> clean-up")?;
+    run_step(node, &clean, log)?;
+    remove_mount_points(tree)
 }
 
 /// A sandbox step with `tree` as its writable root, subordinate ids, no network.
