@@ -283,14 +283,28 @@ fn firmware(secure_boot: bool) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Whether KVM can be used: `/dev/kvm` opens for reading and writing. (QEMU still falls back
-/// to TCG if KVM then refuses, through `accel=kvm:tcg`.)
+/// Whether KVM can be used: the CPU reports hardware virtualization (`vmx` or `svm` in
+/// `/proc/cpuinfo`) and `/dev/kvm` opens for reading and writing. Some virtual machines offer
+/// a `/dev/kvm` without nested virtualization, on which the guest dies of "KVM internal
+/// error" at its first instructions; the CPU flags tell them apart. (QEMU still falls back to
+/// TCG if KVM then refuses, through `accel=kvm:tcg`.)
 pub fn kvm_usable() -> bool {
-    fs_err::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
+    let cpuinfo = fs_err::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_virtualizes(&cpuinfo)
+        && fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok()
+}
+
+/// Whether a `/proc/cpuinfo` lists the `vmx` (Intel VT-x) or `svm` (AMD-V) flag.
+fn cpu_virtualizes(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .flat_map(|l| l.split_whitespace())
+        .any(|f| f == "vmx" || f == "svm")
 }
 
 /// Kills a child process when dropped, if it is still running.
@@ -579,6 +593,14 @@ mod tests {
         let err = Medium::from_path(Path::new("a.tar.gz")).unwrap_err();
         assert!(err.to_string().contains("a.tar.gz"), "{err}");
         assert!(err.to_string().contains("\nhint: "), "{err}");
+    }
+
+    #[test]
+    fn kvm_needs_the_cpu_flags() {
+        assert!(cpu_virtualizes("flags\t\t: fpu vme vmx sse\n"));
+        assert!(cpu_virtualizes("processor : 0\nflags : fpu svm\n"));
+        assert!(!cpu_virtualizes("flags : fpu hypervisor sse vmxe\n"));
+        assert!(!cpu_virtualizes(""));
     }
 
     #[test]

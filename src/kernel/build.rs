@@ -189,6 +189,12 @@ impl Runner<'_> {
                 source: e,
             });
         }
+        let _ = writeln!(
+            self.log,
+            "<== {name}: {:.1}s, {}",
+            outcome.duration.as_secs_f64(),
+            if outcome.success() { "ok" } else { "failed" }
+        );
         if !outcome.success() {
             return Err(KernelError::StepFailed {
                 step: name.to_string(),
