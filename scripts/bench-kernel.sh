@@ -120,12 +120,8 @@ fn main() {
 }
 EOF
 CARGO_TARGET_DIR="$work/driver-target" cargo build --release --manifest-path "$driver/Cargo.toml"
-run_driver() {
-  "$work/driver-target/release/bench-kernel-driver" "$tools" "$source_deb" "$config_deb" "$repo/kernel" "$1" "$jobs"
-}
 
 # 3. Cold: unpack, patches, config, olddefconfig, drop check, bzImage.
-/usr/bin/time -v -o "$work/time-hermetic.txt" sh -c "$(declare -f run_driver 2>/dev/null || true)" 2>/dev/null || true
 start=$(date +%s)
 /usr/bin/time -v -o "$work/time-hermetic.txt" \
   "$work/driver-target/release/bench-kernel-driver" "$tools" "$source_deb" "$config_deb" "$repo/kernel" "$work/a" "$jobs"

@@ -404,6 +404,14 @@ fn booted_pcrs_equal_the_prediction_with_secure_boot_off_and_on() {
                 report.pcrs[&(bank.to_string(), 9)]
             );
         }
+        eprintln!(
+            "Secure Boot {state}: the TPM holds the predicted PCR 4 {}, 9 {}, 11 {} (sha256) \
+             and the same three in sha384; {} events in the log",
+            report.pcrs[&("sha256".to_string(), 4)],
+            report.pcrs[&("sha256".to_string(), 9)],
+            report.pcrs[&("sha256".to_string(), 11)],
+            events.len()
+        );
         // PCR 4 holds the UKI, and the kernel only with Secure Boot off.
         let images = events
             .iter()
@@ -424,4 +432,55 @@ fn booted_pcrs_equal_the_prediction_with_secure_boot_off_and_on() {
             );
         }
     }
+}
+
+/// A guest that never powers off (the firmware cannot start a file that is not a PE image and
+/// waits in its boot manager) is killed at `--timeout`, and `hermetic boot` exits with 124.
+#[test]
+fn a_boot_that_does_not_end_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let efi = dir.path().join("not-a-pe.efi");
+    fs_err::write(&efi, b"this is not a PE image").unwrap();
+    let log = dir.path().join("serial.log");
+    let start = std::time::Instant::now();
+    let out = hermetic()
+        .args(["boot", "--timeout", "20", "--serial-log"])
+        .arg(&log)
+        .arg(&efi)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(
+        start.elapsed().as_secs() < 120,
+        "the VM was not killed in time"
+    );
+    // The firmware did run: it wrote to the serial console.
+    assert!(fs_err::metadata(&log).unwrap().len() > 0);
+}
+
+/// A host without QEMU gets the package to install.
+#[test]
+fn a_missing_tool_is_named_with_its_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let efi = dir.path().join("a.efi");
+    fs_err::write(&efi, b"x").unwrap();
+    let out = hermetic()
+        .args(["boot", "--tpm"])
+        .arg(&efi)
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("`qemu-system-x86_64` was not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: apt-get install qemu-system-x86"),
+        "{stderr}"
+    );
 }

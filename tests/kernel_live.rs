@@ -208,11 +208,11 @@ fn small_kernel_builds_bit_identically_with_patch_and_drop_report() {
     )
     .unwrap_err();
     let text = err.to_string();
+    assert!(matches!(err, KernelError::PatchFailed { .. }), "{text}");
     assert!(
-        matches!(err, KernelError::PatchFailed { .. }),
+        text.contains(&format!("patch {}", bad_patch.display())),
         "{text}"
     );
-    assert!(text.contains(&format!("patch {}", bad_patch.display())), "{text}");
     assert!(
         text.contains("init/version.c: hunk #1 FAILED at line 37"),
         "{text}"
@@ -267,9 +267,17 @@ fn small_kernel_builds_bit_identically_with_patch_and_drop_report() {
         vec![test_patch()],
         Some(2),
     )
-    .unwrap_or_else(|e| panic!("{}", hermetic::error::render_error_chain(&anyhow::Error::new(e))));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            hermetic::error::render_error_chain(&anyhow::Error::new(e))
+        )
+    });
     assert_eq!(a.drops.drops.len(), 1, "{}", a.drops.render());
-    assert_eq!(a.drops.drops[0].request.name, "CONFIG_HERMETIC_NO_SUCH_OPTION");
+    assert_eq!(
+        a.drops.drops[0].request.name,
+        "CONFIG_HERMETIC_NO_SUCH_OPTION"
+    );
     assert!(a.release.starts_with("6.12."), "{}", a.release);
     assert!(a.release.ends_with("-mkosi-cloud"), "{}", a.release);
     let vmlinux = fs_err::read(&a.vmlinux).unwrap();
@@ -279,8 +287,15 @@ fn small_kernel_builds_bit_identically_with_patch_and_drop_report() {
         "the patched banner is in vmlinux"
     );
     let config = fs_err::read_to_string(&a.config).unwrap();
-    for line in ["CONFIG_EFI_STUB=y", "CONFIG_SERIAL_8250_CONSOLE=y", "CONFIG_RD_ZSTD=y"] {
-        assert!(config.lines().any(|l| l == line), "{line} in the final .config");
+    for line in [
+        "CONFIG_EFI_STUB=y",
+        "CONFIG_SERIAL_8250_CONSOLE=y",
+        "CONFIG_RD_ZSTD=y",
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "{line} in the final .config"
+        );
     }
     // The bzImage is a PE file (EFI stub) with the Linux boot header.
     let bz = fs_err::read(&a.bzimage).unwrap();
@@ -295,7 +310,12 @@ fn small_kernel_builds_bit_identically_with_patch_and_drop_report() {
         vec![test_patch()],
         None,
     )
-    .unwrap_or_else(|e| panic!("{}", hermetic::error::render_error_chain(&anyhow::Error::new(e))));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            hermetic::error::render_error_chain(&anyhow::Error::new(e))
+        )
+    });
     assert_eq!(a.release, b.release);
     assert_eq!(
         sha256(&a.bzimage),
