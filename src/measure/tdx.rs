@@ -53,24 +53,14 @@ pub enum TdxError {
     BadDisk { disk: String, detail: String },
 }
 
-/// Encodes a GUID string the way UEFI stores it (first three groups little-endian).
+/// Encodes a GUID string the way UEFI stores it (first three groups little-endian): the GPT
+/// writer's [`crate::image::gpt::Guid`], with this module's error.
 pub fn encode_guid(guid: &str) -> Result<[u8; 16], TdxError> {
-    let bad = || TdxError::BadGuid {
-        guid: guid.to_string(),
-    };
-    let groups: Vec<&str> = guid.split('-').collect();
-    if groups.len() != 5 || groups.iter().map(|g| g.len()).ne([8, 4, 4, 4, 12]) {
-        return Err(bad());
-    }
-    let mut out = Vec::with_capacity(16);
-    for (i, g) in groups.iter().enumerate() {
-        let mut raw = hex::decode(g).map_err(|_| bad())?;
-        if i <= 2 {
-            raw.reverse();
-        }
-        out.extend_from_slice(&raw);
-    }
-    Ok(out.try_into().expect("16 bytes"))
+    crate::image::gpt::Guid::parse(guid)
+        .map(|g| g.to_mixed_endian())
+        .map_err(|_| TdxError::BadGuid {
+            guid: guid.to_string(),
+        })
 }
 
 /// The boot disk as the firmware's GPT event describes it (one partition: the ESP).
@@ -205,20 +195,9 @@ pub fn gpt_event_from_disk(disk: &[u8], name: &str) -> Result<Vec<u8>, TdxError>
     Ok(data)
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as GPT uses).
+/// The CRC-32 of GPT headers and entry arrays (IEEE 802.3), as the GPT writer computes it.
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 /// The GPT event data measured into RTMR 1, and where it comes from (for the event list).
