@@ -211,13 +211,14 @@ const OPENSSL: Tool = Tool {
     package: "openssl",
 };
 
-/// The host tools a boot with `opts` needs.
-fn tools(opts: &BootOptions, medium: &Medium) -> Vec<Tool> {
+/// The host tools a boot with `opts` needs (`sbsign` and `openssl` only with Secure Boot,
+/// which signs a `.efi`).
+fn tools(opts: &BootOptions) -> Vec<Tool> {
     let mut tools = vec![QEMU];
     if opts.tpm {
         tools.extend([SWTPM, SWTPM_SETUP]);
     }
-    if opts.secure_boot && matches!(medium, Medium::Efi(_)) {
+    if opts.secure_boot {
         tools.extend([SBSIGN, OPENSSL]);
     }
     tools
@@ -231,15 +232,10 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Checks that every tool and firmware file a boot needs is on this host, naming the package
-/// of the first one missing.
-pub fn check_host(medium: &Medium, opts: &BootOptions) -> Result<(), BootError> {
-    if opts.secure_boot && !matches!(medium, Medium::Efi(_)) {
-        return Err(BootError::SecureBootNeedsEfi {
-            path: medium.path().to_path_buf(),
-        });
-    }
-    for tool in tools(opts, medium) {
+/// Checks that every tool and firmware file a boot with `opts` needs is on this host, naming
+/// the package of the first one missing (before a build, so that it does not run in vain).
+pub fn check_tools(opts: &BootOptions) -> Result<(), BootError> {
+    for tool in tools(opts) {
         if which(tool.name).is_none() {
             return Err(BootError::MissingTool {
                 tool: tool.name,
@@ -261,6 +257,17 @@ pub fn check_host(medium: &Medium, opts: &BootOptions) -> Result<(), BootError> 
             });
         }
     }
+    Ok(())
+}
+
+/// [`check_tools`], and that `medium` exists and can be booted with `opts`.
+pub fn check_host(medium: &Medium, opts: &BootOptions) -> Result<(), BootError> {
+    if opts.secure_boot && !matches!(medium, Medium::Efi(_)) {
+        return Err(BootError::SecureBootNeedsEfi {
+            path: medium.path().to_path_buf(),
+        });
+    }
+    check_tools(opts)?;
     let file = medium.path();
     if !file.is_file() {
         return Err(BootError::Io {

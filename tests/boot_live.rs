@@ -69,8 +69,10 @@ echo "HERMETIC-REPORT-END"
 systemctl --no-block poweroff || poweroff -f
 "#;
 
+/// Ordered before the serial getty: its `vhangup()` of ttyS0 would cut the report short.
 const REPORT_UNIT: &str = "[Unit]
 Description=Print the PCRs and the TCG event log on the serial console, then power off
+Before=getty.target serial-getty@ttyS0.service
 
 [Service]
 Type=oneshot

@@ -388,3 +388,46 @@ fn bootable_images_are_reproducible_and_boot() {
     );
     assert!(text.contains("Debian GNU/Linux 13"), "{text}");
 }
+
+/// Two builds of the same image into one store at the same time: one runs each step, the other
+/// waits for its lock and then finds the step stored; both succeed with the same outputs.
+#[test]
+fn two_builds_share_a_store_at_once() {
+    let project = project();
+    let p = project.path();
+    let store = tempfile::tempdir().unwrap();
+    let h = |args: &[&str]| {
+        let mut c = Command::new(hermetic());
+        c.arg("-C")
+            .arg(p)
+            .arg("--store")
+            .arg(store.path())
+            .args(args);
+        c
+    };
+    run(&mut h(&["lock"]));
+    run(&mut h(&["fetch"]));
+    let (out_a, out_b) = (p.join("out-a"), p.join("out-b"));
+    let a = h(&["build", "base", "--output", out_a.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = h(&["build", "base", "--output", out_b.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (name, child) in [("first", a), ("second", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the {name} build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sums_a = fs_err::read_to_string(out_a.join("SHA256SUMS")).unwrap();
+    let sums_b = fs_err::read_to_string(out_b.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums_a, sums_b);
+    assert!(sums_a.contains("  base.tar\n"), "{sums_a}");
+}

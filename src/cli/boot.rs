@@ -135,34 +135,32 @@ fn build_target(
 
 /// Runs `hermetic boot`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    let file = if is_file_argument(&args.target) {
-        PathBuf::from(&args.target)
-    } else {
-        let out_dir = args
-            .output
-            .clone()
-            .unwrap_or_else(|| ctx.project.join("out"));
-        build_target(ctx, &args.target, &args, &out_dir)?
-    };
-    let medium = Medium::from_path(&file)?;
-    let signed_dir = if is_file_argument(&args.target) {
-        args.output.clone()
-    } else {
-        Some(
-            args.output
-                .clone()
-                .unwrap_or_else(|| ctx.project.join("out")),
-        )
-    };
+    let file_given = is_file_argument(&args.target);
+    let out_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| ctx.project.join("out"));
     let opts = BootOptions {
         tpm: args.tpm,
         secure_boot: args.secure_boot,
         memory_mib: args.memory,
         timeout: args.timeout.map(Duration::from_secs),
         serial_log: args.serial_log.clone(),
-        signed_dir,
+        // A FILE's signed copy is kept only where --output says.
+        signed_dir: if file_given {
+            args.output.clone()
+        } else {
+            Some(out_dir.clone())
+        },
         allow_kvm: !args.no_kvm,
     };
+    crate::boot::check_tools(&opts)?;
+    let file = if file_given {
+        PathBuf::from(&args.target)
+    } else {
+        build_target(ctx, &args.target, &args, &out_dir)?
+    };
+    let medium = Medium::from_path(&file)?;
     crate::boot::check_host(&medium, &opts)?;
     let work = tempfile::Builder::new()
         .prefix("hermetic-boot-")

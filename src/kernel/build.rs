@@ -361,6 +361,14 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
             drops.drops.len(),
             drops.render()
         );
+        let unused = drops.unused_accepted(&req.accepted);
+        if !unused.is_empty() {
+            let _ = writeln!(
+                log,
+                "accepted drops that did not happen (stale in [accepted-drops]): {}",
+                unused.join(" ")
+            );
+        }
     }
     check_drops(&drops, &req.accepted)?;
 
@@ -402,6 +410,58 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
         release,
         drops,
     })
+}
+
+/// Bumped whenever this module changes what a build with the same inputs produces.
+pub const KERNEL_STEP_VERSION: &str = "1";
+
+impl KernelBuild<'_> {
+    /// What of this build goes into its step key: the fragments and patches by file name
+    /// and content, in order (as `scripts`), the accepted drops, the base config, the fixed
+    /// `KBUILD_*` values and `SOURCE_DATE_EPOCH` (as `settings`). The caller adds the pins
+    /// (the source and config debs by SHA-256) and the `tools` dependency. The work directory,
+    /// the log, the job count and the progress callback do not change the output and are not
+    /// part of it.
+    pub fn key_inputs(&self) -> Result<crate::key::StepInputs, KernelError> {
+        let mut inputs = crate::key::StepInputs {
+            kind: "kernel".to_string(),
+            ..Default::default()
+        };
+        let file_name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        for (role, list) in [("config", &self.fragments), ("patch", &self.patches)] {
+            for p in list {
+                inputs.scripts.push(crate::key::ScriptInput {
+                    name: format!("{role}:{}", file_name(p)),
+                    content: fs_err::read(p).map_err(KernelError::io(p))?,
+                });
+            }
+        }
+        let base = match &self.base {
+            BaseConfig::Debian { file, .. } => format!("debian:{file}"),
+            BaseConfig::MakeTarget(target) => format!("make:{target}"),
+        };
+        for (k, v) in [
+            ("kernel-step-version", KERNEL_STEP_VERSION.to_string()),
+            ("base-config", base),
+            ("source-dir", SOURCE_DIR.to_string()),
+            ("kbuild-build-timestamp", BUILD_TIMESTAMP.to_string()),
+            ("kbuild-build-user-host", BUILD_USER_HOST.to_string()),
+            ("localversion", LOCALVERSION.to_string()),
+            ("source-date-epoch", self.source_date_epoch.to_string()),
+        ] {
+            inputs.settings.insert(k.to_string(), v);
+        }
+        for (name, reason) in &self.accepted.options {
+            inputs
+                .settings
+                .insert(format!("accepted-drop:{name}"), reason.clone());
+        }
+        Ok(inputs)
+    }
 }
 
 /// The files of a project's kernel directory: `configs/*` (name order), `patches/*.patch`
@@ -451,6 +511,44 @@ mod tests {
         for reason in accepted.options.values() {
             assert!(!reason.trim().is_empty());
         }
+    }
+
+    #[test]
+    fn the_key_follows_fragments_patches_and_drops_but_not_the_work_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let frag = dir.path().join("01-x");
+        let patch = dir.path().join("0001-x.patch");
+        fs_err::write(&frag, "CONFIG_A=y\n").unwrap();
+        fs_err::write(&patch, "--- a/x\n+++ b/x\n").unwrap();
+        let progress = |_: &Progress| {};
+        let make = |work: &str| KernelBuild {
+            tools: PathBuf::from("/tools"),
+            source_deb: PathBuf::from("/s.deb"),
+            base: BaseConfig::MakeTarget("tinyconfig".into()),
+            fragments: vec![frag.clone()],
+            accepted: AcceptedDrops::default(),
+            patches: vec![patch.clone()],
+            source_date_epoch: 1,
+            work_dir: PathBuf::from(work),
+            log: PathBuf::from(work).join("log"),
+            jobs: None,
+            progress: &progress,
+        };
+        let a = make("/w/a").key_inputs().unwrap();
+        let mut other = make("/elsewhere/b");
+        other.jobs = Some(7);
+        assert_eq!(a.key(), other.key_inputs().unwrap().key());
+        let mut drops = make("/w/a");
+        drops
+            .accepted
+            .options
+            .insert("CONFIG_B".into(), "reason".into());
+        assert_ne!(a.key(), drops.key_inputs().unwrap().key());
+        fs_err::write(&frag, "CONFIG_A=m\n").unwrap();
+        assert_ne!(a.key(), make("/w/a").key_inputs().unwrap().key());
+        fs_err::write(&frag, "CONFIG_A=y\n").unwrap();
+        fs_err::write(&patch, "--- a/y\n+++ b/y\n").unwrap();
+        assert_ne!(a.key(), make("/w/a").key_inputs().unwrap().key());
     }
 
     #[test]

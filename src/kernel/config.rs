@@ -334,6 +334,17 @@ impl DropReport {
         DropReport { drops }
     }
 
+    /// Accepted drops that did not happen (stale entries of `[accepted-drops]`, e.g. after a
+    /// kernel update brought the option back).
+    pub fn unused_accepted<'a>(&self, accepted: &'a AcceptedDrops) -> Vec<&'a str> {
+        accepted
+            .options
+            .keys()
+            .filter(|name| !self.drops.iter().any(|d| &d.request.name == *name))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// One line per drop.
     pub fn render(&self) -> String {
         self.drops.iter().map(|d| format!("{d}\n")).collect()
@@ -557,6 +568,9 @@ mod tests {
         assert!(!err.contains("CONFIG_GONE"), "{err}");
         accepted.options.insert("CONFIG_S".into(), "test".into());
         check_drops(&report, &accepted).unwrap();
+        assert!(report.unused_accepted(&accepted).is_empty());
+        accepted.options.insert("CONFIG_BACK".into(), "test".into());
+        assert_eq!(report.unused_accepted(&accepted), ["CONFIG_BACK"]);
     }
 
     #[test]
