@@ -6,7 +6,7 @@
 # in the same tools tree (bubblewrap, no hermetic), for comparison.
 #
 # Usage: scripts/bench-kernel.sh [WORKDIR]   (default: a new directory under /var/tmp)
-# Needs: cargo, /usr/bin/time (package `time`), bwrap (package `bubblewrap`), about 4 GB of
+# Needs: cargo, python3, /usr/bin/time (package `time`), bwrap (package `bubblewrap`), about 4 GB of
 # disk in WORKDIR, the Debian mirror of the host's apt configuration.
 set -eu
 
@@ -36,7 +36,7 @@ format = "directory"
 packages = ["base-files"]
 build-packages = [
   "bc", "bison", "cpio", "dpkg-dev", "flex", "gcc", "kmod", "libelf-dev", "libssl-dev",
-  "make", "patch", "perl", "xz-utils",
+  "make", "patch", "perl", "xz-utils", "zstd",
   "linux-source-6.12", "linux-config-6.12",
 ]
 
@@ -134,12 +134,15 @@ sha_b=$(sha256sum "$work/elsewhere/b/out/bzImage" | cut -d' ' -f1)
 
 # 5. By hand on the same tree: clean (the .config stays), `make -jN bzImage` in the same tools
 #    tree through bubblewrap, with the same KBUILD_* values.
-bwrap --ro-bind "$tools" / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /work \
-  --bind "$work/a/build" /work/build --chdir /work/build --unshare-net --clearenv \
-  --setenv PATH /usr/bin:/bin make clean >/dev/null
+in_tools() {
+  bwrap --tmpfs / --ro-bind "$tools/usr" /usr --ro-bind "$tools/etc" /etc \
+    --symlink usr/bin /bin --symlink usr/sbin /sbin --symlink usr/lib /lib \
+    --symlink usr/lib64 /lib64 --dev /dev --proc /proc --tmpfs /tmp --dir /work \
+    --bind "$work/a/build" /work/build --chdir /work/build --unshare-net --clearenv "$@"
+}
+in_tools --setenv PATH /usr/bin:/bin make clean >/dev/null
 /usr/bin/time -v -o "$work/time-hand.txt" \
-  bwrap --ro-bind "$tools" / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /work \
-  --bind "$work/a/build" /work/build --chdir /work/build --unshare-net --clearenv \
+  in_tools \
   --setenv PATH /usr/bin:/bin --setenv LC_ALL C.UTF-8 \
   --setenv KBUILD_BUILD_TIMESTAMP "Fri Jun  5 15:58:00 CEST 1971" \
   --setenv KBUILD_BUILD_USER mkosi --setenv KBUILD_BUILD_HOST mkosi \

@@ -42,7 +42,7 @@ format = "directory"
 packages = ["base-files"]
 build-packages = [
   "bc", "bison", "cpio", "dpkg-dev", "flex", "gcc", "kmod", "libelf-dev", "libssl-dev",
-  "make", "patch", "perl", "xz-utils",
+  "make", "patch", "perl", "xz-utils", "zstd",
   "linux-source-6.12", "linux-config-6.12",
 ]
 
