@@ -17,6 +17,8 @@ packages=(
   qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools
   # the benchmark of fetch against apt
   apt-utils curl
+  # the kernel module's unit tests use GNU patch as their oracle; time for bench-kernel.sh
+  patch time
   # the Secure Boot boot test signs a UKI with OVMF's test keys
   sbsigntool openssl
 )
