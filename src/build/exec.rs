@@ -27,8 +27,6 @@ pub struct BuildOptions {
     pub progress: bool,
     /// The value of `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: u64,
-    /// The project directory (recipes' sources are read from here).
-    pub project: PathBuf,
 }
 
 /// What happened to a step.

@@ -90,8 +90,6 @@ pub enum BuildError {
     ProfilePackages { recipe: String, profiles: String },
     #[error("cannot write {path}: {message}")]
     Image { path: PathBuf, message: String },
-    #[error("output format `{format}` of image `{image}` is not supported by `hermetic build` yet")]
-    UnsupportedFormat { image: String, format: String },
 }
 
 impl BuildError {

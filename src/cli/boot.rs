@@ -101,7 +101,6 @@ fn build_target(
         rebuild: false,
         progress: ctx.chatty(),
         source_date_epoch: project.config.build.source_date_epoch,
-        project: ctx.project.clone(),
     };
     let report = crate::build::build(&store, &graph, &opts)?;
     let has = |ext: &str| {

@@ -48,7 +48,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         rebuild: args.rebuild,
         progress: ctx.chatty(),
         source_date_epoch: project.config.build.source_date_epoch,
-        project: ctx.project.clone(),
     };
     let report = crate::build::build(&store, &graph, &opts)?;
     let differs = report
