@@ -88,6 +88,8 @@ pub enum BuildError {
         "profile(s) {profiles} change the packages of `{recipe}`, and pins.lock holds only each recipe's closure without profiles\nhint: until the lock records profile closures, add the packages to a recipe of their own (`parent = \"{recipe}\"`)"
     )]
     ProfilePackages { recipe: String, profiles: String },
+    #[error("{path}: bad control field: {message}")]
+    Control { path: PathBuf, message: String },
     #[error("cannot write {path}: {message}")]
     Image { path: PathBuf, message: String },
 }

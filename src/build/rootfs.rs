@@ -52,20 +52,20 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
         let package = control.package().unwrap_or_default().to_string();
         let essential =
             control.get("Essential") == Some("yes") || control.get("Priority") == Some("required");
-        let names = |field: &str| -> BTreeSet<String> {
-            let mut set = BTreeSet::new();
-            if let Some(v) = control.get(field) {
-                for alt in v.split([',', '|']) {
-                    let name = alt.trim().split([' ', '(', ':']).next().unwrap_or_default();
-                    if !name.is_empty() {
-                        set.insert(name.to_string());
-                    }
-                }
-            }
-            set
+        // Every alternative of every relation: the order only needs to know what may be needed.
+        let names = |field: &str| -> Result<BTreeSet<String>, BuildError> {
+            let Some(v) = control.get(field) else {
+                return Ok(BTreeSet::new());
+            };
+            let relations =
+                crate::debian::relation::parse_relations(v).map_err(|e| BuildError::Control {
+                    path: path.clone(),
+                    message: format!("{field}: {e}"),
+                })?;
+            Ok(relations.into_iter().flatten().map(|r| r.name).collect())
         };
-        let pre_depends = names("Pre-Depends");
-        let mut needs = names("Depends");
+        let pre_depends = names("Pre-Depends")?;
+        let mut needs = names("Depends")?;
         needs.extend(pre_depends.iter().cloned());
         out.push(DebInfo {
             path: path.clone(),
@@ -73,7 +73,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
             essential,
             needs,
             pre_depends,
-            provides: names("Provides"),
+            provides: names("Provides")?,
         });
     }
     out.sort_by(|a, b| a.package.cmp(&b.package));
