@@ -20,8 +20,8 @@ use crate::debian::resolve::{PackageIndex, ResolveError, ResolveOptions, SourceI
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
-    BUILD_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError, PinnedPackage,
-    PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+    BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError,
+    PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
 };
 use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, archive_for_suite};
 use crate::recipe::Project;
@@ -55,10 +55,11 @@ pub enum LockError {
         #[source]
         source: Box<ResolveError>,
     },
-    #[error("cannot resolve recipe `{recipe}` ({})", if *.build { "build-packages" } else { "packages" })]
+    #[error("cannot resolve recipe `{recipe}` ({closure})")]
     Resolve {
         recipe: String,
-        build: bool,
+        /// `packages`, `build-packages` or `kernel`.
+        closure: &'static str,
         source: Box<ResolveError>,
     },
     #[error("cannot pin the source packages of recipe `{recipe}`")]
@@ -66,6 +67,24 @@ pub enum LockError {
         recipe: String,
         source: Box<ResolveError>,
     },
+}
+
+/// The three closures of a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closure {
+    Image,
+    Build,
+    Kernel,
+}
+
+impl Closure {
+    fn word(self) -> &'static str {
+        match self {
+            Closure::Image => "packages",
+            Closure::Build => "build-packages",
+            Closure::Kernel => "kernel",
+        }
+    }
 }
 
 /// Options of [`lock`].
@@ -117,6 +136,11 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
             packages: r.packages.into_iter().collect(),
             build_packages: r.build_packages.into_iter().collect(),
             source_packages: r.source_packages.into_iter().collect(),
+            kernel_packages: r
+                .kernel
+                .as_ref()
+                .map(|k| k.lock_packages())
+                .unwrap_or_default(),
             tarballs: r
                 .tarballs
                 .into_iter()
@@ -213,6 +237,11 @@ fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
         "source-packages",
         &old.source_packages,
         &new.source_packages,
+    );
+    diff(
+        "kernel packages",
+        &old.kernel_packages,
+        &new.kernel_packages,
     );
     if old.tarballs != new.tarballs {
         parts.push("tarballs changed".into());
@@ -375,20 +404,26 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             include_essential: true,
         };
         let closures = [
-            (false, &r.packages, r.name.clone()),
+            (Closure::Image, &r.packages, r.name.clone()),
             (
-                true,
+                Closure::Build,
                 &r.build_packages,
                 format!("{}{BUILD_TAG_SUFFIX}", r.name),
             ),
+            (
+                Closure::Kernel,
+                &r.kernel_packages,
+                format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+            ),
         ];
-        for (build, list, tag) in closures {
-            if !build && list.is_empty() {
+        for (closure, list, tag) in closures {
+            // The tools closure is always resolved (the essential base is a tools tree).
+            if closure != Closure::Build && list.is_empty() {
                 continue;
             }
             let resolution = resolve(&index, list, &opts).map_err(|source| LockError::Resolve {
                 recipe: r.name.clone(),
-                build,
+                closure: closure.word(),
                 source: Box::new(source),
             })?;
             for p in resolution.packages {
@@ -458,7 +493,13 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
 fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
     let tags: Vec<String> = keep
         .iter()
-        .flat_map(|r| [r.name.clone(), format!("{}{BUILD_TAG_SUFFIX}", r.name)])
+        .flat_map(|r| {
+            [
+                r.name.clone(),
+                format!("{}{BUILD_TAG_SUFFIX}", r.name),
+                format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+            ]
+        })
         .collect();
     let kept = |recipes: &[String]| -> Vec<String> {
         recipes

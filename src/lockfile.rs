@@ -22,6 +22,9 @@ pub const FILE_NAME: &str = "pins.lock";
 
 /// The suffix of the tag naming a recipe's build-packages closure (`base:build`).
 pub const BUILD_TAG_SUFFIX: &str = ":build";
+/// The suffix of the tag naming a recipe's kernel closure (`base:kernel`): the kernel's
+/// build-packages with its source and config packages.
+pub const KERNEL_TAG_SUFFIX: &str = ":kernel";
 
 /// Errors reading `pins.lock`. Each names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,10 @@ pub struct LockedRecipe {
     pub source_packages: Vec<String>,
     #[serde(default)]
     pub tarballs: Vec<TarballRequest>,
+    /// What the `[kernel]` table asks for: its build-packages, source and config packages
+    /// (empty when the recipe builds no kernel).
+    #[serde(default)]
+    pub kernel_packages: Vec<String>,
 }
 
 /// A pinned binary package.
@@ -114,7 +121,8 @@ pub struct PinnedPackage {
     pub sha256: String,
     pub source: String,
     pub source_version: String,
-    /// Recipe tags: `<recipe>` (installed in the image), `<recipe>:build` (its tools tree).
+    /// Recipe tags: `<recipe>` (installed in the image), `<recipe>:build` (its tools tree),
+    /// `<recipe>:kernel` (its kernel build: tools, source and config debs).
     pub recipes: Vec<String>,
 }
 
@@ -341,6 +349,8 @@ impl Lockfile {
             r.build_packages.dedup();
             r.source_packages.sort();
             r.source_packages.dedup();
+            r.kernel_packages.sort();
+            r.kernel_packages.dedup();
             r.tarballs.sort();
             r.tarballs.dedup();
         }
@@ -418,6 +428,9 @@ impl Lockfile {
             list(&mut out, "packages", &r.packages);
             list(&mut out, "build-packages", &r.build_packages);
             list(&mut out, "source-packages", &r.source_packages);
+            if !r.kernel_packages.is_empty() {
+                list(&mut out, "kernel-packages", &r.kernel_packages);
+            }
             if r.tarballs.is_empty() {
                 out.push_str("tarballs = []\n");
             } else {
@@ -520,6 +533,11 @@ impl Lockfile {
     /// The packages of the tools tree `recipe`'s build steps run in (tag `<recipe>:build`).
     pub fn build_packages(&self, recipe: &str) -> Vec<&PinnedPackage> {
         self.packages_tagged(&format!("{recipe}{BUILD_TAG_SUFFIX}"))
+    }
+
+    /// The packages of `recipe`'s kernel build (tag `<recipe>:kernel`).
+    pub fn kernel_packages(&self, recipe: &str) -> Vec<&PinnedPackage> {
+        self.packages_tagged(&format!("{recipe}{KERNEL_TAG_SUFFIX}"))
     }
 
     /// The packages carrying exactly this recipe tag.

@@ -213,6 +213,80 @@ pub struct ProfileFile {
     pub cmdline: Option<String>,
 }
 
+/// The `[kernel]` table of a recipe, as written: the kernel built from Debian's source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KernelFile {
+    /// The Debian package holding the source tarball (`/usr/src/linux-source-*.tar.xz`),
+    /// e.g. `linux-source-6.12`.
+    pub source: String,
+    /// The Debian package holding the base configs (`/usr/src/linux-config-*/*.xz`), e.g.
+    /// `linux-config-6.12`; with `config-file`.
+    #[serde(default)]
+    pub config_package: Option<String>,
+    /// The base config in `config-package`, without `.xz`, e.g.
+    /// `config.amd64_none_cloud-amd64`.
+    #[serde(default)]
+    pub config_file: Option<String>,
+    /// Or a configuration target of the kernel's Makefile as the base, e.g. `tinyconfig`.
+    #[serde(default)]
+    pub config_target: Option<String>,
+    /// The project directory with `configs/` (fragments), `patches/` and `kernel.toml`
+    /// (accepted drops); default `kernel`.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Debian packages of the tools tree the kernel is built in.
+    #[serde(default)]
+    pub build_packages: Vec<String>,
+}
+
+/// Where the base `.config` of a kernel comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelBase {
+    /// A file of a Debian `linux-config-*` package.
+    Debian { package: String, file: String },
+    /// A configuration target of the kernel's Makefile.
+    Target(String),
+}
+
+/// The kernel a recipe builds, after inheritance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedKernel {
+    /// The recipe whose `[kernel]` table this is.
+    pub recipe: String,
+    pub source: String,
+    pub base: KernelBase,
+    /// `dir` as written.
+    pub dir_name: String,
+    /// `<project>/<dir>`.
+    pub dir: PathBuf,
+    pub build_packages: BTreeSet<String>,
+}
+
+impl ResolvedKernel {
+    /// Everything `hermetic lock` resolves for the kernel (tag `<recipe>:kernel`): the
+    /// build-packages, the source package and the config package.
+    pub fn lock_packages(&self) -> Vec<String> {
+        let mut all: BTreeSet<String> = self.build_packages.clone();
+        all.insert(self.source.clone());
+        if let KernelBase::Debian { package, .. } = &self.base {
+            all.insert(package.clone());
+        }
+        all.into_iter().collect()
+    }
+
+    /// The packages of the kernel's closure that are inputs, not tools: the source and config
+    /// packages.
+    pub fn input_packages(&self) -> Vec<String> {
+        let mut out = vec![self.source.clone()];
+        if let KernelBase::Debian { package, .. } = &self.base {
+            out.push(package.clone());
+        }
+        out
+    }
+}
+
 /// One `recipes/<name>.toml`, as written (before inheritance).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -259,6 +333,10 @@ pub struct RecipeFile {
     /// Named sets of additions, applied when selected.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileFile>,
+    /// The kernel built from Debian's source for the bootable formats; a child's table
+    /// replaces its parent's whole.
+    #[serde(default)]
+    pub kernel: Option<KernelFile>,
 }
 
 /// A recipe with its file path.
@@ -332,6 +410,9 @@ pub struct ResolvedRecipe {
     pub environment: BTreeMap<String, String>,
     /// Steps in run order: the root ancestor's first.
     pub steps: Vec<ResolvedStep>,
+    /// The kernel built from source, if a recipe of the lineage has a `[kernel]` table
+    /// (otherwise a bootable image takes the kernel a package installed in `/boot`).
+    pub kernel: Option<ResolvedKernel>,
 }
 
 impl ResolvedRecipe {
@@ -535,12 +616,16 @@ impl Project {
             overlays: Vec::new(),
             environment: BTreeMap::new(),
             steps: Vec::new(),
+            kernel: None,
         };
         let mut format = None;
         for r in lineage.iter().rev() {
             let f = &r.file;
             if let Some(id) = &f.image_id {
                 resolved.image_id = id.clone();
+            }
+            if let Some(k) = &f.kernel {
+                resolved.kernel = Some(resolve_kernel(&self.root, r, k)?);
             }
             let layer = Layer {
                 packages: &f.packages,
@@ -674,6 +759,101 @@ impl Project {
     }
 }
 
+/// The `[kernel]` table of `recipe`, checked and resolved against the project.
+fn resolve_kernel(
+    root: &Path,
+    recipe: &Recipe,
+    k: &KernelFile,
+) -> Result<ResolvedKernel, RecipeError> {
+    let invalid = |key: &str, message: String| RecipeError::Invalid {
+        path: recipe.path.clone(),
+        key: format!("kernel.{key}"),
+        message,
+    };
+    let package_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+    };
+    if !package_ok(&k.source) {
+        return Err(invalid(
+            "source",
+            format!("`{}` is not a Debian package name", k.source),
+        ));
+    }
+    let base = match (&k.config_package, &k.config_file, &k.config_target) {
+        (Some(package), Some(file), None) => {
+            if !package_ok(package) {
+                return Err(invalid(
+                    "config-package",
+                    format!("`{package}` is not a Debian package name"),
+                ));
+            }
+            if !is_simple_name(file) {
+                return Err(invalid(
+                    "config-file",
+                    format!("`{file}` is not a plain file name"),
+                ));
+            }
+            KernelBase::Debian {
+                package: package.clone(),
+                file: file.clone(),
+            }
+        }
+        (None, None, Some(target)) => {
+            if !target.ends_with("config")
+                || !target
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(invalid(
+                    "config-target",
+                    format!(
+                        "`{target}` is not a configuration target of the kernel's Makefile (e.g. `tinyconfig`, `defconfig`)"
+                    ),
+                ));
+            }
+            KernelBase::Target(target.clone())
+        }
+        _ => {
+            return Err(invalid(
+                "config-package",
+                "the base config is either `config-package` with `config-file` (a Debian config, e.g. linux-config-6.12 and config.amd64_none_cloud-amd64) or `config-target` (e.g. tinyconfig)".into(),
+            ));
+        }
+    };
+    let dir_name = k.dir.clone().unwrap_or_else(|| "kernel".to_string());
+    if !is_plain_relative(&dir_name) {
+        return Err(invalid(
+            "dir",
+            format!("`{dir_name}` is not a relative path inside the project"),
+        ));
+    }
+    let dir = root.join(&dir_name);
+    if !dir.is_dir() {
+        return Err(invalid(
+            "dir",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    for (i, p) in k.build_packages.iter().enumerate() {
+        if !package_ok(p) {
+            return Err(invalid(
+                &format!("build-packages[{i}]"),
+                format!("`{p}` is not a Debian package name"),
+            ));
+        }
+    }
+    Ok(ResolvedKernel {
+        recipe: recipe.name.clone(),
+        source: k.source.clone(),
+        base,
+        dir_name,
+        dir,
+        build_packages: k.build_packages.iter().cloned().collect(),
+    })
+}
+
 /// The additive part shared by a recipe and a profile.
 struct Layer<'a> {
     packages: &'a [String],
@@ -781,6 +961,9 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         cmdline: &f.cmdline,
     };
     validate_layer(root, "", &layer, &invalid)?;
+    if let Some(k) = &f.kernel {
+        resolve_kernel(root, recipe, k)?;
+    }
     for (name, p) in &f.profiles {
         if !is_simple_name(name) {
             return Err(invalid(
@@ -1280,5 +1463,75 @@ version = "dev"
         )]);
         let p = Project::load(dir.path()).unwrap();
         assert_eq!(p.config.build.source_date_epoch, 1_700_000_000);
+    }
+
+    #[test]
+    fn kernel_table_is_inherited_and_replaced_whole() {
+        let base = "packages = [\"systemd\"]\n[kernel]\nsource = \"linux-source-6.12\"\nconfig-package = \"linux-config-6.12\"\nconfig-file = \"config.amd64_none_cloud-amd64\"\nbuild-packages = [\"gcc\", \"make\"]\n";
+        let small = "parent = \"base\"\n[kernel]\nsource = \"linux-source-6.12\"\nconfig-target = \"tinyconfig\"\ndir = \"kernel-test\"\n";
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("kernel/", ""),
+            ("kernel-test/", ""),
+            ("recipes/base.toml", base),
+            ("recipes/gcp.toml", "parent = \"base\"\nformat = \"gcp\"\n"),
+            ("recipes/small.toml", small),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let gcp = p.resolve("gcp").unwrap().kernel.unwrap();
+        assert_eq!(gcp.recipe, "base");
+        assert_eq!(gcp.dir, dir.path().join("kernel"));
+        assert_eq!(
+            gcp.lock_packages(),
+            ["gcc", "linux-config-6.12", "linux-source-6.12", "make"]
+        );
+        assert_eq!(
+            gcp.input_packages(),
+            ["linux-source-6.12", "linux-config-6.12"]
+        );
+        let small = p.resolve("small").unwrap().kernel.unwrap();
+        assert_eq!(small.recipe, "small");
+        assert_eq!(small.base, KernelBase::Target("tinyconfig".into()));
+        // Replaced whole: the parent's build-packages do not carry over.
+        assert!(small.build_packages.is_empty());
+        assert_eq!(small.lock_packages(), ["linux-source-6.12"]);
+        assert!(p.resolve("base").unwrap().kernel.is_some());
+    }
+
+    #[test]
+    fn bad_kernel_tables_name_file_and_key() {
+        let err =
+            load_err("[kernel]\nsource = \"linux-source-6.12\"\nconfig-target = \"tinyconfig\"\n");
+        assert!(err.contains("r.toml: key `kernel.dir`"), "{err}");
+        assert!(err.contains("kernel is not a directory"), "{err}");
+        let err = load_err("[kernel]\nsource = \"linux-source-6.12\"\ndir = \"overlays/ok\"\n");
+        assert!(err.contains("key `kernel.config-package`"), "{err}");
+        let err = load_err(
+            "[kernel]\nsource = \"linux-source-6.12\"\ndir = \"overlays/ok\"\nconfig-target = \"tinyconfig\"\nconfig-file = \"x\"\n",
+        );
+        assert!(err.contains("key `kernel.config-package`"), "{err}");
+        let err = load_err(
+            "[kernel]\nsource = \"linux-source-6.12\"\ndir = \"overlays/ok\"\nconfig-target = \"rm -rf\"\n",
+        );
+        assert!(err.contains("key `kernel.config-target`"), "{err}");
+        let err = load_err(
+            "[kernel]\nsource = \"Linux Source\"\ndir = \"overlays/ok\"\nconfig-target = \"tinyconfig\"\n",
+        );
+        assert!(err.contains("key `kernel.source`"), "{err}");
+        let err = load_err(
+            "[kernel]\nsource = \"linux-source-6.12\"\ndir = \"../elsewhere\"\nconfig-target = \"tinyconfig\"\n",
+        );
+        assert!(
+            err.contains("not a relative path inside the project"),
+            "{err}"
+        );
+        let err = load_err(
+            "[kernel]\nsource = \"linux-source-6.12\"\nconfig-target = \"tinyconfig\"\ndir = \"overlays/ok\"\nbuild-packages = [\"gcc make\"]\n",
+        );
+        assert!(err.contains("key `kernel.build-packages[0]`"), "{err}");
+        let err = load_err(
+            "[kernel]\nsource = \"linux-source-6.12\"\nconfig-target = \"tinyconfig\"\ndir = \"overlays/ok\"\njobs = 3\n",
+        );
+        assert!(err.contains("unknown field `jobs`"), "{err}");
     }
 }

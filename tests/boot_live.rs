@@ -17,8 +17,11 @@
 //! minutes; a boot is killed after 600 s. The store lives in the target's temporary directory
 //! so that a second run finds the build cached.
 
+mod project;
 #[path = "uki_support.rs"]
 mod uki_support;
+
+use project::Kernel;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +107,12 @@ fn project() -> tempfile::TempDir {
     let p = dir.path();
     fs_err::copy(src.join("hermetic.toml"), p.join("hermetic.toml")).unwrap();
     fs_err::create_dir_all(p.join("recipes")).unwrap();
-    fs_err::copy(src.join("recipes/base.toml"), p.join("recipes/base.toml")).unwrap();
+    // base without its [kernel] table: this image takes Debian's packaged cloud kernel.
+    fs_err::write(
+        p.join("recipes/base.toml"),
+        project::base_recipe(Kernel::Package),
+    )
+    .unwrap();
     fs_err::write(p.join("recipes/pcrtest.toml"), RECIPE).unwrap();
     fs_err::create_dir_all(p.join("keys")).unwrap();
     for entry in fs_err::read_dir(src.join("keys")).unwrap() {

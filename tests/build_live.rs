@@ -6,6 +6,9 @@
 //!
 //! It locks afresh into a temporary project, as the mirror drops superseded versions.
 
+mod project;
+
+use project::Kernel;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -30,28 +33,9 @@ fn project() -> tempfile::TempDir {
     project_with(&["base"])
 }
 
+/// `recipes`, with the committed `base` (its kernel is built only for bootable formats).
 fn project_with(recipes: &[&str]) -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    fs_err::copy(src.join("hermetic.toml"), dir.path().join("hermetic.toml")).unwrap();
-    fs_err::create_dir(dir.path().join("recipes")).unwrap();
-    for r in recipes {
-        fs_err::copy(
-            src.join(format!("recipes/{r}.toml")),
-            dir.path().join(format!("recipes/{r}.toml")),
-        )
-        .unwrap();
-    }
-    fs_err::create_dir(dir.path().join("keys")).unwrap();
-    for entry in fs_err::read_dir(src.join("keys")).unwrap() {
-        let entry = entry.unwrap();
-        fs_err::copy(
-            entry.path(),
-            dir.path().join("keys").join(entry.file_name()),
-        )
-        .unwrap();
-    }
-    dir
+    project::project(recipes, Kernel::Seed)
 }
 
 fn sha256(path: &Path) -> String {
@@ -268,12 +252,16 @@ test ! -e "$DESTDIR/usr/bin/hello"
     );
 }
 
-/// `gcp` built twice under different host settings gives the same `.efi` and
-/// `-import.tar.gz`; the `qemu` image of the same tree boots under QEMU with OVMF to a login
-/// prompt on the serial console.
+/// `gcp` built twice under different host settings gives the same kernel, `.efi` and
+/// `-import.tar.gz`; the kernel is built from the pinned source with the test patch applied;
+/// a second build in the same store runs no step; the `qemu` image of the same tree boots
+/// under QEMU with OVMF, the patched kernel's banner on the console, to a login prompt.
+///
+/// The kernel is the small test configuration (`kernel/test-configs/` over tinyconfig): the
+/// seed's is the same path with other fragments and takes about 20 minutes a build.
 #[test]
 fn bootable_images_are_reproducible_and_boot() {
-    let project = project_with(&["base", "gcp", "qemu"]);
+    let project = project::project(&["base", "gcp", "qemu"], Kernel::Small);
     let p = project.path();
     let store_a = tempfile::tempdir().unwrap();
     let store_b = tempfile::tempdir().unwrap();
@@ -289,10 +277,28 @@ fn bootable_images_are_reproducible_and_boot() {
     h(store_a.path(), &["lock"]);
     h(store_a.path(), &["fetch"]);
     h(store_b.path(), &["fetch"]);
-    h(
+    let first = h(
         store_a.path(),
-        &["build", "gcp", "qemu", "--output", out_a.to_str().unwrap()],
+        &[
+            "--json",
+            "build",
+            "gcp",
+            "qemu",
+            "--output",
+            out_a.to_str().unwrap(),
+        ],
     );
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let steps = first["steps"].as_array().unwrap();
+    // gcp and qemu share one kernel step (its key does not depend on the image).
+    let kernels: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().ends_with("/kernel"))
+        .collect();
+    assert_eq!(kernels.len(), 1, "{first:#}");
+    assert_eq!(kernels[0]["state"], "built", "{first:#}");
+    let kernel_files = Path::new(kernels[0]["path"].as_str().unwrap()).join("files");
+
     let elsewhere = tempfile::tempdir().unwrap();
     run(Command::new("sh")
         .arg("-c")
@@ -307,10 +313,70 @@ fn bootable_images_are_reproducible_and_boot() {
         .env("HERMETIC_STORE", store_b.path())
         .env("TZ", "America/New_York")
         .env("LANG", "fr_FR.UTF-8"));
-    for name in ["gcp_latest.efi", "gcp_latest-import.tar.gz"] {
+    for name in [
+        "gcp_latest.vmlinuz",
+        "gcp_latest.config",
+        "gcp_latest.efi",
+        "gcp_latest-import.tar.gz",
+    ] {
         let (a, b) = (sha256(&out_a.join(name)), sha256(&out_b.join(name)));
         assert_eq!(a, b, "{name} differs between the two builds");
     }
+
+    // The kernel step's outputs: the patch applied (its string is in vmlinux), no host path
+    // of either store, the release with the seed's LOCALVERSION, the requested options on.
+    let vmlinux = fs_err::read(kernel_files.join("vmlinux")).unwrap();
+    let needle = b"(hermetic-test-patch)";
+    assert!(
+        vmlinux.windows(needle.len()).any(|w| w == needle),
+        "the test patch's string is in vmlinux"
+    );
+    for store in [store_a.path(), store_b.path()] {
+        let path = store.to_string_lossy();
+        assert!(
+            !vmlinux.windows(path.len()).any(|w| w == path.as_bytes()),
+            "no host path in vmlinux"
+        );
+    }
+    let release = fs_err::read_to_string(kernel_files.join("kernelrelease")).unwrap();
+    assert!(
+        release.starts_with("6.12.") && release.trim_end().ends_with("-mkosi-cloud"),
+        "{release}"
+    );
+    let config = fs_err::read_to_string(out_a.join("gcp_latest.config")).unwrap();
+    for line in [
+        "CONFIG_EFI_STUB=y",
+        "CONFIG_SERIAL_8250_CONSOLE=y",
+        "CONFIG_RD_ZSTD=y",
+    ] {
+        assert!(config.lines().any(|l| l == line), "{line} in the .config");
+    }
+    assert_eq!(
+        fs_err::read(out_a.join("gcp_latest.vmlinuz")).unwrap(),
+        fs_err::read(kernel_files.join("bzImage")).unwrap()
+    );
+    // The UKI's .uname is the release, as ukify would write it.
+    let efi = fs_err::read(out_a.join("gcp_latest.efi")).unwrap();
+    let uname = release.trim_end().as_bytes();
+    assert!(efi.windows(uname.len()).any(|w| w == uname));
+
+    // Nothing changed: a second build in the same store runs no step, not the kernel.
+    let again = h(
+        store_a.path(),
+        &[
+            "--json",
+            "build",
+            "gcp",
+            "qemu",
+            "--output",
+            out_a.to_str().unwrap(),
+        ],
+    );
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    for step in again["steps"].as_array().unwrap() {
+        assert_eq!(step["state"], "cached", "{again:#}");
+    }
+
     let listing = Command::new("tar")
         .arg("-tvzf")
         .arg(out_a.join("gcp_latest-import.tar.gz"))
@@ -322,6 +388,7 @@ fn bootable_images_are_reproducible_and_boot() {
     for name in [
         "gcp_latest.efi",
         "gcp_latest-import.tar.gz",
+        "gcp_latest.vmlinuz",
         "qemu_latest.efi",
         "qemu_latest.qcow2",
     ] {
@@ -387,6 +454,13 @@ fn bootable_images_are_reproducible_and_boot() {
         &text[text.len().saturating_sub(4000)..]
     );
     assert!(text.contains("Debian GNU/Linux 13"), "{text}");
+    // The kernel's own banner, from the patched source.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Linux version 6.12.") && l.contains("(hermetic-test-patch)")),
+        "the patched banner on the console:\n{}",
+        &text[..text.len().min(4000)]
+    );
 }
 
 /// Two builds of the same image into one store at the same time: one runs each step, the other

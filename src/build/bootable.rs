@@ -3,7 +3,9 @@
 //! ESP GUIDs, FAT volume serial, sizes, names).
 //!
 //! The whole image tree becomes the initrd (the images run from memory, `/init` is systemd);
-//! the kernel, taken out of the tree's `/boot` by the image step, becomes `.linux`; the stub
+//! the kernel — the one the `kernel` step built from source when the recipe has a `[kernel]`
+//! table, otherwise the one a package installed in `/boot`, taken out of the tree by the image
+//! step — becomes `.linux`; the stub
 //! is the tree's own `linuxx64.efi.stub` (from the pinned `systemd-boot-efi`), the `.osrel`
 //! its own `/usr/lib/os-release`.
 
@@ -17,7 +19,8 @@ use crate::recipe::OutputFormat;
 
 use super::BuildError;
 
-/// Where the image step puts the kernel it takes out of `/boot` (in its store entry).
+/// Where the image step puts the kernel it takes out of `/boot` (in its store entry), when the
+/// recipe builds none.
 pub const KERNEL_DIR: &str = "kernel";
 
 /// The seed's `Seed=` of buildernet.conf: the VHD's unique id is derived from it.
@@ -49,14 +52,27 @@ pub fn is_bootable(format: OutputFormat) -> bool {
 }
 
 /// The shell script the image step runs (in the image tree, before the clean-up) for a
-/// bootable format: `/init` → systemd, and the kernel moved out of `/boot` into
-/// `/.hermetic-kernel` (mounted from the step's store entry), with Debian's own initrd of it
-/// removed: the whole tree is the initrd.
+/// bootable format whose recipe builds its kernel: `/init` → systemd; a kernel some package
+/// put in `/boot` is an error (which of the two would boot?).
+pub const PREPARE_SCRIPT_BUILT_KERNEL: &str = r#"set -eu
+ln -sfn usr/lib/systemd/systemd /init
+for k in /boot/vmlinuz-*; do
+  if [ -e "$k" ]; then
+    echo "the recipe builds its kernel ([kernel]) but a package installed $k: remove the kernel package (e.g. linux-image-cloud-amd64) from the packages" >&2
+    exit 1
+  fi
+done
+"#;
+
+/// The shell script the image step runs (in the image tree, before the clean-up) for a
+/// bootable format whose kernel comes from a package: `/init` → systemd, and the kernel moved
+/// out of `/boot` into `/.hermetic-kernel` (mounted from the step's store entry), with
+/// Debian's own initrd of it removed: the whole tree is the initrd.
 pub const PREPARE_SCRIPT: &str = r#"set -eu
 ln -sfn usr/lib/systemd/systemd /init
 set -- /boot/vmlinuz-*
 if [ ! -e "$1" ]; then
-  echo "no kernel in /boot: a bootable image needs a kernel package (e.g. linux-image-cloud-amd64)" >&2
+  echo "no kernel in /boot: a bootable image needs a [kernel] table or a kernel package (e.g. linux-image-cloud-amd64)" >&2
   exit 1
 fi
 if [ "$#" -ne 1 ]; then echo "more than one kernel in /boot: $*" >&2; exit 1; fi
@@ -64,14 +80,33 @@ cp "$1" /.hermetic-kernel/
 rm -f /boot/vmlinuz-* /boot/initrd.img-* /boot/System.map-* /boot/config-* /vmlinuz /vmlinuz.old /initrd.img /initrd.img.old
 "#;
 
+/// The files of a `kernel` step's store entry (under `files/`).
+pub const KERNEL_BZIMAGE: &str = "bzImage";
+pub const KERNEL_VMLINUX: &str = "vmlinux";
+pub const KERNEL_CONFIG: &str = "config";
+pub const KERNEL_RELEASE: &str = "kernelrelease";
+/// The options that did not survive `make olddefconfig`, all accepted, with the reasons.
+pub const KERNEL_DROPS: &str = "dropped-options";
+
+/// The kernel a `kernel` step built (its `files/` directory), and its release.
+pub fn built_kernel(files: &Path) -> Result<(PathBuf, String), BuildError> {
+    let release_path = files.join(KERNEL_RELEASE);
+    let release = fs_err::read_to_string(&release_path)
+        .map_err(BuildError::io(&release_path))?
+        .trim()
+        .to_string();
+    Ok((files.join(KERNEL_BZIMAGE), release))
+}
+
 /// What [`write`] writes from.
 #[derive(Debug, Clone)]
 pub struct BootableInputs<'a> {
     pub format: OutputFormat,
     /// The image tree (becomes the initrd).
     pub tree: &'a Path,
-    /// Where the image step put the kernel.
-    pub kernel_dir: &'a Path,
+    /// The kernel (`.linux`) and its release (`.uname`).
+    pub kernel: &'a Path,
+    pub uname: &'a str,
     pub cmdline: &'a str,
     /// Output names are `<stem>.<ext>`.
     pub stem: &'a str,
@@ -87,7 +122,8 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     let BootableInputs {
         format,
         tree,
-        kernel_dir,
+        kernel,
+        uname,
         cmdline,
         stem,
         source_date_epoch,
@@ -102,14 +138,13 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     if format == OutputFormat::Initrd {
         return Ok(());
     }
-    let (kernel_path, uname) = find_kernel(kernel_dir)?;
     let stub_path = tree.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub");
     let stub = read(&stub_path)?;
     let mut builder = uki::UkiBuilder::new(stub, stub_path.display().to_string());
     builder.os_release = Some(read(&tree.join("usr/lib/os-release"))?);
     builder.cmdline = Some(cmdline.as_bytes().to_vec());
-    builder.uname = Some(uname);
-    builder.linux = Some(read(&kernel_path)?);
+    builder.uname = Some(uname.to_string());
+    builder.linux = Some(read(kernel)?);
     builder.initrds = vec![read(&initrd_path)?];
     let efi = files.join(format!("{stem}.efi"));
     let layout = builder.layout().map_err(|e| image_err(&efi, e))?;
@@ -185,7 +220,8 @@ fn write_initrd(
     Ok(())
 }
 
-fn find_kernel(dir: &Path) -> Result<(PathBuf, String), BuildError> {
+/// The kernel the image step took out of `/boot` (in `dir`), and its release.
+pub fn find_kernel(dir: &Path) -> Result<(PathBuf, String), BuildError> {
     let mut found = Vec::new();
     for e in fs_err::read_dir(dir).map_err(BuildError::io(dir))? {
         let e = e.map_err(BuildError::io(dir))?;

@@ -394,11 +394,12 @@ fn run_node(
                 let kernel = temp.join(super::bootable::KERNEL_DIR);
                 fs_err::create_dir(&kernel).map_err(BuildError::io(&kernel))?;
                 let mut prep = tree_step(node, &tree, opts, &log);
-                prep.argv = vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    super::bootable::PREPARE_SCRIPT.into(),
-                ];
+                let script = if recipe.kernel.is_some() {
+                    super::bootable::PREPARE_SCRIPT_BUILT_KERNEL
+                } else {
+                    super::bootable::PREPARE_SCRIPT
+                };
+                prep.argv = vec!["/bin/sh".into(), "-c".into(), script.into()];
                 prep.mounts.push(Mount::Writable {
                     src: kernel.clone(),
                     dst: PathBuf::from("/.hermetic-kernel"),
@@ -408,6 +409,89 @@ fn run_node(
                 remove_mount_points(&tree)?;
             }
             clean_up(node, &tree, opts, &log)?;
+        }
+        NodeKind::Kernel(k) => {
+            let super::plan::KernelStep {
+                source,
+                config,
+                base,
+                fragments,
+                patches,
+                accepted,
+            } = k.as_ref();
+            let debs: Vec<&super::plan::DebPin> = std::iter::once(source).chain(config).collect();
+            for d in &debs {
+                let blob = store.blob_path(&d.sha256);
+                if !blob.is_file() {
+                    return Err(BuildError::MissingPins {
+                        count: debs
+                            .iter()
+                            .filter(|d| !store.blob_path(&d.sha256).is_file())
+                            .count(),
+                        store: store.root().to_path_buf(),
+                        example: format!("{}_{} ({})", d.name, d.version, blob.display()),
+                    });
+                }
+            }
+            let files = temp.join(FILES);
+            fs_err::create_dir(&files).map_err(BuildError::io(&files))?;
+            let work = temp.join("work");
+            let base = match base {
+                crate::recipe::KernelBase::Debian { file, .. } => {
+                    crate::kernel::BaseConfig::Debian {
+                        config_deb: config
+                            .as_ref()
+                            .map(|c| store.blob_path(&c.sha256))
+                            .unwrap_or_default(),
+                        file: file.clone(),
+                    }
+                }
+                crate::recipe::KernelBase::Target(t) => {
+                    crate::kernel::BaseConfig::MakeTarget(t.clone())
+                }
+            };
+            let reporter = KernelProgress::new(&node.name, opts.progress);
+            let report = |p: &crate::kernel::Progress| reporter.report(p);
+            let req = crate::kernel::KernelBuild {
+                tools: dep("tools").join(TREE),
+                source_deb: store.blob_path(&source.sha256),
+                base,
+                fragments: fragments.clone(),
+                accepted: accepted.clone(),
+                patches: patches.clone(),
+                source_date_epoch: opts.source_date_epoch,
+                work_dir: work.clone(),
+                log: log.clone(),
+                jobs: None,
+                progress: &report,
+            };
+            let built = crate::kernel::build_kernel(&req);
+            reporter.finish();
+            let built = built.map_err(|e| kernel_error(e, &log))?;
+            for (path, name) in [
+                (&built.bzimage, super::bootable::KERNEL_BZIMAGE),
+                (&built.vmlinux, super::bootable::KERNEL_VMLINUX),
+                (&built.config, super::bootable::KERNEL_CONFIG),
+            ] {
+                let dst = files.join(name);
+                fs_err::rename(path, &dst).map_err(BuildError::io(&dst))?;
+            }
+            let release = files.join(super::bootable::KERNEL_RELEASE);
+            fs_err::write(&release, format!("{}\n", built.release))
+                .map_err(BuildError::io(&release))?;
+            let mut drops = String::new();
+            for d in &built.drops.drops {
+                let reason = accepted
+                    .options
+                    .get(&d.request.name)
+                    .map(String::as_str)
+                    .unwrap_or("");
+                drops.push_str(&format!("{}\n  accepted: {reason}\n", d));
+            }
+            let drops_path = files.join(super::bootable::KERNEL_DROPS);
+            fs_err::write(&drops_path, drops).map_err(BuildError::io(&drops_path))?;
+            // The build tree is gigabytes and not an output.
+            fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
         }
         NodeKind::Output {
             format,
@@ -449,11 +533,30 @@ fn run_node(
                 bootable => {
                     let scratch = temp.join("scratch");
                     fs_err::create_dir(&scratch).map_err(BuildError::io(&scratch))?;
-                    let kernel_dir = dep("image").join(super::bootable::KERNEL_DIR);
+                    let (kernel, uname) = if node.deps.contains_key("kernel") {
+                        let built = dep("kernel").join(FILES);
+                        let (kernel, uname) = super::bootable::built_kernel(&built)?;
+                        // The kernel and its configuration are outputs too.
+                        if *bootable != OutputFormat::Initrd {
+                            for (from, to) in [
+                                (super::bootable::KERNEL_BZIMAGE, format!("{stem}.vmlinuz")),
+                                (super::bootable::KERNEL_CONFIG, format!("{stem}.config")),
+                            ] {
+                                let (src, dst) = (built.join(from), files.join(to));
+                                fs_err::copy(&src, &dst).map_err(BuildError::io(&dst))?;
+                            }
+                        }
+                        (kernel, uname)
+                    } else {
+                        super::bootable::find_kernel(
+                            &dep("image").join(super::bootable::KERNEL_DIR),
+                        )?
+                    };
                     let inputs = super::bootable::BootableInputs {
                         format: *bootable,
                         tree: &tree,
-                        kernel_dir: &kernel_dir,
+                        kernel: &kernel,
+                        uname: &uname,
                         cmdline,
                         stem,
                         source_date_epoch: opts.source_date_epoch,
@@ -467,6 +570,94 @@ fn run_node(
         }
     }
     Ok(())
+}
+
+/// Progress of the kernel step: on a terminal a spinner with the elapsed time, the current
+/// part of the build and the latest kbuild line; otherwise, with `--progress` lines, one line a
+/// minute.
+struct KernelProgress {
+    name: String,
+    spinner: Option<indicatif::ProgressBar>,
+    lines: bool,
+    last: std::cell::Cell<Instant>,
+}
+
+impl KernelProgress {
+    fn new(name: &str, progress: bool) -> KernelProgress {
+        let spinner =
+            (progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+                let pb = indicatif::ProgressBar::new_spinner();
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                pb.enable_steady_tick(Duration::from_millis(200));
+                pb
+            });
+        KernelProgress {
+            name: name.to_string(),
+            spinner,
+            lines: progress,
+            last: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn report(&self, p: &crate::kernel::Progress) {
+        let what = if p.phase.is_empty() {
+            format!("{}: {} lines", p.step, p.lines)
+        } else {
+            format!("{}: {} ({} lines)", p.step, p.phase, p.lines)
+        };
+        if let Some(pb) = &self.spinner {
+            pb.set_message(what);
+        } else if self.lines && self.last.get().elapsed() >= Duration::from_secs(60) {
+            self.last.set(Instant::now());
+            eprintln!(
+                "           {} {}: {what}",
+                self.name,
+                human(p.elapsed.as_secs_f64())
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(pb) = &self.spinner {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// A kernel error whose log is in the step's temporary directory points at a kept copy.
+fn kernel_error(e: crate::kernel::KernelError, log: &Path) -> BuildError {
+    use crate::kernel::KernelError as K;
+    match e {
+        K::StepFailed {
+            step,
+            status,
+            tail,
+            log: _,
+        } => K::StepFailed {
+            step,
+            status,
+            tail,
+            log: keep_log(log),
+        },
+        K::PatchFailed {
+            patch,
+            problems,
+            log: _,
+        } => K::PatchFailed {
+            patch,
+            problems,
+            log: keep_log(log),
+        },
+        K::MissingOutput { path, log: _ } => K::MissingOutput {
+            path,
+            log: keep_log(log),
+        },
+        other => other,
+    }
+    .into()
 }
 
 /// How the host ids of trees made in the sandbox (with [`IdMapping::Subordinate`]) map back

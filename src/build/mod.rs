@@ -8,7 +8,11 @@
 //!   when the image has steps);
 //! - `image`: the rootfs with the overlays laid over it, the recipe's steps run in the tools
 //!   tree, then the deterministic clean-up of [`cleanup`];
-//! - `output`: the image written in its format (`directory`, `tar`).
+//! - `kernel-tools` and `kernel` (bootable formats of a recipe with a `[kernel]` table): the
+//!   tools tree of the kernel's build-packages, and the kernel built from Debian's source in
+//!   it (see [`crate::kernel`]);
+//! - `output`: the image written in its format (`directory`, `tar`, or a bootable format
+//!   around the built kernel or the one a package put in `/boot`).
 
 pub mod bootable;
 pub mod cleanup;
@@ -92,6 +96,8 @@ pub enum BuildError {
     Control { path: PathBuf, message: String },
     #[error("cannot write {path}: {message}")]
     Image { path: PathBuf, message: String },
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
 }
 
 impl BuildError {

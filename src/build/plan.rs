@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::kernel::{AcceptedDrops, BaseConfig, KernelBuild, Progress};
 use crate::key::{
     DependencyInput, OverlayInput, ScriptInput, StepInputs, StepKey, TreeHashOptions,
 };
-use crate::lockfile::{BUILD_TAG_SUFFIX, Lockfile};
-use crate::recipe::{OutputFormat, Project, ResolvedRecipe};
+use crate::lockfile::{BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile};
+use crate::recipe::{KernelBase, OutputFormat, Project, ResolvedKernel, ResolvedRecipe};
 
 use super::BuildError;
 
@@ -18,6 +19,19 @@ pub struct DebPin {
     pub version: String,
     pub sha256: String,
     pub size: u64,
+}
+
+/// What the kernel step builds from (besides its tools tree).
+#[derive(Debug, Clone)]
+pub struct KernelStep {
+    /// The `linux-source-*` deb.
+    pub source: DebPin,
+    /// The `linux-config-*` deb, when the base config is a Debian one.
+    pub config: Option<DebPin>,
+    pub base: KernelBase,
+    pub fragments: Vec<PathBuf>,
+    pub patches: Vec<PathBuf>,
+    pub accepted: AcceptedDrops,
 }
 
 /// What a step does.
@@ -32,6 +46,8 @@ pub enum NodeKind {
         staged: Vec<(String, String)>,
         architecture: String,
     },
+    /// Build the kernel from Debian's source in the `tools` tree.
+    Kernel(Box<KernelStep>),
     /// Write the image tree in the recipe's format.
     Output {
         format: OutputFormat,
@@ -47,6 +63,7 @@ impl NodeKind {
         match self {
             NodeKind::Rootfs { .. } => "rootfs",
             NodeKind::Image { .. } => "image",
+            NodeKind::Kernel(_) => "kernel",
             NodeKind::Output { .. } => "output",
         }
     }
@@ -58,7 +75,8 @@ pub struct Node {
     /// `<image>/<step>`, e.g. `base/rootfs`, `gcp/tools`.
     pub name: String,
     pub kind: NodeKind,
-    /// The steps this one builds on, by role (`rootfs`, `tools`, `image`), as node indexes.
+    /// The steps this one builds on, by role (`rootfs`, `tools`, `image`, `kernel`), as node
+    /// indexes.
     pub deps: BTreeMap<String, usize>,
     pub key: StepKey,
     /// Everything the key was computed from (kept for `hermetic plan -v`).
@@ -105,6 +123,7 @@ pub fn plan(
         }
         check_lock_matches(lock, &recipe)?;
 
+        let bootable = super::bootable::is_bootable(recipe.format);
         let rootfs = rootfs_node(lock, &recipe, &recipe.name, sde, "rootfs")?;
         let rootfs = graph.add(rootfs);
 
@@ -195,6 +214,12 @@ pub fn plan(
             "image-version".into(),
             recipe.version.clone().unwrap_or_default(),
         );
+        if bootable && recipe.kernel.is_some() {
+            // The image step then leaves /boot alone and refuses a packaged kernel.
+            inputs
+                .settings
+                .insert("kernel".into(), "built from source".into());
+        }
         let mut deps = BTreeMap::new();
         deps.insert("rootfs".to_string(), rootfs);
         if let Some(t) = tools {
@@ -240,13 +265,20 @@ pub fn plan(
         inputs
             .settings
             .insert("source-date-epoch".into(), sde.to_string());
-        inputs.dependencies.insert(
-            "image".into(),
-            DependencyInput {
-                key: graph.nodes[image].key.clone(),
-                output: None,
-            },
-        );
+        let mut deps = BTreeMap::from([("image".to_string(), image)]);
+        if bootable && let Some(kernel) = &recipe.kernel {
+            let k = kernel_nodes(&mut graph, lock, &recipe, kernel, sde)?;
+            deps.insert("kernel".to_string(), k);
+        }
+        for (role, &i) in &deps {
+            inputs.dependencies.insert(
+                role.clone(),
+                DependencyInput {
+                    key: graph.nodes[i].key.clone(),
+                    output: None,
+                },
+            );
+        }
         let output = graph.add(Node {
             name: format!("{}/output", recipe.name),
             key: inputs.key(),
@@ -256,11 +288,119 @@ pub fn plan(
                 stem,
                 cmdline,
             },
-            deps: BTreeMap::from([("image".to_string(), image)]),
+            deps,
         });
         graph.targets.push((recipe.name.clone(), output));
     }
     Ok(graph)
+}
+
+/// The pins of `lock` carrying `tag`.
+fn tagged_debs(lock: &Lockfile, tag: &str) -> Vec<DebPin> {
+    lock.packages
+        .iter()
+        .filter(|p| p.recipes.iter().any(|r| r == tag))
+        .map(|p| DebPin {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+        })
+        .collect()
+}
+
+/// The kernel's tools tree and the kernel step; returns the kernel node. Both are keyed by
+/// their inputs only, so images sharing a kernel share the steps.
+fn kernel_nodes(
+    graph: &mut Graph,
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+    kernel: &ResolvedKernel,
+    sde: u64,
+) -> Result<usize, BuildError> {
+    let tag = format!("{}{KERNEL_TAG_SUFFIX}", recipe.name);
+    let all = tagged_debs(lock, &tag);
+    let inputs_named = kernel.input_packages();
+    let find = |name: &str| -> Result<DebPin, BuildError> {
+        all.iter()
+            .find(|d| d.name == name)
+            .cloned()
+            .ok_or_else(|| BuildError::StaleLock {
+                detail: format!("`{name}` of the kernel of `{}` is not pinned", recipe.name),
+            })
+    };
+    let source = find(&kernel.source)?;
+    let config = match &kernel.base {
+        KernelBase::Debian { package, .. } => Some(find(package)?),
+        KernelBase::Target(_) => None,
+    };
+    // The source and config debs are inputs of the build, not tools: they stay out of the tree.
+    let tools_debs: Vec<DebPin> = all
+        .into_iter()
+        .filter(|d| !inputs_named.contains(&d.name))
+        .collect();
+    // Named after the recipe whose [kernel] table it is: every image built on it shares it.
+    let mut tools = tree_node(recipe, &tag, tools_debs, sde, "kernel-tools")?;
+    tools.name = format!("{}/kernel-tools", kernel.recipe);
+    let tools = graph.add(tools);
+
+    let (fragments, patches, accepted) = crate::kernel::build::project_inputs(&kernel.dir)?;
+    let progress = |_: &Progress| {};
+    let base = match &kernel.base {
+        KernelBase::Debian { file, .. } => BaseConfig::Debian {
+            config_deb: PathBuf::new(),
+            file: file.clone(),
+        },
+        KernelBase::Target(t) => BaseConfig::MakeTarget(t.clone()),
+    };
+    // The paths of this description do not enter the key; the build is described again
+    // with the store's paths when it runs.
+    let description = KernelBuild {
+        tools: PathBuf::new(),
+        source_deb: PathBuf::new(),
+        base,
+        fragments: fragments.clone(),
+        accepted: accepted.clone(),
+        patches: patches.clone(),
+        source_date_epoch: sde,
+        work_dir: PathBuf::new(),
+        log: PathBuf::new(),
+        jobs: None,
+        progress: &progress,
+    };
+    let mut inputs = description.key_inputs()?;
+    // Shared by every image with the same kernel inputs.
+    inputs.name = "kernel".into();
+    inputs.pins.insert(
+        format!("source:{}_{}", source.name, source.version),
+        source.sha256.clone(),
+    );
+    if let Some(c) = &config {
+        inputs
+            .pins
+            .insert(format!("config:{}_{}", c.name, c.version), c.sha256.clone());
+    }
+    inputs.dependencies.insert(
+        "tools".into(),
+        DependencyInput {
+            key: graph.nodes[tools].key.clone(),
+            output: None,
+        },
+    );
+    Ok(graph.add(Node {
+        name: format!("{}/kernel", kernel.recipe),
+        key: inputs.key(),
+        inputs,
+        kind: NodeKind::Kernel(Box::new(KernelStep {
+            source,
+            config,
+            base: kernel.base.clone(),
+            fragments,
+            patches,
+            accepted,
+        })),
+        deps: BTreeMap::from([("tools".to_string(), tools)]),
+    }))
 }
 
 fn rootfs_node(
@@ -270,17 +410,17 @@ fn rootfs_node(
     sde: u64,
     word: &str,
 ) -> Result<Node, BuildError> {
-    let mut debs: Vec<DebPin> = lock
-        .packages
-        .iter()
-        .filter(|p| p.recipes.iter().any(|r| r == tag))
-        .map(|p| DebPin {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            sha256: p.sha256.clone(),
-            size: p.size,
-        })
-        .collect();
+    tree_node(recipe, tag, tagged_debs(lock, tag), sde, word)
+}
+
+/// A tree installed from `debs` (an image's rootfs or a tools tree).
+fn tree_node(
+    recipe: &ResolvedRecipe,
+    tag: &str,
+    mut debs: Vec<DebPin>,
+    sde: u64,
+    word: &str,
+) -> Result<Node, BuildError> {
     if debs.is_empty() {
         return Err(BuildError::NothingLocked {
             recipe: recipe.name.clone(),
@@ -334,6 +474,16 @@ fn check_lock_matches(lock: &Lockfile, recipe: &ResolvedRecipe) -> Result<(), Bu
     if want != have {
         return Err(BuildError::StaleLock {
             detail: format!("the build-packages of `{}` changed", recipe.name),
+        });
+    }
+    let want = recipe
+        .kernel
+        .as_ref()
+        .map(|k| k.lock_packages())
+        .unwrap_or_default();
+    if want != locked.kernel_packages {
+        return Err(BuildError::StaleLock {
+            detail: format!("the kernel packages of `{}` changed", recipe.name),
         });
     }
     Ok(())
