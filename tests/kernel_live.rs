@@ -60,7 +60,7 @@ fn kernel_would_run(p: &Path, store: &Path) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()
-            .any(|l| l.starts_with("would run") && l.contains("kt/kernel ")),
+            .any(|l| l.starts_with("would run") && l.contains("base/kernel ")),
         "{text}"
     );
 }
