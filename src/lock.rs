@@ -1,12 +1,14 @@
 //! Resolving recipes into pins.lock.
 //!
-//! Each recipe is resolved on its own, twice: its `packages` (the image) and its
-//! `build-packages` (the tools tree its build steps run in), each closure including the
-//! essential base (`Essential: yes` and `Priority: required`), like `apt-get install
+//! Each recipe is resolved on its own: its `packages` (the image), its `build-packages` (the
+//! tools tree its build steps run in) and, with a `[kernel]` table, the kernel's
+//! build-packages with its source and config packages; each closure including the essential
+//! base (`Essential: yes` and `Priority: required`), like `apt-get install
 //! --no-install-recommends` on an empty system. A pin is tagged with the recipes that use it:
-//! `<recipe>` for the image closure, `<recipe>:build` for the tools closure. The image
-//! closure is resolved only when `packages` is not empty; the tools closure always (an
-//! empty `build-packages` still gives the essential base as tools tree).
+//! `<recipe>` for the image closure, `<recipe>:build` for the tools closure, `<recipe>:kernel`
+//! for the kernel's. The image and kernel closures are resolved only when not empty; the
+//! tools closure always (an empty `build-packages` still gives the essential base as tools
+//! tree).
 //!
 //! The lock records what each recipe asked for, so [`check`] needs no network. Plain
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);

@@ -16,7 +16,8 @@ Reads each suite's InRelease and verifies its OpenPGP signature against
 keys/debian-archive-keyring.pgp (HERMETIC_KEYRING replaces it), checks the Packages and
 Sources indexes it lists by SHA-256, and resolves every recipe like `apt-get install
 --no-install-recommends` plus the essential base: its `packages` (tag <recipe>) and its
-`build-packages` (tag <recipe>:build). Recipes whose request did not change keep their pins,
+`build-packages` (tag <recipe>:build), and with a [kernel] table the kernel's build-packages,
+source and config packages (tag <recipe>:kernel). Recipes whose request did not change keep their pins,
 and pins.lock is not rewritten when nothing changed.
 
 Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the pinned
