@@ -18,7 +18,7 @@ security=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null 
 [ -n "$mirror" ] || { echo "no Debian mirror in /etc/apt/sources.list.d/*.sources" >&2; exit 1; }
 
 "$bin" fetch -q
-packages=$(sed -n 's/^  "\(.*\)",$/\1/p' recipes/base.toml | tr '\n' ',' | sed 's/,$//')
+packages=$(python3 -c 'import sys, tomllib; print(",".join(tomllib.load(open(sys.argv[1], "rb"))["packages"]))' recipes/base.toml)
 
 t0=$(date +%s.%N)
 "$bin" build base --output "$work/out" >/dev/null 2>&1
