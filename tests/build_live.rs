@@ -38,6 +38,26 @@ fn project_with(recipes: &[&str]) -> tempfile::TempDir {
     project::project(recipes, Kernel::Seed)
 }
 
+/// `hermetic build TARGET` under hostile host settings: umask 002, another time zone and
+/// locale, another working directory, the store given by `HERMETIC_STORE`.
+fn build_hostile(p: &Path, target: &str, out: &Path, store: &Path, tz: &str, lang: &str) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 002; exec \"$@\"")
+        .arg("sh")
+        .arg(hermetic())
+        .arg("-C")
+        .arg(p)
+        .args(["build", target, "--output"])
+        .arg(out)
+        .current_dir(elsewhere.path())
+        .env("HERMETIC_STORE", store)
+        .env("TZ", tz)
+        .env("LANG", lang)
+        .env("LC_ALL", lang));
+}
+
 fn sha256(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(fs_err::read(path).unwrap()))
@@ -77,21 +97,14 @@ fn base_builds_bit_identically_under_host_variations() {
         .arg(&out_a));
 
     // Hostile host settings, another store, another working directory.
-    let elsewhere = tempfile::tempdir().unwrap();
-    run(Command::new("sh")
-        .arg("-c")
-        .arg("umask 002; exec \"$@\"")
-        .arg("sh")
-        .arg(hermetic())
-        .arg("-C")
-        .arg(p)
-        .args(["build", "base", "--output"])
-        .arg(&out_b)
-        .current_dir(elsewhere.path())
-        .env("HERMETIC_STORE", store_b.path())
-        .env("TZ", "Asia/Tokyo")
-        .env("LANG", "de_DE.UTF-8")
-        .env("LC_ALL", "de_DE.UTF-8"));
+    build_hostile(
+        p,
+        "base",
+        &out_b,
+        store_b.path(),
+        "Asia/Tokyo",
+        "de_DE.UTF-8",
+    );
 
     let tar_a = out_a.join("base.tar");
     let tar_b = out_b.join("base.tar");
@@ -299,20 +312,14 @@ fn bootable_images_are_reproducible_and_boot() {
     assert_eq!(kernels[0]["state"], "built", "{first:#}");
     let kernel_files = Path::new(kernels[0]["path"].as_str().unwrap()).join("files");
 
-    let elsewhere = tempfile::tempdir().unwrap();
-    run(Command::new("sh")
-        .arg("-c")
-        .arg("umask 002; exec \"$@\"")
-        .arg("sh")
-        .arg(hermetic())
-        .arg("-C")
-        .arg(p)
-        .args(["build", "gcp", "--output"])
-        .arg(&out_b)
-        .current_dir(elsewhere.path())
-        .env("HERMETIC_STORE", store_b.path())
-        .env("TZ", "America/New_York")
-        .env("LANG", "fr_FR.UTF-8"));
+    build_hostile(
+        p,
+        "gcp",
+        &out_b,
+        store_b.path(),
+        "America/New_York",
+        "fr_FR.UTF-8",
+    );
     for name in [
         "gcp_latest.vmlinuz",
         "gcp_latest.config",
