@@ -95,7 +95,7 @@ cp "$kernel_entry/files/config" "$hand/build/.config"
     --symlink usr/bin /bin --symlink usr/sbin /sbin --symlink usr/lib /lib \
     --symlink usr/lib64 /lib64 --dev /dev --proc /proc --tmpfs /tmp --dir /work \
     --bind "$hand/build" /work/build --chdir /work/build --unshare-net --clearenv \
-    --hostname mkosi \
+    --unshare-uts --hostname mkosi \
     --setenv PATH /usr/bin:/bin --setenv LC_ALL C.UTF-8 --setenv TZ UTC \
     --setenv SOURCE_DATE_EPOCH 0 \
     --setenv KBUILD_BUILD_TIMESTAMP "Fri Jun  5 15:58:00 CEST 1971" \
