@@ -10,6 +10,19 @@ use crate::build::{BuildOptions, StepState};
 
 /// Arguments of `hermetic build`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Each image is a graph of steps, each keyed by the hash of all its inputs and kept in the
+store: <image>/rootfs (the pinned packages installed), <image>/tools (the tools tree of the
+recipe's steps), <image>/image (overlays, steps, clean-up), for a bootable format with a
+[kernel] table <recipe>/kernel-tools and <recipe>/kernel (the kernel built from Debian's
+source in the sandbox: the full seed kernel takes 20-40 minutes on two cores, with a line a
+minute, or a spinner on a terminal, saying where it is), and <image>/output (the format). A
+step whose key is stored never runs again; `hermetic plan TARGET` shows which would run.
+
+Outputs go to --output with SHA256SUMS: <image>_<version>.efi, -import.tar.gz / .vhd /
+.qcow2, .measurements.json, and with a built kernel .vmlinuz and .config. A failed step
+publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. See docs/recipes.md and
+docs/kernel.md.")]
 pub struct Args {
     /// The images to build (recipe names, e.g. `base`, `gcp`).
     #[arg(required = true, value_name = "TARGET")]
