@@ -21,11 +21,11 @@ mod project;
 #[path = "uki_support.rs"]
 mod uki_support;
 
-use project::Kernel;
+use project::{Kernel, run};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -84,19 +84,6 @@ ExecStart=/usr/local/sbin/hermetic-pcr-report
 
 fn hermetic() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hermetic"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run hermetic");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A project with hermetic.toml, keys/, recipes/base.toml, recipes/pcrtest.toml and the

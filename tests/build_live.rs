@@ -8,25 +8,12 @@
 
 mod project;
 
-use project::Kernel;
+use project::{Kernel, run};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn hermetic() -> &'static str {
     env!("CARGO_BIN_EXE_hermetic")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run hermetic");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn project() -> tempfile::TempDir {

@@ -15,27 +15,14 @@
 mod project;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use project::{Kernel, SMALL_KERNEL_DIR};
+use project::{Kernel, SMALL_KERNEL_DIR, run};
 
 fn hermetic(p: &Path, store: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hermetic"));
     cmd.arg("-C").arg(p).arg("--store").arg(store);
     cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run hermetic");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Runs a build that must fail; returns its standard error.

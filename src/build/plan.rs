@@ -225,15 +225,7 @@ pub fn plan(
         if let Some(t) = tools {
             deps.insert("tools".to_string(), t);
         }
-        for (role, &i) in &deps {
-            inputs.dependencies.insert(
-                role.clone(),
-                DependencyInput {
-                    key: graph.nodes[i].key.clone(),
-                    output: None,
-                },
-            );
-        }
+        depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {
             name: format!("{}/image", recipe.name),
             key: inputs.key(),
@@ -270,15 +262,7 @@ pub fn plan(
             let k = kernel_nodes(&mut graph, lock, &recipe, kernel, sde)?;
             deps.insert("kernel".to_string(), k);
         }
-        for (role, &i) in &deps {
-            inputs.dependencies.insert(
-                role.clone(),
-                DependencyInput {
-                    key: graph.nodes[i].key.clone(),
-                    output: None,
-                },
-            );
-        }
+        depend_on(&mut inputs, &graph, &deps);
         let output = graph.add(Node {
             name: format!("{}/output", recipe.name),
             key: inputs.key(),
@@ -293,6 +277,19 @@ pub fn plan(
         graph.targets.push((recipe.name.clone(), output));
     }
     Ok(graph)
+}
+
+/// Adds the keys of the steps `deps` (role → node index) to a step's inputs.
+fn depend_on(inputs: &mut StepInputs, graph: &Graph, deps: &BTreeMap<String, usize>) {
+    for (role, &i) in deps {
+        inputs.dependencies.insert(
+            role.clone(),
+            DependencyInput {
+                key: graph.nodes[i].key.clone(),
+                output: None,
+            },
+        );
+    }
 }
 
 /// The pins of `lock` carrying `tag`.
@@ -380,13 +377,8 @@ fn kernel_nodes(
             .pins
             .insert(format!("config:{}_{}", c.name, c.version), c.sha256.clone());
     }
-    inputs.dependencies.insert(
-        "tools".into(),
-        DependencyInput {
-            key: graph.nodes[tools].key.clone(),
-            output: None,
-        },
-    );
+    let deps = BTreeMap::from([("tools".to_string(), tools)]);
+    depend_on(&mut inputs, graph, &deps);
     Ok(graph.add(Node {
         name: format!("{}/kernel", kernel.recipe),
         key: inputs.key(),
@@ -399,7 +391,7 @@ fn kernel_nodes(
             patches,
             accepted,
         })),
-        deps: BTreeMap::from([("tools".to_string(), tools)]),
+        deps,
     }))
 }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 /// Which kernel the test project's `base` has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,4 +91,18 @@ pub fn project(recipes: &[&str], kernel: Kernel) -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// Runs a command that must succeed; on failure the panic shows its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run hermetic");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
