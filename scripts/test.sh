@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --workspace
+# --no-fail-fast: one failing suite must not hide the others.
+cargo test --locked --workspace --no-fail-fast
 
 # The sandbox suites once more as an ordinary user: the escape and environment suites must
 # pass for root and for a user without privileges (setup.sh creates hermetic-ci, with

@@ -90,7 +90,9 @@ impl FromStr for Version {
                     return Err(err("epoch in version is too big"));
                 }
                 let epoch = value as u32;
-                if rest.is_empty() {
+                // dpkg looks for this before cutting trailing blanks: "1: " has something
+                // after its colon, and fails below with an empty version number instead.
+                if rest.is_empty() && end == b.len() {
                     return Err(err("nothing after colon in version number"));
                 }
                 (epoch, true, rest)
@@ -282,6 +284,7 @@ mod tests {
             ("1a:1", "epoch in version is not number"),
             ("-1:1", "epoch in version is negative"),
             ("1:", "nothing after colon in version number"),
+            ("+0: ", "version number is empty"),
             ("1.0-", "revision number is empty"),
             ("-1", "version number is empty"),
             ("a1", "version number does not start with digit"),
