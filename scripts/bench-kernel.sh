@@ -52,11 +52,11 @@ if [ -s "$work/cold.json" ] && [ -s "$work/cached.json" ]; then
 else
   # 1. Cold: every step, the kernel among them.
   /usr/bin/time -v -o "$work/time-cold.txt" \
-    "$hermetic" -C "$project" --store "$store" --json build gcp --output "$work/out" \
+    "$hermetic" -C "$project" --store "$store" --json build gcp --jobs "$jobs" --output "$work/out" \
     > "$work/cold.json"
   # 2. Cached: nothing changed, nothing runs.
   /usr/bin/time -v -o "$work/time-cached.txt" \
-    "$hermetic" -C "$project" --store "$store" --json build gcp --output "$work/out" \
+    "$hermetic" -C "$project" --store "$store" --json build gcp --jobs "$jobs" --output "$work/out" \
     > "$work/cached.json"
 fi
 

@@ -26,8 +26,16 @@ fn project_with(recipes: &[&str]) -> tempfile::TempDir {
 }
 
 /// `hermetic build TARGET` under hostile host settings: umask 002, another time zone and
-/// locale, another working directory, the store given by `HERMETIC_STORE`.
-fn build_hostile(p: &Path, target: &str, out: &Path, store: &Path, tz: &str, lang: &str) {
+/// locale, another working directory, the store given by `HERMETIC_STORE`, a kernel build
+/// with more jobs than CPUs (`HERMETIC_JOBS=3`).
+fn build_hostile(
+    p: &Path,
+    target: &str,
+    out: &Path,
+    store: &Path,
+    tz: &str,
+    lang: &str,
+) -> std::process::Output {
     let elsewhere = tempfile::tempdir().unwrap();
     run(Command::new("sh")
         .arg("-c")
@@ -42,7 +50,8 @@ fn build_hostile(p: &Path, target: &str, out: &Path, store: &Path, tz: &str, lan
         .env("HERMETIC_STORE", store)
         .env("TZ", tz)
         .env("LANG", lang)
-        .env("LC_ALL", lang));
+        .env("LC_ALL", lang)
+        .env("HERMETIC_JOBS", "3"))
 }
 
 fn sha256(path: &Path) -> String {
@@ -299,7 +308,7 @@ fn bootable_images_are_reproducible_and_boot() {
     assert_eq!(kernels[0]["state"], "built", "{first:#}");
     let kernel_files = Path::new(kernels[0]["path"].as_str().unwrap()).join("files");
 
-    build_hostile(
+    let hostile = build_hostile(
         p,
         "gcp",
         &out_b,
@@ -307,6 +316,8 @@ fn bootable_images_are_reproducible_and_boot() {
         "America/New_York",
         "fr_FR.UTF-8",
     );
+    let said = String::from_utf8_lossy(&hostile.stderr);
+    assert!(said.contains("base/kernel: make -j3 "), "{said}");
     for name in [
         "gcp_latest.vmlinuz",
         "gcp_latest.config",

@@ -27,6 +27,9 @@ pub struct BuildOptions {
     pub progress: bool,
     /// The value of `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: u64,
+    /// `make -j` of the kernel step; `None`: as many as the sandbox has CPUs. Not part of
+    /// any key: the output does not depend on it.
+    pub jobs: Option<std::num::NonZeroUsize>,
 }
 
 /// What happened to a step.
@@ -450,6 +453,14 @@ fn run_node(
                     crate::kernel::BaseConfig::MakeTarget(t.clone())
                 }
             };
+            // Resolved here rather than by `nproc` in the sandbox, so the line below says it.
+            let jobs = opts
+                .jobs
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, std::num::NonZeroUsize::get);
+            if opts.progress {
+                eprintln!("           {}: make -j{jobs} (--jobs to change)", node.name);
+            }
             let reporter = KernelProgress::new(&node.name, opts.progress);
             let report = |p: &crate::kernel::Progress| reporter.report(p);
             let req = crate::kernel::KernelBuild {
@@ -462,7 +473,7 @@ fn run_node(
                 source_date_epoch: opts.source_date_epoch,
                 work_dir: work.clone(),
                 log: log.clone(),
-                jobs: None,
+                jobs: Some(jobs),
                 progress: &report,
             };
             let built = crate::kernel::build_kernel(&req);

@@ -101,6 +101,7 @@ fn build_target(
         rebuild: false,
         progress: ctx.chatty(),
         source_date_epoch: project.config.build.source_date_epoch,
+        jobs: None,
     };
     let report = crate::build::build(&store, &graph, &opts)?;
     let has = |ext: &str| {

@@ -44,6 +44,11 @@ pub struct Args {
     /// ones, naming the files that differ.
     #[arg(long)]
     pub rebuild: bool,
+
+    /// Parallel jobs of the kernel build (`make -jN`) [default: the CPUs hermetic may use].
+    /// The number of jobs changes neither the step key nor a byte of the output.
+    #[arg(long, short = 'j', value_name = "N", env = "HERMETIC_JOBS")]
+    pub jobs: Option<std::num::NonZeroUsize>,
 }
 
 /// Runs `hermetic build`.
@@ -61,6 +66,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         rebuild: args.rebuild,
         progress: ctx.chatty(),
         source_date_epoch: project.config.build.source_date_epoch,
+        jobs: args.jobs,
     };
     let report = crate::build::build(&store, &graph, &opts)?;
     let differs = report
