@@ -7,7 +7,7 @@ use std::process::Command;
 
 use hermetic::image::disk::{self, EspDiskLayout, SEED_DISK_GUID, SEED_ESP_GUID};
 use hermetic::image::fat::FatBuilder;
-use hermetic::image::gpt::{ESP_TYPE_GUID, GptDisk, GptPartition, Guid};
+use hermetic::image::gpt::{ESP_TYPE_GUID, FIRST_USABLE_LBA, GptDisk, GptPartition, Guid};
 use image_util::{golden, pseudo_random, run, sh, sparse_file, sparse_hexdump_file};
 use proptest::prelude::*;
 
@@ -160,6 +160,7 @@ proptest! {
         let mut gpt = GptDisk {
             disk_size,
             disk_guid: Guid(pseudo_random(extra_mib, 16).try_into().unwrap()),
+            first_usable_lba: FIRST_USABLE_LBA,
             partitions: Vec::new(),
         };
         let mut next = 2048;

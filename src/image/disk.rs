@@ -167,6 +167,7 @@ impl EspDiskLayout {
         GptDisk {
             disk_size: self.disk_size,
             disk_guid,
+            first_usable_lba: super::gpt::FIRST_USABLE_LBA,
             partitions: vec![GptPartition {
                 type_guid: ESP_TYPE_GUID,
                 unique_guid: esp_guid,

@@ -129,6 +129,9 @@ pub struct GptDisk {
     /// Size of the disk in bytes.
     pub disk_size: u64,
     pub disk_guid: Guid,
+    /// The header's FirstUsableLBA: [`FIRST_USABLE_LBA`] as libfdisk writes it; sgdisk
+    /// writes 34 (right after the entries). Measurements of other tools' disks need it.
+    pub first_usable_lba: u64,
     /// In entry order.
     pub partitions: Vec<GptPartition>,
 }
@@ -148,7 +151,9 @@ impl GptDisk {
         if self.disk_size == 0 || !self.disk_size.is_multiple_of(SECTOR) {
             return Err(GptError::BadDiskSize(self.disk_size));
         }
-        if self.sectors() < FIRST_USABLE_LBA + ENTRY_SECTORS + 2 {
+        if self.first_usable_lba < 2 + ENTRY_SECTORS
+            || self.sectors() < self.first_usable_lba + ENTRY_SECTORS + 2
+        {
             return Err(GptError::BadDiskSize(self.disk_size));
         }
         if self.partitions.len() > ENTRY_COUNT as usize {
@@ -158,7 +163,7 @@ impl GptDisk {
             if p.name.encode_utf16().count() > 36 {
                 return Err(GptError::NameTooLong(p.name.clone()));
             }
-            if p.first_lba < FIRST_USABLE_LBA
+            if p.first_lba < self.first_usable_lba
                 || p.last_lba > self.last_usable_lba()
                 || p.last_lba < p.first_lba
             {
@@ -166,7 +171,7 @@ impl GptDisk {
                     name: p.name.clone(),
                     first: p.first_lba,
                     last: p.last_lba,
-                    first_usable: FIRST_USABLE_LBA,
+                    first_usable: self.first_usable_lba,
                     last_usable: self.last_usable_lba(),
                 });
             }
@@ -231,7 +236,7 @@ impl GptDisk {
         h[12..16].copy_from_slice(&92u32.to_le_bytes());
         h[24..32].copy_from_slice(&my.to_le_bytes());
         h[32..40].copy_from_slice(&alternate.to_le_bytes());
-        h[40..48].copy_from_slice(&FIRST_USABLE_LBA.to_le_bytes());
+        h[40..48].copy_from_slice(&self.first_usable_lba.to_le_bytes());
         h[48..56].copy_from_slice(&self.last_usable_lba().to_le_bytes());
         h[56..72].copy_from_slice(&self.disk_guid.to_mixed_endian());
         h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
@@ -317,6 +322,7 @@ mod tests {
         let mut d = GptDisk {
             disk_size: 8 << 20,
             disk_guid: ESP_TYPE_GUID,
+            first_usable_lba: FIRST_USABLE_LBA,
             partitions: vec![p("a", 2048, 4095), p("b", 4000, 5000)],
         };
         assert!(matches!(d.validate(), Err(GptError::Overlap { .. })));

@@ -30,8 +30,6 @@ use crate::pe::PeFile;
 pub const EXIT_BOOT_SERVICES_INVOCATION: &str = "Exit Boot Services Invocation";
 /// See [`EXIT_BOOT_SERVICES_INVOCATION`].
 pub const EXIT_BOOT_SERVICES_SUCCESS: &str = "Exit Boot Services Returned with Success";
-/// The EFI System Partition type GUID.
-pub const ESP_TYPE_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -47,20 +45,14 @@ pub enum TdxError {
         value: String,
         len: usize,
     },
-    #[error("the ESP (LBA {start}..={end}) does not fit on a disk of {sectors} sectors")]
+    #[error(
+        "the ESP (LBA {start}..={end}) does not fit between the first usable LBA and the backup table of a disk of {sectors} sectors"
+    )]
     BadGeometry { start: u64, end: u64, sectors: u64 },
+    #[error("ESP name {name:?} is longer than the 36 UTF-16 code units of a GPT entry")]
+    BadName { name: String },
     #[error("{disk}: no valid GPT: {detail}")]
     BadDisk { disk: String, detail: String },
-}
-
-/// Encodes a GUID string the way UEFI stores it (first three groups little-endian): the GPT
-/// writer's [`crate::image::gpt::Guid`], with this module's error.
-pub fn encode_guid(guid: &str) -> Result<[u8; 16], TdxError> {
-    crate::image::gpt::Guid::parse(guid)
-        .map(|g| g.to_mixed_endian())
-        .map_err(|_| TdxError::BadGuid {
-            guid: guid.to_string(),
-        })
 }
 
 /// The boot disk as the firmware's GPT event describes it (one partition: the ESP).
@@ -97,51 +89,38 @@ impl GptDisk {
     }
 
     /// The `UEFI_GPT_DATA` event data: the primary header (92 bytes, CRCs filled in), the
-    /// number of used partitions (u64), and the used entries (128 bytes each).
+    /// number of used partitions (u64), and the used entries (128 bytes each) — the bytes
+    /// the image writer's table of this disk gives ([`crate::image::gpt::GptDisk`]).
     pub fn event_data(&self) -> Result<Vec<u8>, TdxError> {
-        if self.esp_end_lba < self.esp_start_lba || self.esp_end_lba + 34 > self.disk_sectors {
-            return Err(TdxError::BadGeometry {
-                start: self.esp_start_lba,
-                end: self.esp_end_lba,
-                sectors: self.disk_sectors,
-            });
-        }
-        let mut entry = Vec::with_capacity(128);
-        entry.extend_from_slice(&encode_guid(ESP_TYPE_GUID)?);
-        entry.extend_from_slice(&encode_guid(&self.esp_guid)?);
-        entry.extend_from_slice(&self.esp_start_lba.to_le_bytes());
-        entry.extend_from_slice(&self.esp_end_lba.to_le_bytes());
-        entry.extend_from_slice(&0u64.to_le_bytes());
-        let mut name = [0u8; 72];
-        for (i, u) in self.esp_name.encode_utf16().take(36).enumerate() {
-            name[i * 2..i * 2 + 2].copy_from_slice(&u.to_le_bytes());
-        }
-        entry.extend_from_slice(&name);
-        let mut array = entry.clone();
-        array.resize(128 * 128, 0);
-
-        let mut header = Vec::with_capacity(92);
-        header.extend_from_slice(b"EFI PART");
-        header.extend_from_slice(&0x0001_0000u32.to_le_bytes());
-        header.extend_from_slice(&92u32.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes()); // HeaderCRC32, filled below
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&1u64.to_le_bytes());
-        header.extend_from_slice(&(self.disk_sectors - 1).to_le_bytes());
-        header.extend_from_slice(&self.first_usable_lba.to_le_bytes());
-        header.extend_from_slice(&(self.disk_sectors - 34).to_le_bytes());
-        header.extend_from_slice(&encode_guid(&self.disk_guid)?);
-        header.extend_from_slice(&2u64.to_le_bytes());
-        header.extend_from_slice(&128u32.to_le_bytes());
-        header.extend_from_slice(&128u32.to_le_bytes());
-        header.extend_from_slice(&crc32(&array).to_le_bytes());
-        let crc = crc32(&header);
-        header[16..20].copy_from_slice(&crc.to_le_bytes());
-
-        let mut data = header;
-        data.extend_from_slice(&1u64.to_le_bytes());
-        data.extend_from_slice(&entry);
-        Ok(data)
+        use crate::image::gpt;
+        let guid = |g: &str| {
+            gpt::Guid::parse(g).map_err(|_| TdxError::BadGuid {
+                guid: g.to_string(),
+            })
+        };
+        let geometry = || TdxError::BadGeometry {
+            start: self.esp_start_lba,
+            end: self.esp_end_lba,
+            sectors: self.disk_sectors,
+        };
+        let table = gpt::GptDisk {
+            disk_size: self.disk_sectors.checked_mul(512).ok_or_else(geometry)?,
+            disk_guid: guid(&self.disk_guid)?,
+            first_usable_lba: self.first_usable_lba,
+            partitions: vec![gpt::GptPartition {
+                type_guid: gpt::ESP_TYPE_GUID,
+                unique_guid: guid(&self.esp_guid)?,
+                first_lba: self.esp_start_lba,
+                last_lba: self.esp_end_lba,
+                attributes: 0,
+                name: self.esp_name.clone(),
+            }],
+        };
+        table.validate().map_err(|e| match e {
+            gpt::GptError::NameTooLong(name) => TdxError::BadName { name },
+            _ => geometry(),
+        })?;
+        Ok(table.efi_gpt_data())
     }
 }
 
@@ -193,11 +172,6 @@ pub fn gpt_event_from_disk(disk: &[u8], name: &str) -> Result<Vec<u8>, TdxError>
         data.extend_from_slice(e);
     }
     Ok(data)
-}
-
-/// The CRC-32 of GPT headers and entry arrays (IEEE 802.3), as the GPT writer computes it.
-pub fn crc32(data: &[u8]) -> u32 {
-    crc32fast::hash(data)
 }
 
 /// The GPT event data measured into RTMR 1, and where it comes from (for the event list).
@@ -340,18 +314,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
-
-    #[test]
-    fn guid_encoding_is_mixed_endian() {
-        let g = encode_guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B").unwrap();
-        assert_eq!(hex::encode(g), "28732ac11ff8d211ba4b00a0c93ec93b");
-        assert!(encode_guid("not-a-guid").is_err());
-    }
-
-    #[test]
     fn dstack_default_geometry() {
         // A 100 MiB UKI: ESP = 132 MiB -> 260 MiB minimum; disk = 1 GiB.
         let d = GptDisk::dstack_default(100 * MIB);
@@ -372,26 +334,49 @@ mod tests {
         let mut h = e[..92].to_vec();
         let stored = u32::from_le_bytes(h[16..20].try_into().unwrap());
         h[16..20].fill(0);
-        assert_eq!(crc32(&h), stored);
+        assert_eq!(crc32fast::hash(&h), stored);
         // The entry array CRC covers all 128 entries (one used).
         let mut array = e[100..].to_vec();
         array.resize(128 * 128, 0);
         assert_eq!(
             u32::from_le_bytes(e[88..92].try_into().unwrap()),
-            crc32(&array)
+            crc32fast::hash(&array)
         );
         assert_eq!(u64::from_le_bytes(e[92..100].try_into().unwrap()), 1);
         assert_eq!(&e[100 + 56..100 + 62], b"e\0s\0p\0");
         // The disk GUID sits at offset 56 of the header.
         assert_eq!(
             &e[56..72],
-            &encode_guid("12345678-1234-5678-1234-567812345678").unwrap()
+            &crate::image::gpt::Guid::parse("12345678-1234-5678-1234-567812345678")
+                .unwrap()
+                .to_mixed_endian()
         );
         let bad = GptDisk {
             esp_end_lba: d.disk_sectors,
+            ..d.clone()
+        };
+        assert!(matches!(
+            bad.event_data(),
+            Err(TdxError::BadGeometry { .. })
+        ));
+        let bad = GptDisk {
+            esp_start_lba: 33,
+            ..d.clone()
+        };
+        assert!(matches!(
+            bad.event_data(),
+            Err(TdxError::BadGeometry { .. })
+        ));
+        let bad = GptDisk {
+            esp_name: "x".repeat(37),
+            ..d.clone()
+        };
+        assert!(matches!(bad.event_data(), Err(TdxError::BadName { .. })));
+        let bad = GptDisk {
+            esp_guid: "not-a-guid".into(),
             ..d
         };
-        assert!(bad.event_data().is_err());
+        assert!(matches!(bad.event_data(), Err(TdxError::BadGuid { .. })));
     }
 
     #[test]
