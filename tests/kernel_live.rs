@@ -7,7 +7,9 @@
 //! - a fragment line that is not a Kconfig assignment: its file and line, before any work;
 //! - a patch that does not apply: the patch and the hunk;
 //! - a fragment naming an option this kernel does not have: the option, file and line, with a
-//!   hint (the drop report after `make olddefconfig`).
+//!   hint (the drop report after `make olddefconfig`);
+//! - a patch that applies but breaks the compilation: the tail of the log with the compiler's
+//!   error, and where the whole log is kept.
 //!
 //! A good build of the same kernel (twice, bit-identical, booted) is in tests/build_live.rs.
 //! It locks afresh into a temporary project, as the mirror drops superseded versions.
@@ -27,7 +29,12 @@ fn hermetic(p: &Path, store: &Path) -> Command {
 
 /// Runs a build that must fail; returns its standard error.
 fn build_fails(p: &Path, store: &Path) -> String {
-    let out = hermetic(p, store)
+    build_fails_with(p, &mut hermetic(p, store))
+}
+
+/// As [`build_fails`], with a command prepared by the caller (e.g. its environment).
+fn build_fails_with(p: &Path, cmd: &mut Command) -> String {
+    let out = cmd
         .args(["build", "kt", "--output"])
         .arg(p.join("out"))
         .output()
@@ -120,5 +127,39 @@ fn bad_kernel_inputs_fail_naming_the_culprit_and_publish_nothing() {
     );
     assert!(text.contains("1 requested kernel option(s)"), "{text}");
     assert!(text.contains("[accepted-drops]"), "{text}");
+    kernel_would_run(p, store);
+    fs_err::remove_file(&bogus).unwrap();
+
+    // A patch that applies but does not compile: kernel/bounds.c is among the first files
+    // `make bzImage` compiles. The compiler's message is in the tail, the log is kept.
+    fs_err::write(
+        kdir.join("patches/0002-compile-error.patch"),
+        "--- a/kernel/bounds.c\n+++ b/kernel/bounds.c\n@@ -6,6 +6,7 @@\n  */\n \n \
+         #define __GENERATING_BOUNDS_H\n+#error \"hermetic-test: a compiler error\"\n \
+         /* Include headers that define the enum constants of interest */\n \
+         #include <linux/page-flags.h>\n #include <linux/mmzone.h>\n",
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = build_fails_with(p, hermetic(p, store).env("TMPDIR", tmp.path()));
+    assert!(text.contains("kernel step `bzImage` failed"), "{text}");
+    assert!(
+        text.contains("kernel/bounds.c:9:2: error: #error \"hermetic-test: a compiler error\""),
+        "{text}"
+    );
+    let log = text
+        .lines()
+        .find_map(|l| l.strip_prefix("the full log: "))
+        .unwrap_or_else(|| panic!("no log named:\n{text}"));
+    assert!(
+        Path::new(log).starts_with(tmp.path().join("hermetic-logs")),
+        "{log}"
+    );
+    let kept = fs_err::read_to_string(log).unwrap();
+    assert!(
+        kept.contains("==> drop report"),
+        "the whole log, not the tail"
+    );
+    assert!(kept.contains("hermetic-test: a compiler error"), "{kept}");
     kernel_would_run(p, store);
 }
