@@ -128,32 +128,45 @@ pub fn keyring_path(project: &Project) -> PathBuf {
     }
 }
 
-/// What every recipe asks for, after inheritance, sorted by recipe name.
+/// What every recipe asks for, after inheritance, sorted by recipe name; after each recipe,
+/// each non-empty selection of its profiles that pin something, named as
+/// [`Project::lock_name`] names it (`gcp/devtools`). The kernel closure is only the plain
+/// recipe's: profiles cannot change `[kernel]`.
 pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::RecipeError> {
     let mut out = Vec::new();
     for name in project.recipes.keys() {
-        let r = project.resolve(name)?;
-        out.push(LockedRecipe {
-            name: r.name,
-            packages: r.packages.into_iter().collect(),
-            build_packages: r.build_packages.into_iter().collect(),
-            source_packages: r.source_packages.into_iter().collect(),
-            kernel_packages: r
-                .kernel
-                .as_ref()
-                .map(|k| k.lock_packages())
-                .unwrap_or_default(),
-            tarballs: r
-                .tarballs
-                .into_iter()
-                .map(|t| TarballRequest {
-                    name: t.name,
-                    url: t.url,
-                    sha256: t.sha256,
-                })
-                .collect(),
-        });
+        let pinning = project.pinning_profiles(name)?;
+        // Bit i of `mask` selects pinning[i]; mask 0 is the recipe without profiles.
+        for mask in 0u32..(1 << pinning.len()) {
+            let selected: Vec<String> = pinning
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, p)| p.clone())
+                .collect();
+            let r = project.resolve_with_profiles(name, &selected)?;
+            out.push(LockedRecipe {
+                name: project.lock_name(name, &selected)?,
+                packages: r.packages.into_iter().collect(),
+                build_packages: r.build_packages.into_iter().collect(),
+                source_packages: r.source_packages.into_iter().collect(),
+                kernel_packages: match (&r.kernel, mask) {
+                    (Some(k), 0) => k.lock_packages(),
+                    _ => Vec::new(),
+                },
+                tarballs: r
+                    .tarballs
+                    .into_iter()
+                    .map(|t| TarballRequest {
+                        name: t.name,
+                        url: t.url,
+                        sha256: t.sha256,
+                    })
+                    .collect(),
+            });
+        }
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -204,10 +217,14 @@ pub fn check(
     }
     for l in &lock.recipes {
         if !wanted.iter().any(|r| r.name == l.name) {
-            problems.push(format!(
-                "recipe `{}` is in the lock but not in recipes/",
-                l.name
-            ));
+            problems.push(match l.name.split_once('/') {
+                Some((recipe, profiles)) => format!(
+                    "the closure `{}` (recipe `{recipe}` with profile(s) {}) is in the lock, but the recipes no longer ask for it",
+                    l.name,
+                    profiles.replace('/', ", ")
+                ),
+                None => format!("recipe `{}` is in the lock but not in recipes/", l.name),
+            });
         }
     }
     Ok(problems)

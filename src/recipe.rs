@@ -49,7 +49,15 @@ pub enum RecipeError {
         profile: String,
         known: String,
     },
+    #[error(
+        "recipe `{recipe}` has more than {MAX_PINNING_PROFILES} profiles that add packages, source packages or tarballs ({profiles}); pins.lock holds a closure for every selection of them\nhint: move some of these additions into recipes of their own (`parent = \"{recipe}\"`)"
+    )]
+    TooManyPinningProfiles { recipe: String, profiles: String },
 }
+
+/// At most this many profiles of one lineage may add what the lock pins: the lock holds a
+/// closure for each of their 2^N - 1 non-empty selections.
+pub const MAX_PINNING_PROFILES: usize = 5;
 
 /// The `[archive]` table of `hermetic.toml`: where the Debian packages come from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -562,6 +570,46 @@ impl Project {
             .iter()
             .flat_map(|r| r.file.profiles.keys().cloned())
             .collect())
+    }
+
+    /// The profiles of the recipe's lineage that add something `pins.lock` pins (packages,
+    /// build-packages, source packages or tarballs), sorted: each selection of them has a
+    /// closure of its own in the lock.
+    pub fn pinning_profiles(&self, name: &str) -> Result<Vec<String>, RecipeError> {
+        let mut out = BTreeSet::new();
+        for r in self.lineage(name)? {
+            for (profile, f) in &r.file.profiles {
+                if !(f.packages.is_empty()
+                    && f.build_packages.is_empty()
+                    && f.source_packages.is_empty()
+                    && f.tarballs.is_empty())
+                {
+                    out.insert(profile.clone());
+                }
+            }
+        }
+        if out.len() > MAX_PINNING_PROFILES {
+            return Err(RecipeError::TooManyPinningProfiles {
+                recipe: name.to_string(),
+                profiles: out.into_iter().collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The name of the closure `pins.lock` holds for the recipe with the selected profiles:
+    /// the recipe's name, then `/` and each selected profile that pins something, sorted
+    /// (`gcp/devtools`). A `/` never occurs in a recipe's name.
+    pub fn lock_name(&self, name: &str, profiles: &[String]) -> Result<String, RecipeError> {
+        let pinning = self.pinning_profiles(name)?;
+        let mut out = name.to_string();
+        for p in &pinning {
+            if profiles.contains(p) {
+                out.push('/');
+                out.push_str(p);
+            }
+        }
+        Ok(out)
     }
 
     /// Merges a recipe with everything it inherits, no profile selected.
@@ -1299,6 +1347,50 @@ version = "dev"
         assert!(err.contains("no profile named `nope`"), "{err}");
         assert!(err.contains("hint: the profiles of `gcp`"), "{err}");
         assert!(err.contains("devtools"), "{err}");
+    }
+
+    #[test]
+    fn lock_names_list_the_selected_profiles_that_pin_something() {
+        let base = format!(
+            "[profiles.zz]\ntarballs = [{{ name = \"t\", url = \"http://x/t\", sha256 = \"{}\" }}]\n\
+             [profiles.env]\nenvironment = {{ A = \"1\" }}\n",
+            "0".repeat(64)
+        );
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/base.toml", &base),
+            (
+                "recipes/gcp.toml",
+                "parent = \"base\"\n[profiles.dev]\npackages = [\"strace\"]\n\
+                 [profiles.src]\nsource-packages = [\"hello\"]\n",
+            ),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        assert_eq!(p.pinning_profiles("gcp").unwrap(), ["dev", "src", "zz"]);
+        assert_eq!(p.pinning_profiles("base").unwrap(), ["zz"]);
+        let name = |r: &str, sel: &[&str]| {
+            let sel: Vec<String> = sel.iter().map(|s| s.to_string()).collect();
+            p.lock_name(r, &sel).unwrap()
+        };
+        assert_eq!(name("gcp", &[]), "gcp");
+        assert_eq!(name("gcp", &["env"]), "gcp");
+        // Sorted, whatever the order of selection; profiles that pin nothing left out.
+        assert_eq!(name("gcp", &["zz", "env", "dev"]), "gcp/dev/zz");
+        assert_eq!(name("base", &["zz"]), "base/zz");
+    }
+
+    #[test]
+    fn too_many_pinning_profiles_is_an_error() {
+        let mut text = String::new();
+        for i in 0..=MAX_PINNING_PROFILES {
+            text.push_str(&format!("[profiles.p{i}]\npackages = [\"pkg{i}\"]\n"));
+        }
+        let dir = project(&[("hermetic.toml", CONFIG), ("recipes/base.toml", &text)]);
+        let p = Project::load(dir.path()).unwrap();
+        let err = p.pinning_profiles("base").unwrap_err().to_string();
+        assert!(err.contains("more than 5 profiles"), "{err}");
+        assert!(err.contains("p0, p1, p2, p3, p4, p5"), "{err}");
+        assert!(err.contains("hint: "), "{err}");
     }
 
     #[test]

@@ -218,6 +218,12 @@ echo "$GREETING $IMAGE_ID $IMAGE_VERSION $ARCHITECTURE $(id -u) $(pwd)" > "$OUTP
 stat -c '%a %U' "$DESTDIR/etc/demo/file" >> "$OUTPUTDIR/info.txt"
 test ! -e "$DESTDIR/usr/bin/hello"
 '''
+
+[profiles.devtools]
+packages = ["strace"]
+[[profiles.devtools.steps]]
+name = "check-strace"
+script = 'test -x "$DESTDIR/usr/bin/strace" && echo "profiles: $PROFILES" > "$OUTPUTDIR/profile.txt"'
 "#,
     )
     .unwrap();
@@ -259,6 +265,49 @@ test ! -e "$DESTDIR/usr/bin/hello"
         sums.contains("  info.txt\n") && sums.contains("  steptest_1.0.tar\n"),
         "{sums}"
     );
+    assert!(!list.lines().any(|l| l == "./usr/bin/strace"), "{list}");
+
+    // A profile that adds a package: its closure is in the lock (`steptest/devtools`), the
+    // image has the package and the profile's step ran; the plain image is unchanged.
+    let lock = fs_err::read_to_string(p.join("pins.lock")).unwrap();
+    assert!(
+        lock.contains("[[recipe]]\nname = \"steptest/devtools\"\n"),
+        "{lock}"
+    );
+    let dev_dir = p.join("out-dev");
+    h(&[
+        "build",
+        "--profile",
+        "devtools",
+        "steptest",
+        "--output",
+        dev_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs_err::read_to_string(dev_dir.join("profile.txt")).unwrap(),
+        "profiles: devtools\n"
+    );
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(dev_dir.join("steptest_1.0.tar"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l == "./usr/bin/strace"), "{list}");
+    assert!(list.lines().any(|l| l == "./etc/demo/file"), "{list}");
+    let again = p.join("out-again");
+    let out = h(&[
+        "--json",
+        "build",
+        "steptest",
+        "--output",
+        again.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in report["steps"].as_array().unwrap() {
+        assert_eq!(s["state"], "cached", "{s}");
+    }
+    assert_eq!(sha256(&again.join("steptest_1.0.tar")), sha256(&tar));
 }
 
 /// `gcp` built twice under different host settings gives the same kernel, `.efi` and

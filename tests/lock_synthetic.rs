@@ -353,3 +353,90 @@ fn newer_lock_version_asks_to_upgrade() {
         "the newer lock was overwritten"
     );
 }
+
+#[test]
+fn profiles_that_add_packages_get_closures_of_their_own() {
+    let f = fixture();
+    let recipe = "packages = [\"app\"]\n\
+                  [profiles.extras]\npackages = [\"libbar\"]\n\
+                  [profiles.tools]\nbuild-packages = [\"tool\"]\n\
+                  [profiles.quiet]\nenvironment = { QUIET = \"1\" }\n";
+    let p = TestProject::new(
+        &[("base", recipe), ("child", "parent = \"base\"\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    p.ok(&["lock"]);
+    p.ok(&["lock", "--check"]);
+    let lock = p.lock_text();
+    // Every non-empty selection of the profiles that pin something, per recipe; `quiet`
+    // pins nothing and has no closure.
+    let names: Vec<&str> = lock
+        .lines()
+        .filter(|l| l.starts_with("name = \"") && lock.contains(&format!("[[recipe]]\n{l}")))
+        .map(|l| &l[8..l.len() - 1])
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "base/extras",
+            "base/extras/tools",
+            "base/tools",
+            "child",
+            "child/extras",
+            "child/extras/tools",
+            "child/tools"
+        ],
+        "{lock}"
+    );
+    assert!(!lock.contains("quiet"), "{lock}");
+    // libbar is only in the closures that select `extras`; tool only in the tools trees of
+    // those that select `tools`.
+    let libbar = package_block(&lock, "libbar").unwrap();
+    assert!(
+        libbar.contains(
+            "recipes = [\"base/extras\", \"base/extras/tools\", \"child/extras\", \"child/extras/tools\"]"
+        ),
+        "{libbar}"
+    );
+    let tool = package_block(&lock, "tool").unwrap();
+    assert!(
+        tool.contains(
+            "recipes = [\"base/extras/tools:build\", \"base/tools:build\", \"child/extras/tools:build\", \"child/tools:build\"]"
+        ),
+        "{tool}"
+    );
+
+    // A profile that no longer adds packages leaves a closure the recipes do not ask for.
+    fs_err::write(
+        p.path("recipes/base.toml"),
+        "packages = [\"app\"]\n[profiles.extras]\npackages = [\"libbar\"]\n\
+         [profiles.tools]\ndescription = \"nothing to pin\"\n",
+    )
+    .unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains(
+            "the closure `base/tools` (recipe `base` with profile(s) tools) is in the lock, but the recipes no longer ask for it"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the closure `base/extras/tools` (recipe `base` with profile(s) extras, tools)"
+        ),
+        "{stderr}"
+    );
+    let before = f.server.requests();
+    p.ok(&["lock"]);
+    p.ok(&["lock", "--check"]);
+    let lock = p.lock_text();
+    assert!(!lock.contains("tools"), "{lock}");
+    assert!(package_block(&lock, "tool").is_none(), "{lock}");
+    assert_eq!(
+        f.server.requests(),
+        before,
+        "dropping closures needs no network"
+    );
+}

@@ -88,10 +88,6 @@ pub enum BuildError {
         #[source]
         source: crate::treetar::TreeTarError,
     },
-    #[error(
-        "profile(s) {profiles} change the packages of `{recipe}`, and pins.lock holds only each recipe's closure without profiles\nhint: until the lock records profile closures, add the packages to a recipe of their own (`parent = \"{recipe}\"`)"
-    )]
-    ProfilePackages { recipe: String, profiles: String },
     #[error("{path}: bad control field: {message}")]
     Control { path: PathBuf, message: String },
     #[error("cannot write {path}: {message}")]

@@ -112,25 +112,19 @@ pub fn plan(
     let mut graph = Graph::default();
     for target in targets {
         let recipe = project.resolve_with_profiles(target, profiles)?;
-        if !profiles.is_empty() {
-            let plain = project.resolve(target)?;
-            if plain.packages != recipe.packages || plain.build_packages != recipe.build_packages {
-                return Err(BuildError::ProfilePackages {
-                    recipe: recipe.name.clone(),
-                    profiles: profiles.join(", "),
-                });
-            }
-        }
-        check_lock_matches(lock, &recipe)?;
+        // The closure of the recipe with the selected profiles that pin something (`gcp` or
+        // `gcp/devtools`): it tags the pins of the rootfs, tools, tarballs and sources.
+        let closure = project.lock_name(target, profiles)?;
+        check_lock_matches(lock, &recipe, &closure)?;
 
         let bootable = super::bootable::is_bootable(recipe.format);
-        let rootfs = rootfs_node(lock, &recipe, &recipe.name, sde, "rootfs")?;
+        let rootfs = rootfs_node(lock, &recipe, &closure, sde, "rootfs")?;
         let rootfs = graph.add(rootfs);
 
         let tools = if recipe.steps.is_empty() {
             None
         } else {
-            let tag = format!("{}{}", recipe.name, BUILD_TAG_SUFFIX);
+            let tag = format!("{closure}{BUILD_TAG_SUFFIX}");
             Some(graph.add(rootfs_node(lock, &recipe, &tag, sde, "tools")?))
         };
 
@@ -182,12 +176,12 @@ pub fn plan(
         // The image's tarballs and source packages, as the steps see them in $TARBALLDIR.
         let mut staged: Vec<(String, String)> = Vec::new();
         for t in &lock.tarballs {
-            if t.recipes.iter().any(|r| r == &recipe.name) {
+            if t.recipes.iter().any(|r| r == &closure) {
                 staged.push((t.name.clone(), t.sha256.clone()));
             }
         }
         for src in &lock.sources {
-            if src.recipes.iter().any(|r| r == &recipe.name) {
+            if src.recipes.iter().any(|r| r == &closure) {
                 for f in &src.files {
                     staged.push((
                         format!("source-packages/{}/{}", src.name, f.name),
@@ -448,24 +442,34 @@ fn tree_node(
 }
 
 /// The lock must have been made from these very recipe requests.
-fn check_lock_matches(lock: &Lockfile, recipe: &ResolvedRecipe) -> Result<(), BuildError> {
-    let Some(locked) = lock.recipes.iter().find(|r| r.name == recipe.name) else {
-        return Err(BuildError::StaleLock {
-            detail: format!("recipe `{}` is not in the lock", recipe.name),
-        });
+/// `closure` is the lock's name for the recipe with its selected profiles (`gcp/devtools`);
+/// the kernel, which profiles cannot change, is the plain recipe's.
+fn check_lock_matches(
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+    closure: &str,
+) -> Result<(), BuildError> {
+    let find = |name: &str| {
+        lock.recipes
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| BuildError::StaleLock {
+                detail: format!("recipe `{name}` is not in the lock"),
+            })
     };
+    let locked = find(closure)?;
     let want: Vec<&String> = recipe.packages.iter().collect();
     let have: Vec<&String> = locked.packages.iter().collect();
     if want != have {
         return Err(BuildError::StaleLock {
-            detail: format!("the packages of `{}` changed", recipe.name),
+            detail: format!("the packages of `{closure}` changed"),
         });
     }
     let want: Vec<&String> = recipe.build_packages.iter().collect();
     let have: Vec<&String> = locked.build_packages.iter().collect();
     if want != have {
         return Err(BuildError::StaleLock {
-            detail: format!("the build-packages of `{}` changed", recipe.name),
+            detail: format!("the build-packages of `{closure}` changed"),
         });
     }
     let want = recipe
@@ -473,7 +477,7 @@ fn check_lock_matches(lock: &Lockfile, recipe: &ResolvedRecipe) -> Result<(), Bu
         .as_ref()
         .map(|k| k.lock_packages())
         .unwrap_or_default();
-    if want != locked.kernel_packages {
+    if want != find(&recipe.name)?.kernel_packages {
         return Err(BuildError::StaleLock {
             detail: format!("the kernel packages of `{}` changed", recipe.name),
         });
