@@ -396,6 +396,7 @@ pub fn fetch(
         });
     }
     // One fetch at a time per store: a second process waits, then finds the files present.
+    let _in_use = store.use_guard()?;
     let _lock = store.lock("fetch")?;
     todo = missing_now(&items);
     summary.already = items.len() - todo.len();

@@ -343,6 +343,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let a = &project.config.archive;
     let keyring = Keyring::load(&keyring_path(project))?;
     let store = Store::open(&options.store_dir)?;
+    let _in_use = store.use_guard()?;
     let mirrors = Mirrors::new(&MirrorConfig::from_env(
         &options.mirrors,
         Some(a.snapshot.as_str()),

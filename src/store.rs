@@ -67,6 +67,55 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// The lock name of [`Store::use_guard`] and [`Store::gc_guard`].
+const GC_LOCK: &str = "gc";
+
+/// The disk space of the files and directories under `path` (allocated blocks, each inode
+/// counted once, symbolic links not followed): what removing it frees when nothing outside
+/// links to its files.
+pub fn disk_usage(path: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs_err::symlink_metadata(&p)?;
+        if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.blocks() * 512;
+        }
+        if meta.is_dir() {
+            for entry in fs_err::read_dir(&p)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Deletes a tree, first making its directories writable by their owner when a read-only
+/// one (e.g. a package's mode 555 directory) stands in the way of an unprivileged user.
+fn remove_tree(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if fs_err::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs_err::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            let mode = meta.permissions().mode();
+            if mode & 0o700 != 0o700 {
+                // Not ours to change when another user owns it: the retry then names it.
+                let _ = fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o700));
+            }
+            for entry in fs_err::read_dir(&p)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(fs_err::remove_dir_all(path)?)
+}
+
 /// A held advisory lock; released when dropped.
 #[derive(Debug)]
 pub struct StoreLock {
@@ -366,6 +415,43 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The keys of every entry under `steps/` (complete or not), sorted.
+    pub fn steps(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(self.root.join("steps"))? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Takes the lock that keeps `hermetic cache gc` from removing what this process may
+    /// still use: held shared by builds, fetches and locks, exclusively by the collector.
+    pub fn use_guard(&self) -> Result<StoreLock, StoreError> {
+        self.lock_shared(GC_LOCK)
+    }
+
+    /// Takes the collector's side of [`Store::use_guard`].
+    pub fn gc_guard(&self) -> Result<StoreLock, StoreError> {
+        self.lock(GC_LOCK)
+    }
+
+    /// Removes the entry of step `key`: it is first renamed into `tmp/` (so it is gone from
+    /// `steps/` at once), then deleted.
+    pub fn remove_step(&self, key: &str) -> Result<(), StoreError> {
+        let aside = self.temp_dir()?.keep();
+        fs_err::rename(self.step_path(key), aside.join(key))?;
+        remove_tree(&aside)
+    }
+
+    /// Removes blob `sha256`.
+    pub fn remove_blob(&self, sha256: &str) -> Result<(), StoreError> {
+        Ok(fs_err::remove_file(self.blob_path(sha256))?)
     }
 
     /// Re-hashes every blob and reports the ones whose content does not match their name.

@@ -71,6 +71,8 @@ pub const LOG: &str = "log";
 
 /// Runs the graph.
 pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    // `hermetic cache gc` waits until this build is over, and this build until it is.
+    let _in_use = store.use_guard()?;
     let mut steps = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         let started = Instant::now();

@@ -21,7 +21,7 @@ pub mod plan;
 pub mod rootfs;
 
 pub use exec::{BuildOptions, BuildReport, StepReport, StepState, build};
-pub use plan::{Graph, Node, NodeKind, plan};
+pub use plan::{Graph, LIVE_PROFILE_COMBINATIONS, Node, NodeKind, live_steps, plan};
 
 use std::path::PathBuf;
 

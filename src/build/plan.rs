@@ -101,6 +101,44 @@ impl Graph {
     }
 }
 
+/// At most this many profiles of a recipe are combined every way by [`live_steps`]; with
+/// more, only none, each alone and all together are.
+pub const LIVE_PROFILE_COMBINATIONS: usize = 6;
+
+/// The keys of every step some image of the project uses: each recipe without profiles and
+/// with each selection of its profiles (in name order). `hermetic cache gc` keeps these.
+pub fn live_steps(
+    project: &Project,
+    lock: &Lockfile,
+) -> Result<std::collections::BTreeSet<String>, BuildError> {
+    let mut keys = std::collections::BTreeSet::new();
+    for name in project.recipes.keys() {
+        let profiles: Vec<String> = project.profiles(name)?.into_iter().collect();
+        let selections: Vec<Vec<String>> = if profiles.len() <= LIVE_PROFILE_COMBINATIONS {
+            (0u32..1 << profiles.len())
+                .map(|mask| {
+                    profiles
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, p)| p.clone())
+                        .collect()
+                })
+                .collect()
+        } else {
+            std::iter::once(Vec::new())
+                .chain(profiles.iter().map(|p| vec![p.clone()]))
+                .chain(std::iter::once(profiles.clone()))
+                .collect()
+        };
+        for selected in selections {
+            let graph = plan(project, lock, std::slice::from_ref(name), &selected)?;
+            keys.extend(graph.nodes.iter().map(|n| n.key.as_str().to_string()));
+        }
+    }
+    Ok(keys)
+}
+
 /// Builds the graph of `targets` (recipe names) with the selected `profiles`.
 pub fn plan(
     project: &Project,

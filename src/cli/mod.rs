@@ -73,7 +73,7 @@ pub enum Command {
     Boot(boot::Args),
     /// Show the steps of an image's build and which of them would run.
     Plan(plan::Args),
-    /// Inspect and verify the store.
+    /// Inspect, verify and clean the store (`verify`, `dir`, `gc`).
     Cache(cache::Args),
     /// Run a command in the build sandbox (for debugging and tests).
     Sandbox(sandbox::Args),
