@@ -46,6 +46,15 @@ fn fake_step(store: &Path, key: &str, size: usize, complete: bool) -> PathBuf {
     dir
 }
 
+/// The names of a report's `[name, bytes]` list.
+fn names(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect()
+}
+
 fn json(p: &TestProject, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
@@ -94,12 +103,7 @@ fn gc_keeps_what_the_project_uses() {
 
     // --dry-run: says what would go, removes nothing.
     let report = json(&p, &["cache", "gc", "--dry-run"]);
-    let removed: Vec<&str> = report["steps_removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_str().unwrap())
-        .collect();
+    let removed = names(&report["steps_removed"]);
     assert_eq!(
         removed,
         [old_kernel.as_str(), half_done.as_str()],
@@ -143,12 +147,7 @@ fn gc_keeps_what_the_project_uses() {
     pinned.sort();
     pinned.dedup();
     let report = json(&p, &["cache", "gc", "--blobs"]);
-    let removed: Vec<&str> = report["blobs_removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_str().unwrap())
-        .collect();
+    let removed = names(&report["blobs_removed"]);
     assert!(removed.contains(&stray_hash.as_str()), "{report}");
     assert!(removed.iter().all(|h| !pinned.contains(h)), "{report}");
     assert_eq!(report["blobs_kept"], pinned.len(), "{report}");
