@@ -58,7 +58,12 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
     let (project, lock, store) = super::plan::load(ctx)?;
     let live = crate::build::live_steps(&project, &lock)
         .context("cannot tell which steps the project uses, so nothing was removed")?;
-    let _guard = store.gc_guard()?;
+    // A dry run removes nothing: it need not wait for builds to finish.
+    let _guard = if dry_run {
+        None
+    } else {
+        Some(store.gc_guard()?)
+    };
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
