@@ -597,4 +597,57 @@ mod tests {
         drop(held);
         other.try_lock().unwrap();
     }
+
+    #[test]
+    fn users_share_the_store_and_keep_the_collector_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.use_guard().unwrap();
+        let b = store.use_guard().unwrap();
+        let collector = fs_err::OpenOptions::new()
+            .write(true)
+            .open(a.path())
+            .unwrap();
+        assert!(matches!(
+            collector.try_lock(),
+            Err(TryLockError::WouldBlock)
+        ));
+        drop(a);
+        assert!(matches!(
+            collector.try_lock(),
+            Err(TryLockError::WouldBlock)
+        ));
+        drop(b);
+        collector.try_lock().unwrap();
+        let user = fs_err::OpenOptions::new()
+            .write(true)
+            .open(collector.path())
+            .unwrap();
+        assert!(matches!(
+            user.try_lock_shared(),
+            Err(TryLockError::WouldBlock)
+        ));
+    }
+
+    #[test]
+    fn removed_steps_are_gone_with_their_read_only_directories() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = "c".repeat(64);
+        let ro = store.step_path(&key).join("tree/ro");
+        fs_err::create_dir_all(&ro).unwrap();
+        fs_err::write(ro.join("f"), vec![1u8; 10_000]).unwrap();
+        fs_err::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert_eq!(store.steps().unwrap(), [key.clone()]);
+        assert!(disk_usage(&store.step_path(&key)).unwrap() >= 10_000);
+        store.remove_step(&key).unwrap();
+        assert!(store.steps().unwrap().is_empty());
+        assert!(!store.step_path(&key).exists());
+        // Nothing left behind in tmp/ either.
+        assert_eq!(
+            fs_err::read_dir(store.root().join("tmp")).unwrap().count(),
+            0
+        );
+    }
 }
