@@ -639,7 +639,7 @@ mod tests {
         fs_err::create_dir_all(&ro).unwrap();
         fs_err::write(ro.join("f"), vec![1u8; 10_000]).unwrap();
         fs_err::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-        assert_eq!(store.steps().unwrap(), [key.clone()]);
+        assert_eq!(store.steps().unwrap(), std::slice::from_ref(&key));
         assert!(disk_usage(&store.step_path(&key)).unwrap() >= 10_000);
         store.remove_step(&key).unwrap();
         assert!(store.steps().unwrap().is_empty());
