@@ -210,24 +210,35 @@ pub fn check(
     let wanted = requests(project)?;
     for r in &wanted {
         match lock.recipe(&r.name) {
-            None => problems.push(format!("recipe `{}` is not in the lock", r.name)),
+            None => problems.push(format!("{} is not in the lock", describe_closure(&r.name))),
             Some(l) if l != r => problems.push(describe_change(l, r)),
             Some(_) => {}
         }
     }
     for l in &lock.recipes {
         if !wanted.iter().any(|r| r.name == l.name) {
-            problems.push(match l.name.split_once('/') {
-                Some((recipe, profiles)) => format!(
-                    "the closure `{}` (recipe `{recipe}` with profile(s) {}) is in the lock, but the recipes no longer ask for it",
-                    l.name,
-                    profiles.replace('/', ", ")
-                ),
-                None => format!("recipe `{}` is in the lock but not in recipes/", l.name),
+            problems.push(if l.name.contains('/') {
+                format!(
+                    "{} is in the lock, but the recipes no longer ask for it",
+                    describe_closure(&l.name)
+                )
+            } else {
+                format!("recipe `{}` is in the lock but not in recipes/", l.name)
             });
         }
     }
     Ok(problems)
+}
+
+/// `recipe `gcp`` or `the closure `gcp/devtools` (recipe `gcp` with profile(s) devtools)`.
+fn describe_closure(name: &str) -> String {
+    match name.split_once('/') {
+        Some((recipe, profiles)) => format!(
+            "the closure `{name}` (recipe `{recipe}` with profile(s) {})",
+            profiles.replace('/', ", ")
+        ),
+        None => format!("recipe `{name}`"),
+    }
 }
 
 fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
@@ -265,7 +276,11 @@ fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
     if old.tarballs != new.tarballs {
         parts.push("tarballs changed".into());
     }
-    format!("recipe `{}` changed: {}", new.name, parts.join("; "))
+    format!(
+        "{} changed: {}",
+        describe_closure(&new.name),
+        parts.join("; ")
+    )
 }
 
 /// Whether the archive settings of the project are the ones the lock was made with.

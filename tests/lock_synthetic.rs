@@ -428,6 +428,20 @@ fn profiles_that_add_packages_get_closures_of_their_own() {
         ),
         "{stderr}"
     );
+    // A new profile that adds a package asks for closures the lock does not have yet.
+    fs_err::write(
+        p.path("recipes/child.toml"),
+        "parent = \"base\"\n[profiles.more]\npackages = [\"libfoo\"]\n",
+    )
+    .unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains(
+            "the closure `child/extras/more` (recipe `child` with profile(s) extras, more) is not in the lock"
+        ),
+        "{stderr}"
+    );
+    fs_err::write(p.path("recipes/child.toml"), "parent = \"base\"\n").unwrap();
     let before = f.server.requests();
     p.ok(&["lock"]);
     p.ok(&["lock", "--check"]);
