@@ -438,6 +438,44 @@ fn bootable_images_are_reproducible_and_boot() {
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains("disk.raw"), "{listing}");
+
+    // The gcp measurements hold the TDX registers of this UKI booted from this disk: what
+    // `hermetic measure --tdx-gcp --disk` says of the disk inside the import tarball.
+    let unpacked = p.join("gcp-disk");
+    fs_err::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xSzf")
+        .arg(out_a.join("gcp_latest-import.tar.gz"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let measured = h(
+        store_a.path(),
+        &[
+            "--json",
+            "measure",
+            "--tdx-gcp",
+            "--disk",
+            unpacked.join("disk.raw").to_str().unwrap(),
+            out_a.join("gcp_latest.efi").to_str().unwrap(),
+        ],
+    );
+    let measured: serde_json::Value = serde_json::from_slice(&measured.stdout).unwrap();
+    let written: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(out_a.join("gcp_latest.measurements.json")).unwrap(),
+    )
+    .unwrap();
+    let registers: Vec<&String> = written["tdx"].as_object().unwrap().keys().collect();
+    assert_eq!(registers, ["2", "3", "4"], "RTMR 1-3: {written:#}");
+    assert_eq!(written["tdx"], measured["tdx"], "{written:#}\n{measured:#}");
+    assert_eq!(written["measurements"], measured["measurements"]);
+    let qemu: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(out_a.join("qemu_latest.measurements.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(qemu.get("tdx").is_none(), "only gcp runs on TDX: {qemu:#}");
     let sums = fs_err::read_to_string(out_a.join("SHA256SUMS")).unwrap();
     for name in [
         "gcp_latest.efi",

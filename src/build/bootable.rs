@@ -115,9 +115,16 @@ pub struct BootableInputs<'a> {
     pub id_map: crate::treetar::IdMap,
 }
 
+/// Bumped whenever [`write`] changes what it makes of the same inputs (part of the output
+/// step's key): 2 added the TDX registers of `gcp` images to the measurements.
+pub const OUTPUTS_VERSION: u32 = 2;
+
 /// Writes the outputs of a bootable format into `files` (using `scratch` for intermediate
 /// files): the `.efi` with its predicted measurements (`<stem>.measurements.json`, in
-/// measured-boot's shape, SHA-256 bank, Secure Boot off), then the disk of the format.
+/// measured-boot's shape, SHA-256 bank, Secure Boot off), then the disk of the format. For
+/// `gcp`, the measurements also hold under `tdx` the TDX registers RTMR 1–3 (keys `2`–`4`,
+/// dcap-qvl's numbering) of this UKI booted from this very disk (its GPT as OVMF measures
+/// it); MRTD and RTMR 0 depend on GCP's firmware, not on the image.
 pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Result<(), BuildError> {
     let BootableInputs {
         format,
@@ -155,7 +162,8 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     drop(out);
     drop(layout);
     drop(builder);
-    write_measurements(&efi, &files.join(format!("{stem}.measurements.json")))?;
+    let measurements = files.join(format!("{stem}.measurements.json"));
+    write_measurements(&efi, &measurements)?;
     if format == OutputFormat::Uki {
         return Ok(());
     }
@@ -173,6 +181,7 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
         .map_err(|e| image_err(&raw, e))?;
     match format {
         OutputFormat::Gcp => {
+            add_tdx_measurements(&efi, &raw, &measurements)?;
             let out = files.join(format!("{stem}-import.tar.gz"));
             gcp::write_import_tar_gz(&raw, &out).map_err(|e| image_err(&out, e))?;
         }
@@ -202,6 +211,46 @@ fn write_measurements(efi: &Path, out: &Path) -> Result<(), BuildError> {
     let json = prediction.measured_boot_json(crate::measure::Bank::Sha256);
     let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(out, e))? + "\n";
     fs_err::write(out, text).map_err(BuildError::io(out))
+}
+
+/// Adds to `measurements` (written by [`write_measurements`]) the TDX registers of `efi`
+/// booted on GCP from `disk`.
+fn add_tdx_measurements(efi: &Path, disk: &Path, measurements: &Path) -> Result<(), BuildError> {
+    use crate::measure::tdx;
+    use std::io::Read as _;
+    let bytes = read(efi)?;
+    let name = efi
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The header and the entries OVMF measures are in the first 34 sectors.
+    let mut head = Vec::new();
+    fs_err::File::open(disk)
+        .map_err(BuildError::io(disk))?
+        .take(1 << 20)
+        .read_to_end(&mut head)
+        .map_err(BuildError::io(disk))?;
+    let gpt = tdx::GptEvent::of_disk(&head, &disk.display().to_string())
+        .map_err(|e| image_err(disk, e))?;
+    // Every bank, SHA-384 among them (RTMR 2 is PCR 9's events in SHA-384).
+    let opts = crate::measure::Options::default();
+    let prediction =
+        crate::measure::predict(&bytes, &name, &opts).map_err(|e| image_err(efi, e))?;
+    let uki = crate::pe::PeFile::parse(&bytes, name.clone()).map_err(|e| image_err(efi, e))?;
+    let linux = uki
+        .section(".linux")
+        .map(|s| uki.section_memory(s))
+        .ok_or_else(|| image_err(efi, "the UKI has no .linux section"))?;
+    let kernel = crate::pe::PeFile::parse(&linux, format!("{name} (.linux)"))
+        .map_err(|e| image_err(efi, e))?;
+    let registers = tdx::predict_gcp(&uki, &kernel, &gpt, &prediction, None, None)
+        .map_err(|e| image_err(efi, e))?;
+    let text = fs_err::read_to_string(measurements).map_err(BuildError::io(measurements))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| image_err(measurements, e))?;
+    json["tdx"] = serde_json::Value::Object(registers.dcap_measurements());
+    let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(measurements, e))? + "\n";
+    fs_err::write(measurements, text).map_err(BuildError::io(measurements))
 }
 
 fn write_initrd(

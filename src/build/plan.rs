@@ -285,6 +285,10 @@ pub fn plan(
         inputs.settings.insert("stem".into(), stem.clone());
         if super::bootable::is_bootable(format) {
             inputs.settings.insert("cmdline".into(), cmdline.clone());
+            inputs.settings.insert(
+                "bootable-outputs".into(),
+                super::bootable::OUTPUTS_VERSION.to_string(),
+            );
         }
         inputs
             .settings
