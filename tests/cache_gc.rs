@@ -13,16 +13,10 @@ const RECIPE: &str = "packages = [\"app\"]\n\
 
 /// The step keys `hermetic plan` prints for `args`.
 fn planned(p: &TestProject, args: &[&str]) -> Vec<String> {
-    let mut all = vec!["--json", "plan"];
+    let mut all = vec!["plan"];
     all.extend_from_slice(args);
-    let out = p.command(&all).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    rows.as_array()
+    json(p, &all)
+        .as_array()
         .unwrap()
         .iter()
         .map(|r| r["key"].as_str().unwrap().to_string())

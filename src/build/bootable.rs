@@ -163,7 +163,10 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     drop(layout);
     drop(builder);
     let measurements = files.join(format!("{stem}.measurements.json"));
-    write_measurements(&efi, &measurements)?;
+    let predicted = Measurements::of(&efi)?;
+    if format != OutputFormat::Gcp {
+        predicted.write(None, &measurements)?;
+    }
     if format == OutputFormat::Uki {
         return Ok(());
     }
@@ -181,7 +184,8 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
         .map_err(|e| image_err(&raw, e))?;
     match format {
         OutputFormat::Gcp => {
-            add_tdx_measurements(&efi, &raw, &measurements)?;
+            let tdx = predicted.tdx_on_gcp(&raw)?;
+            predicted.write(Some(tdx), &measurements)?;
             let out = files.join(format!("{stem}-import.tar.gz"));
             gcp::write_import_tar_gz(&raw, &out).map_err(|e| image_err(&out, e))?;
         }
@@ -199,58 +203,74 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     Ok(())
 }
 
-/// The predicted PCRs of the UKI at `efi`, as measured-boot prints them.
-fn write_measurements(efi: &Path, out: &Path) -> Result<(), BuildError> {
-    let bytes = read(efi)?;
-    let name = efi
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prediction = crate::measure::predict(&bytes, &name, &crate::measure::Options::default())
-        .map_err(|e| image_err(efi, e))?;
-    let json = prediction.measured_boot_json(crate::measure::Bank::Sha256);
-    let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(out, e))? + "\n";
-    fs_err::write(out, text).map_err(BuildError::io(out))
+/// The measurements predicted for a UKI (every bank; Secure Boot off).
+struct Measurements {
+    efi: PathBuf,
+    name: String,
+    bytes: Vec<u8>,
+    prediction: crate::measure::Prediction,
 }
 
-/// Adds to `measurements` (written by [`write_measurements`]) the TDX registers of `efi`
-/// booted on GCP from `disk`.
-fn add_tdx_measurements(efi: &Path, disk: &Path, measurements: &Path) -> Result<(), BuildError> {
-    use crate::measure::tdx;
-    use std::io::Read as _;
-    let bytes = read(efi)?;
-    let name = efi
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // The header and the entries OVMF measures are in the first 34 sectors.
-    let mut head = Vec::new();
-    fs_err::File::open(disk)
-        .map_err(BuildError::io(disk))?
-        .take(1 << 20)
-        .read_to_end(&mut head)
-        .map_err(BuildError::io(disk))?;
-    let gpt = tdx::GptEvent::of_disk(&head, &disk.display().to_string())
-        .map_err(|e| image_err(disk, e))?;
-    // Every bank, SHA-384 among them (RTMR 2 is PCR 9's events in SHA-384).
-    let opts = crate::measure::Options::default();
-    let prediction =
-        crate::measure::predict(&bytes, &name, &opts).map_err(|e| image_err(efi, e))?;
-    let uki = crate::pe::PeFile::parse(&bytes, name.clone()).map_err(|e| image_err(efi, e))?;
-    let linux = uki
-        .section(".linux")
-        .map(|s| uki.section_memory(s))
-        .ok_or_else(|| image_err(efi, "the UKI has no .linux section"))?;
-    let kernel = crate::pe::PeFile::parse(&linux, format!("{name} (.linux)"))
-        .map_err(|e| image_err(efi, e))?;
-    let registers = tdx::predict_gcp(&uki, &kernel, &gpt, &prediction, None, None)
-        .map_err(|e| image_err(efi, e))?;
-    let text = fs_err::read_to_string(measurements).map_err(BuildError::io(measurements))?;
-    let mut json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| image_err(measurements, e))?;
-    json["tdx"] = serde_json::Value::Object(registers.dcap_measurements());
-    let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(measurements, e))? + "\n";
-    fs_err::write(measurements, text).map_err(BuildError::io(measurements))
+impl Measurements {
+    fn of(efi: &Path) -> Result<Measurements, BuildError> {
+        let bytes = read(efi)?;
+        let name = efi
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prediction =
+            crate::measure::predict(&bytes, &name, &crate::measure::Options::default())
+                .map_err(|e| image_err(efi, e))?;
+        Ok(Measurements {
+            efi: efi.to_path_buf(),
+            name,
+            bytes,
+            prediction,
+        })
+    }
+
+    /// The TDX registers of the UKI booted on GCP from `disk` (its GPT as OVMF measures it).
+    fn tdx_on_gcp(&self, disk: &Path) -> Result<crate::measure::tdx::TdxPrediction, BuildError> {
+        use crate::measure::tdx;
+        use std::io::Read as _;
+        let efi = &self.efi;
+        // The header and the entries OVMF measures are in the first 34 sectors.
+        let mut head = Vec::new();
+        fs_err::File::open(disk)
+            .map_err(BuildError::io(disk))?
+            .take(1 << 20)
+            .read_to_end(&mut head)
+            .map_err(BuildError::io(disk))?;
+        let gpt = tdx::GptEvent::of_disk(&head, &disk.display().to_string())
+            .map_err(|e| image_err(disk, e))?;
+        let uki = crate::pe::PeFile::parse(&self.bytes, self.name.clone())
+            .map_err(|e| image_err(efi, e))?;
+        let linux = uki
+            .section(".linux")
+            .map(|s| uki.section_memory(s))
+            .ok_or_else(|| image_err(efi, "the UKI has no .linux section"))?;
+        let kernel = crate::pe::PeFile::parse(&linux, format!("{} (.linux)", self.name))
+            .map_err(|e| image_err(efi, e))?;
+        tdx::predict_gcp(&uki, &kernel, &gpt, &self.prediction, None, None)
+            .map_err(|e| image_err(efi, e))
+    }
+
+    /// Writes measured-boot's JSON (SHA-256 bank), with `tdx` (dcap-qvl's numbering of the
+    /// registers) when given.
+    fn write(
+        &self,
+        tdx: Option<crate::measure::tdx::TdxPrediction>,
+        out: &Path,
+    ) -> Result<(), BuildError> {
+        let mut json = self
+            .prediction
+            .measured_boot_json(crate::measure::Bank::Sha256);
+        if let Some(t) = tdx {
+            json["tdx"] = serde_json::Value::Object(t.dcap_measurements());
+        }
+        let text = serde_json::to_string_pretty(&json).map_err(|e| image_err(out, e))? + "\n";
+        fs_err::write(out, text).map_err(BuildError::io(out))
+    }
 }
 
 fn write_initrd(
