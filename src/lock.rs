@@ -8,7 +8,8 @@
 //! `<recipe>` for the image closure, `<recipe>:build` for the tools closure, `<recipe>:kernel`
 //! for the kernel's. The image and kernel closures are resolved only when not empty; the
 //! tools closure always (an empty `build-packages` still gives the essential base as tools
-//! tree).
+//! tree). Each selection of a recipe's profiles that add pinned things is resolved the same
+//! way, as a closure named `<recipe>/<profile>...` ([`requests`]).
 //!
 //! The lock records what each recipe asked for, so [`check`] needs no network. Plain
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
@@ -136,22 +137,15 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
     let mut out = Vec::new();
     for name in project.recipes.keys() {
         let pinning = project.pinning_profiles(name)?;
-        // Bit i of `mask` selects pinning[i]; mask 0 is the recipe without profiles.
-        for mask in 0u32..(1 << pinning.len()) {
-            let selected: Vec<String> = pinning
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, p)| p.clone())
-                .collect();
+        for selected in crate::recipe::selections(&pinning) {
             let r = project.resolve_with_profiles(name, &selected)?;
             out.push(LockedRecipe {
                 name: project.lock_name(name, &selected)?,
                 packages: r.packages.into_iter().collect(),
                 build_packages: r.build_packages.into_iter().collect(),
                 source_packages: r.source_packages.into_iter().collect(),
-                kernel_packages: match (&r.kernel, mask) {
-                    (Some(k), 0) => k.lock_packages(),
+                kernel_packages: match &r.kernel {
+                    Some(k) if selected.is_empty() => k.lock_packages(),
                     _ => Vec::new(),
                 },
                 tarballs: r

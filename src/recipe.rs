@@ -55,6 +55,20 @@ pub enum RecipeError {
     TooManyPinningProfiles { recipe: String, profiles: String },
 }
 
+/// Every selection of `items` (each a subset, in the order of `items`), the empty one first.
+pub fn selections(items: &[String]) -> Vec<Vec<String>> {
+    (0u32..1 << items.len())
+        .map(|mask| {
+            items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, p)| p.clone())
+                .collect()
+        })
+        .collect()
+}
+
 /// At most this many profiles of one lineage may add what the lock pins: the lock holds a
 /// closure for each of their 2^N - 1 non-empty selections.
 pub const MAX_PINNING_PROFILES: usize = 5;

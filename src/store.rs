@@ -406,8 +406,13 @@ impl Store {
 
     /// All blob hashes in the store, sorted.
     pub fn blobs(&self) -> Result<Vec<String>, StoreError> {
+        self.names_in("blobs/sha256")
+    }
+
+    /// The sorted names in a directory of the store.
+    fn names_in(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs_err::read_dir(self.root.join("blobs/sha256"))? {
+        for entry in fs_err::read_dir(self.root.join(dir))? {
             let entry = entry?;
             if let Some(name) = entry.file_name().to_str() {
                 out.push(name.to_string());
@@ -419,15 +424,7 @@ impl Store {
 
     /// The keys of every entry under `steps/` (complete or not), sorted.
     pub fn steps(&self) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for entry in fs_err::read_dir(self.root.join("steps"))? {
-            let entry = entry?;
-            if let Some(name) = entry.file_name().to_str() {
-                out.push(name.to_string());
-            }
-        }
-        out.sort();
-        Ok(out)
+        self.names_in("steps")
     }
 
     /// Takes the lock that keeps `hermetic cache gc` from removing what this process may

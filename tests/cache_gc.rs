@@ -111,8 +111,8 @@ fn gc_keeps_what_the_project_uses() {
     let stderr = p.ok(&["cache", "gc"]);
     assert!(
         stderr.contains(&format!(
-            "removed 2 step entries and 0 blobs ({:.1} MiB); kept {} step entries and {blobs_before} blobs",
-            report["bytes"].as_u64().unwrap() as f64 / (1024.0 * 1024.0),
+            "removed 2 step entries and 0 blobs ({}); kept {} step entries and {blobs_before} blobs",
+            hermetic::archive::human_size(report["bytes"].as_u64().unwrap()),
             live.len()
         )),
         "{stderr}"

@@ -115,16 +115,7 @@ pub fn live_steps(
     for name in project.recipes.keys() {
         let profiles: Vec<String> = project.profiles(name)?.into_iter().collect();
         let selections: Vec<Vec<String>> = if profiles.len() <= LIVE_PROFILE_COMBINATIONS {
-            (0u32..1 << profiles.len())
-                .map(|mask| {
-                    profiles
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| mask & (1 << i) != 0)
-                        .map(|(_, p)| p.clone())
-                        .collect()
-                })
-                .collect()
+            crate::recipe::selections(&profiles)
         } else {
             std::iter::once(Vec::new())
                 .chain(profiles.iter().map(|p| vec![p.clone()]))

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
+use crate::archive::human_size;
 use crate::store::{Store, disk_usage};
 
 /// Inspect, verify and clean the store.
@@ -83,26 +84,19 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
             eprintln!(
                 "{} step {key} ({})",
                 if dry_run { "would remove" } else { "removed" },
-                human_bytes(bytes)
+                human_size(bytes)
             );
         }
         report.bytes += bytes;
         report.steps_removed.push((key, bytes));
     }
     if blobs {
-        let pinned: std::collections::BTreeSet<&str> = lock
-            .packages
-            .iter()
-            .map(|p| p.sha256.as_str())
-            .chain(lock.tarballs.iter().map(|t| t.sha256.as_str()))
-            .chain(
-                lock.sources
-                    .iter()
-                    .flat_map(|s| s.files.iter().map(|f| f.sha256.as_str())),
-            )
+        let pinned: std::collections::BTreeSet<String> = crate::fetch::plan(&lock)
+            .into_iter()
+            .map(|item| item.sha256)
             .collect();
         for hash in store.blobs()? {
-            if pinned.contains(hash.as_str()) {
+            if pinned.contains(&hash) {
                 report.blobs_kept += 1;
                 continue;
             }
@@ -121,10 +115,6 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
     Ok(report)
 }
 
-fn human_bytes(n: u64) -> String {
-    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
-}
-
 /// Runs `hermetic cache`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -138,7 +128,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     if dry_run { "would remove" } else { "removed" },
                     report.steps_removed.len(),
                     report.blobs_removed.len(),
-                    human_bytes(report.bytes),
+                    human_size(report.bytes),
                     report.steps_kept,
                     report.blobs_kept
                 );
