@@ -10,6 +10,7 @@
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
 //! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
+//! - [`beneath`]: reading what a step made without following its symbolic links.
 //! - [`treetar`]: deterministic tar archives of trees.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
@@ -21,6 +22,7 @@
 //! The sandbox that runs every build step is the separate `sandbox` crate.
 
 pub mod archive;
+pub mod beneath;
 pub mod boot;
 pub mod build;
 pub mod cli;
