@@ -123,6 +123,9 @@ enum Resolve {
     PerComponent,
 }
 
+/// Set once `openat2` said ENOSYS: later lookups go one component at a time at once.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A directory a step made (or holds the step's files), opened once; paths are resolved
 /// beneath it.
 #[derive(Debug)]
@@ -148,7 +151,11 @@ impl Beneath {
         Ok(Beneath {
             dir,
             root: root.to_path_buf(),
-            resolve: Resolve::Openat2,
+            resolve: if NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+                Resolve::PerComponent
+            } else {
+                Resolve::Openat2
+            },
         })
     }
 
@@ -269,7 +276,10 @@ impl Beneath {
                         | ResolveFlag::RESOLVE_NO_MAGICLINKS,
                 );
                 match nix::fcntl::openat2(&self.dir, &parent, how) {
-                    Err(Errno::ENOSYS) => self.per_component(parents, flags),
+                    Err(Errno::ENOSYS) => {
+                        NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.per_component(parents, flags)
+                    }
                     other => other,
                 }
             }

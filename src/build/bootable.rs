@@ -8,6 +8,10 @@
 //! step — becomes `.linux`; the stub
 //! is the tree's own `linuxx64.efi.stub` (from the pinned `systemd-boot-efi`), the `.osrel`
 //! its own `/usr/lib/os-release`.
+//!
+//! Every file taken from the tree or a step's store entry is read with [`crate::beneath`]:
+//! never through a symbolic link, so a step cannot put a host file (`usr/lib/os-release` →
+//! `/root/secret`) into the image.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -90,13 +94,16 @@ pub const KERNEL_DROPS: &str = "dropped-options";
 
 /// The kernel a `kernel` step built (its `files/` directory), and its release.
 pub fn built_kernel(files: &Path) -> Result<(PathBuf, String), BuildError> {
-    let release_path = files.join(KERNEL_RELEASE);
-    let release = fs_err::read_to_string(&release_path)
-        .map_err(BuildError::io(&release_path))?
+    let release = crate::beneath::read_to_string(files, KERNEL_RELEASE)?
         .trim()
         .to_string();
     Ok((files.join(KERNEL_BZIMAGE), release))
 }
+
+/// Where the image's systemd stub is in its tree.
+pub const STUB: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// Where the image's os-release is in its tree.
+pub const OS_RELEASE: &str = "usr/lib/os-release";
 
 /// What [`write`] writes from.
 #[derive(Debug, Clone)]
@@ -141,17 +148,25 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
     } else {
         scratch.join("initrd.cpio.zst")
     };
+    // The UKI's parts from the tree and the kernel, read (and refused) before the long work.
+    let uki_parts = if format == OutputFormat::Initrd {
+        None
+    } else {
+        let tree_dir = crate::beneath::Beneath::open(tree)?;
+        let stub = tree_dir.read(STUB)?;
+        let os_release = tree_dir.read(OS_RELEASE)?;
+        Some((stub, os_release, read_beneath_parent(kernel)?))
+    };
     write_initrd(tree, &initrd_path, source_date_epoch, id_map)?;
-    if format == OutputFormat::Initrd {
+    let Some((stub, os_release, linux)) = uki_parts else {
         return Ok(());
-    }
-    let stub_path = tree.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub");
-    let stub = read(&stub_path)?;
+    };
+    let stub_path = tree.join(STUB);
     let mut builder = uki::UkiBuilder::new(stub, stub_path.display().to_string());
-    builder.os_release = Some(read(&tree.join("usr/lib/os-release"))?);
+    builder.os_release = Some(os_release);
     builder.cmdline = Some(cmdline.as_bytes().to_vec());
     builder.uname = Some(uname.to_string());
-    builder.linux = Some(read(kernel)?);
+    builder.linux = Some(linux);
     builder.initrds = vec![read(&initrd_path)?];
     let efi = files.join(format!("{stem}.efi"));
     let layout = builder.layout().map_err(|e| image_err(&efi, e))?;
@@ -309,8 +324,20 @@ pub fn find_kernel(dir: &Path) -> Result<(PathBuf, String), BuildError> {
     }
 }
 
+/// Reads a file hermetic made itself (in the step's scratch or output directory).
 fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     fs_err::read(path).map_err(BuildError::io(path))
+}
+
+/// Reads a file a step made (a kernel) beneath its directory, which is hermetic's own.
+fn read_beneath_parent(path: &Path) -> Result<Vec<u8>, BuildError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(BuildError::Image {
+            path: path.to_path_buf(),
+            message: "not a file path".into(),
+        });
+    };
+    Ok(crate::beneath::read(dir, name)?)
 }
 
 fn image_err(path: &Path, e: impl std::fmt::Display) -> BuildError {

@@ -137,7 +137,7 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
             path: stored,
         });
     }
-    let outputs = copy_outputs(store, graph, &opts.output_dir)?;
+    let outputs = super::outputs::copy_out(store, graph, &opts.output_dir)?;
     Ok(BuildReport { steps, outputs })
 }
 
@@ -377,6 +377,8 @@ fn run_node(
                 let name = format!("{} ({})", node.name, s.name);
                 log_line(&log, &format!("==> step {}", s.name))?;
                 run_step_named(&name, &step, &log)?;
+                // What the step left in $OUTPUTDIR is checked now, naming the step.
+                super::outputs::check_step_files(&name, &files)?;
                 let _ = fs_err::remove_dir_all(&build);
                 let _ = fs_err::remove_dir_all(&sources);
                 let _ = fs_err::remove_file(&script);
@@ -514,11 +516,14 @@ fn run_node(
             let tree = dep("image").join(TREE);
             let files = temp.join(FILES);
             fs_err::create_dir(&files).map_err(BuildError::io(&files))?;
-            // Files the image's steps left in $OUTPUTDIR are outputs too.
+            // Files the image's steps left in $OUTPUTDIR are outputs too (checked again: the
+            // store entry may have been changed since).
             let step_files = dep("image").join(FILES);
             if step_files.is_dir() {
-                copy_plain(&step_files, &files)?;
+                let image = &graph.nodes[node.deps["image"]].name;
+                super::outputs::copy_step_files(image, &step_files, &files)?;
             }
+            let mut link_name = None;
             match format {
                 OutputFormat::Tar => {
                     let path = files.join(format!("{stem}.tar"));
@@ -538,8 +543,9 @@ fn run_node(
                     out.flush().map_err(BuildError::io(&path))?;
                 }
                 OutputFormat::Directory => {
-                    let mut link = files.join(stem);
-                    link.set_extension("tree");
+                    let name = super::outputs::directory_link_name(stem);
+                    let link = files.join(&name);
+                    link_name = Some(name);
                     // The directory output is the stored image tree itself; `out/` gets a copy.
                     std::os::unix::fs::symlink(&tree, &link).map_err(BuildError::io(&link))?;
                 }
@@ -551,12 +557,12 @@ fn run_node(
                         let (kernel, uname) = super::bootable::built_kernel(&built)?;
                         // The kernel and its configuration are outputs too.
                         if *bootable != OutputFormat::Initrd {
+                            let dir = crate::beneath::Beneath::open(&built)?;
                             for (from, to) in [
                                 (super::bootable::KERNEL_BZIMAGE, format!("{stem}.vmlinuz")),
                                 (super::bootable::KERNEL_CONFIG, format!("{stem}.config")),
                             ] {
-                                let (src, dst) = (built.join(from), files.join(to));
-                                fs_err::copy(&src, &dst).map_err(BuildError::io(&dst))?;
+                                super::outputs::copy_beneath(&dir, from, &files.join(to))?;
                             }
                         }
                         (kernel, uname)
@@ -579,7 +585,12 @@ fn run_node(
                     fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
                 }
             }
-            write_sums(&files, &temp.join(SUMS))?;
+            super::outputs::write_sums(
+                &node.name,
+                &files,
+                &temp.join(SUMS),
+                link_name.as_deref(),
+            )?;
         }
     }
     Ok(())
@@ -914,114 +925,5 @@ fn compare_outputs(stored: &Path, new: &Path) -> Result<Vec<String>, BuildError>
     Ok(diffs)
 }
 
-/// Copies the final outputs of the targets to `out_dir` and writes `SHA256SUMS`.
-fn copy_outputs(
-    store: &Store,
-    graph: &Graph,
-    out_dir: &Path,
-) -> Result<Vec<(PathBuf, String)>, BuildError> {
-    fs_err::create_dir_all(out_dir).map_err(BuildError::io(out_dir))?;
-    let mut outputs = Vec::new();
-    for (_, i) in &graph.targets {
-        let entry = store.step_path(graph.nodes[*i].key.as_str());
-        let files = entry.join(FILES);
-        let stored_sums = read_sums(&entry.join(SUMS));
-        let mut entries: Vec<_> = fs_err::read_dir(&files)
-            .map_err(BuildError::io(&files))?
-            .collect::<Result<_, _>>()
-            .map_err(BuildError::io(&files))?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let src = e.path();
-            let name = e.file_name();
-            let dst = out_dir.join(&name);
-            let meta = fs_err::symlink_metadata(&src).map_err(BuildError::io(&src))?;
-            if meta.file_type().is_symlink() {
-                // A directory output: link to the stored tree (copying a root tree of every
-                // owner is for `hermetic export`, not for every build).
-                let target = fs_err::read_link(&src).map_err(BuildError::io(&src))?;
-                let _ = fs_err::remove_file(&dst);
-                std::os::unix::fs::symlink(&target, &dst).map_err(BuildError::io(&dst))?;
-                continue;
-            }
-            let hash = match stored_sums.get(&name.to_string_lossy().into_owned()) {
-                Some(h) => h.clone(),
-                None => {
-                    let f = fs_err::File::open(&src).map_err(BuildError::io(&src))?;
-                    sha256_reader(f).map_err(BuildError::io(&src))?
-                }
-            };
-            // The quick check of rsync: a copy with the stored file's size and mtime is
-            // taken to be that file; anything else is copied anew.
-            let same = fs_err::metadata(&dst).ok().is_some_and(|d| {
-                d.len() == meta.len() && d.modified().ok() == meta.modified().ok()
-            });
-            if !same {
-                let tmp = out_dir.join(format!(".{}.tmp", name.to_string_lossy()));
-                fs_err::copy(&src, &tmp).map_err(BuildError::io(&tmp))?;
-                if let Ok(mtime) = meta.modified() {
-                    let f = fs_err::File::options()
-                        .write(true)
-                        .open(&tmp)
-                        .map_err(BuildError::io(&tmp))?;
-                    f.file().set_modified(mtime).map_err(BuildError::io(&tmp))?;
-                }
-                fs_err::rename(&tmp, &dst).map_err(BuildError::io(&dst))?;
-            }
-            outputs.push((PathBuf::from(name), hash));
-        }
-    }
-    let sums: String = outputs
-        .iter()
-        .map(|(p, h)| format!("{h}  {}\n", p.display()))
-        .collect();
-    let path = out_dir.join("SHA256SUMS");
-    fs_err::write(&path, sums).map_err(BuildError::io(&path))?;
-    Ok(outputs)
-}
-
 /// The SHA-256 of each output file of a step, written when the step is built.
 pub const SUMS: &str = "SHA256SUMS";
-
-/// Writes `SHA256SUMS` of the regular files in `files` to `out`.
-fn write_sums(files: &Path, out: &Path) -> Result<(), BuildError> {
-    let mut entries: Vec<_> = fs_err::read_dir(files)
-        .map_err(BuildError::io(files))?
-        .collect::<Result<_, _>>()
-        .map_err(BuildError::io(files))?;
-    entries.sort_by_key(|e| e.file_name());
-    let mut text = String::new();
-    for e in entries {
-        let path = e.path();
-        let meta = fs_err::symlink_metadata(&path).map_err(BuildError::io(&path))?;
-        if !meta.is_file() {
-            continue;
-        }
-        let f = fs_err::File::open(&path).map_err(BuildError::io(&path))?;
-        let hash = sha256_reader(f).map_err(BuildError::io(&path))?;
-        text.push_str(&format!("{hash}  {}\n", e.file_name().to_string_lossy()));
-    }
-    fs_err::write(out, text).map_err(BuildError::io(out))
-}
-
-fn read_sums(path: &Path) -> BTreeMap<String, String> {
-    let text = fs_err::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once("  "))
-        .map(|(h, n)| (n.to_string(), h.to_string()))
-        .collect()
-}
-
-fn sha256_reader(mut r: impl std::io::Read) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}

@@ -17,6 +17,7 @@
 pub mod bootable;
 pub mod cleanup;
 pub mod exec;
+pub mod outputs;
 pub mod plan;
 pub mod rootfs;
 
@@ -94,6 +95,10 @@ pub enum BuildError {
     Image { path: PathBuf, message: String },
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
+    #[error(transparent)]
+    Output(#[from] outputs::OutputError),
+    #[error(transparent)]
+    Beneath(#[from] crate::beneath::BeneathError),
 }
 
 impl BuildError {

@@ -10,12 +10,14 @@
 //! side, `make olddefconfig`, the drop check, `make bzImage`, `make -s kernelrelease`.
 
 use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step, Stream};
 
 use super::KernelError;
+use crate::beneath::{Beneath, FileKind};
 use super::config::{AcceptedDrops, DropReport, Fragment, check_drops, merge};
 use super::patches;
 
@@ -347,11 +349,13 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
             )?;
         }
     }
-    let base = Fragment::read(&base_path)?;
+    // The build tree is the steps' work: `.config` is read without following a link, and
+    // replaced rather than written through one.
+    let base = read_config(&build)?;
     let merged = merge(&base, &fragments);
-    fs_err::write(&base_path, merged.to_config()).map_err(KernelError::io(&base_path))?;
+    replace_file(&base_path, merged.to_config().as_bytes())?;
     runner.run("olddefconfig", "make olddefconfig")?;
-    let final_config = Fragment::read(&base_path)?;
+    let final_config = read_config(&build)?;
     let drops = DropReport::compare(&merged.requests, &final_config);
     {
         let mut log = &runner.log;
@@ -384,21 +388,33 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
         .to_string();
 
     let mut copied = Vec::new();
+    let tree = Beneath::open(&build).map_err(|e| beneath_err(&build, e))?;
     for (from, to) in [
         ("arch/x86/boot/bzImage", "bzImage"),
         ("vmlinux", "vmlinux"),
         (".config", "config"),
     ] {
         let src = build.join(from);
-        if !src.is_file() {
+        if !matches!(tree.kind(from), Ok(FileKind::Regular | FileKind::Symlink)) {
             let _ = fs_err::remove_dir_all(&out);
             return Err(KernelError::MissingOutput {
                 path: PathBuf::from(SOURCE_DIR).join(from),
                 log: req.log.clone(),
             });
         }
+        // A link is refused here, naming it.
+        let mut file = tree.open_file(from).map_err(|e| beneath_err(&src, e))?;
         let dst = out.join(to);
-        fs_err::copy(&src, &dst).map_err(KernelError::io(&dst))?;
+        let mut copy = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&dst)
+            .map_err(KernelError::io(&dst))?;
+        std::io::copy(&mut file, &mut copy).map_err(KernelError::io(&dst))?;
+        // As `cp` would: the permission bits (vmlinux is executable), not setuid or setgid.
+        let mode = file.metadata().map_err(KernelError::io(&src))?.mode() & 0o777;
+        copy.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(KernelError::io(&dst))?;
         copied.push(dst);
     }
     let release_file = out.join("kernelrelease");
@@ -410,6 +426,36 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
         release,
         drops,
     })
+}
+
+/// The kernel configuration `.config` of the build tree, read without following a link.
+fn read_config(build: &Path) -> Result<Fragment, KernelError> {
+    let path = build.join(".config");
+    let text = crate::beneath::read_to_string(build, ".config").map_err(|e| beneath_err(&path, e))?;
+    Fragment::parse(&path, &text)
+}
+
+/// Replaces `path` (a file of the build tree, maybe a link the build made) by a new file.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KernelError> {
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(KernelError::io(path)(e));
+        }
+        _ => {}
+    }
+    let mut f = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(KernelError::io(path))?;
+    f.write_all(bytes).map_err(KernelError::io(path))
+}
+
+fn beneath_err(path: &Path, e: crate::beneath::BeneathError) -> KernelError {
+    KernelError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    }
 }
 
 /// Bumped whenever this module changes what a build with the same inputs produces.
