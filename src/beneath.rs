@@ -36,10 +36,14 @@ pub enum BeneathError {
     )]
     Outside { root: PathBuf, path: PathBuf },
     #[error(
-        "{path} in {root} goes through the symbolic link {link}; hermetic does not follow links a build step made\nhint: make the file a regular file in the step (e.g. `cp --remove-destination \"$(readlink -f F)\" F`), not a link",
+        "{path} in {root} {what}; hermetic does not follow symbolic links a build step made\nhint: make it a regular file in the step (e.g. `cp --remove-destination \"$(readlink -f F)\" F`), not a link",
         path = path.display(),
         root = root.display(),
-        link = link.display()
+        what = if path == link {
+            "is a symbolic link".to_string()
+        } else {
+            format!("goes through the symbolic link {}", link.display())
+        }
     )]
     Symlink {
         root: PathBuf,
@@ -392,7 +396,10 @@ mod tests {
     fn reads_a_regular_file_below_the_root() {
         let t = tree();
         for b in both(t.path()) {
-            assert_eq!(b.read_to_string("usr/lib/os-release").unwrap(), "ID=debian\n");
+            assert_eq!(
+                b.read_to_string("usr/lib/os-release").unwrap(),
+                "ID=debian\n"
+            );
             assert_eq!(b.read("./usr/lib/os-release").unwrap(), b"ID=debian\n");
             assert_eq!(b.kind("usr/lib").unwrap(), FileKind::Directory);
         }
@@ -453,7 +460,12 @@ mod tests {
         let t = tree();
         let inner = t.path().join("usr");
         for b in both(&inner) {
-            for path in ["../usr/lib/os-release", "lib/../../usr/lib/os-release", "/etc/passwd", ""] {
+            for path in [
+                "../usr/lib/os-release",
+                "lib/../../usr/lib/os-release",
+                "/etc/passwd",
+                "",
+            ] {
                 let e = b.read(path).unwrap_err();
                 assert!(matches!(e, BeneathError::Outside { .. }), "{path}: {e:?}");
             }

@@ -585,12 +585,7 @@ fn run_node(
                     fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
                 }
             }
-            super::outputs::write_sums(
-                &node.name,
-                &files,
-                &temp.join(SUMS),
-                link_name.as_deref(),
-            )?;
+            super::outputs::write_sums(&node.name, &files, &temp.join(SUMS), link_name.as_deref())?;
         }
     }
     Ok(())

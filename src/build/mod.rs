@@ -96,9 +96,21 @@ pub enum BuildError {
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
     #[error(transparent)]
-    Output(#[from] outputs::OutputError),
+    Output(Box<outputs::OutputError>),
     #[error(transparent)]
-    Beneath(#[from] crate::beneath::BeneathError),
+    Beneath(Box<crate::beneath::BeneathError>),
+}
+
+impl From<outputs::OutputError> for BuildError {
+    fn from(e: outputs::OutputError) -> BuildError {
+        BuildError::Output(Box::new(e))
+    }
+}
+
+impl From<crate::beneath::BeneathError> for BuildError {
+    fn from(e: crate::beneath::BeneathError) -> BuildError {
+        BuildError::Beneath(Box::new(e))
+    }
 }
 
 impl BuildError {

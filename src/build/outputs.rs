@@ -15,10 +15,10 @@
 //! bytes no longer match the recorded hash fails the build, naming the store entry and the
 //! file, and the damaged entry is removed so that the next build makes it again.
 
+use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read as _, Write as _};
-use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -28,9 +28,9 @@ use crate::beneath::{Beneath, BeneathError, FileKind};
 use crate::recipe::OutputFormat;
 use crate::store::Store;
 
+use super::BuildError;
 use super::exec::{FILES, SUMS, TREE};
 use super::plan::{Graph, NodeKind};
-use super::BuildError;
 
 /// The advisory lock file of an output directory.
 pub const OUT_LOCK: &str = ".hermetic-out.lock";
@@ -59,14 +59,14 @@ pub enum OutputError {
         kind: FileKind,
     },
     #[error(
-        "the stored output {file} of step {step} does not have the SHA-256 its step recorded (store entry {entry}): it is {actual}, recorded {expected}; {removed}\nhint: run the build again: the step is rebuilt"
+        "the stored output {file} of step {step} does not have the SHA-256 its step recorded (store entry {entry}): {hashes}; {removed}\nhint: run the build again: the step is rebuilt"
     )]
     Damaged {
         step: String,
         entry: PathBuf,
         file: String,
-        expected: String,
-        actual: String,
+        /// `it is <actual>, recorded <expected>`.
+        hashes: String,
         removed: String,
     },
     #[error(
@@ -242,14 +242,14 @@ fn parse_sums(text: &str, strict: bool) -> Result<BTreeMap<String, String>, Stri
         let parsed = line.split_once("  ").filter(|(hash, name)| {
             crate::store::is_sha256(hash) && check_name("", OsStr::new(name)).is_ok()
         });
-        match parsed {
-            Some((hash, name)) => {
-                if out.insert(name.to_string(), hash.to_string()).is_some() && strict {
-                    return Err(format!("{name} is listed twice in {SUMS}"));
-                }
+        let Some((hash, name)) = parsed else {
+            if strict {
+                return Err(format!("{SUMS} has the line {line:?}"));
             }
-            None if strict => return Err(format!("{SUMS} has the line {line:?}")),
-            None => {}
+            continue;
+        };
+        if out.insert(name.to_string(), hash.to_string()).is_some() && strict {
+            return Err(format!("{name} is listed twice in {SUMS}"));
         }
     }
     Ok(out)
@@ -414,15 +414,13 @@ pub fn copy_out(
                     step,
                     entry,
                     file,
-                    expected,
-                    actual,
+                    hashes,
                     ..
                 } => OutputError::Damaged {
                     step,
                     entry,
                     file,
-                    expected,
-                    actual,
+                    hashes,
                     removed,
                 },
                 OutputError::BadEntry {
@@ -476,7 +474,8 @@ pub fn copy_out(
                 && name == OsStr::new(link_name)
                 && kind == FileKind::Symlink
             {
-                let actual = fs_err::read_link(files.join(&name)).map_err(BuildError::io(&files))?;
+                let actual =
+                    fs_err::read_link(files.join(&name)).map_err(BuildError::io(&files))?;
                 if &actual != target {
                     return Err(damaged(bad(format!(
                         "{link_name} links to {}, not to the image tree {}",
@@ -522,8 +521,7 @@ pub fn copy_out(
                     step: node.name.clone(),
                     entry: entry.clone(),
                     file: format!("{FILES}/{name}"),
-                    expected: expected.clone(),
-                    actual: hash,
+                    hashes: format!("it is {hash}, recorded {expected}"),
                     removed: String::new(),
                 }));
             }
@@ -641,7 +639,10 @@ mod tests {
         }
         let not_utf8 = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"a\xff");
         assert!(check_name("s", not_utf8).is_err());
-        assert_eq!(check_name("s", OsStr::new("gcp_1.0.efi")).unwrap(), "gcp_1.0.efi");
+        assert_eq!(
+            check_name("s", OsStr::new("gcp_1.0.efi")).unwrap(),
+            "gcp_1.0.efi"
+        );
     }
 
     #[test]
@@ -673,7 +674,16 @@ mod tests {
         fs_err::remove_file(&out).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", files.join("passwd")).unwrap();
         let e = write_sums("s", &files, &out, None).unwrap_err();
-        assert!(matches!(e, OutputError::NotAFile { kind: FileKind::Symlink, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                OutputError::NotAFile {
+                    kind: FileKind::Symlink,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         // The directory output's own link is skipped.
         write_sums("s", &files, &out, Some("passwd")).unwrap();
         assert!(!fs_err::read_to_string(&out).unwrap().contains("passwd"));

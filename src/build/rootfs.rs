@@ -234,17 +234,17 @@ pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
                 source: Box::new(source),
             })?;
     }
+    // The packages' data is hostile: a link they put at `var/lib/dpkg` (or below) must not
+    // make the writes below land on the host.
     let dpkg = root.join("var/lib/dpkg");
     for dir in ["info", "updates", "triggers", "alternatives"] {
-        let p = dpkg.join(dir);
-        fs_err::create_dir_all(&p).map_err(BuildError::io(&p))?;
+        real_dirs(root, &Path::new("var/lib/dpkg").join(dir))?;
     }
     for file in ["status", "available"] {
-        let p = dpkg.join(file);
-        fs_err::write(&p, b"").map_err(BuildError::io(&p))?;
+        new_file(&dpkg.join(file), b"")?;
     }
     let arch = dpkg.join("arch");
-    fs_err::write(&arch, b"amd64\n").map_err(BuildError::io(&arch))?;
+    new_file(&arch, b"amd64\n")?;
     // What this function made must not depend on the caller's umask.
     use std::os::unix::fs::PermissionsExt as _;
     let mut made = vec![root.to_path_buf(), arch];
@@ -260,6 +260,47 @@ pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
             .map_err(BuildError::io(&p))?;
     }
     Ok(())
+}
+
+/// Makes `rel` and its parents below `root` real directories: a component that exists as
+/// anything else (a link a package made) is an error, never followed.
+fn real_dirs(root: &Path, rel: &Path) -> Result<(), BuildError> {
+    let mut path = root.to_path_buf();
+    for c in rel.components() {
+        path.push(c);
+        match fs_err::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(BuildError::Io {
+                    source: std::io::Error::other(
+                        "a package made this a link or a file where dpkg's database directory belongs; hermetic does not write through it",
+                    ),
+                    path,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs_err::create_dir(&path).map_err(BuildError::io(&path))?;
+            }
+            Err(e) => return Err(BuildError::io(&path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` as a new file, replacing whatever a package put there (a link is
+/// removed, not followed).
+fn new_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write as _;
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(BuildError::io(path)(e)),
+        _ => {}
+    }
+    let mut f = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(BuildError::io(path))?;
+    f.write_all(bytes).map_err(BuildError::io(path))
 }
 
 /// Step 2's script: run by `/bin/sh` inside the sandbox.
@@ -353,6 +394,25 @@ mod tests {
             .map(|i| debs[i].package.as_str())
             .collect();
         assert_eq!(order, ["d", "c", "a", "b"]);
+    }
+
+    #[test]
+    fn a_package_link_at_the_dpkg_database_is_not_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(root.path().join("var/lib")).unwrap();
+        std::os::unix::fs::symlink(host.path(), root.path().join("var/lib/dpkg")).unwrap();
+        let e = real_dirs(root.path(), Path::new("var/lib/dpkg/info")).unwrap_err();
+        assert!(e.to_string().contains("var/lib/dpkg"), "{e}");
+        assert_eq!(fs_err::read_dir(host.path()).unwrap().count(), 0);
+        // A link at a file is replaced, its target untouched.
+        let victim = host.path().join("victim");
+        fs_err::write(&victim, "precious").unwrap();
+        let status = root.path().join("status");
+        std::os::unix::fs::symlink(&victim, &status).unwrap();
+        new_file(&status, b"").unwrap();
+        assert_eq!(fs_err::read_to_string(&victim).unwrap(), "precious");
+        assert!(fs_err::symlink_metadata(&status).unwrap().is_file());
     }
 
     #[test]

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step, Stream};
 
 use super::KernelError;
-use crate::beneath::{Beneath, FileKind};
 use super::config::{AcceptedDrops, DropReport, Fragment, check_drops, merge};
 use super::patches;
+use crate::beneath::{Beneath, FileKind};
 
 /// Where the source tree is inside the sandbox: fixed, so that no host path enters the image.
 pub const SOURCE_DIR: &str = "/work/build";
@@ -431,7 +431,8 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
 /// The kernel configuration `.config` of the build tree, read without following a link.
 fn read_config(build: &Path) -> Result<Fragment, KernelError> {
     let path = build.join(".config");
-    let text = crate::beneath::read_to_string(build, ".config").map_err(|e| beneath_err(&path, e))?;
+    let text =
+        crate::beneath::read_to_string(build, ".config").map_err(|e| beneath_err(&path, e))?;
     Fragment::parse(&path, &text)
 }
 
