@@ -338,6 +338,22 @@ fn lock_out_dir(out_dir: &Path) -> Result<OutLock, OutputError> {
     Ok(OutLock { _file: file })
 }
 
+/// Removes the temporary files of killed builds: they are made only under the lock, so with
+/// the lock held every one there is a left-over.
+fn remove_leftovers(out_dir: &Path) -> Result<(), OutputError> {
+    for name in names_in(out_dir)? {
+        let text = name.to_string_lossy();
+        if text.starts_with(".hermetic-") && text.ends_with(".tmp") {
+            let path = out_dir.join(&name);
+            match fs_err::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn temp_in(out_dir: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
     let prefix = format!(".hermetic-{}-", std::process::id());
     tempfile::Builder::new()
@@ -397,6 +413,7 @@ pub fn copy_out(
 ) -> Result<Vec<(PathBuf, String)>, BuildError> {
     fs_err::create_dir_all(out_dir).map_err(BuildError::io(out_dir))?;
     let _lock = lock_out_dir(out_dir)?;
+    remove_leftovers(out_dir)?;
     // name → (hash, what to do); nothing in out/ changes until every target is verified.
     let mut staged: BTreeMap<String, (Option<String>, Staged)> = BTreeMap::new();
     let mut outputs = Vec::new();
@@ -687,6 +704,25 @@ mod tests {
         // The directory output's own link is skipped.
         write_sums("s", &files, &out, Some("passwd")).unwrap();
         assert!(!fs_err::read_to_string(&out).unwrap().contains("passwd"));
+    }
+
+    #[test]
+    fn left_over_temporary_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let tmp = temp_in(out).unwrap().keep().unwrap().1;
+        let link = temp_link(out, Path::new("/nonexistent")).unwrap();
+        fs_err::write(out.join("keep.tar"), "x").unwrap();
+        fs_err::write(out.join(OUT_LOCK), "").unwrap();
+        remove_leftovers(out).unwrap();
+        assert!(!tmp.exists());
+        assert!(fs_err::symlink_metadata(&link).is_err());
+        let mut left: Vec<_> = fs_err::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [OUT_LOCK, "keep.tar"]);
     }
 
     #[test]
