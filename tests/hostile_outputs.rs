@@ -12,6 +12,7 @@
 //! in the sandbox, then the copy into `out/`.
 
 mod support;
+mod uki_support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -128,8 +129,8 @@ impl Fixture {
 }
 
 /// A tiny tree with the host's `sh`, coreutils and `find` and their libraries, laid out with
-/// merged /usr like a Debian root, enough for the image step's copy, steps and clean-up; a
-/// stand-in systemd stub and a kernel in `/boot` for the bootable formats.
+/// merged /usr like a Debian root, enough for the image step's copy, steps and clean-up; for
+/// the bootable formats a synthetic systemd stub and, in `/boot`, a kernel (a PE file too).
 fn mini_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
@@ -183,12 +184,9 @@ fn mini_tree() -> tempfile::TempDir {
             fs_err::copy(fs_err::canonicalize(path).unwrap(), &dst).unwrap();
         }
     }
-    fs_err::write(
-        t.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
-        b"MZ not really a stub",
-    )
-    .unwrap();
-    fs_err::write(t.join("boot/vmlinuz-6.1.0-test"), b"not really a kernel").unwrap();
+    let pe = uki_support::old_style_stub();
+    fs_err::write(t.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub"), &pe).unwrap();
+    fs_err::write(t.join("boot/vmlinuz-6.1.0-test"), &pe).unwrap();
     fs_err::write(t.join("usr/lib/os-release"), "ID=test\n").unwrap();
     dir
 }
@@ -358,6 +356,23 @@ fn os_release_linked_to_a_host_secret_is_refused_for_a_bootable_format() {
         b"SECRET-5b2d9e11"
     ));
     assert!(!f.entry(&f.key_of("base", "output")).exists());
+}
+
+#[test]
+fn a_uki_is_made_of_the_trees_own_regular_files() {
+    let script = "printf 'ID=test\\nMARK=regular-7c1e\\n' > \"$DESTDIR/usr/lib/os-release\"";
+    let f = fixture(&[("base", &recipe("uki", script))]);
+    let (ok, text) = f.build(&["base"]);
+    assert!(ok, "{text}");
+    let efi = fs_err::read(f.out().join("base.efi")).unwrap();
+    assert!(efi.windows(16).any(|w| w == b"MARK=regular-7c1"));
+    assert!(efi.starts_with(b"MZ"));
+    let sums = fs_err::read_to_string(f.out().join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.contains(&format!("{}  base.efi\n", sha256_hex(&efi))),
+        "{sums}"
+    );
+    assert!(sums.contains("  base.measurements.json\n"), "{sums}");
 }
 
 #[test]
