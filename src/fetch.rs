@@ -185,12 +185,11 @@ impl Downloader {
         let r = self.http.get(url, size);
         match &r {
             Ok(_) => self.mirrors.mark_alive(url),
-            Err(e @ HttpError::Status { .. }) => {
-                self.mirrors.mark_alive(url);
-                if e.is_source_failure() {
-                    self.source_failed(url, &e.reason());
-                }
+            Err(e @ HttpError::Status { .. }) if e.is_source_failure() => {
+                self.mirrors.mark_reachable(url);
+                self.source_failed(url, &e.reason());
             }
+            Err(HttpError::Status { .. }) => self.mirrors.mark_alive(url),
             Err(e) => {
                 if e.is_unreachable() {
                     self.mirrors.mark_dead(url);
@@ -668,7 +667,7 @@ pub fn fetch(
                                 bar.set_message(format!("{d}/{count} files"));
                                 if lines {
                                     eprintln!(
-                                        "fetched {} ({}) [{d}/{count}]",
+                                        "fetched {}, {} [{d}/{count}]",
                                         item.what,
                                         crate::archive::human_size(size)
                                     );
@@ -677,7 +676,7 @@ pub fn fetch(
                             Err(tried) => {
                                 if lines {
                                     eprintln!(
-                                        "failed {} ({} attempts, listed at the end)",
+                                        "failed {}: {} attempts, listed at the end",
                                         item.what,
                                         tried.len()
                                     );

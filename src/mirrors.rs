@@ -315,6 +315,12 @@ impl Mirrors {
         });
     }
 
+    /// Remembers that the host of `url` answered, though with a failure (a 5xx, counted by
+    /// [`Mirrors::record_failure`]): it is not dead, but not healthy either.
+    pub fn mark_reachable(&self, url: &str) {
+        self.update(url, |h| h.answered = true);
+    }
+
     /// Remembers that the host of `url` cannot be reached (unless it answered before).
     pub fn mark_dead(&self, url: &str) {
         self.update(url, |h| {
