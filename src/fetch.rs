@@ -106,8 +106,11 @@ pub struct Downloader {
     requests: AtomicUsize,
     /// Where notices go (a source demoted): standard error unless [`Downloader::on_notice`]
     /// says otherwise.
-    notice: Mutex<Box<dyn Fn(&str) + Send + Sync>>,
+    notice: Mutex<NoticeSink>,
 }
+
+/// Where [`Downloader`] notices go.
+type NoticeSink = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Why a request was not made or failed.
 enum Failure {
@@ -646,12 +649,8 @@ pub fn fetch(
                             bar.inc(n);
                             received.fetch_add(n, Ordering::Relaxed);
                         };
-                        let result = downloader.download(
-                            &item.location,
-                            &item.sha256,
-                            item.size,
-                            &on_bytes,
-                        );
+                        let result =
+                            downloader.download(&item.location, &item.sha256, item.size, &on_bytes);
                         in_flight
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

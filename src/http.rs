@@ -633,7 +633,8 @@ mod tests {
     #[test]
     fn unknown_host_is_unreachable() {
         // `.invalid` never resolves (RFC 6761).
-        let err = match Http::with_limits(Limits::default()).get("http://hermetic-test.invalid/x", None)
+        let err = match Http::with_limits(Limits::default())
+            .get("http://hermetic-test.invalid/x", None)
         {
             Err(e) => e,
             Ok(_) => panic!("an .invalid host answered"),
@@ -656,8 +657,7 @@ mod tests {
             response: Duration::from_millis(300),
             ..Limits::default()
         };
-        let err = match Http::with_limits(limits).get(&format!("http://127.0.0.1:{port}/f"), None)
-        {
+        let err = match Http::with_limits(limits).get(&format!("http://127.0.0.1:{port}/f"), None) {
             Err(e) => e,
             Ok(_) => panic!("a silent server answered"),
         };
@@ -667,6 +667,39 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("http://127.0.0.1:{port}/f: no response within 0.3 s")
+        );
+    }
+
+    #[test]
+    fn body_that_stops_is_stalled_after_the_window() {
+        use std::io::Write as _;
+        // Sends the headers and 10 of 1000 bytes, then nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ =
+                    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+                held.push(stream);
+            }
+        });
+        let limits = Limits {
+            window: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let url = format!("http://127.0.0.1:{port}/f");
+        let err = Http::with_limits(limits).get_bytes(&url).unwrap_err();
+        let HttpError::Stalled(s) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(s.reason, "stalled: no data for 0.3 s");
+        assert_eq!(s.received, 10);
+        assert_eq!(
+            err.to_string(),
+            format!("{url}: stalled: no data for 0.3 s; 10 bytes received")
         );
     }
 
@@ -684,7 +717,12 @@ mod tests {
     #[test]
     fn limits_come_from_the_environment() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         assert_eq!(Limits::from_vars(vars(&[])).unwrap(), Limits::default());
         let l = Limits::from_vars(vars(&[
@@ -709,7 +747,10 @@ mod tests {
             let err = Limits::from_vars(|n: &str| (n == k).then(|| v.to_string()))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(k) && err.contains(v) && err.contains("hint: unset"), "{err}");
+            assert!(
+                err.contains(k) && err.contains(v) && err.contains("hint: unset"),
+                "{err}"
+            );
         }
         assert_eq!(parse_rate("1M"), Some(1 << 20));
         assert_eq!(parse_rate("8k/s"), Some(8192));
@@ -778,7 +819,10 @@ mod tests {
             left: 40 * 1024,
         };
         let mut w = Watched::new(fast, "http://m/f", small_limits(), Some(40 * 1024));
-        assert_eq!(std::io::copy(&mut w, &mut std::io::sink()).unwrap(), 40 * 1024);
+        assert_eq!(
+            std::io::copy(&mut w, &mut std::io::sink()).unwrap(),
+            40 * 1024
+        );
     }
 
     #[test]

@@ -599,13 +599,24 @@ mod tests {
                 "http://good.example/debian/pool/f.deb"
             ]
         );
-        assert_eq!(m.record_failure("http://slow.example/debian/a", "stalled"), None);
+        assert_eq!(
+            m.record_failure("http://slow.example/debian/a", "stalled"),
+            None
+        );
         assert!(!m.is_demoted("http://slow.example/x"));
         let notice = m
             .record_failure("http://slow.example/debian/b", "no response within 30 s")
             .unwrap();
-        assert!(notice.starts_with("warning: http://slow.example failed 2 times (last: no response within 30 s)"), "{notice}");
-        assert_eq!(m.record_failure("http://slow.example/debian/c", "HTTP 503"), None);
+        assert!(
+            notice.starts_with(
+                "warning: http://slow.example failed 2 times (last: no response within 30 s)"
+            ),
+            "{notice}"
+        );
+        assert_eq!(
+            m.record_failure("http://slow.example/debian/c", "HTTP 503"),
+            None
+        );
         assert!(m.is_demoted("http://slow.example/debian-security/y"));
         assert!(!m.is_dead("http://slow.example/debian/a"));
         assert_eq!(
@@ -616,12 +627,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            m.wait_turn("http://slow.example/debian/a", false).unwrap_err(),
+            m.wait_turn("http://slow.example/debian/a", false)
+                .unwrap_err(),
             Skip::Demoted
         );
         assert!(m.wait_turn("http://slow.example/debian/a", true).is_ok());
         m.mark_dead("http://gone.example/x");
-        assert_eq!(m.wait_turn("http://gone.example/y", true).unwrap_err(), Skip::Dead);
+        assert_eq!(
+            m.wait_turn("http://gone.example/y", true).unwrap_err(),
+            Skip::Dead
+        );
     }
 
     #[test]
@@ -640,7 +655,10 @@ mod tests {
                 assert!(!again.probe);
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
-            assert!(!waiter.is_finished(), "a second request went to an unproven host");
+            assert!(
+                !waiter.is_finished(),
+                "a second request went to an unproven host"
+            );
             waited.store(true, std::sync::atomic::Ordering::SeqCst);
             m.mark_alive(url);
             drop(probe);

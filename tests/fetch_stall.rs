@@ -303,7 +303,10 @@ fn trickling_transfer_is_aborted_as_stalled_naming_the_url() {
             ("HERMETIC_FETCH_STALL_WINDOW", "3"),
         ],
     );
-    assert!(!ok, "a 2 MiB file trickling at 1 byte/s was accepted:\n{stderr}");
+    assert!(
+        !ok,
+        "a 2 MiB file trickling at 1 byte/s was accepted:\n{stderr}"
+    );
     // The error names the URL, the reason and the bytes received.
     let url = format!("{}{}", trickle.url(), big.path);
     let line = stderr
@@ -337,6 +340,9 @@ fn malformed_limit_is_refused_naming_the_variable() {
         stderr.contains("HERMETIC_FETCH_STALL_WINDOW=\"forever\" is not a duration"),
         "{stderr}"
     );
-    assert!(stderr.contains("hint: unset HERMETIC_FETCH_STALL_WINDOW"), "{stderr}");
+    assert!(
+        stderr.contains("hint: unset HERMETIC_FETCH_STALL_WINDOW"),
+        "{stderr}"
+    );
     assert_eq!(f.server.requests(), before, "fetched despite a bad limit");
 }

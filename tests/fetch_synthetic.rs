@@ -398,7 +398,11 @@ fn piped_fetch_prints_a_line_per_file_and_quiet_hides_them() {
     let stderr = f.project.ok(&["fetch"]);
     let n = wanted.len();
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines[0], format!("fetching {n} files (2.2 MiB)"), "{stderr}");
+    assert_eq!(
+        lines[0],
+        format!("fetching {n} files (2.2 MiB)"),
+        "{stderr}"
+    );
     let per_file: Vec<&str> = lines
         .iter()
         .copied()
@@ -410,11 +414,17 @@ fn piped_fetch_prints_a_line_per_file_and_quiet_hides_them() {
         "fetched tool 0.9~rc1-1 (",
         "fetched source hello 2.10-3 (hello_2.10-3.dsc), ",
     ] {
-        assert!(per_file.iter().any(|l| l.starts_with(what)), "{what}:\n{stderr}");
+        assert!(
+            per_file.iter().any(|l| l.starts_with(what)),
+            "{what}:\n{stderr}"
+        );
     }
     // The summary comes last.
     assert!(
-        lines.last().unwrap().starts_with(&format!("fetched {n} files, ")),
+        lines
+            .last()
+            .unwrap()
+            .starts_with(&format!("fetched {n} files, ")),
         "{stderr}"
     );
 
