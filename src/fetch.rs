@@ -2,9 +2,11 @@
 //!
 //! [`Downloader`] is the shared machinery (one pooled HTTP client, the ordered sources, the
 //! store): it tries each candidate URL in turn, retries a truncated or wrong transfer once,
-//! skips sources found unreachable earlier in the run, and publishes a file only once its
-//! size and SHA-256 match. [`fetch`] runs it over every pin of `pins.lock` with parallel
-//! workers; pins already in the store cost one `stat` each.
+//! skips sources found unreachable earlier in the run, tries sources that failed repeatedly
+//! last, and publishes a file only once its size and SHA-256 match. Every transfer is held
+//! to the [`Limits`] of the client (response timeout, minimum rate, per-file deadline).
+//! [`fetch`] runs it over every pin of `pins.lock` with parallel workers; pins already in
+//! the store cost one `stat` each.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
@@ -13,13 +15,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::http::{Http, HttpError};
+use crate::http::{Http, HttpError, Limits, Stalled};
 use crate::lockfile::Lockfile;
-use crate::mirrors::{Mirrors, archive_for_suite};
+use crate::mirrors::{Mirrors, Skip, archive_for_suite};
 use crate::store::{Store, StoreError};
 
 /// Parallel transfers.
 pub const WORKERS: usize = 8;
+/// How often a status line is printed when standard error is not a terminal.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Attempts per URL before moving to the next source.
 const ATTEMPTS_PER_URL: usize = 2;
 
@@ -51,7 +55,7 @@ pub struct MissingPin {
 /// Errors of `hermetic fetch`.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: `hermetic lock --update` re-pins against today's archive if the archive dropped these versions; --mirror URL adds a source", .missing.len(), format_missing(.missing))]
+    #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: `hermetic lock --update` re-pins against today's archive if the archive dropped these versions; --mirror URL adds a source{}", .missing.len(), format_missing(.missing), slow_hint(.missing))]
     Missing { missing: Vec<MissingPin> },
     #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
     Offline {
@@ -61,7 +65,23 @@ pub enum FetchError {
     #[error(transparent)]
     Mirrors(#[from] crate::mirrors::MirrorError),
     #[error(transparent)]
+    Limits(#[from] crate::http::LimitsError),
+    #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A second hint when a source stalled or did not answer in time.
+fn slow_hint(missing: &[MissingPin]) -> &'static str {
+    let slow = missing.iter().flat_map(|m| &m.tried).any(|a| {
+        a.error.starts_with("stalled")
+            || a.error.starts_with("too slow")
+            || a.error.starts_with("no response within")
+    });
+    if slow {
+        "\nhint: a source stalled or did not answer in time; on a slow link, lower HERMETIC_FETCH_MIN_RATE or raise HERMETIC_FETCH_RESPONSE_TIMEOUT (docs/pins.md)"
+    } else {
+        ""
+    }
 }
 
 fn format_missing(missing: &[MissingPin]) -> String {
@@ -84,7 +104,30 @@ pub struct Downloader {
     pub mirrors: Mirrors,
     pub store: Store,
     requests: AtomicUsize,
+    /// Where notices go (a source demoted): standard error unless [`Downloader::on_notice`]
+    /// says otherwise.
+    notice: Mutex<NoticeSink>,
 }
+
+/// Where [`Downloader`] notices go.
+type NoticeSink = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Why a request was not made or failed.
+enum Failure {
+    Skipped(Skip),
+    Http(HttpError),
+}
+
+/// What to do after trying one URL.
+enum Flow<T> {
+    Done(T),
+    /// Try the next URL.
+    Next,
+    /// The host was demoted: try this URL again after all the others.
+    Defer,
+}
+
+const SKIPPED_DEAD: &str = "skipped: host unreachable earlier in this run";
 
 impl Downloader {
     pub fn new(http: Http, mirrors: Mirrors, store: Store) -> Downloader {
@@ -93,7 +136,13 @@ impl Downloader {
             mirrors,
             store,
             requests: AtomicUsize::new(0),
+            notice: Mutex::new(Box::new(|line| eprintln!("{line}"))),
         }
+    }
+
+    /// Sends notices (a source demoted) to `sink` instead of standard error.
+    pub fn on_notice(&self, sink: impl Fn(&str) + Send + Sync + 'static) {
+        *self.notice.lock().unwrap_or_else(|e| e.into_inner()) = Box::new(sink);
     }
 
     /// HTTP requests made so far.
@@ -116,15 +165,67 @@ impl Downloader {
         }
     }
 
-    fn get(&self, url: &str) -> Result<crate::http::Download, HttpError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let r = self.http.get(url);
-        match &r {
-            Ok(_) | Err(HttpError::Status { .. }) => self.mirrors.mark_alive(url),
-            Err(e) if e.is_unreachable() => self.mirrors.mark_dead(url),
-            Err(_) => {}
+    /// Counts a failure of the source of `url`; says so when that demotes it.
+    fn source_failed(&self, url: &str, reason: &str) {
+        if let Some(line) = self.mirrors.record_failure(url, reason) {
+            (self.notice.lock().unwrap_or_else(|e| e.into_inner()))(&line);
         }
-        r
+    }
+
+    /// One GET, sent when the host of `url` gives a turn (see [`Mirrors::wait_turn`]), its
+    /// outcome told to [`Mirrors`].
+    fn get(
+        &self,
+        url: &str,
+        size: Option<u64>,
+        demoted_ok: bool,
+    ) -> Result<crate::http::Download, Failure> {
+        let turn = self
+            .mirrors
+            .wait_turn(url, demoted_ok)
+            .map_err(Failure::Skipped)?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let r = self.http.get(url, size);
+        match &r {
+            Ok(_) => self.mirrors.mark_alive(url),
+            Err(e @ HttpError::Status { .. }) if e.is_source_failure() => {
+                self.mirrors.mark_reachable(url);
+                self.source_failed(url, &e.reason());
+            }
+            Err(HttpError::Status { .. }) => self.mirrors.mark_alive(url),
+            Err(e) => {
+                if e.is_unreachable() {
+                    self.mirrors.mark_dead(url);
+                }
+                self.source_failed(url, &e.reason());
+            }
+        }
+        drop(turn);
+        r.map_err(Failure::Http)
+    }
+
+    /// Runs `attempt` on each URL in turn until it is done: dead hosts are skipped, and
+    /// the URLs of demoted hosts (also those demoted meanwhile) are tried after all others.
+    /// `attempt` gets the URL and whether it may go to a demoted host.
+    fn each_url<T>(
+        &self,
+        urls: Vec<String>,
+        mut attempt: impl FnMut(&str, bool) -> Flow<T>,
+    ) -> Option<T> {
+        let mut queue: std::collections::VecDeque<(String, bool)> = self
+            .mirrors
+            .in_order(urls)
+            .into_iter()
+            .map(|u| (u, false))
+            .collect();
+        while let Some((url, deferred)) = queue.pop_front() {
+            match attempt(&url, deferred) {
+                Flow::Done(t) => return Some(t),
+                Flow::Next => {}
+                Flow::Defer => queue.push_back((url, true)),
+            }
+        }
+        None
     }
 
     /// Downloads the first copy of `path` any source of `archive` serves, whole, into memory
@@ -135,37 +236,48 @@ impl Downloader {
             paths: vec![path.to_string()],
         };
         let mut tried = Vec::new();
-        for url in self.candidate_urls(&location) {
-            if self.mirrors.is_dead(&url) {
-                tried.push(Attempt {
-                    url,
-                    error: "skipped: host unreachable earlier in this run".into(),
-                });
-                continue;
-            }
-            let result = self.get(&url).and_then(|mut d| {
-                let mut out = Vec::new();
-                d.reader
-                    .read_to_end(&mut out)
-                    .map_err(|source| HttpError::Body {
-                        url: url.clone(),
-                        source,
-                    })?;
-                Ok(out)
-            });
+        let found = self.each_url(self.candidate_urls(&location), |url, demoted_ok| {
+            let result = match self.get(url, None, demoted_ok) {
+                Err(Failure::Skipped(Skip::Demoted)) => return Flow::Defer,
+                Err(Failure::Skipped(Skip::Dead)) => {
+                    tried.push(Attempt {
+                        url: url.to_string(),
+                        error: SKIPPED_DEAD.into(),
+                    });
+                    return Flow::Next;
+                }
+                Err(Failure::Http(e)) => Err(e),
+                Ok(mut d) => {
+                    let mut out = Vec::new();
+                    match d.reader.read_to_end(&mut out) {
+                        Ok(_) => Ok(out),
+                        Err(source) => {
+                            let e = crate::http::body_error(url, source);
+                            self.source_failed(url, &e.reason());
+                            Err(e)
+                        }
+                    }
+                }
+            };
             match result {
-                Ok(bytes) => return Ok((url, bytes)),
-                Err(e) => tried.push(Attempt {
-                    url,
-                    error: e.reason(),
-                }),
+                Ok(bytes) => Flow::Done((url.to_string(), bytes)),
+                Err(e) => {
+                    tried.push(Attempt {
+                        url: url.to_string(),
+                        error: e.reason(),
+                    });
+                    Flow::Next
+                }
             }
-        }
-        Err(tried)
+        });
+        found.ok_or(tried)
     }
 
     /// Downloads a pinned file into the store (unless already there) and returns its path.
     /// `on_bytes` is told of every chunk received. On failure, returns every attempt made.
+    ///
+    /// A truncated or wrong transfer is tried once more from the same URL; a source that
+    /// does not answer, stalls or fails with a 5xx is left for the next one at once.
     pub fn download(
         &self,
         location: &Location,
@@ -174,63 +286,72 @@ impl Downloader {
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<PathBuf, Vec<Attempt>> {
         let mut tried = Vec::new();
-        for url in self.candidate_urls(location) {
-            if self.store.has_blob(sha256) {
-                return Ok(self.store.blob_path(sha256));
-            }
+        let found = self.each_url(self.candidate_urls(location), |url, demoted_ok| {
+            let mut attempt_failed = |error: String| {
+                tried.push(Attempt {
+                    url: url.to_string(),
+                    error,
+                })
+            };
             for _ in 0..ATTEMPTS_PER_URL {
-                if self.mirrors.is_dead(&url) {
-                    tried.push(Attempt {
-                        url: url.clone(),
-                        error: "skipped: host unreachable earlier in this run".into(),
-                    });
-                    break;
+                if self.store.has_blob(sha256) {
+                    return Flow::Done(self.store.blob_path(sha256));
                 }
-                let mut download = match self.get(&url) {
+                let mut download = match self.get(url, size, demoted_ok) {
                     Ok(d) => d,
-                    Err(e @ HttpError::Status { .. }) | Err(e @ HttpError::Unreachable { .. }) => {
-                        tried.push(Attempt {
-                            url: url.clone(),
-                            error: e.reason(),
-                        });
-                        break;
+                    Err(Failure::Skipped(Skip::Demoted)) => return Flow::Defer,
+                    Err(Failure::Skipped(Skip::Dead)) => {
+                        attempt_failed(SKIPPED_DEAD.into());
+                        return Flow::Next;
                     }
-                    Err(e) => {
-                        tried.push(Attempt {
-                            url: url.clone(),
-                            error: e.reason(),
-                        });
+                    // A connection that broke before the answer (a stale pooled one, say):
+                    // once more.
+                    Err(Failure::Http(e @ HttpError::Request { .. })) => {
+                        attempt_failed(e.reason());
                         continue;
+                    }
+                    Err(Failure::Http(e)) => {
+                        attempt_failed(e.reason());
+                        return Flow::Next;
                     }
                 };
                 if let (Some(expected), Some(announced)) = (size, download.content_length)
                     && expected != announced
                 {
-                    tried.push(Attempt {
-                        url: url.clone(),
-                        error: format!(
-                            "server announces {announced} bytes, pinned size is {expected}"
-                        ),
-                    });
-                    break;
+                    attempt_failed(format!(
+                        "server announces {announced} bytes, pinned size is {expected}"
+                    ));
+                    return Flow::Next;
                 }
                 let mut reader = Counting {
                     inner: &mut download.reader,
                     on_bytes,
                 };
                 match self.store.put_blob_from_reader(sha256, size, &mut reader) {
-                    Ok(path) => return Ok(path),
-                    Err(e) => tried.push(Attempt {
-                        url: url.clone(),
-                        error: error_text(&e),
-                    }),
+                    Ok(path) => return Flow::Done(path),
+                    // The transfer broke or stalled: the source's fault.
+                    Err(e @ StoreError::Read { .. }) => {
+                        let stalled = Stalled::find(&e);
+                        let reason = match stalled {
+                            Some(s) => s.reason_and_bytes(),
+                            None => error_text(&e),
+                        };
+                        self.source_failed(url, &reason);
+                        attempt_failed(reason);
+                        if stalled.is_some() {
+                            return Flow::Next;
+                        }
+                    }
+                    Err(e) => attempt_failed(error_text(&e)),
                 }
             }
+            Flow::Next
+        });
+        match found {
+            Some(path) => Ok(path),
+            None if self.store.has_blob(sha256) => Ok(self.store.blob_path(sha256)),
+            None => Err(tried),
         }
-        if self.store.has_blob(sha256) {
-            return Ok(self.store.blob_path(sha256));
-        }
-        Err(tried)
     }
 }
 
@@ -269,7 +390,12 @@ pub fn default_downloader(
         cli_mirrors,
         Some(snapshot),
     ))?;
-    Ok(Downloader::new(Http::new(), mirrors, store.clone()))
+    let limits = Limits::from_env()?;
+    Ok(Downloader::new(
+        Http::with_limits(limits),
+        mirrors,
+        store.clone(),
+    ))
 }
 
 /// One file to have in the store.
@@ -347,12 +473,52 @@ impl std::fmt::Display for FetchSummary {
     }
 }
 
+/// The periodic status line of a fetch whose standard error is not a terminal.
+struct Status<'a> {
+    done: usize,
+    failed: usize,
+    count: usize,
+    received: u64,
+    total_bytes: u64,
+    elapsed: Duration,
+    in_flight: &'a [String],
+}
+
+impl std::fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::archive::human_size;
+        let rate = self.received as f64 / self.elapsed.as_secs_f64().max(0.001);
+        write!(
+            f,
+            "fetching: {}/{} files, {} of {} received, {}/s",
+            self.done,
+            self.count,
+            human_size(self.received),
+            human_size(self.total_bytes),
+            human_size(rate as u64)
+        )?;
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        if let Some((first, rest)) = self.in_flight.split_first() {
+            write!(f, "; in progress: {first}")?;
+            for name in rest.iter().take(2) {
+                write!(f, ", {name}")?;
+            }
+            if rest.len() > 2 {
+                write!(f, " and {} more", rest.len() - 2)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Options of [`fetch`].
 #[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
     /// Never touch the network; fail listing every missing pin.
     pub offline: bool,
-    /// Show a progress bar (when standard error is a terminal).
+    /// Show progress: a bar when standard error is a terminal, plain lines otherwise.
     pub progress: bool,
 }
 
@@ -408,7 +574,11 @@ pub fn fetch(
     // Largest first: the long transfers start early and the tail is short.
     todo.sort_by(|a, b| b.size.cmp(&a.size).then(a.sha256.cmp(&b.sha256)));
     let total_bytes: u64 = todo.iter().filter_map(|i| i.size).sum();
-    let bar = if options.progress && std::io::stderr().is_terminal() {
+    let count = todo.len();
+    // On a terminal, a bar; otherwise (a log, a pipe) plain lines: one per file and a
+    // status line every PROGRESS_INTERVAL.
+    let lines = options.progress && !std::io::stderr().is_terminal();
+    let bar = if options.progress && !lines {
         let bar = indicatif::ProgressBar::new(total_bytes);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -421,43 +591,115 @@ pub fn fetch(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    {
+        let bar = bar.clone();
+        downloader.on_notice(move |line| bar.suspend(|| eprintln!("{line}")));
+    }
+    if lines {
+        eprintln!(
+            "fetching {count} files ({})",
+            crate::archive::human_size(total_bytes)
+        );
+    }
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
+    let received = AtomicU64::new(0);
+    let in_flight: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
     let failed: Mutex<Vec<MissingPin>> = Mutex::new(Vec::new());
-    let count = todo.len();
     bar.set_message(format!("0/{count} files"));
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS.min(count) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = todo.get(i) else { break };
-                    let on_bytes = |n: u64| bar.inc(n);
-                    match downloader.download(&item.location, &item.sha256, item.size, &on_bytes) {
-                        Ok(path) => {
-                            let size = item
-                                .size
-                                .or_else(|| fs_err::metadata(&path).ok().map(|m| m.len()))
-                                .unwrap_or(0);
-                            bytes.fetch_add(size, Ordering::Relaxed);
-                            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            bar.set_message(format!("{d}/{count} files"));
-                        }
-                        Err(tried) => {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(MissingPin {
-                                    what: item.what.clone(),
-                                    sha256: item.sha256.clone(),
-                                    tried,
-                                })
-                        }
-                    }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        if lines {
+            let (done, received, in_flight, failed) = (&done, &received, &in_flight, &failed);
+            scope.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(PROGRESS_INTERVAL)
+                {
+                    let names: Vec<String> = in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .values()
+                        .cloned()
+                        .collect();
+                    let status = Status {
+                        done: done.load(Ordering::Relaxed),
+                        failed: failed.lock().unwrap_or_else(|e| e.into_inner()).len(),
+                        count,
+                        received: received.load(Ordering::Relaxed),
+                        total_bytes,
+                        elapsed: start.elapsed(),
+                        in_flight: &names,
+                    };
+                    eprintln!("{status}");
                 }
             });
         }
+        let workers: Vec<_> = (0..WORKERS.min(count))
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = todo.get(i) else { break };
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(i, item.what.clone());
+                        let on_bytes = |n: u64| {
+                            bar.inc(n);
+                            received.fetch_add(n, Ordering::Relaxed);
+                        };
+                        let result =
+                            downloader.download(&item.location, &item.sha256, item.size, &on_bytes);
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&i);
+                        match result {
+                            Ok(path) => {
+                                let size = item
+                                    .size
+                                    .or_else(|| fs_err::metadata(&path).ok().map(|m| m.len()))
+                                    .unwrap_or(0);
+                                bytes.fetch_add(size, Ordering::Relaxed);
+                                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                                bar.set_message(format!("{d}/{count} files"));
+                                if lines {
+                                    eprintln!(
+                                        "fetched {}, {} [{d}/{count}]",
+                                        item.what,
+                                        crate::archive::human_size(size)
+                                    );
+                                }
+                            }
+                            Err(tried) => {
+                                if lines {
+                                    eprintln!(
+                                        "failed {}: {} attempts, listed at the end",
+                                        item.what,
+                                        tried.len()
+                                    );
+                                }
+                                failed
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(MissingPin {
+                                        what: item.what.clone(),
+                                        sha256: item.sha256.clone(),
+                                        tried,
+                                    })
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(panic) = w.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        drop(stop);
     });
     bar.finish_and_clear();
     let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -527,6 +769,36 @@ mod tests {
                 archive: "debian".into(),
                 paths: vec!["pool/main/s/s/s_1.dsc".into()],
             }
+        );
+    }
+
+    #[test]
+    fn status_line_names_what_is_in_progress() {
+        let names: Vec<String> = ["a 1 (a.deb)", "b 2 (b.deb)", "c 3 (c.deb)", "d 4 (d.deb)"]
+            .map(String::from)
+            .to_vec();
+        let status = Status {
+            done: 3,
+            failed: 1,
+            count: 12,
+            received: 3 * 1024 * 1024,
+            total_bytes: 10 * 1024 * 1024,
+            elapsed: Duration::from_secs(10),
+            in_flight: &names,
+        };
+        assert_eq!(
+            status.to_string(),
+            "fetching: 3/12 files, 3.0 MiB of 10.0 MiB received, 307.2 KiB/s, 1 failed; \
+             in progress: a 1 (a.deb), b 2 (b.deb), c 3 (c.deb) and 1 more"
+        );
+        let idle = Status {
+            failed: 0,
+            in_flight: &[],
+            ..status
+        };
+        assert_eq!(
+            idle.to_string(),
+            "fetching: 3/12 files, 3.0 MiB of 10.0 MiB received, 307.2 KiB/s"
         );
     }
 

@@ -18,11 +18,16 @@
 //!    replaces `/` as the directory the apt configuration is read under.
 //!
 //! Any copy is as good as another: every file is checked against its pinned SHA-256. A
-//! source that cannot be reached at all is remembered as dead for the rest of the run.
+//! source that cannot be reached at all is remembered as dead for the rest of the run. A
+//! source that fails [`DEMOTE_AFTER`] times (timeouts, stalled transfers, refused or broken
+//! connections, 5xx answers; a 404 is the file missing, not the source failing) is demoted:
+//! tried after every other source for the rest of the run. Until a host has answered (and
+//! again after each of its failures) one request at a time goes to it, so that parallel
+//! downloads do not all wait on a host that does not answer.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// The Debian archive a suite lives in.
 pub fn archive_for_suite(suite: &str) -> &'static str {
@@ -35,6 +40,10 @@ pub fn archive_for_suite(suite: &str) -> &'static str {
 
 const ARCHIVES: [&str; 2] = ["debian", "debian-security"];
 const SNAPSHOT_DEFAULT: &str = "https://snapshot.debian.org";
+
+/// Failures of a source (timeouts, stalls, refused or broken connections, 5xx answers) after
+/// which it is tried only after all the others, for the rest of the run.
+pub const DEMOTE_AFTER: u32 = 2;
 
 /// Errors reading the mirror configuration. Each names the file or value.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +82,63 @@ pub struct Source {
     pub base: String,
 }
 
-/// Every source, in order, and the ones found dead during this run.
+/// Every source, in order, and what this run learnt about their hosts.
 #[derive(Debug, Default)]
 pub struct Mirrors {
     sources: Vec<Source>,
-    dead: Mutex<BTreeSet<String>>,
-    alive: Mutex<BTreeSet<String>>,
+    /// By origin (`scheme://host:port`).
+    hosts: Mutex<BTreeMap<String, Host>>,
+    /// Signalled whenever a host's state changes (waiters of [`Mirrors::wait_turn`]).
+    changed: Condvar,
+}
+
+/// What a run knows about one host.
+#[derive(Debug, Default)]
+struct Host {
+    /// Answered at least once: a later failure to reach it is a hiccup, not a dead host.
+    answered: bool,
+    /// Unreachable before it ever answered: skipped for the rest of the run.
+    dead: bool,
+    /// Its last request got an answer: any number of requests may go at once.
+    healthy: bool,
+    /// A request to this (not healthy) host is out, waiting for its answer.
+    probing: bool,
+    /// Source failures so far.
+    failures: u32,
+    /// Failed [`DEMOTE_AFTER`] times: tried after every other source.
+    demoted: bool,
+}
+
+/// Why [`Mirrors::wait_turn`] gives no turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The host could not be reached earlier in this run.
+    Dead,
+    /// The host failed repeatedly and other sources come first.
+    Demoted,
+}
+
+/// The right to send one request to a host (see [`Mirrors::wait_turn`]). A probe of a host
+/// not known to answer makes other requests to it wait until the outcome is reported
+/// ([`Mirrors::mark_alive`], [`Mirrors::record_failure`], [`Mirrors::mark_dead`]) or the
+/// turn is dropped.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    mirrors: &'a Mirrors,
+    origin: String,
+    probe: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            let mut hosts = self.mirrors.hosts();
+            if let Some(h) = hosts.get_mut(&self.origin) {
+                h.probing = false;
+            }
+            self.mirrors.changed.notify_all();
+        }
+    }
 }
 
 /// How to build a [`Mirrors`]: normally [`MirrorConfig::from_env`].
@@ -173,8 +233,7 @@ impl Mirrors {
         }
         Ok(Mirrors {
             sources,
-            dead: Mutex::new(BTreeSet::new()),
-            alive: Mutex::new(BTreeSet::new()),
+            ..Default::default()
         })
     }
 
@@ -191,47 +250,113 @@ impl Mirrors {
             .collect()
     }
 
-    /// The URLs to try for `path` in `archive`, in order, leaving out dead hosts.
+    /// The URLs to try for `path` in `archive`, in order, leaving out dead hosts and putting
+    /// demoted ones last.
     pub fn urls(&self, archive: &str, path: &str) -> Vec<String> {
-        self.sources_for(archive)
+        let urls = self
+            .sources_for(archive)
             .into_iter()
             .map(|s| format!("{}{}", s.base, path.trim_start_matches('/')))
             .filter(|u| !self.is_dead(u))
-            .collect()
+            .collect();
+        self.in_order(urls)
+    }
+
+    /// `urls` with those of demoted hosts moved to the end (otherwise in the same order).
+    pub fn in_order(&self, mut urls: Vec<String>) -> Vec<String> {
+        urls.sort_by_key(|u| self.is_demoted(u));
+        urls
+    }
+
+    fn hosts(&self) -> MutexGuard<'_, BTreeMap<String, Host>> {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update(&self, url: &str, f: impl FnOnce(&mut Host)) {
+        f(self.hosts().entry(origin(url).to_string()).or_default());
+        self.changed.notify_all();
+    }
+
+    /// Waits until a request may be sent to the host of `url`: at once when its last
+    /// request was answered; else when no other request to it is out, this one then being
+    /// the probe that finds out. The wait is bounded by the connect and response timeouts
+    /// of the probe. No turn when the host is dead, or demoted unless `demoted_ok`.
+    pub fn wait_turn(&self, url: &str, demoted_ok: bool) -> Result<Turn<'_>, Skip> {
+        let origin = origin(url).to_string();
+        let mut hosts = self.hosts();
+        loop {
+            let h = hosts.entry(origin.clone()).or_default();
+            if h.dead {
+                return Err(Skip::Dead);
+            }
+            if h.demoted && !demoted_ok {
+                return Err(Skip::Demoted);
+            }
+            if h.healthy || !h.probing {
+                let probe = !h.healthy;
+                h.probing |= probe;
+                return Ok(Turn {
+                    mirrors: self,
+                    origin,
+                    probe,
+                });
+            }
+            hosts = self.changed.wait(hosts).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Remembers that the host of `url` answered: a later failure to reach it (a stalled
-    /// lookup, a timeout) is then taken as a hiccup, not as a dead source.
+    /// lookup, a timeout) is then taken as a hiccup, not as a dead source, and requests to
+    /// it may go in parallel.
     pub fn mark_alive(&self, url: &str) {
-        self.alive
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(origin(url).to_string());
+        self.update(url, |h| {
+            h.answered = true;
+            h.healthy = true;
+        });
+    }
+
+    /// Remembers that the host of `url` answered, though with a failure (a 5xx, counted by
+    /// [`Mirrors::record_failure`]): it is not dead, but not healthy either.
+    pub fn mark_reachable(&self, url: &str) {
+        self.update(url, |h| h.answered = true);
     }
 
     /// Remembers that the host of `url` cannot be reached (unless it answered before).
     pub fn mark_dead(&self, url: &str) {
-        let origin = origin(url);
-        if self
-            .alive
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(origin)
-        {
-            return;
-        }
-        self.dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(origin.to_string());
+        self.update(url, |h| {
+            h.dead |= !h.answered;
+            h.healthy = false;
+        });
+    }
+
+    /// Counts a failure of the host of `url` (a timeout, a stalled or broken transfer, a
+    /// refused connection, a 5xx answer; `reason` says which). At the [`DEMOTE_AFTER`]th the
+    /// host is demoted, and the line announcing it is returned (once per host).
+    pub fn record_failure(&self, url: &str, reason: &str) -> Option<String> {
+        let mut notice = None;
+        self.update(url, |h| {
+            h.failures += 1;
+            h.healthy = false;
+            if h.failures >= DEMOTE_AFTER && !h.demoted {
+                h.demoted = true;
+                notice = Some(format!(
+                    "warning: {} failed {} times (last: {reason}); it is tried after the other sources for the rest of this run",
+                    origin(url),
+                    h.failures
+                ));
+            }
+        });
+        notice
     }
 
     /// Whether the host of `url` was found unreachable earlier in this run.
     pub fn is_dead(&self, url: &str) -> bool {
-        self.dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(origin(url))
+        self.hosts().get(origin(url)).is_some_and(|h| h.dead)
+    }
+
+    /// Whether the host of `url` failed repeatedly in this run.
+    pub fn is_demoted(&self, url: &str) -> bool {
+        self.hosts().get(origin(url)).is_some_and(|h| h.demoted)
     }
 }
 
@@ -453,6 +578,94 @@ mod tests {
         m.mark_alive("http://apt.example/debian/x");
         m.mark_dead("http://apt.example/debian/y");
         assert!(!m.is_dead("http://apt.example/debian-security/z"));
+    }
+
+    fn two_mirrors() -> Mirrors {
+        Mirrors::new(&MirrorConfig {
+            mirrors: vec!["http://slow.example/".into(), "http://good.example/".into()],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn repeated_failures_demote_a_host_once() {
+        let m = two_mirrors();
+        let order = || m.urls("debian", "pool/f.deb");
+        assert_eq!(
+            order(),
+            [
+                "http://slow.example/debian/pool/f.deb",
+                "http://good.example/debian/pool/f.deb"
+            ]
+        );
+        assert_eq!(
+            m.record_failure("http://slow.example/debian/a", "stalled"),
+            None
+        );
+        assert!(!m.is_demoted("http://slow.example/x"));
+        let notice = m
+            .record_failure("http://slow.example/debian/b", "no response within 30 s")
+            .unwrap();
+        assert!(
+            notice.starts_with(
+                "warning: http://slow.example failed 2 times (last: no response within 30 s)"
+            ),
+            "{notice}"
+        );
+        assert_eq!(
+            m.record_failure("http://slow.example/debian/c", "HTTP 503"),
+            None
+        );
+        assert!(m.is_demoted("http://slow.example/debian-security/y"));
+        assert!(!m.is_dead("http://slow.example/debian/a"));
+        assert_eq!(
+            order(),
+            [
+                "http://good.example/debian/pool/f.deb",
+                "http://slow.example/debian/pool/f.deb"
+            ]
+        );
+        assert_eq!(
+            m.wait_turn("http://slow.example/debian/a", false)
+                .unwrap_err(),
+            Skip::Demoted
+        );
+        assert!(m.wait_turn("http://slow.example/debian/a", true).is_ok());
+        m.mark_dead("http://gone.example/x");
+        assert_eq!(
+            m.wait_turn("http://gone.example/y", true).unwrap_err(),
+            Skip::Dead
+        );
+    }
+
+    #[test]
+    fn one_probe_at_a_time_until_the_host_answers() {
+        let m = two_mirrors();
+        let url = "http://good.example/debian/f";
+        let probe = m.wait_turn(url, false).unwrap();
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let turn = m.wait_turn(url, false).unwrap();
+                assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
+                // The host answered: this is not a probe, and others need not wait.
+                assert!(!turn.probe);
+                let again = m.wait_turn(url, false).unwrap();
+                assert!(!again.probe);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(
+                !waiter.is_finished(),
+                "a second request went to an unproven host"
+            );
+            waited.store(true, std::sync::atomic::Ordering::SeqCst);
+            m.mark_alive(url);
+            drop(probe);
+        });
+        // A failure makes the host unproven again: the next request is a probe.
+        m.record_failure(url, "stalled");
+        assert!(m.wait_turn(url, false).unwrap().probe);
     }
 
     #[test]

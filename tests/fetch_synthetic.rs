@@ -389,3 +389,51 @@ fn host_apt_mirrors_are_used_after_the_others() {
             .any(|l| l.starts_with("/debian-security/pool/"))
     );
 }
+
+#[test]
+fn piped_fetch_prints_a_line_per_file_and_quiet_hides_them() {
+    let mut f = locked();
+    let wanted = pins(&f.project.lock_text());
+    // `run` pipes standard error: not a terminal, so plain lines instead of a bar.
+    let stderr = f.project.ok(&["fetch"]);
+    let n = wanted.len();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("fetching {n} files (2.2 MiB)"),
+        "{stderr}"
+    );
+    let per_file: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("fetched ") && l.ends_with(&format!("/{n}]")))
+        .collect();
+    assert_eq!(per_file.len(), n, "{stderr}");
+    for what in [
+        "fetched big 1.0-1 (pool/main/b/big/big_1.0-1_amd64.deb), 2.0 MiB [",
+        "fetched tool 0.9~rc1-1 (",
+        "fetched source hello 2.10-3 (hello_2.10-3.dsc), ",
+    ] {
+        assert!(
+            per_file.iter().any(|l| l.starts_with(what)),
+            "{what}:\n{stderr}"
+        );
+    }
+    // The summary comes last.
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with(&format!("fetched {n} files, ")),
+        "{stderr}"
+    );
+
+    // -q: the same work, nothing said.
+    f.project.store = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = f.project.run(&["-q", "fetch"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr, "");
+    for (sha, _) in &wanted {
+        assert!(f.project.blob(sha).is_file());
+    }
+}

@@ -18,7 +18,15 @@ re-hashes everything). Missing pins are downloaded 8 at a time, size and SHA-256
 while streaming; nothing unverified is ever visible in the store. Files come from --mirror /
 HERMETIC_MIRRORS, then snapshot.debian.org at the pinned timestamp, then the Debian mirrors
 of the host's apt configuration: any copy will do, the hash decides. Two processes may fetch
-into the same store at once. See docs/pins.md.")]
+into the same store at once.
+
+Every transfer is held to limits: connect 10 s, response headers 30 s, at least 8 KiB/s over
+any 30 s window, and a deadline per file of its size at that rate plus 60 s. A source that
+fails twice (timeout, stall, refused connection, 5xx; not a 404) is tried after the others for
+the rest of the run. HERMETIC_FETCH_CONNECT_TIMEOUT, HERMETIC_FETCH_RESPONSE_TIMEOUT,
+HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE_SLACK change
+the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
+See docs/pins.md.")]
 pub struct Args {
     /// Never touch the network; fail listing every pin missing from the store.
     #[arg(long)]
