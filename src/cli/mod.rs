@@ -216,13 +216,13 @@ mod tests {
     fn the_project_is_found_upwards() {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("recipes/sub");
-        std::fs::create_dir_all(&deep).unwrap();
+        fs_err::create_dir_all(&deep).unwrap();
         assert_eq!(find_project(&deep), None);
-        std::fs::write(dir.path().join(crate::recipe::PROJECT_FILE), "").unwrap();
+        fs_err::write(dir.path().join(crate::recipe::PROJECT_FILE), "").unwrap();
         assert_eq!(find_project(dir.path()), Some(PathBuf::from(".")));
         assert_eq!(find_project(&deep), Some(PathBuf::from("../..")));
         let nested = deep.join(crate::recipe::PROJECT_FILE);
-        std::fs::write(&nested, "").unwrap();
+        fs_err::write(&nested, "").unwrap();
         assert_eq!(find_project(&deep), Some(PathBuf::from(".")));
     }
 }
