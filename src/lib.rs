@@ -29,6 +29,7 @@ pub mod cli;
 pub mod deb;
 pub mod debian;
 pub mod error;
+pub mod exit;
 pub mod fetch;
 pub mod http;
 pub mod image;

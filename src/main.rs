@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             hermetic::error::print_error_chain(&err);
-            ExitCode::FAILURE
+            hermetic::exit::classify(&err).into()
         }
     }
 }

@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 /// Errors reading a project. Each names the file (and, where it can, the key).
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error("cannot read {path}\nhint: is `-C` pointing at a hermetic project directory?")]
+    #[error(
+        "cannot read {path}\nhint: run hermetic in a project (a directory holding hermetic.toml, or below one), or name it with -C DIR"
+    )]
     Read {
         path: PathBuf,
         #[source]
@@ -480,10 +482,13 @@ pub struct Project {
     pub recipes: BTreeMap<String, Recipe>,
 }
 
+/// The file that marks a project's directory.
+pub const PROJECT_FILE: &str = "hermetic.toml";
+
 impl Project {
     /// The path of `hermetic.toml` in `root`.
     pub fn config_path(root: &Path) -> PathBuf {
-        root.join("hermetic.toml")
+        root.join(PROJECT_FILE)
     }
 
     /// Reads `hermetic.toml` and every `recipes/*.toml` of the project at `root`, and checks

@@ -178,7 +178,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot boot {}", file.display()))?;
     let (word, code) = match &report.outcome {
         BootOutcome::PoweredOff => ("powered off".to_string(), ExitCode::SUCCESS),
-        BootOutcome::TimedOut => ("timed out and was killed".to_string(), ExitCode::from(124)),
+        BootOutcome::TimedOut => (
+            "timed out and was killed".to_string(),
+            crate::exit::Exit::Timeout.into(),
+        ),
         BootOutcome::QemuFailed(status) => (format!("QEMU failed ({status})"), ExitCode::FAILURE),
     };
     if ctx.json {

@@ -88,7 +88,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if differs {
-        ExitCode::FAILURE
+        crate::exit::Exit::NotReproducible.into()
     } else {
         ExitCode::SUCCESS
     })

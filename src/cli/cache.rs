@@ -172,7 +172,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                         "hint: delete the corrupt files and run `hermetic fetch` to download them again"
                     );
                 }
-                Ok(ExitCode::FAILURE)
+                Ok(crate::exit::Exit::Store.into())
             }
         }
     }

@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if failed {
-        ExitCode::FAILURE
+        crate::exit::Exit::Sandbox.into()
     } else {
         ExitCode::SUCCESS
     })

@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("  {p}");
         }
         eprintln!("help: run `hermetic lock`");
-        return Ok(ExitCode::FAILURE);
+        return Ok(crate::exit::Exit::LockStale.into());
     }
     let options = LockOptions {
         update: args.update,

@@ -1,10 +1,12 @@
 //! The command line. Each command is a thin module: parse its arguments, call the library
 //! module that does the job, print the result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory as _, Parser, Subcommand};
 
 pub mod boot;
 pub mod build;
@@ -25,19 +27,16 @@ pub mod sandbox;
 #[command(
     name = "hermetic",
     version,
+    long_version = LONG_VERSION,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Project directory (the one holding `hermetic.toml` and `recipes/`).
-    #[arg(
-        short = 'C',
-        long = "directory",
-        global = true,
-        value_name = "DIR",
-        default_value = "."
-    )]
-    pub project: PathBuf,
+    /// [default: the nearest directory, from here upwards, that holds `hermetic.toml`]
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
 
     /// Store directory for pinned blobs and build outputs.
     /// [default: $XDG_CACHE_HOME/hermetic, else ~/.cache/hermetic]
@@ -81,7 +80,35 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Predict the TPM PCR values (and TDX RTMRs) a Unified Kernel Image will be measured to.
     Measure(measure::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
+    ///
+    /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
+    /// zsh: into a directory of `$fpath` as `_hermetic`; fish: into
+    /// `~/.config/fish/completions/hermetic.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, hermetic(1), as roff on standard output.
+    ///
+    /// `hermetic man > hermetic.1 && man ./hermetic.1`, or install it under
+    /// `/usr/local/share/man/man1/`.
+    Man,
 }
+
+/// `--version` in full: the version and the git commit hermetic was built from.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HERMETIC_COMMIT"),
+    ")"
+);
+
+/// The exit codes, at the end of `hermetic --help` (see [`crate::exit`]).
+const EXIT_CODES: &str = "\
+Exit codes: 0 success · 1 failure · 2 bad command line · 3 pins.lock missing or stale ·
+4 rebuilt but not bit-identical · 5 network failure · 6 pins missing from (or damaged in) the
+store · 7 this machine cannot run the sandbox · 124 boot timed out";
 
 /// What every command gets: the global options, resolved.
 #[derive(Debug, Clone)]
@@ -116,8 +143,13 @@ pub fn default_store_dir() -> PathBuf {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let project = match cli.project {
+        Some(dir) => dir,
+        None => find_project(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
     let ctx = Context {
-        project: cli.project,
+        project,
         store: cli.store.unwrap_or_else(default_store_dir),
         json: cli.json,
         verbosity: if cli.quiet {
@@ -136,7 +168,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(args) => sandbox::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command());
+            page.render(&mut std::io::stdout())
+                .context("cannot write the manual page to standard output")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The project a command run in `start` belongs to, found like git or cargo find theirs: the
+/// nearest of `start` and its ancestors that holds `hermetic.toml`. It is given as a relative
+/// path (`.`, `..`, `../..`) so messages name files the way the user sees them from `start`.
+/// `None` outside any project: commands that need none (`sandbox`, `doctor`, `measure`, …)
+/// still run, and the others say which file they could not read.
+pub fn find_project(start: &Path) -> Option<PathBuf> {
+    let mut relative = PathBuf::from(".");
+    for dir in start.ancestors() {
+        if dir.join(crate::recipe::PROJECT_FILE).is_file() {
+            return Some(relative);
+        }
+        relative = if relative == Path::new(".") {
+            PathBuf::from("..")
+        } else {
+            relative.join("..")
+        };
+    }
+    None
 }
 
 #[cfg(test)]
@@ -147,5 +210,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_project_is_found_upwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("recipes/sub");
+        fs_err::create_dir_all(&deep).unwrap();
+        assert_eq!(find_project(&deep), None);
+        fs_err::write(dir.path().join(crate::recipe::PROJECT_FILE), "").unwrap();
+        assert_eq!(find_project(dir.path()), Some(PathBuf::from(".")));
+        assert_eq!(find_project(&deep), Some(PathBuf::from("../..")));
+        let nested = deep.join(crate::recipe::PROJECT_FILE);
+        fs_err::write(&nested, "").unwrap();
+        assert_eq!(find_project(&deep), Some(PathBuf::from(".")));
     }
 }

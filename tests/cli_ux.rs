@@ -1,0 +1,154 @@
+//! The command line as a script or a shell user meets it: exit codes per kind of failure,
+//! the project found from a subdirectory, completions, the manual page and `--version`.
+
+mod support;
+
+use std::process::Command;
+
+use support::{TestArchive, TestKey, TestProject, TestServer, standard_suites};
+
+const BASE: &str = "packages = [\"app\"]\n";
+
+fn hermetic() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hermetic"));
+    cmd.env_remove("HERMETIC_STORE");
+    cmd
+}
+
+fn code(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exit_codes_tell_failures_apart() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let p = TestProject::new(&[("base", BASE)], &server, &key.keyring);
+
+    // 2: a bad command line.
+    let (c, err) = code(p.command(&["lock", "--no-such-flag"]).arg("x"));
+    assert_eq!(c, 2, "{err}");
+
+    // 3: no lock yet, then a lock that no longer matches the recipes.
+    let (c, err) = code(&mut p.command(&["build", "base"]));
+    assert_eq!(c, 3, "{err}");
+    p.ok(&["lock"]);
+    let (c, err) = code(&mut p.command(&["lock", "--check"]));
+    assert_eq!(c, 0, "{err}");
+    fs_err::write(
+        p.path("recipes/base.toml"),
+        "packages = [\"app\", \"tool\"]\n",
+    )
+    .unwrap();
+    let (c, err) = code(&mut p.command(&["lock", "--check"]));
+    assert_eq!(c, 3, "{err}");
+    fs_err::write(p.path("recipes/base.toml"), BASE).unwrap();
+
+    // 6: the pins are not in the store and --offline forbids fetching them.
+    let (c, err) = code(&mut p.command(&["fetch", "--offline"]));
+    assert_eq!(c, 6, "{err}");
+    assert!(err.contains("--offline"), "{err}");
+
+    // 5: no source of the pins can be reached (the mirror's port is closed).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (c, err) = code(
+        p.command(&["fetch"])
+            .env("HERMETIC_MIRRORS", format!("http://127.0.0.1:{closed}/")),
+    );
+    assert_eq!(c, 5, "{err}");
+
+    // 0 again once the network is back; 1 for a failure of no particular kind.
+    let (c, err) = code(&mut p.command(&["fetch"]));
+    assert_eq!(c, 0, "{err}");
+    let (c, err) = code(&mut p.command(&["build", "no-such-recipe"]));
+    assert_eq!(c, 1, "{err}");
+}
+
+#[test]
+fn the_project_is_found_from_a_subdirectory() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let p = TestProject::new(&[("base", BASE)], &server, &key.keyring);
+    p.ok(&["lock"]);
+    let sub = p.path("recipes");
+    // The same command as TestProject's, without -C, run inside recipes/.
+    let cmd = p.command(&["lock", "--check"]);
+    let args: Vec<_> = cmd.get_args().skip(2).map(|a| a.to_owned()).collect();
+    let mut bare = hermetic();
+    bare.args(&args).current_dir(&sub);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => bare.env(k, v),
+            None => bare.env_remove(k),
+        };
+    }
+    let (c, err) = code(&mut bare);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("../pins.lock matches the recipes"), "{err}");
+
+    // Outside any project the error says how to name one.
+    let outside = tempfile::tempdir().unwrap();
+    let (c, err) = code(
+        hermetic()
+            .args(["plan", "base"])
+            .current_dir(outside.path()),
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("cannot read ./hermetic.toml"), "{err}");
+    assert!(err.contains("hint: run hermetic in a project"), "{err}");
+}
+
+#[test]
+fn completions_man_page_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = hermetic().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        // Every command is offered.
+        for sub in ["lock", "fetch", "build", "boot", "plan", "cache", "measure"] {
+            assert!(text.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    // bash accepts the script.
+    let script = hermetic()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap()
+        .stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hermetic.bash");
+    fs_err::write(&file, &script).unwrap();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p hermetic", file.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let man = hermetic().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let text = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        text.starts_with(".ie") || text.contains(".TH hermetic"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Exit codes"),
+        "the manual lists the exit codes"
+    );
+
+    let version = hermetic().arg("--version").output().unwrap();
+    let text = String::from_utf8(version.stdout).unwrap();
+    assert!(text.starts_with("hermetic 0."), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+}
