@@ -1237,4 +1237,191 @@ mod tests {
             0
         );
     }
+
+    fn mode(path: &Path) -> u32 {
+        fs_err::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn tmp_names(store: &Store) -> Vec<String> {
+        let mut v: Vec<String> = fs_err::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn step_directories_are_private_and_old_stores_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        // An older store: everything 0755.
+        let old = dir.path().join("v1");
+        for sub in ["steps/k-old/tree", "tmp/tree-old", "blobs/sha256"] {
+            fs_err::create_dir_all(old.join(sub)).unwrap();
+        }
+        for sub in ["steps", "steps/k-old", "steps/k-old/tree", "tmp", "tmp/tree-old"] {
+            fs_err::set_permissions(old.join(sub), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        for sub in ["steps", "tmp", "kept", "steps/k-old", "tmp/tree-old"] {
+            assert_eq!(mode(&store.root().join(sub)), 0o700, "{sub}");
+        }
+        // Inside an entry, the tree keeps its own modes: only the top is closed.
+        assert_eq!(mode(&store.step_path("k-old").join("tree")), 0o755);
+        // Blobs stay readable by all.
+        assert_eq!(mode(&store.root().join("blobs/sha256")) & 0o055, 0o055);
+        // New entries are private from the start, whatever the umask.
+        let tree = store.temp_dir().unwrap();
+        assert_eq!(mode(tree.path()), 0o700);
+        fs_err::write(tree.path().join("f"), b"x").unwrap();
+        let path = store.publish_step("k-new", tree).unwrap();
+        assert_eq!(mode(&path), 0o700);
+    }
+
+    #[test]
+    fn temp_entries_are_owned_and_only_dead_owners_lose_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.temp_dir().unwrap();
+        let name = live.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(tmp_names(&store), [name.clone(), format!("{name}.owner")]);
+        // The owner lock is held: another open file description cannot take it.
+        let lock = std::fs::File::open(store.root().join(format!("tmp/{name}.owner"))).unwrap();
+        assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+        drop(lock);
+        // A killed process's entry: its lock file is there, nobody holds it. Fresh, big.
+        let dead = store.root().join("tmp/tree-dead");
+        fs_err::create_dir_all(dead.join("usr/ro")).unwrap();
+        fs_err::write(dead.join("usr/ro/big"), vec![1u8; 100_000]).unwrap();
+        fs_err::set_permissions(dead.join("usr/ro"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+        fs_err::write(store.root().join("tmp/tree-dead.owner"), b"").unwrap();
+        // A fresh entry of an older hermetic (no owner lock): kept at open, for a day.
+        fs_err::create_dir(store.root().join("tmp/tree-unowned")).unwrap();
+
+        // A dry run of the collector says what it would remove, and removes nothing.
+        let dry = store.clean_tmp(TmpPolicy::Collect { dry_run: true }).unwrap();
+        let names: Vec<&str> = dry.removed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["tree-dead", "tree-unowned"]);
+        assert!(dry.bytes >= 100_000, "{dry:?}");
+        assert_eq!(dry.in_use, 1);
+        assert!(dead.exists());
+
+        // The next run: the dead entry goes, the live and the unowned ones stay.
+        let again = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            tmp_names(&again),
+            [name.clone(), format!("{name}.owner"), "tree-unowned".into()]
+        );
+        // The collector takes the unowned one too, never the live one.
+        let gc = again.clean_tmp(TmpPolicy::Collect { dry_run: false }).unwrap();
+        assert_eq!(gc.removed.len(), 1);
+        assert_eq!(tmp_names(&again), [name.clone(), format!("{name}.owner")]);
+        drop(live);
+        assert!(tmp_names(&again).is_empty());
+    }
+
+    #[test]
+    fn kept_trees_are_out_of_reach_of_the_tmp_cleaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tree = store.temp_dir().unwrap();
+        fs_err::write(tree.path().join("log"), b"why it failed").unwrap();
+        let kept = tree.keep();
+        assert_eq!(kept.parent().unwrap(), store.root().join("kept"));
+        assert!(tmp_names(&store).is_empty());
+        let store = Store::open(dir.path()).unwrap();
+        store.clean_tmp(TmpPolicy::Collect { dry_run: false }).unwrap();
+        assert_eq!(fs_err::read(kept.join("log")).unwrap(), b"why it failed");
+        let name = kept.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(store.kept().unwrap(), [name.clone()]);
+        store.remove_kept(&name).unwrap();
+        assert!(!kept.exists());
+    }
+
+    #[test]
+    fn step_markers_carry_a_digest_that_verify_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let publish = |key: &str| {
+            let tree = store.temp_dir().unwrap();
+            fs_err::create_dir_all(tree.path().join("tree/usr/bin")).unwrap();
+            fs_err::write(tree.path().join("tree/usr/bin/su"), b"\x7fELF su").unwrap();
+            fs_err::set_permissions(
+                tree.path().join("tree/usr/bin/su"),
+                std::fs::Permissions::from_mode(0o4755),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink("usr/bin", tree.path().join("tree/bin")).unwrap();
+            store.publish_step(key, tree).unwrap()
+        };
+        let keys = ["a".repeat(64), "b".repeat(64), "c".repeat(64), "d".repeat(64)];
+        let paths: Vec<PathBuf> = keys.iter().map(|k| publish(k)).collect();
+        let digest = store.recorded_digest(&keys[0]).unwrap();
+        assert_eq!(step_digest(&paths[0]).unwrap().0, digest);
+        // Same content, same digest; the key is not part of it.
+        assert_eq!(store.recorded_digest(&keys[1]).unwrap(), digest);
+        let report = store.verify(&|_| {}).unwrap();
+        assert_eq!(report.steps_checked, 4);
+        assert!(report.corrupt_steps.is_empty());
+
+        // A flipped byte, a changed mode (setuid dropped), a retargeted link; an old marker.
+        let su = paths[0].join("tree/usr/bin/su");
+        let mut bytes = fs_err::read(&su).unwrap();
+        bytes[1] ^= 1;
+        fs_err::write(&su, bytes).unwrap();
+        fs_err::set_permissions(
+            paths[1].join("tree/usr/bin/su"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        fs_err::remove_file(paths[2].join("tree/bin")).unwrap();
+        std::os::unix::fs::symlink("/etc", paths[2].join("tree/bin")).unwrap();
+        fs_err::write(paths[3].join(STEP_COMPLETE_MARKER), b"").unwrap();
+        let report = store.verify(&|_| {}).unwrap();
+        let corrupt: Vec<&str> = report.corrupt_steps.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(corrupt, [&keys[0], &keys[1], &keys[2]]);
+        assert_eq!(report.corrupt_steps[0].expected, digest);
+        assert_eq!(report.unverifiable_steps, [keys[3].clone()]);
+        // The damaged entries are gone; the unverifiable one is left alone.
+        assert_eq!(store.steps().unwrap(), [keys[3].clone()]);
+        assert!(tmp_names(&store).is_empty());
+    }
+
+    #[test]
+    fn blobs_are_checked_against_their_pins_at_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = b"pinned bytes";
+        let hash = store.put_blob_bytes(data).unwrap();
+        let n = data.len() as u64;
+        assert_eq!(
+            store.verified_blob(&hash, Some(n), "x").unwrap(),
+            store.blob_path(&hash)
+        );
+        // Replaced by a file of another size: refused, named, removed.
+        let replace = |bytes: &[u8]| {
+            let _ = fs_err::remove_file(store.blob_path(&hash));
+            fs_err::write(store.blob_path(&hash), bytes).unwrap();
+        };
+        replace(b"other, longer bytes");
+        let err = store.verified_blob(&hash, Some(n), "package x_1").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::BadBlob { .. }), "{text}");
+        assert!(text.contains(&hash) && text.contains("package x_1"), "{text}");
+        assert!(text.contains(&format!("19 bytes, pins.lock says {n}")), "{text}");
+        assert!(text.contains("hermetic fetch"), "{text}");
+        assert!(!store.blob_path(&hash).exists());
+        // The same size, one byte flipped: the hash finds it, also without a pinned size.
+        replace(b"pinned bytez");
+        let text = store.verified_blob(&hash, None, "x").unwrap_err().to_string();
+        assert!(text.contains(&sha256_hex(b"pinned bytez")), "{text}");
+        assert!(!store.blob_path(&hash).exists());
+        // A symlink in its place is not followed.
+        std::os::unix::fs::symlink("/etc/hostname", store.blob_path(&hash)).unwrap();
+        let text = store.verified_blob(&hash, None, "x").unwrap_err().to_string();
+        assert!(text.contains("not a regular file"), "{text}");
+        assert!(fs_err::symlink_metadata(store.blob_path(&hash)).is_err());
+    }
 }
