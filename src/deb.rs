@@ -463,10 +463,7 @@ impl DebFile {
         self.data.1
     }
 
-    fn member_reader(
-        &self,
-        which: &(ArMember, Compression),
-    ) -> Result<Box<dyn Read>, DebError> {
+    fn member_reader(&self, which: &(ArMember, Compression)) -> Result<Box<dyn Read>, DebError> {
         let mut file = fs_err::File::open(&self.path).map_err(io_err(&self.path))?;
         file.seek(SeekFrom::Start(which.0.offset))
             .map_err(io_err(&self.path))?;

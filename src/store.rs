@@ -39,7 +39,9 @@ use std::ffi::OsStr;
 use std::fs::TryLockError;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -381,27 +383,28 @@ pub fn step_digest(dir: &Path) -> Result<(String, u64), StoreError> {
     let mut bytes = 0u64;
     // (relative path, absolute path); popped in ascending order.
     let mut stack: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-    let children = |rel: &[u8], abs: &Path, stack: &mut Vec<(Vec<u8>, PathBuf)>| -> Result<bool, StoreError> {
-        let entries = match fs_err::read_dir(abs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            names.push(entry?.file_name());
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names.into_iter().rev() {
-            let mut r = rel.to_vec();
-            if !r.is_empty() {
-                r.push(b'/');
+    let children =
+        |rel: &[u8], abs: &Path, stack: &mut Vec<(Vec<u8>, PathBuf)>| -> Result<bool, StoreError> {
+            let entries = match fs_err::read_dir(abs) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                names.push(entry?.file_name());
             }
-            r.extend_from_slice(name.as_bytes());
-            stack.push((r, abs.join(&name)));
-        }
-        Ok(true)
-    };
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for name in names.into_iter().rev() {
+                let mut r = rel.to_vec();
+                if !r.is_empty() {
+                    r.push(b'/');
+                }
+                r.extend_from_slice(name.as_bytes());
+                stack.push((r, abs.join(&name)));
+            }
+            Ok(true)
+        };
     children(b"", dir, &mut stack)?;
     while let Some((rel, abs)) = stack.pop() {
         if rel == STEP_COMPLETE_MARKER.as_bytes() {
@@ -530,7 +533,10 @@ impl Store {
                 if entry.file_type().is_ok_and(|t| t.is_dir())
                     && let Err(e) = make_private(&entry.path())
                 {
-                    eprintln!("warning: other users may enter {}: {e}", entry.path().display());
+                    eprintln!(
+                        "warning: other users may enter {}: {e}",
+                        entry.path().display()
+                    );
                 }
             }
         }
@@ -672,9 +678,7 @@ impl Store {
                 continue;
             }
             let name = owner.path.as_os_str().as_bytes();
-            let entry = PathBuf::from(OsStr::from_bytes(
-                &name[..name.len() - OWNER_SUFFIX.len()],
-            ));
+            let entry = PathBuf::from(OsStr::from_bytes(&name[..name.len() - OWNER_SUFFIX.len()]));
             return Ok((owner, entry));
         }
     }
@@ -688,9 +692,14 @@ impl Store {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e}: cannot create {}", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("{e}: cannot create {}", path.display()))
+            })?;
         Ok(StoreTempFile {
-            file: tempfile::NamedTempFile::from_parts(file, tempfile::TempPath::try_from_path(path)?),
+            file: tempfile::NamedTempFile::from_parts(
+                file,
+                tempfile::TempPath::try_from_path(path)?,
+            ),
             _owner: owner,
         })
     }
@@ -702,7 +711,9 @@ impl Store {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e}: cannot create {}", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("{e}: cannot create {}", path.display()))
+            })?;
         // Whatever the umask.
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
         Ok(StoreTempDir {
@@ -836,7 +847,6 @@ impl Store {
         Ok(StoreLock { _file: file, path })
     }
 
-
     /// The path of blob `sha256`, checked against its pin before use: a regular file, of the
     /// pinned size (when the pin records one), with that SHA-256. `what` names the pin (a
     /// package or file name) for messages. A blob that does not match is removed from the
@@ -865,7 +875,9 @@ impl Store {
             .read(true)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e}: cannot open {}", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("{e}: cannot open {}", path.display()))
+            })?;
         let (actual, n) = hash_stream(file)
             .map_err(|e| io::Error::new(e.kind(), format!("{e} reading {}", path.display())))?;
         if actual != sha256 || size.is_some_and(|s| s != n) {
@@ -1259,9 +1271,14 @@ mod tests {
         for sub in ["steps/k-old/tree", "tmp/tree-old", "blobs/sha256"] {
             fs_err::create_dir_all(old.join(sub)).unwrap();
         }
-        for sub in ["steps", "steps/k-old", "steps/k-old/tree", "tmp", "tmp/tree-old"] {
-            fs_err::set_permissions(old.join(sub), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
+        for sub in [
+            "steps",
+            "steps/k-old",
+            "steps/k-old/tree",
+            "tmp",
+            "tmp/tree-old",
+        ] {
+            fs_err::set_permissions(old.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         for sub in ["steps", "tmp", "kept", "steps/k-old", "tmp/tree-old"] {
@@ -1284,7 +1301,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let live = store.temp_dir().unwrap();
-        let name = live.path().file_name().unwrap().to_string_lossy().into_owned();
+        let name = live
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert_eq!(tmp_names(&store), [name.clone(), format!("{name}.owner")]);
         // The owner lock is held: another open file description cannot take it.
         let lock = std::fs::File::open(store.root().join(format!("tmp/{name}.owner"))).unwrap();
@@ -1301,7 +1323,9 @@ mod tests {
         fs_err::create_dir(store.root().join("tmp/tree-unowned")).unwrap();
 
         // A dry run of the collector says what it would remove, and removes nothing.
-        let dry = store.clean_tmp(TmpPolicy::Collect { dry_run: true }).unwrap();
+        let dry = store
+            .clean_tmp(TmpPolicy::Collect { dry_run: true })
+            .unwrap();
         let names: Vec<&str> = dry.removed.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["tree-dead", "tree-unowned"]);
         assert!(dry.bytes >= 100_000, "{dry:?}");
@@ -1315,7 +1339,9 @@ mod tests {
             [name.clone(), format!("{name}.owner"), "tree-unowned".into()]
         );
         // The collector takes the unowned one too, never the live one.
-        let gc = again.clean_tmp(TmpPolicy::Collect { dry_run: false }).unwrap();
+        let gc = again
+            .clean_tmp(TmpPolicy::Collect { dry_run: false })
+            .unwrap();
         assert_eq!(gc.removed.len(), 1);
         assert_eq!(tmp_names(&again), [name.clone(), format!("{name}.owner")]);
         drop(live);
@@ -1332,7 +1358,9 @@ mod tests {
         assert_eq!(kept.parent().unwrap(), store.root().join("kept"));
         assert!(tmp_names(&store).is_empty());
         let store = Store::open(dir.path()).unwrap();
-        store.clean_tmp(TmpPolicy::Collect { dry_run: false }).unwrap();
+        store
+            .clean_tmp(TmpPolicy::Collect { dry_run: false })
+            .unwrap();
         assert_eq!(fs_err::read(kept.join("log")).unwrap(), b"why it failed");
         let name = kept.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(store.kept().unwrap(), [name.clone()]);
@@ -1356,7 +1384,12 @@ mod tests {
             std::os::unix::fs::symlink("usr/bin", tree.path().join("tree/bin")).unwrap();
             store.publish_step(key, tree).unwrap()
         };
-        let keys = ["a".repeat(64), "b".repeat(64), "c".repeat(64), "d".repeat(64)];
+        let keys = [
+            "a".repeat(64),
+            "b".repeat(64),
+            "c".repeat(64),
+            "d".repeat(64),
+        ];
         let paths: Vec<PathBuf> = keys.iter().map(|k| publish(k)).collect();
         let digest = store.recorded_digest(&keys[0]).unwrap();
         assert_eq!(step_digest(&paths[0]).unwrap().0, digest);
@@ -1380,7 +1413,11 @@ mod tests {
         std::os::unix::fs::symlink("/etc", paths[2].join("tree/bin")).unwrap();
         fs_err::write(paths[3].join(STEP_COMPLETE_MARKER), b"").unwrap();
         let report = store.verify(&|_| {}).unwrap();
-        let corrupt: Vec<&str> = report.corrupt_steps.iter().map(|c| c.key.as_str()).collect();
+        let corrupt: Vec<&str> = report
+            .corrupt_steps
+            .iter()
+            .map(|c| c.key.as_str())
+            .collect();
         assert_eq!(corrupt, [&keys[0], &keys[1], &keys[2]]);
         assert_eq!(report.corrupt_steps[0].expected, digest);
         assert_eq!(report.unverifiable_steps, [keys[3].clone()]);
@@ -1406,21 +1443,35 @@ mod tests {
             fs_err::write(store.blob_path(&hash), bytes).unwrap();
         };
         replace(b"other, longer bytes");
-        let err = store.verified_blob(&hash, Some(n), "package x_1").unwrap_err();
+        let err = store
+            .verified_blob(&hash, Some(n), "package x_1")
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, StoreError::BadBlob { .. }), "{text}");
-        assert!(text.contains(&hash) && text.contains("package x_1"), "{text}");
-        assert!(text.contains(&format!("19 bytes, pins.lock says {n}")), "{text}");
+        assert!(
+            text.contains(&hash) && text.contains("package x_1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("19 bytes, pins.lock says {n}")),
+            "{text}"
+        );
         assert!(text.contains("hermetic fetch"), "{text}");
         assert!(!store.blob_path(&hash).exists());
         // The same size, one byte flipped: the hash finds it, also without a pinned size.
         replace(b"pinned bytez");
-        let text = store.verified_blob(&hash, None, "x").unwrap_err().to_string();
+        let text = store
+            .verified_blob(&hash, None, "x")
+            .unwrap_err()
+            .to_string();
         assert!(text.contains(&sha256_hex(b"pinned bytez")), "{text}");
         assert!(!store.blob_path(&hash).exists());
         // A symlink in its place is not followed.
         std::os::unix::fs::symlink("/etc/hostname", store.blob_path(&hash)).unwrap();
-        let text = store.verified_blob(&hash, None, "x").unwrap_err().to_string();
+        let text = store
+            .verified_blob(&hash, None, "x")
+            .unwrap_err()
+            .to_string();
         assert!(text.contains("not a regular file"), "{text}");
         assert!(fs_err::symlink_metadata(store.blob_path(&hash)).is_err());
     }

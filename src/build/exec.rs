@@ -438,7 +438,11 @@ fn run_node(
                         example: format!("{}_{} ({})", d.name, d.version, blob.display()),
                     });
                 }
-                store.verified_blob(&d.sha256, Some(d.size), &format!("{}_{}", d.name, d.version))?;
+                store.verified_blob(
+                    &d.sha256,
+                    Some(d.size),
+                    &format!("{}_{}", d.name, d.version),
+                )?;
             }
             let files = temp.join(FILES);
             fs_err::create_dir(&files).map_err(BuildError::io(&files))?;

@@ -61,7 +61,11 @@ fn open_pinned(store: &Store, path: &Path, pin: Option<&DebPin>) -> Result<DebFi
 fn deb_error(store: &Store, path: &Path, pin: Option<&DebPin>, source: DebError) -> BuildError {
     match (source, pin) {
         (DebError::NotPinned { problem, .. }, Some(p)) => store
-            .reject_blob(&p.sha256, &format!("package {}_{}", p.name, p.version), problem)
+            .reject_blob(
+                &p.sha256,
+                &format!("package {}_{}", p.name, p.version),
+                problem,
+            )
             .into(),
         (source, _) => BuildError::Deb {
             path: path.to_path_buf(),

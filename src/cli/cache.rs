@@ -251,9 +251,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 if !ctx.json {
                     if !report.corrupt.is_empty() {
-                        eprintln!(
-                            "hint: run `hermetic fetch` to download the removed files again"
-                        );
+                        eprintln!("hint: run `hermetic fetch` to download the removed files again");
                     }
                     if !report.corrupt_steps.is_empty() {
                         eprintln!(
