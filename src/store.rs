@@ -583,7 +583,7 @@ impl Store {
             // Held until the entry is gone, so that no new owner can take the name meanwhile.
             let mut _held = None;
             if let Some(lock) = &owner {
-                let Ok(file) = std::fs::File::open(lock) else {
+                let Ok(file) = fs_err::File::open(lock) else {
                     continue; // gone meanwhile
                 };
                 match file.try_lock() {
@@ -1309,7 +1309,7 @@ mod tests {
             .into_owned();
         assert_eq!(tmp_names(&store), [name.clone(), format!("{name}.owner")]);
         // The owner lock is held: another open file description cannot take it.
-        let lock = std::fs::File::open(store.root().join(format!("tmp/{name}.owner"))).unwrap();
+        let lock = fs_err::File::open(store.root().join(format!("tmp/{name}.owner"))).unwrap();
         assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
         drop(lock);
         // A killed process's entry: its lock file is there, nobody holds it. Fresh, big.
@@ -1363,7 +1363,7 @@ mod tests {
             .unwrap();
         assert_eq!(fs_err::read(kept.join("log")).unwrap(), b"why it failed");
         let name = kept.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(store.kept().unwrap(), [name.clone()]);
+        assert_eq!(store.kept().unwrap(), std::slice::from_ref(&name));
         store.remove_kept(&name).unwrap();
         assert!(!kept.exists());
     }

@@ -396,7 +396,7 @@ fn a_killed_runs_tmp_entry_is_reported_and_removed_by_the_next_run() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let probe = std::fs::File::open(tmp.join("tree-live.owner")).unwrap();
+        let probe = fs_err::File::open(tmp.join("tree-live.owner")).unwrap();
         if probe.try_lock().is_err() {
             break;
         }

@@ -83,7 +83,10 @@ pub fn read_debs(store: &Store, pins: &[DebPin]) -> Result<Vec<DebInfo>, BuildEr
         // A control.tar that cannot be read may be a changed file of the pinned size.
         let control = deb
             .control()
-            .map_err(|e| deb.check_pin().err().unwrap_or(e))
+            .map_err(|e| match deb.check_pin() {
+                Err(not_pinned @ DebError::NotPinned { .. }) => not_pinned,
+                _ => e,
+            })
             .map_err(|e| deb_error(store, path, Some(pin), e))?;
         let package = control.package().unwrap_or_default().to_string();
         let essential =
