@@ -441,7 +441,7 @@ fn run_node(
                 store.verified_blob(
                     &d.sha256,
                     Some(d.size),
-                    &format!("{}_{}", d.name, d.version),
+                    &format!("package {}_{}", d.name, d.version),
                 )?;
             }
             let files = temp.join(FILES);
