@@ -340,6 +340,20 @@ pub struct TmpCleaning {
     pub bytes: u64,
     /// Entries whose owner still runs.
     pub in_use: usize,
+    /// Entries that could not be removed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// An error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Which entries of `tmp/` [`Store::clean_tmp`] removes.
@@ -609,9 +623,16 @@ impl Store {
                 size += disk_usage(lock).unwrap_or(0);
             }
             if !dry_run {
-                remove_entry(&entry)?;
-                if let Some(lock) = &owner {
-                    remove_entry(lock)?;
+                let removed = remove_entry(&entry).and_then(|()| match &owner {
+                    Some(lock) => remove_entry(lock),
+                    None => Ok(()),
+                });
+                if let Err(e) = removed {
+                    // The others are still worth removing.
+                    report
+                        .failed
+                        .push((stem.to_string_lossy().into_owned(), error_chain(&e)));
+                    continue;
                 }
             }
             report.bytes += size;

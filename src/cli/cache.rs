@@ -141,6 +141,9 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
     let tmp = store
         .clean_tmp(TmpPolicy::Collect { dry_run })
         .context("cannot clean the store's tmp/")?;
+    for (name, why) in &tmp.failed {
+        eprintln!("warning: cannot remove tmp/{name}: {why}");
+    }
     report.tmp_bytes = tmp.bytes;
     report.tmp_in_use = tmp.in_use;
     report.bytes += tmp.bytes;
