@@ -23,6 +23,12 @@
 //! - setuid/setgid bits of non-directories kept, stripped or refused ([`SetuidPolicy`]);
 //! - sizes must match the data present (a truncated archive is an error, never a short file).
 //!
+//! A .deb of `pins.lock` is opened with [`DebFile::open_pinned`]: its size must be the pinned
+//! one, and [`DebFile::extract_data`] hashes the whole file while it reads it and fails at the
+//! end, with [`DebError::NotPinned`], when the SHA-256 is not the pinned one (that error wins
+//! over any other the changed bytes caused). The caller extracts into a directory it
+//! discards on error, so nothing of a substituted package is ever used.
+//!
 //! Modes and mtimes are kept (directories get theirs once everything inside is written);
 //! owners are set when running as root ([`Ownership::IfPrivileged`]) and recorded in the
 //! returned list either way. Parents the archive does not list are created 0755, whatever
@@ -136,6 +142,16 @@ pub enum DebError {
     },
     #[error("{path}: control file: {message}")]
     Control { path: PathBuf, message: String },
+    #[error("{path} is not the pinned file: {problem}")]
+    NotPinned { path: PathBuf, problem: String },
+}
+
+/// What a pinned file must be, from `pins.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// Lowercase hexadecimal SHA-256.
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// The compression of a tar member.
@@ -163,6 +179,8 @@ pub struct DebFile {
     members: Vec<ArMember>,
     control: (ArMember, Compression),
     data: (ArMember, Compression),
+    /// The pin the file must match, checked while extracting.
+    pin: Option<Pin>,
 }
 
 /// The fields of the `control` file (its first paragraph), in file order.
@@ -307,8 +325,33 @@ impl DebFile {
     /// Opens a .deb and checks its ar structure: magic, member headers, sizes within the
     /// file, `debian-binary` first and of major version 2, one control and one data member.
     pub fn open(path: &Path) -> Result<DebFile, DebError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens a .deb of `pins.lock` like [`DebFile::open`], first checking that its size is
+    /// the pinned one; [`DebFile::extract_data`] then checks its SHA-256 too.
+    pub fn open_pinned(path: &Path, pin: Pin) -> Result<DebFile, DebError> {
+        Self::open_with(path, Some(pin))
+    }
+
+    fn open_with(path: &Path, pin: Option<Pin>) -> Result<DebFile, DebError> {
         let mut file = fs_err::File::open(path).map_err(io_err(path))?;
-        let len = file.metadata().map_err(io_err(path))?.len();
+        let meta = file.metadata().map_err(io_err(path))?;
+        let len = meta.len();
+        if let Some(pin) = &pin {
+            if !meta.is_file() {
+                return Err(DebError::NotPinned {
+                    path: path.to_path_buf(),
+                    problem: "it is not a regular file".into(),
+                });
+            }
+            if len != pin.size {
+                return Err(DebError::NotPinned {
+                    path: path.to_path_buf(),
+                    problem: format!("it is {len} bytes, pins.lock says {}", pin.size),
+                });
+            }
+        }
         let members = read_ar_index(path, &mut file, len)?;
         let format = |reason: String| DebError::Format {
             path: path.to_path_buf(),
@@ -376,7 +419,34 @@ impl DebFile {
             members,
             control,
             data,
+            pin,
         })
+    }
+
+    /// Hashes the whole file and checks it against the pin given to
+    /// [`DebFile::open_pinned`] (nothing to check without one).
+    pub fn check_pin(&self) -> Result<(), DebError> {
+        let Some(pin) = &self.pin else {
+            return Ok(());
+        };
+        let file = fs_err::File::open(&self.path).map_err(io_err(&self.path))?;
+        let mut hashed = HashingReader::new(file.take(pin.size + 1));
+        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(io_err(&self.path))?;
+        self.compare_pin(pin, hashed)
+    }
+
+    fn compare_pin<R>(&self, pin: &Pin, hashed: HashingReader<R>) -> Result<(), DebError> {
+        let (actual, n) = hashed.finish();
+        if n != pin.size || actual != pin.sha256 {
+            return Err(DebError::NotPinned {
+                path: self.path.clone(),
+                problem: format!(
+                    "its SHA-256 is {actual} ({n} bytes), pins.lock says {}",
+                    pin.sha256
+                ),
+            });
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -393,14 +463,19 @@ impl DebFile {
         self.data.1
     }
 
-    fn member_reader(
-        &self,
-        (member, compression): &(ArMember, Compression),
-    ) -> Result<Box<dyn Read>, DebError> {
+    fn member_reader(&self, which: &(ArMember, Compression)) -> Result<Box<dyn Read>, DebError> {
         let mut file = fs_err::File::open(&self.path).map_err(io_err(&self.path))?;
-        file.seek(SeekFrom::Start(member.offset))
+        file.seek(SeekFrom::Start(which.0.offset))
             .map_err(io_err(&self.path))?;
-        let raw = BufReader::new(file.take(member.size));
+        self.decoder(BufReader::new(file.take(which.0.size)), which)
+    }
+
+    /// The decompressed contents of a member whose raw bytes `raw` yields.
+    fn decoder<'a>(
+        &self,
+        raw: impl std::io::BufRead + 'a,
+        (member, compression): &(ArMember, Compression),
+    ) -> Result<Box<dyn Read + 'a>, DebError> {
         Ok(match compression {
             Compression::None => Box::new(raw),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
@@ -638,7 +713,9 @@ impl DebFile {
     }
 
     /// Extracts `data.tar` into the existing directory `into`, following the rules of the
-    /// module documentation. Returns the entries in archive order.
+    /// module documentation. Returns the entries in archive order. A file opened with
+    /// [`DebFile::open_pinned`] is hashed on the way and [`DebError::NotPinned`] returned at
+    /// the end when it is not the pinned file: `into` must then be discarded.
     pub fn extract_data(
         &self,
         into: &Path,
@@ -654,10 +731,38 @@ impl DebFile {
                 ),
             });
         }
+        let Some(pin) = &self.pin else {
+            return self.extract_from(self.member_reader(&self.data)?, into, opts);
+        };
+        // One pass over the whole file: everything before data.tar, data.tar as the
+        // extraction reads it, then whatever the extraction left unread, all hashed.
+        let file = fs_err::File::open(&self.path).map_err(io_err(&self.path))?;
+        let mut hashed = HashingReader::new(file.take(pin.size + 1));
+        let extracted = std::io::copy(
+            &mut (&mut hashed).take(self.data.0.offset),
+            &mut std::io::sink(),
+        )
+        .map_err(io_err(&self.path))
+        .and_then(|_| {
+            let raw = BufReader::new((&mut hashed).take(self.data.0.size));
+            self.extract_from(self.decoder(raw, &self.data)?, into, opts)
+        });
+        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(io_err(&self.path))?;
+        // Changed bytes explain whatever else went wrong.
+        self.compare_pin(pin, hashed)?;
+        extracted
+    }
+
+    fn extract_from(
+        &self,
+        reader: impl Read,
+        into: &Path,
+        opts: &ExtractOptions,
+    ) -> Result<Vec<ExtractedEntry>, DebError> {
         let privileged =
             opts.ownership == Ownership::IfPrivileged && nix::unistd::geteuid().is_root();
         let member = &self.data.0;
-        let mut archive = tar::Archive::new(self.member_reader(&self.data)?);
+        let mut archive = tar::Archive::new(reader);
         let mut x = Extractor {
             deb: self,
             root: into,
@@ -675,6 +780,37 @@ impl DebFile {
             x.extract_one(parsed, &name, &mut entry)?;
         }
         x.finish()
+    }
+}
+
+/// Hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: sha2::Digest::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The lowercase hexadecimal SHA-256 and the count of the bytes read.
+    fn finish(self) -> (String, u64) {
+        (hex::encode(sha2::Digest::finalize(self.hasher)), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
     }
 }
 

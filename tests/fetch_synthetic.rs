@@ -316,6 +316,9 @@ fn cache_verify_reports_corrupt_blobs() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["corrupt"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["corrupt"][0]["expected"], app.sha256.as_str());
+    // The corrupt blob was removed; corrupt it again for the text report.
+    assert!(!f.project.blob(&app.sha256).exists());
+    fs_err::write(f.project.blob(&app.sha256), b"rotten").unwrap();
     let stderr = f.project.fails(&["cache", "verify"]);
     assert!(
         stderr.contains(&format!(

@@ -202,8 +202,8 @@ fn run_node(
             }
             let tree = temp.join(TREE);
             fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
-            let infos = rootfs::read_debs(&paths)?;
-            rootfs::bootstrap_tree(&tree, &infos)?;
+            let infos = rootfs::read_debs(store, debs)?;
+            rootfs::bootstrap_tree(store, &tree, &infos)?;
             let blobs = paths[0].parent().unwrap_or(Path::new("/")).to_path_buf();
             let mut step = tree_step(node, &tree, opts, &log);
             step.argv = vec![
@@ -284,6 +284,7 @@ fn run_node(
                         example: format!("{name} ({})", blob.display()),
                     });
                 }
+                store.verified_blob(sha, None, name)?;
                 let dst = tarballs.join(name);
                 if let Some(parent) = dst.parent() {
                     fs_err::create_dir_all(parent).map_err(BuildError::io(parent))?;
@@ -439,6 +440,11 @@ fn run_node(
                         example: format!("{}_{} ({})", d.name, d.version, blob.display()),
                     });
                 }
+                store.verified_blob(
+                    &d.sha256,
+                    Some(d.size),
+                    &format!("package {}_{}", d.name, d.version),
+                )?;
             }
             let files = temp.join(FILES);
             fs_err::create_dir(&files).map_err(BuildError::io(&files))?;

@@ -16,9 +16,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::deb::{DebFile, ExtractOptions, Ownership};
+use crate::deb::{DebError, DebFile, ExtractOptions, Ownership, Pin};
+use crate::store::Store;
 
 use super::BuildError;
+use super::plan::DebPin;
 
 /// Where the .debs are visible inside the sandbox during installation.
 pub const DEBS_DIR: &str = "/.hermetic-debs";
@@ -27,6 +29,8 @@ pub const DEBS_DIR: &str = "/.hermetic-debs";
 #[derive(Debug, Clone)]
 pub struct DebInfo {
     pub path: PathBuf,
+    /// The pin the file must match (checked at use: size when opened, SHA-256 when extracted).
+    pub pin: Option<DebPin>,
     pub package: String,
     pub essential: bool,
     /// Package names this one Pre-Depends or Depends on (any alternative).
@@ -37,18 +41,53 @@ pub struct DebInfo {
     pub provides: BTreeSet<String>,
 }
 
-/// Reads the control fields of each .deb.
-pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
-    let mut out = Vec::with_capacity(paths.len());
-    for path in paths {
-        let deb = DebFile::open(path).map_err(|source| BuildError::Deb {
-            path: path.clone(),
+/// Opens the .deb of a pin in the store, checking its size.
+fn open_pinned(store: &Store, path: &Path, pin: Option<&DebPin>) -> Result<DebFile, BuildError> {
+    let opened = match pin {
+        Some(p) => DebFile::open_pinned(
+            path,
+            Pin {
+                sha256: p.sha256.clone(),
+                size: p.size,
+            },
+        ),
+        None => DebFile::open(path),
+    };
+    opened.map_err(|e| deb_error(store, path, pin, e))
+}
+
+/// A .deb error; a stored file found not to be its pin is removed from the store, and the
+/// error names it and the package.
+fn deb_error(store: &Store, path: &Path, pin: Option<&DebPin>, source: DebError) -> BuildError {
+    match (source, pin) {
+        (DebError::NotPinned { problem, .. }, Some(p)) => store
+            .reject_blob(
+                &p.sha256,
+                &format!("package {}_{}", p.name, p.version),
+                problem,
+            )
+            .into(),
+        (source, _) => BuildError::Deb {
+            path: path.to_path_buf(),
             source: Box::new(source),
-        })?;
-        let control = deb.control().map_err(|source| BuildError::Deb {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+        },
+    }
+}
+
+/// Reads the control fields of each pinned .deb in the store.
+pub fn read_debs(store: &Store, pins: &[DebPin]) -> Result<Vec<DebInfo>, BuildError> {
+    let mut out = Vec::with_capacity(pins.len());
+    for pin in pins {
+        let path = &store.blob_path(&pin.sha256);
+        let deb = open_pinned(store, path, Some(pin))?;
+        // A control.tar that cannot be read may be a changed file of the pinned size.
+        let control = deb
+            .control()
+            .map_err(|e| match deb.check_pin() {
+                Err(not_pinned @ DebError::NotPinned { .. }) => not_pinned,
+                _ => e,
+            })
+            .map_err(|e| deb_error(store, path, Some(pin), e))?;
         let package = control.package().unwrap_or_default().to_string();
         let essential =
             control.get("Essential") == Some("yes") || control.get("Priority") == Some("required");
@@ -69,6 +108,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<DebInfo>, BuildError> {
         needs.extend(pre_depends.iter().cloned());
         out.push(DebInfo {
             path: path.clone(),
+            pin: Some(pin.clone()),
             package,
             essential,
             needs,
@@ -211,8 +251,9 @@ pub fn install_rounds(debs: &[DebInfo]) -> Vec<(bool, Vec<usize>)> {
 }
 
 /// Step 1: the merged-/usr symlinks, every package's data extracted, and an empty dpkg
-/// database.
-pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
+/// database. A package that is not its pin (checked while extracted) fails the step: the
+/// caller discards `root`.
+pub fn bootstrap_tree(store: &Store, root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
     for dir in ["bin", "sbin", "lib", "lib64"] {
         let target = root.join("usr").join(dir);
         fs_err::create_dir_all(&target).map_err(BuildError::io(&target))?;
@@ -224,15 +265,9 @@ pub fn bootstrap_tree(root: &Path, debs: &[DebInfo]) -> Result<(), BuildError> {
         ..ExtractOptions::debian_root()
     };
     for d in debs {
-        let deb = DebFile::open(&d.path).map_err(|source| BuildError::Deb {
-            path: d.path.clone(),
-            source: Box::new(source),
-        })?;
+        let deb = open_pinned(store, &d.path, d.pin.as_ref())?;
         deb.extract_data(root, &opts)
-            .map_err(|source| BuildError::Deb {
-                path: d.path.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|e| deb_error(store, &d.path, d.pin.as_ref(), e))?;
     }
     // The packages' data is hostile: a link they put at `var/lib/dpkg` (or below) must not
     // make the writes below land on the host.
@@ -349,6 +384,7 @@ mod tests {
     fn info(name: &str, essential: bool, needs: &[&str]) -> DebInfo {
         DebInfo {
             path: PathBuf::from(format!("/x/{name}.deb")),
+            pin: None,
             package: name.into(),
             essential,
             needs: needs.iter().map(|s| s.to_string()).collect(),
