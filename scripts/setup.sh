@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Installs what hermetic's tests and cross-checks need on a fresh Debian or Ubuntu machine.
-# Build tools for images come from pinned debs, never from here: these are only the
-# readers the tests check our output formats against, and the sandbox's id-mapping helper.
+# Sets up a fresh Debian or Ubuntu machine for hermetic.
+#
+#   bash scripts/setup.sh           what building images needs: the sandbox's id-mapping
+#                                   helper and a subordinate id range for the user who runs it
+#   bash scripts/setup.sh --tests   also what the tests need: the readers our output formats
+#                                   are checked against, QEMU/OVMF/swtpm, and the unprivileged
+#                                   test user hermetic-ci
+#
+# Build tools for images come from pinned debs, never from here.
 set -euo pipefail
 
-packages=(
+tests=false
+case "${1:-}" in
+  "") ;;
+  --tests) tests=true ;;
+  -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+  *) echo "setup: unknown argument $1 (expected nothing or --tests)" >&2; exit 2 ;;
+esac
+
+# Building: newuidmap/newgidmap map the sandbox's subordinate ids (dpkg chowns files to them).
+packages=(uidmap ca-certificates)
+# Testing, on top of that:
+test_packages=(
   # the sandbox: subordinate id mapping (newuidmap/newgidmap), bwrap and hyperfine for the
   # benchmark, python3 for the probes of the escape suite
   hyperfine
@@ -22,6 +39,7 @@ packages=(
   # the Secure Boot boot test signs a UKI with OVMF's test keys
   sbsigntool openssl
 )
+if $tests; then packages+=("${test_packages[@]}"); fi
 
 sudo_if_needed() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -39,7 +57,7 @@ fi
 
 # Installing qemu-system-x86 from the host's archive can remove a newer qemu-utils from another
 # source (seen with a backport); the tests need qemu-img, so make sure some qemu-utils remains.
-if ! command -v qemu-img >/dev/null 2>&1; then
+if $tests && ! command -v qemu-img >/dev/null 2>&1; then
   echo "setup: reinstalling qemu-utils (qemu-img went missing)"
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils
 fi
@@ -49,15 +67,24 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The sandbox suite also runs as an ordinary user (scripts/test.sh): create `hermetic-ci`, and
-# give it and root subordinate id ranges for the sandbox's `--subids` mapping (dpkg chowns).
+# Subordinate ids for the sandbox's `--subids` mapping: for the user who runs hermetic (the
+# one who called sudo, else the caller) and, with --tests, for hermetic-ci, whose sandbox
+# suites scripts/test.sh runs once more. Each new range starts past every range taken in
+# /etc/subuid and /etc/subgid, so no two users share ids.
 if [ "$(uname -s)" = Linux ]; then
-  if ! id -u hermetic-ci >/dev/null 2>&1; then
-    echo "setup: creating user hermetic-ci"
-    sudo_if_needed useradd --create-home --shell /bin/bash hermetic-ci
-  fi
-  add_subids() { # user start
-    local user="$1" start="$2" end=$(( $2 + 65535 ))
+  next_free() {
+    cat /etc/subuid /etc/subgid 2>/dev/null \
+      | awk -F: 'BEGIN { end = 100000 } NF >= 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ {
+          if ($2 + $3 > end) end = $2 + $3 } END { print end }'
+  }
+  add_subids() { # user
+    local user="$1" start end
+    if grep -q "^$user:" /etc/subuid 2>/dev/null && grep -q "^$user:" /etc/subgid 2>/dev/null; then
+      return
+    fi
+    start="$(next_free)"
+    end=$(( start + 65535 ))
+    echo "setup: giving $user the subordinate ids $start-$end"
     if ! grep -q "^$user:" /etc/subuid 2>/dev/null; then
       sudo_if_needed usermod --add-subuids "$start-$end" "$user"
     fi
@@ -65,6 +92,22 @@ if [ "$(uname -s)" = Linux ]; then
       sudo_if_needed usermod --add-subgids "$start-$end" "$user"
     fi
   }
-  add_subids root 100000
-  add_subids hermetic-ci 165536
+  # Two users sharing subordinate ids can reach each other's sandbox files: say so.
+  warn_overlaps() { # file
+    [ -r "$1" ] || return 0
+    awk -F: -v file="$1" 'NF >= 3 { s[NR] = $2; e[NR] = $2 + $3; u[NR] = $1 }
+      END { for (i in u) for (j in u) if (i < j && u[i] != u[j] && s[i] < e[j] && s[j] < e[i])
+        printf "setup: warning: %s gives %s and %s overlapping ranges; hint: usermod --del-subuids/--del-subgids one of them, then run setup again\n", file, u[i], u[j] }' "$1" >&2
+  }
+  operator="${SUDO_USER:-$(id -un)}"
+  add_subids "$operator"
+  if $tests; then
+    if ! id -u hermetic-ci >/dev/null 2>&1; then
+      echo "setup: creating user hermetic-ci"
+      sudo_if_needed useradd --create-home --shell /bin/bash hermetic-ci
+    fi
+    add_subids hermetic-ci
+  fi
+  warn_overlaps /etc/subuid
+  warn_overlaps /etc/subgid
 fi

@@ -8,7 +8,7 @@
 //! | 3 | `pins.lock` is missing or does not match the recipes |
 //! | 4 | built fine, but not bit-identical (`build --rebuild` differs) |
 //! | 5 | the network failed: a pin or an index could not be downloaded |
-//! | 6 | the store lacks pinned files (`--offline`, or a build before `fetch`), or holds damaged ones (`cache verify`) |
+//! | 6 | the store lacks pinned files (`fetch --offline`, `build --offline`), or holds damaged ones (`cache verify`) |
 //! | 7 | this machine cannot run the sandbox (`doctor` failed, or setting it up failed) |
 //! | 124 | `boot` timed out (the code of timeout(1)) |
 //!

@@ -21,7 +21,8 @@ step whose key is stored never runs again; `hermetic plan TARGET` shows which wo
 
 Outputs go to --output with SHA256SUMS: <image>_<version>.efi, -import.tar.gz / .vhd /
 .qcow2, .measurements.json, and with a built kernel .vmlinuz and .config. A failed step
-publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. See docs/recipes.md and
+publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. Pins of pins.lock missing
+from the store are fetched first, as `hermetic fetch` does (--offline: fail instead). See docs/recipes.md and
 docs/kernel.md.")]
 pub struct Args {
     /// The images to build (recipe names, e.g. `base`, `gcp`).
@@ -45,6 +46,15 @@ pub struct Args {
     #[arg(long)]
     pub rebuild: bool,
 
+    /// Never touch the network: fail if a pin the build needs is not in the store
+    /// (without it, missing pins are fetched first, as `hermetic fetch` would).
+    #[arg(long)]
+    pub offline: bool,
+
+    /// A Debian mirror to fetch missing pins from first (repeatable), as for `hermetic fetch`.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+
     /// Parallel jobs of the kernel build (`make -jN`) [default: the CPUs hermetic may use].
     /// The number of jobs changes neither the step key nor a byte of the output.
     #[arg(long, short = 'j', value_name = "N", env = "HERMETIC_JOBS")]
@@ -60,6 +70,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
     let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+    // Like cargo: what the build needs and the store lacks is fetched first (a `stat` per
+    // pin when everything is there), unless --offline forbids the network.
+    let make = || {
+        crate::fetch::default_downloader(&store, &args.mirrors, &project.config.archive.snapshot)
+    };
+    let fetch_opts = crate::fetch::FetchOptions {
+        offline: args.offline,
+        progress: ctx.chatty(),
+    };
+    let fetched = crate::fetch::fetch(&store, &lock, &fetch_opts, &make)?;
+    if fetched.fetched > 0 && ctx.chatty() {
+        eprintln!("{fetched}");
+    }
     let opts = BuildOptions {
         output_dir: args.output.unwrap_or_else(|| ctx.project.join("out")),
         keep_failed: args.keep_failed,
