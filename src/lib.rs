@@ -42,4 +42,5 @@ pub mod mirrors;
 pub mod pe;
 pub mod recipe;
 pub mod store;
+pub mod suggest;
 pub mod treetar;

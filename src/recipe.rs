@@ -37,19 +37,23 @@ pub enum RecipeError {
         key: String,
         message: String,
     },
-    #[error("no recipe named `{name}` in {dir}\nhint: the recipes are: {known}")]
+    #[error("no recipe named `{name}` in {dir}\nhint: {suggestion}the recipes are: {known}")]
     UnknownRecipe {
         name: String,
         dir: PathBuf,
         known: String,
+        /// `did you mean `X`? ` or empty.
+        suggestion: String,
     },
     #[error(
-        "recipe `{recipe}` has no profile named `{profile}`\nhint: the profiles of `{recipe}` and its parents are: {known}"
+        "recipe `{recipe}` has no profile named `{profile}`\nhint: {suggestion}the profiles of `{recipe}` and its parents are: {known}"
     )]
     UnknownProfile {
         recipe: String,
         profile: String,
         known: String,
+        /// `did you mean `X`? ` or empty.
+        suggestion: String,
     },
     #[error(
         "recipe `{recipe}` has more than {MAX_PINNING_PROFILES} profiles that add packages, source packages or tarballs ({profiles}); pins.lock holds a closure for every selection of them\nhint: move some of these additions into recipes of their own (`parent = \"{recipe}\"`)"
@@ -542,6 +546,10 @@ impl Project {
                 name: name.to_string(),
                 dir: self.root.join("recipes"),
                 known: self.recipes.keys().cloned().collect::<Vec<_>>().join(", "),
+                suggestion: crate::suggest::did_you_mean(
+                    name,
+                    self.recipes.keys().map(String::as_str),
+                ),
             })
     }
 
@@ -664,6 +672,7 @@ impl Project {
                     } else {
                         known.iter().cloned().collect::<Vec<_>>().join(", ")
                     },
+                    suggestion: crate::suggest::did_you_mean(p, known.iter().map(String::as_str)),
                 });
             }
         }

@@ -71,6 +71,14 @@ fn exit_codes_tell_failures_apart() {
     assert_eq!(c, 0, "{err}");
     let (c, err) = code(&mut p.command(&["build", "no-such-recipe"]));
     assert_eq!(c, 1, "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+    // A typo gets the close name suggested.
+    let (c, err) = code(&mut p.command(&["build", "bsae"]));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.contains("hint: did you mean `base`? the recipes are: base"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,6 +159,17 @@ fn completions_man_page_and_version() {
     let text = String::from_utf8(version.stdout).unwrap();
     assert!(text.starts_with("hermetic 0."), "{text}");
     assert!(text.contains("(commit "), "{text}");
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches(')');
+    let rev = commit.trim_end_matches("-dirty");
+    assert!(
+        rev == "unknown" || (rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
 }
 
 #[test]
