@@ -19,7 +19,11 @@ use std::path::PathBuf;
 
 use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
 use crate::debian::deb822::{self, Deb822Error};
-use crate::debian::resolve::{PackageIndex, ResolveError, ResolveOptions, SourceIndex, resolve};
+use crate::archive::ReleasePolicy;
+use crate::debian::relation::{Alternatives, display_alternatives};
+use crate::debian::resolve::{
+    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve, unmet,
+};
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
@@ -101,6 +105,8 @@ pub struct LockOptions {
     pub store_dir: PathBuf,
     /// Say what is happening on standard error.
     pub chatty: bool,
+    /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
+    pub allow_downgrade: bool,
 }
 
 /// What [`lock`] did.
@@ -221,6 +227,7 @@ pub fn check(
             });
         }
     }
+    problems.extend(check_closures(lock, &a.architecture));
     Ok(problems)
 }
 
@@ -372,7 +379,15 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         if options.chatty {
             eprintln!("reading suite {suite}");
         }
-        let rel = client.fetch_release(suite)?;
+        let policy = ReleasePolicy {
+            locked_date: existing
+                .as_ref()
+                .and_then(|l| l.suites.iter().find(|s| &s.name == suite))
+                .map(|s| s.date.clone()),
+            allow_downgrade: options.allow_downgrade,
+            now: std::time::SystemTime::now(),
+        };
+        let rel = client.fetch_release(suite, &policy)?;
         for component in &a.components {
             let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
             let text = client.fetch_index(&rel, &p)?;
@@ -467,6 +482,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     source: p.source,
                     source_version: p.source_version.to_string(),
                     recipes: vec![tag.clone()],
+                    pre_depends: render_groups(&p.pre_depends),
+                    depends: render_groups(&p.depends),
+                    provides: render_list(&p.provides),
+                    multi_arch: p.multi_arch.clone(),
                 });
             }
         }
@@ -516,6 +535,120 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         tarballs: new.tarballs.len(),
         requests: downloader.requests(),
     })
+}
+
+/// `a (>= 1) | b, c`: relationship groups as the lock records them (`None` when empty).
+fn render_groups(groups: &[Alternatives]) -> Option<String> {
+    (!groups.is_empty()).then(|| {
+        groups
+            .iter()
+            .map(|g| display_alternatives(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// `a, b (= 2)`: a `Provides` list as the lock records it.
+fn render_list(relations: &[crate::debian::relation::Relation]) -> Option<String> {
+    (!relations.is_empty()).then(|| {
+        relations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// The closures a locked recipe entry stands for: (tag, requested packages). The image and
+/// kernel closures exist only when something was asked for, the tools closure always.
+fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
+    let mut out = Vec::new();
+    if !r.packages.is_empty() {
+        out.push((r.name.clone(), r.packages.as_slice()));
+    }
+    out.push((format!("{}{BUILD_TAG_SUFFIX}", r.name), r.build_packages.as_slice()));
+    if !r.kernel_packages.is_empty() {
+        out.push((
+            format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+            r.kernel_packages.as_slice(),
+        ));
+    }
+    out
+}
+
+/// The pins of a closure as a package index (fields the resolver needs, relations as
+/// recorded), so that its completeness is judged by the resolver's own rules.
+fn closure_index(lock: &Lockfile, tag: &str, architecture: &str) -> Result<PackageIndex, String> {
+    let mut by_suite: Vec<(&str, String)> = Vec::new();
+    for p in lock.packages.iter().filter(|p| p.recipes.iter().any(|t| t == tag)) {
+        let mut text = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n",
+            p.name, p.version, p.architecture, p.filename, p.size, p.sha256
+        );
+        if p.source != p.name || p.source_version != p.version {
+            text.push_str(&format!("Source: {} ({})\n", p.source, p.source_version));
+        }
+        for (field, value) in [
+            ("Pre-Depends", &p.pre_depends),
+            ("Depends", &p.depends),
+            ("Provides", &p.provides),
+            ("Multi-Arch", &p.multi_arch),
+        ] {
+            if let Some(v) = value {
+                text.push_str(&format!("{field}: {v}\n"));
+            }
+        }
+        text.push('\n');
+        match by_suite.iter_mut().find(|(s, _)| *s == p.suite) {
+            Some((_, t)) => t.push_str(&text),
+            None => by_suite.push((&p.suite, text)),
+        }
+    }
+    let mut index = PackageIndex::new(architecture);
+    for (suite, text) in by_suite {
+        let paragraphs = deb822::parse(&text).map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
+        index
+            .add_packages(suite, &paragraphs)
+            .map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
+    }
+    Ok(index)
+}
+
+/// Where the pins of the lock do not form complete closures, one line each: a requested
+/// package that is not pinned in its closure, or a `Depends`/`Pre-Depends` of a pin that no
+/// pin of the same closure satisfies (a version 1 lock records no relations: only the
+/// requests are checked then).
+pub fn check_closures(lock: &Lockfile, architecture: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in &lock.recipes {
+        for (tag, requested) in closures_of(r) {
+            let index = match closure_index(lock, &tag, architecture) {
+                Ok(i) => i,
+                Err(e) => {
+                    problems.push(format!("closure `{tag}`: {e}"));
+                    continue;
+                }
+            };
+            if index.is_empty() {
+                problems.push(format!(
+                    "closure `{tag}` has no pinned package (the lock is truncated or was edited)"
+                ));
+                continue;
+            }
+            match unmet(&index, requested) {
+                Err(e) => problems.push(format!("closure `{tag}`: {e}")),
+                Ok(list) => problems.extend(list.into_iter().map(|u| match u {
+                    Unmet::Request { request } => format!(
+                        "closure `{tag}`: requested package `{request}` is not pinned"
+                    ),
+                    Unmet::Dependency { package, relation } => format!(
+                        "closure `{tag}`: {package} depends on `{relation}`, which no pin of the closure satisfies"
+                    ),
+                })),
+            }
+        }
+    }
+    problems
 }
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.

@@ -1074,6 +1074,72 @@ fn parse_request(text: &str) -> Result<Request<'_>, ResolveError> {
     })
 }
 
+/// What keeps a set of packages from being a complete installation ([`unmet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmet {
+    /// A request that no package of the set satisfies.
+    Request { request: String },
+    /// A `Depends`/`Pre-Depends` group of `package` (`name version (suite)`) that no
+    /// package of the set satisfies.
+    Dependency { package: String, relation: String },
+}
+
+/// Checks that `index`, taken as the installed set (one version per name: the best), is
+/// complete: every request is satisfied by a package of the set (by name, pinned version or
+/// `Provides`), and so is every `Pre-Depends` and `Depends` group of every package, with the
+/// resolver's own notion of satisfaction (versions, alternatives, `Provides`, architecture
+/// qualifiers). Used by `hermetic lock --check` on the pins of a closure, without network.
+pub fn unmet(index: &PackageIndex, requests: &[String]) -> Result<Vec<Unmet>, ResolveError> {
+    let mut r = Resolver {
+        index,
+        overrides: BTreeMap::new(),
+        marked: BTreeMap::new(),
+        protected: BTreeSet::new(),
+    };
+    for (name, versions) in &index.by_name {
+        if let Some(&i) = versions.first() {
+            r.marked.insert(name.as_str(), i);
+        }
+    }
+    let mut out = Vec::new();
+    for text in requests {
+        let req = parse_request(text)?;
+        let constraint = match req.version {
+            Some(v) => Some((
+                super::relation::Op::Eq,
+                v.parse::<Version>()
+                    .map_err(|e| ResolveError::BadRequest {
+                        request: text.clone(),
+                        reason: e.to_string(),
+                    })?,
+            )),
+            None => None,
+        };
+        let rel = Relation {
+            name: req.name.to_string(),
+            arch_qualifier: None,
+            constraint,
+        };
+        if !r.satisfied_by_marked(&vec![rel]) {
+            out.push(Unmet::Request {
+                request: text.clone(),
+            });
+        }
+    }
+    for &i in r.marked.values() {
+        let p = index.full(i)?;
+        for group in p.dependency_groups() {
+            if !r.satisfied_by_marked(group) {
+                out.push(Unmet::Dependency {
+                    package: p.describe(),
+                    relation: display_alternatives(group),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves `requests` (`name`, `name=version`, `name:arch`) against `index` the way
 /// `apt-get install --no-install-recommends` would on an empty system.
 pub fn resolve(
