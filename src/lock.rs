@@ -11,15 +11,18 @@
 //! tree). Each selection of a recipe's profiles that add pinned things is resolved the same
 //! way, as a closure named `<recipe>/<profile>...` ([`requests`]).
 //!
-//! The lock records what each recipe asked for, so [`check`] needs no network. Plain
+//! The lock records what each recipe asked for and the relations of each pin, so [`check`]
+//! needs no network to compare the requests and prove each closure complete
+//! ([`check_closures`]). Each suite's InRelease must pass the archive checks of
+//! [`crate::archive::ArchiveClient::fetch_release`], its `Date` not older than the locked one. Plain
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
 //! `--update` re-resolves everything against the archive of today.
 
 use std::path::PathBuf;
 
+use crate::archive::ReleasePolicy;
 use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
 use crate::debian::deb822::{self, Deb822Error};
-use crate::archive::ReleasePolicy;
 use crate::debian::relation::{Alternatives, display_alternatives};
 use crate::debian::resolve::{
     PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve, unmet,
@@ -566,7 +569,10 @@ fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
     if !r.packages.is_empty() {
         out.push((r.name.clone(), r.packages.as_slice()));
     }
-    out.push((format!("{}{BUILD_TAG_SUFFIX}", r.name), r.build_packages.as_slice()));
+    out.push((
+        format!("{}{BUILD_TAG_SUFFIX}", r.name),
+        r.build_packages.as_slice(),
+    ));
     if !r.kernel_packages.is_empty() {
         out.push((
             format!("{}{KERNEL_TAG_SUFFIX}", r.name),
@@ -580,7 +586,11 @@ fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
 /// recorded), so that its completeness is judged by the resolver's own rules.
 fn closure_index(lock: &Lockfile, tag: &str, architecture: &str) -> Result<PackageIndex, String> {
     let mut by_suite: Vec<(&str, String)> = Vec::new();
-    for p in lock.packages.iter().filter(|p| p.recipes.iter().any(|t| t == tag)) {
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| p.recipes.iter().any(|t| t == tag))
+    {
         let mut text = format!(
             "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n",
             p.name, p.version, p.architecture, p.filename, p.size, p.sha256
@@ -606,7 +616,8 @@ fn closure_index(lock: &Lockfile, tag: &str, architecture: &str) -> Result<Packa
     }
     let mut index = PackageIndex::new(architecture);
     for (suite, text) in by_suite {
-        let paragraphs = deb822::parse(&text).map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
+        let paragraphs =
+            deb822::parse(&text).map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
         index
             .add_packages(suite, &paragraphs)
             .map_err(|e| format!("pins of suite `{suite}`: {e}"))?;

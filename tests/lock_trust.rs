@@ -179,7 +179,10 @@ fn deleting_a_requested_pin_fails_the_check() {
         "{lock}"
     );
     assert!(lock.contains("pre-depends = \"libc6 (>= 2.34)\""), "{lock}");
-    assert!(lock.contains("provides = \"mail-transport-agent\""), "{lock}");
+    assert!(
+        lock.contains("provides = \"mail-transport-agent\""),
+        "{lock}"
+    );
     p.ok(&["lock", "--check"]);
 
     let edited = without_package(&lock, "app");
@@ -222,7 +225,11 @@ fn removing_a_dependency_only_pin_names_the_unmet_depends() {
     let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
     p.ok(&["lock"]);
     // postfix is only there because app depends on the virtual mail-transport-agent.
-    fs_err::write(p.path("pins.lock"), without_package(&p.lock_text(), "postfix")).unwrap();
+    fs_err::write(
+        p.path("pins.lock"),
+        without_package(&p.lock_text(), "postfix"),
+    )
+    .unwrap();
     let stderr = p.fails(&["lock", "--check"]);
     assert!(
         stderr.contains(
@@ -232,10 +239,15 @@ fn removing_a_dependency_only_pin_names_the_unmet_depends() {
     );
     // A Pre-Depends counts too: libc6 out of the tools closure breaks dash.
     p.ok(&["lock", "--update"]);
-    fs_err::write(p.path("pins.lock"), without_package(&p.lock_text(), "libc6")).unwrap();
+    fs_err::write(
+        p.path("pins.lock"),
+        without_package(&p.lock_text(), "libc6"),
+    )
+    .unwrap();
     let stderr = p.fails(&["lock", "--check"]);
     assert!(
-        stderr.contains("closure `base:build`: dash 0.5.12-12 (trixie) depends on `libc6 (>= 2.34)`"),
+        stderr
+            .contains("closure `base:build`: dash 0.5.12-12 (trixie) depends on `libc6 (>= 2.34)`"),
         "{stderr}"
     );
 }
@@ -250,7 +262,11 @@ fn a_suite_serving_another_codename_is_refused_and_the_lock_kept() {
     let before = fs_err::read(p.path("pins.lock")).unwrap();
     // Another release's validly signed InRelease served as dists/trixie/.
     resign(&f.archive, "trixie", &|t| f.key.clearsign(t), &|t| {
-        replace_field(replace_field(t, "Codename", "bookworm"), "Suite", "oldstable")
+        replace_field(
+            replace_field(t, "Codename", "bookworm"),
+            "Suite",
+            "oldstable",
+        )
     });
     let stderr = p.fails(&["lock", "--update"]);
     assert!(
@@ -371,7 +387,12 @@ fn a_key_of_another_release_may_not_sign_the_suite() {
         None,
     );
     resign(&f.archive, "trixie", &|t| trixie.clearsign(t), &|t| t);
-    resign(&f.archive, "trixie-security", &|t| security.clearsign(t), &|t| t);
+    resign(
+        &f.archive,
+        "trixie-security",
+        &|t| security.clearsign(t),
+        &|t| t,
+    );
     let both = p.dir.path().join("both.pgp");
     let mut bytes = fs_err::read(&trixie.keyring).unwrap();
     bytes.extend(fs_err::read(&security.keyring).unwrap());
@@ -387,7 +408,12 @@ fn a_key_of_another_release_may_not_sign_the_suite() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The archive key may not sign the security suite.
-    resign(&f.archive, "trixie-security", &|t| trixie.clearsign(t), &|t| t);
+    resign(
+        &f.archive,
+        "trixie-security",
+        &|t| trixie.clearsign(t),
+        &|t| t,
+    );
     let out = p
         .command(&["lock", "--update"])
         .env("HERMETIC_KEYRING", &both)

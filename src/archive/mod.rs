@@ -317,7 +317,9 @@ mod tests {
         assert!(is_snapshot_url(
             "http://127.0.0.1:8/archive/debian-security/20261124T000000Z/dists/x/InRelease"
         ));
-        assert!(!is_snapshot_url("http://mirror.example/debian/dists/trixie/InRelease"));
+        assert!(!is_snapshot_url(
+            "http://mirror.example/debian/dists/trixie/InRelease"
+        ));
         assert!(!is_snapshot_url(
             "http://m.example/archive/debian/latest/dists/trixie/InRelease"
         ));

@@ -156,7 +156,11 @@ pub fn parse_date(text: &str) -> Option<i64> {
     let [h, m, s] = hms[..] else {
         return None;
     };
-    if !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..61).contains(&s) {
+    if !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..61).contains(&s)
+    {
         return None;
     }
     // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -204,7 +208,10 @@ SHA256:
     #[test]
     fn dates_are_read_as_utc_seconds() {
         assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
-        assert_eq!(parse_date("Sat, 21 Nov 2026 09:15:44 UTC"), Some(1_795_252_544));
+        assert_eq!(
+            parse_date("Sat, 21 Nov 2026 09:15:44 UTC"),
+            Some(1_795_252_544)
+        );
         assert_eq!(parse_date("29 Feb 2024 23:59:59 GMT"), Some(1_709_251_199));
         assert_eq!(parse_date("Sat, 21 Nov 2026 09:15:44 +0100"), None);
         assert_eq!(parse_date("Sat, 21 Nov 2026"), None);

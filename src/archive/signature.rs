@@ -94,8 +94,7 @@ fn may_sign(scope: Option<&KeyScope>, suite: &str) -> bool {
 }
 
 fn is_self_signature(sig: &Signature, fingerprint: &pgp::types::Fingerprint, id: &KeyId) -> bool {
-    sig.issuer_fingerprint().iter().any(|f| *f == fingerprint)
-        || sig.issuer().iter().any(|k| *k == id)
+    sig.issuer_fingerprint().contains(&fingerprint) || sig.issuer().contains(&id)
 }
 
 /// When a key stops being valid according to the newest of its own `sigs` that say so
@@ -129,7 +128,10 @@ fn validity_problem(key: &SignedPublicKey, subkey: Option<usize>, at: i64) -> Op
     if let Some(until) = expiry(created, &own)
         && until <= at
     {
-        return Some(format!("the key expired at {} (Unix time), before the InRelease's Date", until));
+        return Some(format!(
+            "the key expired at {} (Unix time), before the InRelease's Date",
+            until
+        ));
     }
     if let Some(i) = subkey {
         let sub = &key.public_subkeys[i];
@@ -280,7 +282,11 @@ impl Keyring {
                     let scope = scope.expect("a key without scope may sign every suite");
                     refused.push(format!(
                         "  {fpr}: a {}key of release `{}`, not allowed for suite `{suite}`",
-                        if scope.security { "security archive " } else { "" },
+                        if scope.security {
+                            "security archive "
+                        } else {
+                            ""
+                        },
                         scope.codename
                     ));
                     continue;

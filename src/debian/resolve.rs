@@ -1107,11 +1107,10 @@ pub fn unmet(index: &PackageIndex, requests: &[String]) -> Result<Vec<Unmet>, Re
         let constraint = match req.version {
             Some(v) => Some((
                 super::relation::Op::Eq,
-                v.parse::<Version>()
-                    .map_err(|e| ResolveError::BadRequest {
-                        request: text.clone(),
-                        reason: e.to_string(),
-                    })?,
+                v.parse::<Version>().map_err(|e| ResolveError::BadRequest {
+                    request: text.clone(),
+                    reason: e.to_string(),
+                })?,
             )),
             None => None,
         };
@@ -1556,6 +1555,60 @@ mod tests {
             .iter()
             .map(|p| format!("{}={}", p.name, p.version))
             .collect())
+    }
+
+    #[test]
+    fn unmet_uses_the_resolvers_satisfaction_rules() {
+        let set = [
+            para(
+                "app",
+                "2.0-1",
+                "Depends: libfoo (>= 1.0) | libbar, mta\nPre-Depends: libc6",
+            ),
+            para("libbar", "3.0-1", ""),
+            para("postfix", "3.9-1", "Provides: mta"),
+            para("tool", "1.0", "Depends: perl:any (>= 5), libc6 (>= 2.40)"),
+            para("perl", "5.40-1", "Multi-Arch: allowed"),
+            para("libc6", "2.41-1", ""),
+        ];
+        let idx = index(&[("trixie", &set)]);
+        let requests = ["app".to_string(), "postfix=3.9-1".into(), "mta".into()];
+        assert_eq!(unmet(&idx, &requests).unwrap(), vec![]);
+        // A wrong pinned version, an absent name; a too old version; :any without
+        // Multi-Arch: allowed; a lost provider.
+        let set = [
+            para("app", "2.0-1", "Depends: libfoo (>= 1.0) | libbar, mta"),
+            para("libbar", "3.0-1", ""),
+            para("tool", "1.0", "Depends: perl:any (>= 5), libc6 (>= 2.42)"),
+            para("perl", "5.40-1", ""),
+            para("libc6", "2.41-1", ""),
+        ];
+        let idx = index(&[("trixie", &set)]);
+        let requests = ["app=1.0".to_string(), "gone".into()];
+        let problems = unmet(&idx, &requests).unwrap();
+        assert_eq!(
+            problems,
+            vec![
+                Unmet::Request {
+                    request: "app=1.0".into()
+                },
+                Unmet::Request {
+                    request: "gone".into()
+                },
+                Unmet::Dependency {
+                    package: "app 2.0-1 (trixie)".into(),
+                    relation: "mta".into()
+                },
+                Unmet::Dependency {
+                    package: "tool 1.0 (trixie)".into(),
+                    relation: "perl:any (>= 5)".into()
+                },
+                Unmet::Dependency {
+                    package: "tool 1.0 (trixie)".into(),
+                    relation: "libc6 (>= 2.42)".into()
+                },
+            ]
+        );
     }
 
     #[test]
