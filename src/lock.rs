@@ -77,6 +77,15 @@ pub enum LockError {
         recipe: String,
         source: Box<ResolveError>,
     },
+    #[error(
+        "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
+    )]
+    PinRelations {
+        package: String,
+        version: String,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// The three closures of a recipe.
@@ -320,6 +329,33 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         && keep.len() == wanted.len()
         && old.recipes.len() == wanted.len()
     {
+        // A version 1 lock records no relations: take them from the pinned .debs when the
+        // store holds every one, so the lock becomes version 2 without moving any version.
+        if lacks_relations(old) {
+            let store = Store::open(&options.store_dir)?;
+            let _in_use = store.use_guard()?;
+            let mut upgraded = old.clone();
+            if relations_from_store(&mut upgraded, &store, &project.config.archive.architecture)? {
+                upgraded.canonicalize();
+                let written = upgraded.write_if_changed(&path)?;
+                return Ok(LockOutcome {
+                    path,
+                    written,
+                    resolved: Vec::new(),
+                    suites: upgraded.suites.clone(),
+                    packages: upgraded.packages.len(),
+                    sources: upgraded.sources.len(),
+                    tarballs: upgraded.tarballs.len(),
+                    requests: 0,
+                });
+            }
+            if options.chatty {
+                eprintln!(
+                    "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
+                    path.display()
+                );
+            }
+        }
         return Ok(LockOutcome {
             path,
             written: false,
@@ -660,6 +696,83 @@ pub fn check_closures(lock: &Lockfile, architecture: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Whether no pin records any relation (a version 1 lock).
+fn lacks_relations(lock: &Lockfile) -> bool {
+    !lock.packages.is_empty()
+        && lock.packages.iter().all(|p| {
+            p.pre_depends.is_none()
+                && p.depends.is_none()
+                && p.provides.is_none()
+                && p.multi_arch.is_none()
+        })
+}
+
+/// Fills the relations of every pin from the `control` file of its `.deb` in the store (the
+/// archive index is generated from those same fields), each blob re-hashed first: the store
+/// is not trusted. Returns false, changing nothing, when a `.deb` is not in the store.
+fn relations_from_store(
+    lock: &mut Lockfile,
+    store: &Store,
+    architecture: &str,
+) -> Result<bool, LockError> {
+    if !lock.packages.iter().all(|p| store.has_blob(&p.sha256)) {
+        return Ok(false);
+    }
+    for p in &mut lock.packages {
+        let path = store.blob_path(&p.sha256);
+        let fail = |message: String| LockError::PinRelations {
+            package: p.name.clone(),
+            version: p.version.clone(),
+            path: path.clone(),
+            message,
+        };
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut file = fs_err::File::open(&path).map_err(|e| fail(e.to_string()))?;
+        std::io::copy(&mut file, &mut hasher).map_err(|e| fail(e.to_string()))?;
+        let actual = hex::encode(sha2::Digest::finalize(hasher));
+        if actual != p.sha256 {
+            return Err(fail(format!("its SHA-256 is {actual}, not the pinned one")));
+        }
+        let control = crate::deb::DebFile::open(&path)
+            .and_then(|d| d.control())
+            .map_err(|e| fail(e.to_string()))?;
+        if control.package() != Some(p.name.as_str())
+            || control.version() != Some(p.version.as_str())
+        {
+            return Err(fail(format!(
+                "it is {} {}",
+                control.package().unwrap_or("(no Package)"),
+                control.version().unwrap_or("(no Version)")
+            )));
+        }
+        let mut text = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n",
+            p.name, p.version, p.architecture, p.filename, p.size, p.sha256
+        );
+        for field in ["Pre-Depends", "Depends", "Provides", "Multi-Arch"] {
+            if let Some(v) = control.get(field) {
+                // Continuation lines of a folded field, as one line.
+                let v = v.split('\n').map(str::trim).collect::<Vec<_>>().join(" ");
+                text.push_str(&format!("{field}: {v}\n"));
+            }
+        }
+        let paragraphs = deb822::parse(&text).map_err(|e| fail(e.to_string()))?;
+        let mut index = PackageIndex::new(architecture);
+        index
+            .add_packages(&p.suite, &paragraphs)
+            .map_err(|e| fail(e.to_string()))?;
+        let b = index
+            .candidate(&p.name)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("not a package of architecture {architecture}")))?;
+        p.pre_depends = render_groups(&b.pre_depends);
+        p.depends = render_groups(&b.depends);
+        p.provides = render_list(&b.provides);
+        p.multi_arch = b.multi_arch.clone();
+    }
+    Ok(true)
 }
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.

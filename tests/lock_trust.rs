@@ -447,3 +447,120 @@ fn a_key_expired_at_the_release_date_is_refused() {
     );
     assert!(!p.path("pins.lock").exists());
 }
+
+// ---- case 5 on the committed project (no network) ----
+
+/// A copy of the repository's project (recipes, kernel, pins.lock) in a temporary directory.
+fn committed_project() -> tempfile::TempDir {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::copy(repo.join("hermetic.toml"), dir.path().join("hermetic.toml")).unwrap();
+    fs_err::copy(repo.join("pins.lock"), dir.path().join("pins.lock")).unwrap();
+    copy_tree(&repo.join("recipes"), &dir.path().join("recipes"));
+    copy_tree(&repo.join("kernel"), &dir.path().join("kernel"));
+    dir
+}
+
+fn check_committed(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("-C")
+        .arg(dir)
+        .args(["lock", "--check"])
+        .env("HERMETIC_MIRRORS", "http://127.0.0.1:9/")
+        .env("HERMETIC_SNAPSHOT_URL", "")
+        .env("HERMETIC_APT_ROOT", dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_committed_lock_is_complete_and_each_deletion_is_named() {
+    let dir = committed_project();
+    let lock_path = dir.path().join("pins.lock");
+    let lock = fs_err::read_to_string(&lock_path).unwrap();
+    let (ok, stderr) = check_committed(dir.path());
+    assert!(ok, "{stderr}");
+
+    // The attack: the udhcpc block that recipes/base.toml asks for, removed.
+    fs_err::write(&lock_path, without_package(&lock, "udhcpc")).unwrap();
+    let (ok, stderr) = check_committed(dir.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("closure `base`: requested package `udhcpc` is not pinned"),
+        "{stderr}"
+    );
+
+    // A dependency-only package: busybox, which only udhcpc needs.
+    fs_err::write(&lock_path, without_package(&lock, "busybox")).unwrap();
+    let (ok, stderr) = check_committed(dir.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "closure `base`: udhcpc 1:1.37.0-6 (trixie) depends on `busybox (>> 1:1.37.0) | busybox-static (>> 1:1.37.0)`"
+        ),
+        "{stderr}"
+    );
+
+    // Truncated at the block boundary before the last [[package]] block.
+    let cut = lock.rfind("\n[[package]]\n").unwrap() + 1;
+    fs_err::write(&lock_path, &lock[..cut]).unwrap();
+    let (ok, stderr) = check_committed(dir.path());
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("closure `base:kernel`: requested package `zstd` is not pinned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_version_1_lock_gets_its_relations_from_the_stored_debs() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let v2 = p.lock_text();
+    p.ok(&["fetch"]);
+    // The same pins as a version 1 lock writes them: no relation fields.
+    let v1: String = v2
+        .replace("\nversion = 2\n", "\nversion = 1\n")
+        .lines()
+        .filter(|l| {
+            ![
+                "pre-depends = ",
+                "depends = ",
+                "provides = ",
+                "multi-arch = ",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(v1, v2);
+    fs_err::write(p.path("pins.lock"), &v1).unwrap();
+    // Version 1: only the requests can be checked, and they are complete.
+    p.ok(&["lock", "--check"]);
+    // No network: the relations come from the .debs in the store, re-hashed.
+    let before = f.server.requests();
+    p.ok(&["lock"]);
+    assert_eq!(f.server.requests(), before);
+    assert_eq!(p.lock_text(), v2);
+
+    // A stored .deb that is not the pinned one is refused, naming the package.
+    fs_err::write(p.path("pins.lock"), &v1).unwrap();
+    let app = &f.archive.debs["app"];
+    let blob = p.blob(&app.sha256);
+    let mut perms = fs_err::metadata(&blob).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs_err::set_permissions(&blob, perms).unwrap();
+    fs_err::write(&blob, b"not the deb").unwrap();
+    let stderr = p.fails(&["lock"]);
+    assert!(
+        stderr.contains("cannot read the relations of pinned package `app 1:2.0-1`"),
+        "{stderr}"
+    );
+    assert_eq!(p.lock_text(), v1);
+}
