@@ -564,3 +564,33 @@ fn a_version_1_lock_gets_its_relations_from_the_stored_debs() {
     );
     assert_eq!(p.lock_text(), v1);
 }
+
+#[test]
+fn a_revoked_key_is_refused() {
+    let f = fixture();
+    let key = Key::generate("Revoked Test Key <revoked@hermetic.invalid>", "never", None);
+    for suite in ["trixie", "trixie-security"] {
+        resign(&f.archive, suite, &|t| key.clearsign(t), &|t| t);
+    }
+    // Signed while valid, then revoked with the certificate gpg made at key generation.
+    let cert = key
+        .home
+        .path()
+        .join(format!("openpgp-revocs.d/{}.rev", key.fingerprint));
+    let text = fs_err::read_to_string(&cert).unwrap().replace(
+        ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+    );
+    fs_err::write(&cert, text).unwrap();
+    gpg(key.home.path(), &["--import", cert.to_str().unwrap()]);
+    let exported = gpg(key.home.path(), &["--export", &key.fingerprint]);
+    fs_err::write(&key.keyring, exported.stdout).unwrap();
+
+    let p = TestProject::new(&[("base", BASE)], &f.server, &key.keyring);
+    let stderr = p.fails(&["lock"]);
+    assert!(
+        stderr.contains(&format!("{}: the key is revoked", key.fingerprint)),
+        "{stderr}"
+    );
+    assert!(!p.path("pins.lock").exists());
+}
