@@ -732,6 +732,7 @@ mod tests {
             source: name.into(),
             source_version: "1".into(),
             recipes: vec!["base".into()],
+            ..Default::default()
         };
         let lock = Lockfile {
             packages: vec![

@@ -11,15 +11,22 @@
 //! tree). Each selection of a recipe's profiles that add pinned things is resolved the same
 //! way, as a closure named `<recipe>/<profile>...` ([`requests`]).
 //!
-//! The lock records what each recipe asked for, so [`check`] needs no network. Plain
+//! The lock records what each recipe asked for and the relations of each pin, so [`check`]
+//! needs no network to compare the requests and prove each closure complete
+//! ([`check_closures`]). Each suite's InRelease must pass the archive checks of
+//! [`crate::archive::ArchiveClient::fetch_release`], its `Date` not older than the locked one. Plain
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
 //! `--update` re-resolves everything against the archive of today.
 
 use std::path::PathBuf;
 
+use crate::archive::ReleasePolicy;
 use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
 use crate::debian::deb822::{self, Deb822Error};
-use crate::debian::resolve::{PackageIndex, ResolveError, ResolveOptions, SourceIndex, resolve};
+use crate::debian::relation::{Alternatives, display_alternatives};
+use crate::debian::resolve::{
+    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve, unmet,
+};
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
@@ -70,6 +77,15 @@ pub enum LockError {
         recipe: String,
         source: Box<ResolveError>,
     },
+    #[error(
+        "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
+    )]
+    PinRelations {
+        package: String,
+        version: String,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// The three closures of a recipe.
@@ -101,6 +117,8 @@ pub struct LockOptions {
     pub store_dir: PathBuf,
     /// Say what is happening on standard error.
     pub chatty: bool,
+    /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
+    pub allow_downgrade: bool,
 }
 
 /// What [`lock`] did.
@@ -221,6 +239,7 @@ pub fn check(
             });
         }
     }
+    problems.extend(check_closures(lock, &a.architecture));
     Ok(problems)
 }
 
@@ -310,6 +329,33 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         && keep.len() == wanted.len()
         && old.recipes.len() == wanted.len()
     {
+        // A version 1 lock records no relations: take them from the pinned .debs when the
+        // store holds every one, so the lock becomes version 2 without moving any version.
+        if lacks_relations(old) {
+            let store = Store::open(&options.store_dir)?;
+            let _in_use = store.use_guard()?;
+            let mut upgraded = old.clone();
+            if relations_from_store(&mut upgraded, &store, &project.config.archive.architecture)? {
+                upgraded.canonicalize();
+                let written = upgraded.write_if_changed(&path)?;
+                return Ok(LockOutcome {
+                    path,
+                    written,
+                    resolved: Vec::new(),
+                    suites: upgraded.suites.clone(),
+                    packages: upgraded.packages.len(),
+                    sources: upgraded.sources.len(),
+                    tarballs: upgraded.tarballs.len(),
+                    requests: 0,
+                });
+            }
+            if options.chatty {
+                eprintln!(
+                    "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
+                    path.display()
+                );
+            }
+        }
         return Ok(LockOutcome {
             path,
             written: false,
@@ -372,7 +418,15 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         if options.chatty {
             eprintln!("reading suite {suite}");
         }
-        let rel = client.fetch_release(suite)?;
+        let policy = ReleasePolicy {
+            locked_date: existing
+                .as_ref()
+                .and_then(|l| l.suites.iter().find(|s| &s.name == suite))
+                .map(|s| s.date.clone()),
+            allow_downgrade: options.allow_downgrade,
+            now: std::time::SystemTime::now(),
+        };
+        let rel = client.fetch_release(suite, &policy)?;
         for component in &a.components {
             let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
             let text = client.fetch_index(&rel, &p)?;
@@ -467,6 +521,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     source: p.source,
                     source_version: p.source_version.to_string(),
                     recipes: vec![tag.clone()],
+                    pre_depends: render_groups(&p.pre_depends),
+                    depends: render_groups(&p.depends),
+                    provides: render_list(&p.provides),
+                    multi_arch: p.multi_arch.clone(),
                 });
             }
         }
@@ -516,6 +574,205 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         tarballs: new.tarballs.len(),
         requests: downloader.requests(),
     })
+}
+
+/// `a (>= 1) | b, c`: relationship groups as the lock records them (`None` when empty).
+fn render_groups(groups: &[Alternatives]) -> Option<String> {
+    (!groups.is_empty()).then(|| {
+        groups
+            .iter()
+            .map(|g| display_alternatives(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// `a, b (= 2)`: a `Provides` list as the lock records it.
+fn render_list(relations: &[crate::debian::relation::Relation]) -> Option<String> {
+    (!relations.is_empty()).then(|| {
+        relations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// The closures a locked recipe entry stands for: (tag, requested packages). The image and
+/// kernel closures exist only when something was asked for, the tools closure always.
+fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
+    let mut out = Vec::new();
+    if !r.packages.is_empty() {
+        out.push((r.name.clone(), r.packages.as_slice()));
+    }
+    out.push((
+        format!("{}{BUILD_TAG_SUFFIX}", r.name),
+        r.build_packages.as_slice(),
+    ));
+    if !r.kernel_packages.is_empty() {
+        out.push((
+            format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+            r.kernel_packages.as_slice(),
+        ));
+    }
+    out
+}
+
+/// The pins of a closure as a package index (fields the resolver needs, relations as
+/// recorded), so that its completeness is judged by the resolver's own rules.
+fn closure_index(lock: &Lockfile, tag: &str, architecture: &str) -> Result<PackageIndex, String> {
+    let mut by_suite: Vec<(&str, String)> = Vec::new();
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| p.recipes.iter().any(|t| t == tag))
+    {
+        let mut text = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n",
+            p.name, p.version, p.architecture, p.filename, p.size, p.sha256
+        );
+        if p.source != p.name || p.source_version != p.version {
+            text.push_str(&format!("Source: {} ({})\n", p.source, p.source_version));
+        }
+        for (field, value) in [
+            ("Pre-Depends", &p.pre_depends),
+            ("Depends", &p.depends),
+            ("Provides", &p.provides),
+            ("Multi-Arch", &p.multi_arch),
+        ] {
+            if let Some(v) = value {
+                text.push_str(&format!("{field}: {v}\n"));
+            }
+        }
+        text.push('\n');
+        match by_suite.iter_mut().find(|(s, _)| *s == p.suite) {
+            Some((_, t)) => t.push_str(&text),
+            None => by_suite.push((&p.suite, text)),
+        }
+    }
+    let mut index = PackageIndex::new(architecture);
+    for (suite, text) in by_suite {
+        let paragraphs =
+            deb822::parse(&text).map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
+        index
+            .add_packages(suite, &paragraphs)
+            .map_err(|e| format!("pins of suite `{suite}`: {e}"))?;
+    }
+    Ok(index)
+}
+
+/// Where the pins of the lock do not form complete closures, one line each: a requested
+/// package that is not pinned in its closure, or a `Depends`/`Pre-Depends` of a pin that no
+/// pin of the same closure satisfies (a version 1 lock records no relations: only the
+/// requests are checked then).
+pub fn check_closures(lock: &Lockfile, architecture: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in &lock.recipes {
+        for (tag, requested) in closures_of(r) {
+            let index = match closure_index(lock, &tag, architecture) {
+                Ok(i) => i,
+                Err(e) => {
+                    problems.push(format!("closure `{tag}`: {e}"));
+                    continue;
+                }
+            };
+            if index.is_empty() {
+                problems.push(format!(
+                    "closure `{tag}` has no pinned package (the lock is truncated or was edited)"
+                ));
+                continue;
+            }
+            match unmet(&index, requested) {
+                Err(e) => problems.push(format!("closure `{tag}`: {e}")),
+                Ok(list) => problems.extend(list.into_iter().map(|u| match u {
+                    Unmet::Request { request } => format!(
+                        "closure `{tag}`: requested package `{request}` is not pinned"
+                    ),
+                    Unmet::Dependency { package, relation } => format!(
+                        "closure `{tag}`: {package} depends on `{relation}`, which no pin of the closure satisfies"
+                    ),
+                })),
+            }
+        }
+    }
+    problems
+}
+
+/// Whether no pin records any relation (a version 1 lock).
+fn lacks_relations(lock: &Lockfile) -> bool {
+    !lock.packages.is_empty()
+        && lock.packages.iter().all(|p| {
+            p.pre_depends.is_none()
+                && p.depends.is_none()
+                && p.provides.is_none()
+                && p.multi_arch.is_none()
+        })
+}
+
+/// Fills the relations of every pin from the `control` file of its `.deb` in the store (the
+/// archive index is generated from those same fields), each blob re-hashed first: the store
+/// is not trusted. Returns false, changing nothing, when a `.deb` is not in the store.
+fn relations_from_store(
+    lock: &mut Lockfile,
+    store: &Store,
+    architecture: &str,
+) -> Result<bool, LockError> {
+    if !lock.packages.iter().all(|p| store.has_blob(&p.sha256)) {
+        return Ok(false);
+    }
+    for p in &mut lock.packages {
+        let path = store.blob_path(&p.sha256);
+        let fail = |message: String| LockError::PinRelations {
+            package: p.name.clone(),
+            version: p.version.clone(),
+            path: path.clone(),
+            message,
+        };
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut file = fs_err::File::open(&path).map_err(|e| fail(e.to_string()))?;
+        std::io::copy(&mut file, &mut hasher).map_err(|e| fail(e.to_string()))?;
+        let actual = hex::encode(sha2::Digest::finalize(hasher));
+        if actual != p.sha256 {
+            return Err(fail(format!("its SHA-256 is {actual}, not the pinned one")));
+        }
+        let control = crate::deb::DebFile::open(&path)
+            .and_then(|d| d.control())
+            .map_err(|e| fail(e.to_string()))?;
+        if control.package() != Some(p.name.as_str())
+            || control.version() != Some(p.version.as_str())
+        {
+            return Err(fail(format!(
+                "it is {} {}",
+                control.package().unwrap_or("(no Package)"),
+                control.version().unwrap_or("(no Version)")
+            )));
+        }
+        let mut text = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n",
+            p.name, p.version, p.architecture, p.filename, p.size, p.sha256
+        );
+        for field in ["Pre-Depends", "Depends", "Provides", "Multi-Arch"] {
+            if let Some(v) = control.get(field) {
+                // Continuation lines of a folded field, as one line.
+                let v = v.split('\n').map(str::trim).collect::<Vec<_>>().join(" ");
+                text.push_str(&format!("{field}: {v}\n"));
+            }
+        }
+        let paragraphs = deb822::parse(&text).map_err(|e| fail(e.to_string()))?;
+        let mut index = PackageIndex::new(architecture);
+        index
+            .add_packages(&p.suite, &paragraphs)
+            .map_err(|e| fail(e.to_string()))?;
+        let b = index
+            .candidate(&p.name)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("not a package of architecture {architecture}")))?;
+        p.pre_depends = render_groups(&b.pre_depends);
+        p.depends = render_groups(&b.depends);
+        p.provides = render_list(&b.provides);
+        p.multi_arch = b.multi_arch.clone();
+    }
+    Ok(true)
 }
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.

@@ -14,8 +14,14 @@ use serde::Deserialize;
 
 use crate::store::is_sha256;
 
-/// The format version this hermetic writes and reads.
-pub const VERSION: i64 = 1;
+/// The format version this hermetic writes. Version 2 added the relationship fields of
+/// `[[package]]` (`pre-depends`, `depends`, `provides`, `multi-arch`).
+pub const VERSION: i64 = 2;
+
+/// The oldest format version this hermetic reads. A version 1 lock has no relationship
+/// fields: `hermetic lock --check` then checks that every requested package is pinned, but
+/// cannot check the dependencies of the pins.
+pub const MIN_VERSION: i64 = 1;
 
 /// The file name, at the project root.
 pub const FILE_NAME: &str = "pins.lock";
@@ -108,7 +114,7 @@ pub struct LockedRecipe {
 }
 
 /// A pinned binary package.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PinnedPackage {
     pub name: String,
@@ -124,6 +130,20 @@ pub struct PinnedPackage {
     /// Recipe tags: `<recipe>` (installed in the image), `<recipe>:build` (its tools tree),
     /// `<recipe>:kernel` (its kernel build: tools, source and config debs).
     pub recipes: Vec<String>,
+    /// `Pre-Depends` as read from the archive index (architecture restrictions applied),
+    /// so that `hermetic lock --check` can prove a closure complete without network.
+    /// Absent in version 1 locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_depends: Option<String>,
+    /// `Depends`, like `pre_depends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends: Option<String>,
+    /// `Provides`, like `pre_depends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provides: Option<String>,
+    /// `Multi-Arch` (decides whether `name:any` dependencies accept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_arch: Option<String>,
 }
 
 /// One file of a pinned source package.
@@ -234,7 +254,7 @@ impl Lockfile {
                     supported: VERSION,
                 });
             }
-            Some(toml::Value::Integer(v)) if *v == VERSION => {}
+            Some(toml::Value::Integer(v)) if (MIN_VERSION..=VERSION).contains(v) => {}
             Some(other) => {
                 return Err(LockfileError::Invalid {
                     path: path.to_path_buf(),
@@ -458,6 +478,16 @@ impl Lockfile {
             kv(&mut out, "sha256", &p.sha256);
             kv(&mut out, "source", &p.source);
             kv(&mut out, "source-version", &p.source_version);
+            for (key, value) in [
+                ("pre-depends", &p.pre_depends),
+                ("depends", &p.depends),
+                ("provides", &p.provides),
+                ("multi-arch", &p.multi_arch),
+            ] {
+                if let Some(v) = value {
+                    kv(&mut out, key, v);
+                }
+            }
             list(&mut out, "recipes", &p.recipes);
         }
         for s in &self.sources {
@@ -619,6 +649,9 @@ mod tests {
             source: name.into(),
             source_version: "2.0-1".into(),
             recipes: vec![tag.into()],
+            depends: Some("libc6 (>= 2.34), libfoo | libbar".into()),
+            multi_arch: Some("same".into()),
+            ..Default::default()
         };
         Lockfile {
             suites: vec![LockedSuite {
@@ -699,9 +732,9 @@ mod tests {
 
     #[test]
     fn newer_version_asks_for_upgrade() {
-        let err = Lockfile::parse(Path::new("x/pins.lock"), "version = 2\n").unwrap_err();
+        let err = Lockfile::parse(Path::new("x/pins.lock"), "version = 3\n").unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, LockfileError::TooNew { found: 2, .. }));
+        assert!(matches!(err, LockfileError::TooNew { found: 3, .. }));
         assert!(msg.contains("x/pins.lock"), "{msg}");
         assert!(msg.contains("hint: upgrade hermetic"), "{msg}");
     }

@@ -37,7 +37,7 @@ fn lock_resolves_pins_and_is_stable() {
     p.ok(&["lock"]);
     let lock = p.lock_text();
     assert!(lock.starts_with("# pins.lock"), "{lock}");
-    assert!(lock.contains("\nversion = 1\n"));
+    assert!(lock.contains("\nversion = 2\n"));
 
     // Highest version across suites: security wins for libfoo.
     let libfoo = package_block(&lock, "libfoo").expect("libfoo pinned");

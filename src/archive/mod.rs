@@ -17,7 +17,7 @@ use crate::fetch::{Attempt, Downloader, Location};
 use crate::mirrors::archive_for_suite;
 use crate::store::{Store, StoreError, sha256_hex};
 
-pub use release::{Release, ReleaseError};
+pub use release::{Release, ReleaseError, parse_date};
 pub use signature::{Keyring, SignatureError};
 
 /// The keyring file of a project, relative to its root.
@@ -61,6 +61,68 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{url} was asked for suite `{suite}` but serves Codename `{codename}`, Suite `{served_suite}`\n\
+         hint: the mirror serves another release under this name; use another --mirror"
+    )]
+    WrongSuite {
+        suite: String,
+        url: String,
+        codename: String,
+        served_suite: String,
+    },
+    #[error(
+        "InRelease of suite `{suite}` ({url}) is dated {served}, older than the {locked} that pins.lock records: the archive state was rolled back\n\
+         hint: use another --mirror; if the older state is wanted, run `hermetic lock --allow-downgrade`"
+    )]
+    Downgrade {
+        suite: String,
+        url: String,
+        locked: String,
+        served: String,
+    },
+    #[error(
+        "InRelease of suite `{suite}` ({url}) expired: Valid-Until {valid_until} has passed\n\
+         hint: the mirror is stale or replays an old state; use another --mirror (snapshot states, URLs with `/archive/<archive>/<YYYYMMDDTHHMMSSZ>/`, are exempt)"
+    )]
+    Expired {
+        suite: String,
+        url: String,
+        valid_until: String,
+    },
+}
+
+/// What makes a verified InRelease acceptable besides its signature.
+#[derive(Debug, Clone)]
+pub struct ReleasePolicy {
+    /// The `Date` pins.lock records for the suite; an older one is refused.
+    pub locked_date: Option<String>,
+    /// Accept a `Date` older than `locked_date`.
+    pub allow_downgrade: bool,
+    /// The current time, for `Valid-Until`.
+    pub now: std::time::SystemTime,
+}
+
+/// Whether `url` is a snapshot state: its path holds `/archive/<archive>/<timestamp>/` with
+/// a `YYYYMMDDTHHMMSSZ` timestamp, as snapshot.debian.org (and `HERMETIC_SNAPSHOT_URL`)
+/// serve them. Such a state is old by design: like apt with `Check-Valid-Until=no`,
+/// `Valid-Until` is not enforced for it.
+pub fn is_snapshot_url(url: &str) -> bool {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let parts: Vec<&str> = path.split('/').collect();
+    parts.windows(3).any(|w| {
+        w[0] == "archive"
+            && matches!(w[1], "debian" | "debian-security")
+            && is_snapshot_timestamp(w[2])
+    })
+}
+
+fn is_snapshot_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }
 
 /// A suite's verified `InRelease`.
@@ -97,8 +159,15 @@ pub fn format_attempts(tried: &[Attempt]) -> String {
 }
 
 impl ArchiveClient<'_> {
-    /// Downloads, verifies and parses `dists/<suite>/InRelease`. The file is kept in the store.
-    pub fn fetch_release(&self, suite: &str) -> Result<SuiteRelease, ArchiveError> {
+    /// Downloads, verifies and parses `dists/<suite>/InRelease`, and checks it against
+    /// `policy`: its `Codename` or `Suite` must be `suite`, its `Date` not older than the
+    /// locked one (unless allowed), its `Valid-Until` not passed (unless it comes from a
+    /// snapshot state, [`is_snapshot_url`]). The file is kept in the store.
+    pub fn fetch_release(
+        &self,
+        suite: &str,
+        policy: &ReleasePolicy,
+    ) -> Result<SuiteRelease, ArchiveError> {
         let archive = archive_for_suite(suite);
         let path = format!("dists/{suite}/InRelease");
         let (url, bytes) = self.downloader.get_first(archive, &path).map_err(|tried| {
@@ -114,6 +183,50 @@ impl ArchiveClient<'_> {
             url: url.clone(),
             source,
         })?;
+        if release.codename.as_deref() != Some(suite) && release.suite.as_deref() != Some(suite) {
+            return Err(ArchiveError::WrongSuite {
+                suite: suite.to_string(),
+                url,
+                codename: release.codename.unwrap_or_else(|| "(none)".into()),
+                served_suite: release.suite.unwrap_or_else(|| "(none)".into()),
+            });
+        }
+        if let Some(locked) = &policy.locked_date
+            && !policy.allow_downgrade
+        {
+            // A locked date that does not parse cannot be compared: the served one is
+            // then taken as not older (the lock was written by an older hermetic).
+            if release::parse_date(locked).is_some_and(|l| release.date_unix < l) {
+                return Err(ArchiveError::Downgrade {
+                    suite: suite.to_string(),
+                    url,
+                    locked: locked.clone(),
+                    served: release.date,
+                });
+            }
+        }
+        if let Some(until) = release.valid_until
+            && !is_snapshot_url(&url)
+        {
+            let now = policy
+                .now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            if until < now {
+                let text = String::from_utf8_lossy(&bytes);
+                let valid_until = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Valid-Until:"))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_else(|| until.to_string());
+                return Err(ArchiveError::Expired {
+                    suite: suite.to_string(),
+                    url,
+                    valid_until,
+                });
+            }
+        }
         let inrelease_sha256 = sha256_hex(&bytes);
         self.store.put_blob_bytes(&bytes)?;
         Ok(SuiteRelease {
@@ -190,4 +303,28 @@ fn decompress_xz(path: &PathBuf) -> std::io::Result<String> {
     let mut text = String::new();
     dec.read_to_string(&mut text)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_urls_are_told_by_their_shape() {
+        assert!(is_snapshot_url(
+            "https://snap.example/archive/debian/20261124T000000Z/dists/trixie/InRelease"
+        ));
+        assert!(is_snapshot_url(
+            "http://127.0.0.1:8/archive/debian-security/20261124T000000Z/dists/x/InRelease"
+        ));
+        assert!(!is_snapshot_url(
+            "http://mirror.example/debian/dists/trixie/InRelease"
+        ));
+        assert!(!is_snapshot_url(
+            "http://m.example/archive/debian/latest/dists/trixie/InRelease"
+        ));
+        assert!(!is_snapshot_url(
+            "http://m.example/archive/ubuntu/20261124T000000Z/dists/trixie/InRelease"
+        ));
+    }
 }

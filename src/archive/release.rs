@@ -12,6 +12,8 @@ pub enum ReleaseError {
     Missing { field: &'static str },
     #[error("line {line}: not a `Field: value` line: `{text}`")]
     BadLine { line: usize, text: String },
+    #[error("`{field}: {text}` is not a date like `Sat, 21 Nov 2026 09:15:44 UTC`")]
+    BadDate { field: &'static str, text: String },
 }
 
 /// One file listed in a Release.
@@ -30,6 +32,10 @@ pub struct Release {
     pub codename: Option<String>,
     /// `Date`, as written.
     pub date: String,
+    /// `Date`, in seconds since the Unix epoch.
+    pub date_unix: i64,
+    /// `Valid-Until` in seconds since the Unix epoch, when present.
+    pub valid_until: Option<i64>,
     /// `Acquire-By-Hash: yes`.
     pub acquire_by_hash: bool,
     /// The `SHA256` list: path (relative to `dists/<suite>/`) to size and hash.
@@ -37,8 +43,9 @@ pub struct Release {
 }
 
 impl Release {
-    /// Parses the (already verified) text of a Release paragraph. `Valid-Until` is ignored
-    /// on purpose: pinned snapshots are old by design and every file is pinned by hash.
+    /// Parses the (already verified) text of a Release paragraph. Whether `Codename`,
+    /// `Date` and `Valid-Until` are acceptable is decided by the caller
+    /// ([`super::ArchiveClient::fetch_release`]).
     pub fn parse(text: &str) -> Result<Release, ReleaseError> {
         let mut fields: BTreeMap<String, String> = BTreeMap::new();
         let mut sha256 = BTreeMap::new();
@@ -94,16 +101,77 @@ impl Release {
         if sha256.is_empty() {
             return Err(ReleaseError::Missing { field: "SHA256" });
         }
+        let date_unix = parse_date(&date).ok_or_else(|| ReleaseError::BadDate {
+            field: "Date",
+            text: date.clone(),
+        })?;
+        let valid_until = match fields.get("valid-until") {
+            None => None,
+            Some(v) => Some(parse_date(v).ok_or_else(|| ReleaseError::BadDate {
+                field: "Valid-Until",
+                text: v.clone(),
+            })?),
+        };
         Ok(Release {
             suite: fields.get("suite").cloned(),
             codename: fields.get("codename").cloned(),
             date,
+            date_unix,
+            valid_until,
             acquire_by_hash: fields
                 .get("acquire-by-hash")
                 .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             sha256,
         })
     }
+}
+
+/// Seconds since the Unix epoch of a Release date: `[Day, ]DD Mon YYYY HH:MM:SS UTC` (also
+/// `GMT`, `Z` or `+0000`), the RFC 2822 form the archive writes. Other zones are refused.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let text = match text.split_once(',') {
+        Some((_, rest)) => rest.trim(),
+        None => text,
+    };
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [day, month, year, time, zone] = parts[..] else {
+        return None;
+    };
+    if !matches!(zone, "UTC" | "GMT" | "Z" | "+0000") {
+        return None;
+    }
+    let day: i64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m.eq_ignore_ascii_case(month))? as i64
+        + 1;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let [h, m, s] = hms[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..61).contains(&s)
+    {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + m * 60 + s)
 }
 
 #[cfg(test)]
@@ -135,6 +203,24 @@ SHA256:
         assert_eq!(p.size, 9679304);
         assert!(p.sha256.starts_with("be3d7d96"));
         assert!(!r.sha256.contains_key("contrib/Contents-all"));
+    }
+
+    #[test]
+    fn dates_are_read_as_utc_seconds() {
+        assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(
+            parse_date("Sat, 21 Nov 2026 09:15:44 UTC"),
+            Some(1_795_252_544)
+        );
+        assert_eq!(parse_date("29 Feb 2024 23:59:59 GMT"), Some(1_709_251_199));
+        assert_eq!(parse_date("Sat, 21 Nov 2026 09:15:44 +0100"), None);
+        assert_eq!(parse_date("Sat, 21 Nov 2026"), None);
+        let r = Release::parse(TEXT).unwrap();
+        assert_eq!(r.valid_until, Some(1_795_252_544 + 7 * 86400));
+        let err = Release::parse(&TEXT.replace("Date: Sat,", "Date: Xyz, 99"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`Date: Xyz, 99"), "{err}");
     }
 
     #[test]

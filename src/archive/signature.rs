@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
-use pgp::types::KeyDetails;
+use pgp::packet::{Signature, SignatureType};
+use pgp::types::{KeyDetails, KeyId, PublicKeyTrait};
 
 /// Errors loading keys or checking signatures. Each names the keyring or the suite.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,129 @@ pub enum SignatureError {
         keyring: PathBuf,
         seen: String,
     },
+    #[error(
+        "InRelease of suite `{suite}` ({url}) is signed only by keys of {keyring} that may not \
+         sign it:\n{refused}\n\
+         hint: the mirror may be serving another release's or an old archive state; if Debian \
+         rotated its keys, update the keyring (see keys/README.md)"
+    )]
+    KeyNotValid {
+        suite: String,
+        url: String,
+        keyring: PathBuf,
+        /// One line per refused key: fingerprint and reason.
+        refused: String,
+    },
+}
+
+/// The release a key belongs to, read from its user id (`Debian Archive Automatic Signing
+/// Key (13/trixie)`, `Debian Security Archive Automatic Signing Key (13/trixie)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyScope {
+    /// `trixie`.
+    codename: String,
+    /// A security archive key (signs only `<codename>-security`).
+    security: bool,
+}
+
+fn key_scope(key: &SignedPublicKey) -> Option<KeyScope> {
+    key.details.users.iter().find_map(|u| {
+        let id = String::from_utf8_lossy(u.id.id());
+        let open = id.rfind('(')?;
+        let close = open + id[open..].find(')')?;
+        let (number, codename) = id[open + 1..close].split_once('/')?;
+        let ok = !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && !codename.is_empty()
+            && codename.bytes().all(|b| b.is_ascii_lowercase());
+        ok.then(|| KeyScope {
+            codename: codename.to_string(),
+            security: id.contains("Security"),
+        })
+    })
+}
+
+/// Whether a key may sign `suite`: a key whose user id names a Debian release (`(13/trixie)`)
+/// signs only that release's suites (`trixie`, `trixie-updates`, ...), a security archive key
+/// only `<release>-security`, any other archive key not `-security`. A key naming no release
+/// (a private archive's own key) signs every suite of the keyring it is in.
+fn may_sign(scope: Option<&KeyScope>, suite: &str) -> bool {
+    let Some(scope) = scope else {
+        return true;
+    };
+    let codename = suite.split('-').next().unwrap_or(suite);
+    codename == scope.codename && scope.security == suite.ends_with("-security")
+}
+
+fn is_self_signature(sig: &Signature, fingerprint: &pgp::types::Fingerprint, id: &KeyId) -> bool {
+    sig.issuer_fingerprint().contains(&fingerprint) || sig.issuer().contains(&id)
+}
+
+/// When a key stops being valid according to the newest of its own `sigs` that say so
+/// (seconds since the epoch; `None`: never).
+fn expiry(created: i64, sigs: &[&Signature]) -> Option<i64> {
+    let newest = sigs
+        .iter()
+        .max_by_key(|s| s.created().map(|c| c.timestamp()).unwrap_or(i64::MIN))?;
+    newest
+        .key_expiration_time()
+        .filter(|d| d.num_seconds() > 0)
+        .map(|d| created + d.num_seconds())
+}
+
+/// Why the primary key (`subkey: None`) or a subkey of `key` may not sign at `at`, if it may not.
+fn validity_problem(key: &SignedPublicKey, subkey: Option<usize>, at: i64) -> Option<String> {
+    let fpr = key.primary_key.fingerprint();
+    let id = key.primary_key.key_id();
+    if !key.details.revocation_signatures.is_empty() {
+        return Some("the key is revoked".into());
+    }
+    let own: Vec<&Signature> = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| &u.signatures)
+        .chain(&key.details.direct_signatures)
+        .filter(|s| is_self_signature(s, &fpr, &id))
+        .collect();
+    let created = key.primary_key.created_at().timestamp();
+    if let Some(until) = expiry(created, &own)
+        && until <= at
+    {
+        return Some(format!(
+            "the key expired at {} (Unix time), before the InRelease's Date",
+            until
+        ));
+    }
+    if let Some(i) = subkey {
+        let sub = &key.public_subkeys[i];
+        if sub
+            .signatures
+            .iter()
+            .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+        {
+            return Some(format!(
+                "its subkey {} is revoked",
+                hex::encode_upper(sub.key.fingerprint().as_bytes())
+            ));
+        }
+        let bindings: Vec<&Signature> = sub
+            .signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
+            .collect();
+        let created = sub.key.created_at().timestamp();
+        if let Some(until) = expiry(created, &bindings)
+            && until <= at
+        {
+            return Some(format!(
+                "its subkey {} expired at {} (Unix time), before the InRelease's Date",
+                hex::encode_upper(sub.key.fingerprint().as_bytes()),
+                until
+            ));
+        }
+    }
+    None
 }
 
 /// A set of trusted public keys (the primary keys and their subkeys).
@@ -97,9 +221,11 @@ impl Keyring {
     }
 
     /// Checks a cleartext-signed `InRelease` and returns the signed text (LF line ends).
-    /// Accepted when ANY of its signatures verifies with a key of this keyring (Debian signs
-    /// with several keys at once, and keys rotate). Validity dates are not checked: a pinned
-    /// snapshot is old by design, and every file it names is pinned by hash.
+    /// Accepted when ANY of its signatures verifies with a key of this keyring that may sign
+    /// `suite` (see [`may_sign`]) and that, with the subkey used, was neither revoked nor
+    /// expired at the `Date` the signed text carries (Debian signs with several keys at
+    /// once, and keys rotate). A signed text without a readable `Date` is judged at the
+    /// current time (and later refused by the Release parser).
     pub fn verify_inrelease(
         &self,
         suite: &str,
@@ -113,7 +239,18 @@ impl Keyring {
                 message: e.to_string(),
             })?;
         let signed = msg.signed_text();
+        let at = signed
+            .lines()
+            .find_map(|l| l.strip_prefix("Date:"))
+            .and_then(super::release::parse_date)
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+            });
         let mut seen = Vec::new();
+        let mut refused = Vec::new();
         for sig in msg.signatures() {
             let mut ids: Vec<String> = sig
                 .signature
@@ -128,18 +265,47 @@ impl Keyring {
                     .map(|k| hex::encode_upper(k.as_ref())),
             );
             for key in &self.keys {
-                let primary_ok = sig.verify(&key.primary_key, signed.as_bytes()).is_ok();
-                if primary_ok
-                    || key
-                        .public_subkeys
+                let signer = if sig.verify(&key.primary_key, signed.as_bytes()).is_ok() {
+                    Some(None)
+                } else {
+                    key.public_subkeys
                         .iter()
-                        .any(|sub| sig.verify(&sub.key, signed.as_bytes()).is_ok())
-                {
-                    return Ok(signed.replace("\r\n", "\n"));
+                        .position(|sub| sig.verify(&sub.key, signed.as_bytes()).is_ok())
+                        .map(Some)
+                };
+                let Some(subkey) = signer else {
+                    continue;
+                };
+                let fpr = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
+                let scope = key_scope(key);
+                if !may_sign(scope.as_ref(), suite) {
+                    let scope = scope.expect("a key without scope may sign every suite");
+                    refused.push(format!(
+                        "  {fpr}: a {}key of release `{}`, not allowed for suite `{suite}`",
+                        if scope.security {
+                            "security archive "
+                        } else {
+                            ""
+                        },
+                        scope.codename
+                    ));
+                    continue;
+                }
+                match validity_problem(key, subkey, at) {
+                    Some(why) => refused.push(format!("  {fpr}: {why}")),
+                    None => return Ok(signed.replace("\r\n", "\n")),
                 }
             }
             // Name a signature by its fingerprint when it carries one, else by key id.
             seen.push(ids.into_iter().next().unwrap_or_else(|| "(none)".into()));
+        }
+        if !refused.is_empty() {
+            return Err(SignatureError::KeyNotValid {
+                suite: suite.to_string(),
+                url: url.to_string(),
+                keyring: self.path.clone(),
+                refused: refused.join("\n"),
+            });
         }
         Err(SignatureError::NoValidSignature {
             suite: suite.to_string(),
@@ -190,6 +356,35 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SignatureError::NotSigned { .. }), "{err}");
         assert!(err.to_string().contains("suite `trixie`"));
+    }
+
+    #[test]
+    fn committed_keys_are_scoped_to_their_release() {
+        let ring = committed();
+        let scope_of = |fpr: &str| {
+            let key = ring
+                .keys
+                .iter()
+                .find(|k| hex::encode_upper(k.primary_key.fingerprint().as_bytes()) == fpr)
+                .unwrap();
+            key_scope(key)
+        };
+        // 13/trixie archive key: trixie and its updates, not security, not bookworm.
+        let s = scope_of("04B54C3CDCA79751B16BC6B5225629DF75B188BD");
+        assert!(may_sign(s.as_ref(), "trixie"));
+        assert!(may_sign(s.as_ref(), "trixie-updates"));
+        assert!(!may_sign(s.as_ref(), "trixie-security"));
+        assert!(!may_sign(s.as_ref(), "bookworm"));
+        // 13/trixie security key: only trixie-security.
+        let s = scope_of("5E04A1E3223A19A20706E20F9904613D4CCE68C6");
+        assert!(may_sign(s.as_ref(), "trixie-security"));
+        assert!(!may_sign(s.as_ref(), "trixie"));
+        // 12/bookworm archive key: not trixie.
+        let s = scope_of("B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8");
+        assert!(!may_sign(s.as_ref(), "trixie"));
+        assert!(may_sign(s.as_ref(), "bookworm"));
+        // Every key of the committed keyring names its release.
+        assert!(ring.keys.iter().all(|k| key_scope(k).is_some()));
     }
 
     #[test]

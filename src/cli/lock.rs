@@ -13,7 +13,10 @@ use crate::recipe::Project;
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
 Reads each suite's InRelease and verifies its OpenPGP signature against
-keys/debian-archive-keyring.pgp (HERMETIC_KEYRING replaces it), checks the Packages and
+keys/debian-archive-keyring.pgp (HERMETIC_KEYRING replaces it) with a key allowed for the
+suite, not expired or revoked at the InRelease's Date; refuses an InRelease whose Codename or
+Suite is not the suite asked for, whose Date is older than the one pins.lock records (unless
+--allow-downgrade), or whose Valid-Until has passed (except snapshot states). Checks the Packages and
 Sources indexes it lists by SHA-256, and resolves every recipe like `apt-get install
 --no-install-recommends` plus the essential base: its `packages` (tag <recipe>) and its
 `build-packages` (tag <recipe>:build), and with a [kernel] table the kernel's build-packages,
@@ -35,6 +38,11 @@ pub struct Args {
     /// `debian/` and `debian-security/`.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+
+    /// Accept an InRelease whose `Date` is older than the one pins.lock records for its
+    /// suite (a rolled-back archive state is refused otherwise).
+    #[arg(long, conflicts_with = "check")]
+    pub allow_downgrade: bool,
 }
 
 /// Runs `hermetic lock`.
@@ -68,6 +76,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         mirrors: args.mirrors,
         store_dir: ctx.store.clone(),
         chatty: ctx.chatty(),
+        allow_downgrade: args.allow_downgrade,
     };
     let outcome = lock(&project, &options).context("cannot lock the recipes")?;
     if ctx.json {

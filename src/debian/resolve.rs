@@ -1074,6 +1074,71 @@ fn parse_request(text: &str) -> Result<Request<'_>, ResolveError> {
     })
 }
 
+/// What keeps a set of packages from being a complete installation ([`unmet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmet {
+    /// A request that no package of the set satisfies.
+    Request { request: String },
+    /// A `Depends`/`Pre-Depends` group of `package` (`name version (suite)`) that no
+    /// package of the set satisfies.
+    Dependency { package: String, relation: String },
+}
+
+/// Checks that `index`, taken as the installed set (one version per name: the best), is
+/// complete: every request is satisfied by a package of the set (by name, pinned version or
+/// `Provides`), and so is every `Pre-Depends` and `Depends` group of every package, with the
+/// resolver's own notion of satisfaction (versions, alternatives, `Provides`, architecture
+/// qualifiers). Used by `hermetic lock --check` on the pins of a closure, without network.
+pub fn unmet(index: &PackageIndex, requests: &[String]) -> Result<Vec<Unmet>, ResolveError> {
+    let mut r = Resolver {
+        index,
+        overrides: BTreeMap::new(),
+        marked: BTreeMap::new(),
+        protected: BTreeSet::new(),
+    };
+    for (name, versions) in &index.by_name {
+        if let Some(&i) = versions.first() {
+            r.marked.insert(name.as_str(), i);
+        }
+    }
+    let mut out = Vec::new();
+    for text in requests {
+        let req = parse_request(text)?;
+        let constraint = match req.version {
+            Some(v) => Some((
+                super::relation::Op::Eq,
+                v.parse::<Version>().map_err(|e| ResolveError::BadRequest {
+                    request: text.clone(),
+                    reason: e.to_string(),
+                })?,
+            )),
+            None => None,
+        };
+        let rel = Relation {
+            name: req.name.to_string(),
+            arch_qualifier: None,
+            constraint,
+        };
+        if !r.satisfied_by_marked(&vec![rel]) {
+            out.push(Unmet::Request {
+                request: text.clone(),
+            });
+        }
+    }
+    for &i in r.marked.values() {
+        let p = index.full(i)?;
+        for group in p.dependency_groups() {
+            if !r.satisfied_by_marked(group) {
+                out.push(Unmet::Dependency {
+                    package: p.describe(),
+                    relation: display_alternatives(group),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves `requests` (`name`, `name=version`, `name:arch`) against `index` the way
 /// `apt-get install --no-install-recommends` would on an empty system.
 pub fn resolve(
@@ -1490,6 +1555,60 @@ mod tests {
             .iter()
             .map(|p| format!("{}={}", p.name, p.version))
             .collect())
+    }
+
+    #[test]
+    fn unmet_uses_the_resolvers_satisfaction_rules() {
+        let set = [
+            para(
+                "app",
+                "2.0-1",
+                "Depends: libfoo (>= 1.0) | libbar, mta\nPre-Depends: libc6",
+            ),
+            para("libbar", "3.0-1", ""),
+            para("postfix", "3.9-1", "Provides: mta"),
+            para("tool", "1.0", "Depends: perl:any (>= 5), libc6 (>= 2.40)"),
+            para("perl", "5.40-1", "Multi-Arch: allowed"),
+            para("libc6", "2.41-1", ""),
+        ];
+        let idx = index(&[("trixie", &set)]);
+        let requests = ["app".to_string(), "postfix=3.9-1".into(), "mta".into()];
+        assert_eq!(unmet(&idx, &requests).unwrap(), vec![]);
+        // A wrong pinned version, an absent name; a too old version; :any without
+        // Multi-Arch: allowed; a lost provider.
+        let set = [
+            para("app", "2.0-1", "Depends: libfoo (>= 1.0) | libbar, mta"),
+            para("libbar", "3.0-1", ""),
+            para("tool", "1.0", "Depends: perl:any (>= 5), libc6 (>= 2.42)"),
+            para("perl", "5.40-1", ""),
+            para("libc6", "2.41-1", ""),
+        ];
+        let idx = index(&[("trixie", &set)]);
+        let requests = ["app=1.0".to_string(), "gone".into()];
+        let problems = unmet(&idx, &requests).unwrap();
+        assert_eq!(
+            problems,
+            vec![
+                Unmet::Request {
+                    request: "app=1.0".into()
+                },
+                Unmet::Request {
+                    request: "gone".into()
+                },
+                Unmet::Dependency {
+                    package: "app 2.0-1 (trixie)".into(),
+                    relation: "mta".into()
+                },
+                Unmet::Dependency {
+                    package: "tool 1.0 (trixie)".into(),
+                    relation: "perl:any (>= 5)".into()
+                },
+                Unmet::Dependency {
+                    package: "tool 1.0 (trixie)".into(),
+                    relation: "libc6 (>= 2.42)".into()
+                },
+            ]
+        );
     }
 
     #[test]

@@ -285,7 +285,7 @@ impl TestArchive {
             }
             let release = format!(
                 "Origin: Hermetic test\nLabel: Hermetic test\nSuite: {0}\nCodename: {0}\n\
-                 Date: Tue, 24 Nov 2026 00:00:00 UTC\nValid-Until: Tue, 01 Dec 2026 00:00:00 UTC\n\
+                 Date: Tue, 24 Nov 2026 00:00:00 UTC\nValid-Until: Sat, 01 Dec 2096 00:00:00 UTC\n\
                  Acquire-By-Hash: yes\n\
                  Architectures: amd64\nComponents: main\nSHA256:\n {1} {2} main/binary-amd64/Packages.xz\n {3} {4} main/source/Sources.xz\n",
                 suite.name,
