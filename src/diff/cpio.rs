@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Blob, Collector, DiffError, Difference, Kind, Src, Structure, decompressor,
-    first_difference, join,
+    Blob, Collector, DiffError, Difference, Kind, Src, Structure, decompressor, first_difference,
+    join,
 };
 
 const HEADER_LEN: usize = 110;
@@ -75,7 +75,9 @@ fn read_into(data: &[u8], out: &mut Vec<CpioEntry>, depth: u32) -> Result<(), St
             return Err("compressed archives nested too deeply".into());
         }
         let Some(mut r) = decompressor(rest, rest) else {
-            return Err(format!("no cpio archive or compressed data at offset {pos}"));
+            return Err(format!(
+                "no cpio archive or compressed data at offset {pos}"
+            ));
         };
         let mut inner = Vec::new();
         std::io::Read::read_to_end(
@@ -214,7 +216,10 @@ fn diff_entries(
         let nested = d.content_offset.is_some();
         c.push(d);
         if nested {
-            let (bx, by) = (Blob::mem(name, x.data.clone()), Blob::mem(name, y.data.clone()));
+            let (bx, by) = (
+                Blob::mem(name, x.data.clone()),
+                Blob::mem(name, y.data.clone()),
+            );
             super::diff_nested(&bx.whole(), &by.whole(), name, &eloc, c)?;
         }
     }

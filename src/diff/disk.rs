@@ -63,9 +63,7 @@ pub struct GptEntry {
 }
 
 /// Reads the primary GPT header and its used entries.
-pub(crate) fn read_gpt(
-    src: &Src,
-) -> Result<Result<(GptHeader, Vec<GptEntry>), String>, DiffError> {
+pub(crate) fn read_gpt(src: &Src) -> Result<Result<(GptHeader, Vec<GptEntry>), String>, DiffError> {
     let h = src.read(SECTOR, SECTOR as usize)?;
     if h.len() < 92 || &h[0..8] != b"EFI PART" {
         return Ok(Err("no GPT header at LBA 1".into()));
@@ -116,7 +114,12 @@ pub(crate) fn read_gpt(
     Ok(Ok((header, entries)))
 }
 
-pub(crate) fn diff_gpt(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Structure, DiffError> {
+pub(crate) fn diff_gpt(
+    a: &Src,
+    b: &Src,
+    loc: &str,
+    c: &mut Collector,
+) -> Result<Structure, DiffError> {
     let ((ha, pa), (hb, pb)) = match (read_gpt(a)?, read_gpt(b)?) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(why), _) | (_, Err(why)) => return Ok(Structure::Unreadable(why)),
@@ -125,15 +128,27 @@ pub(crate) fn diff_gpt(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result
     let mut d = Difference::changed(&join(&gloc, "header"));
     d.field("disk size", a.len, b.len);
     d.field("disk GUID", &ha.disk_guid, &hb.disk_guid);
-    d.field("revision", format!("{:#x}", ha.revision), format!("{:#x}", hb.revision));
+    d.field(
+        "revision",
+        format!("{:#x}", ha.revision),
+        format!("{:#x}", hb.revision),
+    );
     d.field("backup LBA", ha.backup_lba, hb.backup_lba);
     d.field("first usable LBA", ha.first_usable, hb.first_usable);
     d.field("last usable LBA", ha.last_usable, hb.last_usable);
     d.field("entries LBA", ha.entries_lba, hb.entries_lba);
     d.field("entries", ha.entry_count, hb.entry_count);
     d.field("entry size", ha.entry_size, hb.entry_size);
-    d.field("entries CRC", format!("{:08x}", ha.entries_crc), format!("{:08x}", hb.entries_crc));
-    d.field("header CRC", format!("{:08x}", ha.header_crc), format!("{:08x}", hb.header_crc));
+    d.field(
+        "entries CRC",
+        format!("{:08x}", ha.entries_crc),
+        format!("{:08x}", hb.entries_crc),
+    );
+    d.field(
+        "header CRC",
+        format!("{:08x}", ha.header_crc),
+        format!("{:08x}", hb.header_crc),
+    );
     c.push(d);
 
     let describe = |p: &super::disk::GptEntry| {
@@ -145,7 +160,10 @@ pub(crate) fn diff_gpt(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result
     let max = pa.iter().chain(&pb).map(|p| p.index).max().unwrap_or(0);
     for i in 1..=max {
         let ploc = join(&gloc, &format!("p{i}"));
-        let (x, y) = match (pa.iter().find(|p| p.index == i), pb.iter().find(|p| p.index == i)) {
+        let (x, y) = match (
+            pa.iter().find(|p| p.index == i),
+            pb.iter().find(|p| p.index == i),
+        ) {
             (Some(x), Some(y)) => (x, y),
             (Some(x), None) => {
                 c.push(Difference::only(&ploc, Kind::Removed, describe(x)));
@@ -163,7 +181,11 @@ pub(crate) fn diff_gpt(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result
         d.field("GUID", &x.unique_guid, &y.unique_guid);
         d.field("first LBA", x.first_lba, y.first_lba);
         d.field("last LBA", x.last_lba, y.last_lba);
-        d.field("attributes", format!("{:#x}", x.attributes), format!("{:#x}", y.attributes));
+        d.field(
+            "attributes",
+            format!("{:#x}", x.attributes),
+            format!("{:#x}", y.attributes),
+        );
         c.push(d);
         let (sx, sy) = (partition(a, x), partition(b, y));
         super::diff_blobs(&sx, &sy, &x.name, &ploc, c)?;
@@ -181,7 +203,12 @@ fn partition<'a>(s: &Src<'a>, p: &GptEntry) -> Src<'a> {
 }
 
 /// A fixed VHD: the footer's fields, then the disk before it.
-pub(crate) fn diff_vhd(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Structure, DiffError> {
+pub(crate) fn diff_vhd(
+    a: &Src,
+    b: &Src,
+    loc: &str,
+    c: &mut Collector,
+) -> Result<Structure, DiffError> {
     let vloc = join(loc, "vhd");
     let (fa, fb) = (a.read(a.len - SECTOR, 512)?, b.read(b.len - SECTOR, 512)?);
     let be32 = |f: &[u8], o: usize| u32::from_be_bytes([f[o], f[o + 1], f[o + 2], f[o + 3]]);
@@ -193,12 +220,24 @@ pub(crate) fn diff_vhd(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result
         String::from_utf8_lossy(&fa[28..32]),
         String::from_utf8_lossy(&fb[28..32]),
     );
-    d.field("creator version", format!("{:#x}", be32(&fa, 32)), format!("{:#x}", be32(&fb, 32)));
+    d.field(
+        "creator version",
+        format!("{:#x}", be32(&fa, 32)),
+        format!("{:#x}", be32(&fb, 32)),
+    );
     d.field("original size", be64(&fa, 40), be64(&fb, 40));
     d.field("current size", be64(&fa, 48), be64(&fb, 48));
     d.field("disk type", be32(&fa, 60), be32(&fb, 60));
-    d.field("checksum", format!("{:08x}", be32(&fa, 64)), format!("{:08x}", be32(&fb, 64)));
-    d.field("unique id", hex::encode(&fa[68..84]), hex::encode(&fb[68..84]));
+    d.field(
+        "checksum",
+        format!("{:08x}", be32(&fa, 64)),
+        format!("{:08x}", be32(&fb, 64)),
+    );
+    d.field(
+        "unique id",
+        hex::encode(&fa[68..84]),
+        hex::encode(&fb[68..84]),
+    );
     if d.is_empty() && fa != fb {
         d.content_offset = super::first_difference(&fa, &fb);
     }
@@ -254,7 +293,9 @@ fn qcow2_to_raw(src: &Src) -> Result<Result<std::fs::File, String>, DiffError> {
     let l2_entries = cluster / 8;
     let l1_len = fields["L1 entries"];
     if l1_len > (1 << 24) || l1_len.saturating_mul(l2_entries).saturating_mul(cluster) < size {
-        return Ok(Err(format!("an L1 table of {l1_len} entries does not fit the size {size}")));
+        return Ok(Err(format!(
+            "an L1 table of {l1_len} entries does not fit the size {size}"
+        )));
     }
     let l1 = src.read(fields["L1 offset"], (l1_len * 8) as usize)?;
     let scratch = |source| DiffError::Scratch {
@@ -292,7 +333,12 @@ fn qcow2_to_raw(src: &Src) -> Result<Result<std::fs::File, String>, DiffError> {
 }
 
 /// A qcow2 image: its header fields, then the disk it holds.
-pub(crate) fn diff_qcow2(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Structure, DiffError> {
+pub(crate) fn diff_qcow2(
+    a: &Src,
+    b: &Src,
+    loc: &str,
+    c: &mut Collector,
+) -> Result<Structure, DiffError> {
     let qloc = join(loc, "qcow2");
     let (ha, hb) = (a.read(0, 104)?, b.read(0, 104)?);
     if ha.len() < 72 || hb.len() < 72 {

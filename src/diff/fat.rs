@@ -19,8 +19,12 @@ const ATTR_LFN: u8 = 0x0F;
 pub(crate) fn looks_like_fat(head: &[u8]) -> bool {
     head.len() >= 512
         && head[510..512] == [0x55, 0xAA]
-        && (head.get(82..87) == Some(b"FAT32") || head.get(54..59).is_some_and(|t| t.starts_with(b"FAT")))
-        && matches!(u16::from_le_bytes([head[11], head[12]]), 512 | 1024 | 2048 | 4096)
+        && (head.get(82..87) == Some(b"FAT32")
+            || head.get(54..59).is_some_and(|t| t.starts_with(b"FAT")))
+        && matches!(
+            u16::from_le_bytes([head[11], head[12]]),
+            512 | 1024 | 2048 | 4096
+        )
         && head[13] != 0
 }
 
@@ -228,7 +232,9 @@ impl<'a> FatFs<'a> {
     fn cluster_offset(&self, c: u32) -> u64 {
         let b = &self.boot;
         let root_sectors = (b.root_entries * 32).div_ceil(b.bytes_per_sector);
-        (b.reserved_sectors + b.fats * b.fat_sectors + root_sectors
+        (b.reserved_sectors
+            + b.fats * b.fat_sectors
+            + root_sectors
             + (u64::from(c) - 2) * b.sectors_per_cluster)
             * b.bytes_per_sector
     }
@@ -265,7 +271,12 @@ impl<'a> FatFs<'a> {
             if d.len() as u64 == u64::from(e.size) {
                 Ok(d)
             } else {
-                Err(format!("{}: its clusters hold {} of {} bytes", e.path, d.len(), e.size))
+                Err(format!(
+                    "{}: its clusters hold {} of {} bytes",
+                    e.path,
+                    d.len(),
+                    e.size
+                ))
             }
         }))
     }
@@ -291,7 +302,10 @@ impl<'a> FatFs<'a> {
             for e in parse_dir(&dir, &prefix, self.boot.fat_type) {
                 if e.is_dir() {
                     if !visited.insert(e.first_cluster) {
-                        return Ok(Err(format!("{} is a directory seen before (a loop)", e.path)));
+                        return Ok(Err(format!(
+                            "{} is a directory seen before (a loop)",
+                            e.path
+                        )));
                     }
                     match self.read_chain(e.first_cluster, 64 << 20)? {
                         Ok(d) => subdirs.push((e.path.clone(), d)),
@@ -308,9 +322,9 @@ impl<'a> FatFs<'a> {
 }
 
 fn lfn_checksum(short: &[u8]) -> u8 {
-    short
-        .iter()
-        .fold(0u8, |sum, &c| ((sum & 1) << 7).wrapping_add(sum >> 1).wrapping_add(c))
+    short.iter().fold(0u8, |sum, &c| {
+        ((sum & 1) << 7).wrapping_add(sum >> 1).wrapping_add(c)
+    })
 }
 
 /// The entries of one directory's data.
@@ -335,7 +349,11 @@ fn parse_dir(data: &[u8], prefix: &str, fat_type: FatType) -> Vec<FatEntry> {
             }
             let mut units = Vec::with_capacity(13);
             for range in [1..11, 14..26, 28..32] {
-                units.extend(raw[range].chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])));
+                units.extend(
+                    raw[range]
+                        .chunks_exact(2)
+                        .map(|p| u16::from_le_bytes([p[0], p[1]])),
+                );
             }
             lfn.insert(raw[0] & 0x1F, units);
             lfn_sum = Some(raw[13]);
@@ -436,9 +454,17 @@ pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Str
     };
     let (x, y) = (&fa.boot, &fb.boot);
     let mut d = Difference::changed(&join(loc, "boot sector"));
-    d.field("type", format!("{:?}", x.fat_type), format!("{:?}", y.fat_type));
+    d.field(
+        "type",
+        format!("{:?}", x.fat_type),
+        format!("{:?}", y.fat_type),
+    );
     d.field("OEM name", &x.oem, &y.oem);
-    d.field("volume id", format!("{:08X}", x.volume_id), format!("{:08X}", y.volume_id));
+    d.field(
+        "volume id",
+        format!("{:08X}", x.volume_id),
+        format!("{:08X}", y.volume_id),
+    );
     d.field("label", &x.label, &y.label);
     d.field("cluster size", fa.cluster_bytes(), fb.cluster_bytes());
     d.field("sectors", x.total_sectors, y.total_sectors);
@@ -483,7 +509,11 @@ pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Str
         d.field("modified", x.modified, y.modified);
         d.field("created", x.created, y.created);
         d.field("created (10 ms)", x.created_10ms, y.created_10ms);
-        d.field("accessed", date_only(x.accessed_date), date_only(y.accessed_date));
+        d.field(
+            "accessed",
+            date_only(x.accessed_date),
+            date_only(y.accessed_date),
+        );
         d.field("first cluster", x.first_cluster, y.first_cluster);
         let mut nested = None;
         if !x.is_dir() && !y.is_dir() {
@@ -530,24 +560,40 @@ mod tests {
     #[test]
     fn reads_what_mtools_writes_fat12_16_32() {
         // mformat picks FAT12 for small, FAT16 for mid-sized, FAT32 with -F.
-        for (bits, size_k, fat32) in [("12", 1440, false), ("16", 32 * 1024, false), ("32", 64 * 1024, true)] {
+        for (bits, size_k, fat32) in [
+            ("12", 1440, false),
+            ("16", 32 * 1024, false),
+            ("32", 64 * 1024, true),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let img = dir.path().join("x.img");
             let mut cmd = Command::new("mformat");
-            cmd.env("MTOOLS_SKIP_CHECK", "1").arg("-C").arg("-i").arg(&img);
+            cmd.env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-C")
+                .arg("-i")
+                .arg(&img);
             cmd.args(["-T", &(size_k * 2).to_string(), "-h", "2", "-s", "32"]);
             if fat32 {
                 cmd.arg("-F");
             }
             let out = cmd.arg("::").output().expect("mtools is installed");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let files = dir.path().join("files");
             fs_err::create_dir_all(files.join("Sub Dir")).unwrap();
             fs_err::write(files.join("README.TXT"), b"upper case 8.3\n").unwrap();
             fs_err::write(files.join("lower.txt"), b"lower case 8.3\n").unwrap();
             fs_err::write(files.join("A long file name.data"), vec![7u8; 5000]).unwrap();
             fs_err::write(files.join("Sub Dir/inner.bin"), b"inner").unwrap();
-            for f in ["README.TXT", "lower.txt", "A long file name.data", "Sub Dir"] {
+            for f in [
+                "README.TXT",
+                "lower.txt",
+                "A long file name.data",
+                "Sub Dir",
+            ] {
                 let out = Command::new("mcopy")
                     .env("MTOOLS_SKIP_CHECK", "1")
                     .args(["-s", "-i"])
@@ -556,7 +602,11 @@ mod tests {
                     .arg("::")
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let blob = Blob::mem("img", fs_err::read(&img).unwrap());
             let fs = FatFs::open(blob.whole()).unwrap().unwrap();
@@ -570,7 +620,13 @@ mod tests {
             let names: Vec<&str> = all.keys().map(String::as_str).collect();
             assert_eq!(
                 names,
-                ["A long file name.data", "README.TXT", "Sub Dir", "Sub Dir/inner.bin", "lower.txt"],
+                [
+                    "A long file name.data",
+                    "README.TXT",
+                    "Sub Dir",
+                    "Sub Dir/inner.bin",
+                    "lower.txt"
+                ],
                 "FAT{bits}"
             );
             assert_eq!(all["A long file name.data"].1, vec![7u8; 5000]);

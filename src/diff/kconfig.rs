@@ -5,13 +5,7 @@ use std::path::Path;
 use super::{Collector, DiffError, Difference, Kind, Src, Structure, join, text};
 use crate::kernel::config::Fragment;
 
-pub(crate) fn diff(
-    a: &Src,
-    b: &Src,
-    name: &str,
-    loc: &str,
-    c: &mut Collector,
-) -> Result<Structure, DiffError> {
+pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Structure, DiffError> {
     let (Some(x), Some(y)) = (a.load()?, b.load()?) else {
         return Ok(Structure::Unreadable("too large to load".into()));
     };
@@ -26,7 +20,7 @@ pub(crate) fn diff(
         Ok(f) => f,
         Err(e) => return Ok(Structure::Unreadable(e.to_string())),
     };
-    let loc = join(loc, if name.is_empty() { "config" } else { "config" });
+    let loc = join(loc, "config");
     let before = c.count();
     let (va, vb) = (fa.values(), fb.values());
     let mut names: Vec<&&str> = va.keys().chain(vb.keys()).collect();

@@ -51,7 +51,9 @@ pub const MAX_IN_MEMORY: u64 = 4 << 30;
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
     /// An input could not be opened.
-    #[error("cannot open {path}\nhint: give the paths of two files (images, archives, .config files)")]
+    #[error(
+        "cannot open {path}\nhint: give the paths of two files (images, archives, .config files)"
+    )]
     Open {
         path: PathBuf,
         #[source]
@@ -68,7 +70,9 @@ pub enum DiffError {
         source: io::Error,
     },
     /// A scratch file for an extracted entry could not be made.
-    #[error("cannot write a scratch file for {name}\nhint: set TMPDIR to a directory with free space")]
+    #[error(
+        "cannot write a scratch file for {name}\nhint: set TMPDIR to a directory with free space"
+    )]
     Scratch {
         name: String,
         #[source]
@@ -469,7 +473,9 @@ pub(crate) struct SrcReader<'a> {
 
 impl Read for SrcReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.src.len.saturating_sub(self.pos) as usize);
+        let n = buf
+            .len()
+            .min(self.src.len.saturating_sub(self.pos) as usize);
         if n == 0 {
             return Ok(0);
         }
@@ -478,7 +484,9 @@ impl Read for SrcReader<'_> {
                 let start = (self.src.off + self.pos) as usize;
                 buf[..n].copy_from_slice(&data[start..start + n]);
             }
-            Blob::File { file, .. } => file.read_exact_at(&mut buf[..n], self.src.off + self.pos)?,
+            Blob::File { file, .. } => {
+                file.read_exact_at(&mut buf[..n], self.src.off + self.pos)?
+            }
         }
         self.pos += n as u64;
         Ok(n)
@@ -610,7 +618,10 @@ pub(crate) fn decompressor<'r>(head: &[u8], r: impl Read + 'r) -> Option<Box<dyn
 
 fn is_kconfig_name(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    base == ".config" || base == "config" || base.ends_with(".config") || base.starts_with("config-")
+    base == ".config"
+        || base == "config"
+        || base.ends_with(".config")
+        || base.starts_with("config-")
 }
 
 /// Recognises a byte range by its magic numbers (and, for kernel configs, its name).
@@ -697,7 +708,7 @@ pub(crate) fn diff_blobs(
         Format::Vhd => disk::diff_vhd(a, b, loc, c),
         Format::Qcow2 => disk::diff_qcow2(a, b, loc, c),
         Format::Fat => fat::diff(a, b, &join(loc, "fat"), c),
-        Format::KernelConfig => kconfig::diff(a, b, name, loc, c),
+        Format::KernelConfig => kconfig::diff(a, b, loc, c),
         Format::Compressed => diff_compressed(a, b, name, loc, c),
         Format::Unknown => {
             if c.diffoscope
@@ -765,7 +776,13 @@ fn diff_compressed(
         .or_else(|| name.strip_suffix(".xz"))
         .unwrap_or(name);
     let (bx, by) = (Blob::mem(a.name(), x), Blob::mem(b.name(), y));
-    diff_blobs(&bx.whole(), &by.whole(), inner, &join(loc, "decompressed"), c)?;
+    diff_blobs(
+        &bx.whole(),
+        &by.whole(),
+        inner,
+        &join(loc, "decompressed"),
+        c,
+    )?;
     Ok(Structure::Parsed)
 }
 

@@ -112,8 +112,17 @@ pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Str
             )),
             (Some(s), Some(t)) => {
                 let mut d = Difference::changed(&sloc);
-                d.field("virtual address", hex(s.virtual_address.into()), hex(t.virtual_address.into()));
-                d.field("flags", hex(s.characteristics.into()), hex(t.characteristics.into()));
+                d.field("virtual size", s.virtual_size, t.virtual_size);
+                d.field(
+                    "virtual address",
+                    hex(s.virtual_address.into()),
+                    hex(t.virtual_address.into()),
+                );
+                d.field(
+                    "flags",
+                    hex(s.characteristics.into()),
+                    hex(t.characteristics.into()),
+                );
                 let (ma, mb) = (pa.section_memory(s), pb.section_memory(t));
                 if ma == mb {
                     c.push(d);
@@ -150,7 +159,13 @@ fn diff_section(
     if name == ".linux" {
         d.field("size", a.len(), b.len());
         d.content_offset = first_difference(a, b);
-        let kind = |k: &[u8]| if is_bzimage(k) { "bzImage" } else { "not a bzImage" };
+        let kind = |k: &[u8]| {
+            if is_bzimage(k) {
+                "bzImage"
+            } else {
+                "not a bzImage"
+            }
+        };
         d.field("kind", kind(a), kind(b));
         let version = |k: &[u8]| kernel_version(k).unwrap_or_else(|| "unknown".into());
         d.field("version", version(a), version(b));
@@ -160,6 +175,7 @@ fn diff_section(
         return Ok(());
     }
     if name == ".initrd" {
+        d.content_offset = first_difference(a, b);
         c.push(d);
         return super::diff_blobs(&ba.whole(), &bb.whole(), "initrd", loc, c);
     }

@@ -90,7 +90,8 @@ fn read_entries(
                 };
                 hasher.update(&buf[..n]);
                 if crate::image::disk::is_zero(&buf[..n]) {
-                    file.seek(SeekFrom::Current(n as i64)).map_err(scratch_err)?;
+                    file.seek(SeekFrom::Current(n as i64))
+                        .map_err(scratch_err)?;
                 } else {
                     file.write_all(&buf[..n]).map_err(scratch_err)?;
                 }

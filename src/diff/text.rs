@@ -1,6 +1,6 @@
 //! Line diffs of small texts (`.cmdline`, `.osrel`, `.uname`, `.sbat`, unknown text files).
 
-use super::{Difference, DiffError, Src};
+use super::{DiffError, Difference, Src};
 
 /// Texts larger than this are not diffed line by line.
 const MAX_TEXT: u64 = 4 << 20;
