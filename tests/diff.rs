@@ -12,6 +12,7 @@ use hermetic::image::cpio::{InitrdOptions, write_initrd_zstd};
 use hermetic::image::disk::{self, EspDiskLayout, SEED_DISK_GUID, SEED_ESP_GUID};
 use hermetic::image::gpt::Guid;
 use hermetic::image::uki::UkiBuilder;
+use hermetic::image::vhd::{self, VhdOptions};
 use hermetic::image::{gcp, qcow2};
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nID=debian\n";
@@ -384,4 +385,27 @@ fn a_corrupt_initrd_is_summarised_not_fatal() {
     assert_eq!(r.differences.len(), 1, "{r}");
     let note = r.differences[0].note.as_deref().unwrap();
     assert!(note.contains("cannot read it as a cpio archive"), "{note}");
+}
+
+#[test]
+fn vhds_differing_only_in_their_footer_name_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let efi = uki(&dir.path().join("u"), OS_RELEASE, "console=ttyS0");
+    let guids = (
+        Guid::parse(SEED_DISK_GUID).unwrap(),
+        Guid::parse(SEED_ESP_GUID).unwrap(),
+    );
+    let raw = dir.path().join("azure.raw");
+    let esp = disk::uki_esp(&efi, 0).unwrap();
+    disk::write_esp_disk(&raw, &EspDiskLayout::azure(), &esp, guids.0, guids.1).unwrap();
+    let a = dir.path().join("a.vhd");
+    let b = dir.path().join("b.vhd");
+    vhd::write_fixed_vhd(&raw, &a, &VhdOptions::new(1_700_000_000, "seed one")).unwrap();
+    vhd::write_fixed_vhd(&raw, &b, &VhdOptions::new(1_700_086_400, "seed two")).unwrap();
+    let r = diff_paths(&a, &b, &opts()).unwrap();
+    let d = at(&r, "vhd:footer");
+    let fields: Vec<&str> = d.changes.iter().map(|c| c.field.as_str()).collect();
+    assert!(fields.contains(&"timestamp"), "{r}");
+    assert!(fields.contains(&"unique id"), "{r}");
+    assert_eq!(r.differences.len(), 1, "the disks inside are the same: {r}");
 }

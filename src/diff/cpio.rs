@@ -220,7 +220,8 @@ fn diff_entries(
                 Blob::mem(name, x.data.clone()),
                 Blob::mem(name, y.data.clone()),
             );
-            super::diff_nested(&bx.whole(), &by.whole(), name, &eloc, c)?;
+            let summary = super::byte_summary(&bx.whole(), &by.whole())?;
+            super::diff_nested(&bx.whole(), &by.whole(), name, &eloc, c, summary)?;
         }
     }
     Ok(())

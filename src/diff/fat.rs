@@ -531,7 +531,8 @@ pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Str
         if let Some((p, q)) = nested {
             let name = path.rsplit('/').next().unwrap_or(path);
             let (bp, bq) = (Blob::mem(path, p), Blob::mem(path, q));
-            super::diff_nested(&bp.whole(), &bq.whole(), name, &floc, c)?;
+            let summary = super::byte_summary(&bp.whole(), &bq.whole())?;
+            super::diff_nested(&bp.whole(), &bq.whole(), name, &floc, c, summary)?;
         }
     }
     Ok(Structure::Parsed)

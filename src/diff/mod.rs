@@ -688,6 +688,18 @@ pub(crate) fn diff_blobs(
     c: &mut Collector,
 ) -> Result<(), DiffError> {
     let summary = byte_summary(a, b)?;
+    diff_summarised(a, b, name, loc, c, summary)
+}
+
+/// [`diff_blobs`] of two ranges whose byte summary is already known.
+fn diff_summarised(
+    a: &Src,
+    b: &Src,
+    name: &str,
+    loc: &str,
+    c: &mut Collector,
+    summary: ByteSummary,
+) -> Result<(), DiffError> {
     if summary.first.is_none() {
         return Ok(());
     }
@@ -736,20 +748,21 @@ pub(crate) fn diff_blobs(
     Ok(())
 }
 
-/// Compares entry contents that differ, but only when they are of a format we know: the
-/// caller has already reported the entry's first differing offset.
+/// Compares entry contents that differ as `summary` says, but only when they are of a
+/// format we know: the caller has already reported the entry's first differing offset.
 pub(crate) fn diff_nested(
     a: &Src,
     b: &Src,
     name: &str,
     loc: &str,
     c: &mut Collector,
+    summary: ByteSummary,
 ) -> Result<(), DiffError> {
     let fa = detect(a, name)?;
     if fa == Format::Unknown || fa != detect(b, name)? {
         return Ok(());
     }
-    diff_blobs(a, b, name, loc, c)
+    diff_summarised(a, b, name, loc, c, summary)
 }
 
 /// Whether a format handler could read both sides.

@@ -208,3 +208,21 @@ fn kernel_version(k: &[u8]) -> Option<String> {
     let end = rest.iter().take(256).position(|&b| b == 0)?;
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_version_is_read_from_the_setup_header() {
+        let mut k = vec![0u8; 0x1000];
+        k[0x202..0x206].copy_from_slice(b"HdrS");
+        // kernel_version points 0x200 bytes before the string.
+        k[0x20e..0x210].copy_from_slice(&0x600u16.to_le_bytes());
+        k[0x800..0x80f].copy_from_slice(b"6.12.48-cloud \0");
+        assert_eq!(kernel_version(&k).as_deref(), Some("6.12.48-cloud "));
+        k[0x202] = b'X';
+        assert_eq!(kernel_version(&k), None);
+        assert!(!is_bzimage(&k));
+    }
+}

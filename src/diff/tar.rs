@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek as _, SeekFrom, Write as _};
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
 use super::{Blob, Collector, DiffError, Difference, Kind, Src, Structure, join};
 
 /// One archive member; a file's content sits in a scratch file.
@@ -22,7 +20,6 @@ struct TarEntry {
     mtime: u64,
     size: u64,
     link: Option<String>,
-    sha256: Option<String>,
     scratch: Option<PathBuf>,
 }
 
@@ -73,13 +70,11 @@ fn read_entries(
                 .ok()
                 .flatten()
                 .map(|l| l.to_string_lossy().into_owned()),
-            sha256: None,
             scratch: None,
         };
         if kind.is_file() || kind.is_gnu_sparse() || kind == tar::EntryType::Continuous {
             let path_out = dir.join(format!("{side}{i}"));
             let mut file = fs_err::File::create(&path_out).map_err(scratch_err)?;
-            let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
             loop {
@@ -88,7 +83,6 @@ fn read_entries(
                     Ok(n) => n,
                     Err(err) => return Ok(Err(format!("{path}: {err}"))),
                 };
-                hasher.update(&buf[..n]);
                 if crate::image::disk::is_zero(&buf[..n]) {
                     file.seek(SeekFrom::Current(n as i64))
                         .map_err(scratch_err)?;
@@ -99,7 +93,6 @@ fn read_entries(
             }
             file.set_len(total).map_err(scratch_err)?;
             e.size = total;
-            e.sha256 = Some(hex::encode(hasher.finalize()));
             e.scratch = Some(path_out);
         }
         let mut key = path.clone();
@@ -175,7 +168,7 @@ pub(crate) fn diff(
             y.link.as_deref().unwrap_or("-"),
         );
         let contents = match (&x.scratch, &y.scratch) {
-            (Some(p), Some(q)) if x.sha256 != y.sha256 => Some((p, q)),
+            (Some(p), Some(q)) => Some((p, q)),
             _ => None,
         };
         let Some((p, q)) = contents else {
@@ -194,8 +187,10 @@ pub(crate) fn diff(
         let s = super::byte_summary(&bx.whole(), &by.whole())?;
         d.content_offset = s.first;
         c.push(d);
-        let base = name.rsplit('/').next().unwrap_or(name);
-        super::diff_nested(&bx.whole(), &by.whole(), base, &eloc, c)?;
+        if s.first.is_some() {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            super::diff_nested(&bx.whole(), &by.whole(), base, &eloc, c, s)?;
+        }
     }
     Ok(Structure::Parsed)
 }
