@@ -11,6 +11,8 @@ use std::io::{Seek as _, SeekFrom, Write as _};
 use super::{Blob, Collector, DiffError, Difference, Kind, Src, Structure, byte_summary, join};
 
 const SECTOR: u64 = 512;
+/// qcow2 images larger than this (virtual size) are compared by their header and bytes.
+const MAX_QCOW2_SIZE: u64 = 16 << 40;
 
 /// A GUID as GPT stores it (mixed endian), printed the usual way.
 fn guid(b: &[u8]) -> String {
@@ -290,6 +292,11 @@ fn qcow2_to_raw(src: &Src) -> Result<Result<std::fs::File, String>, DiffError> {
     }
     let cluster = 1u64 << bits;
     let size = fields["virtual size"];
+    if size > MAX_QCOW2_SIZE {
+        return Ok(Err(format!(
+            "a virtual size of {size} bytes is not converted"
+        )));
+    }
     let l2_entries = cluster / 8;
     let l1_len = fields["L1 entries"];
     if l1_len > (1 << 24) || l1_len.saturating_mul(l2_entries).saturating_mul(cluster) < size {

@@ -14,6 +14,9 @@ use super::{Blob, Collector, DiffError, Difference, Kind, Src, Structure, first_
 const ATTR_DIR: u8 = 0x10;
 const ATTR_VOLUME: u8 = 0x08;
 const ATTR_LFN: u8 = 0x0F;
+/// At most this much of a directory is read (a FAT directory holds at most 65536 entries
+/// of 32 bytes: 2 MiB).
+const MAX_DIR: u64 = 2 << 20;
 
 /// Whether `head` (at least 512 bytes) starts with a FAT boot sector.
 pub(crate) fn looks_like_fat(head: &[u8]) -> bool {
@@ -286,7 +289,7 @@ impl<'a> FatFs<'a> {
         let mut out = Vec::new();
         let mut visited = HashSet::new();
         let root = if self.boot.fat_type == FatType::Fat32 {
-            match self.read_chain(self.boot.root_cluster, u64::MAX)? {
+            match self.read_chain(self.boot.root_cluster, MAX_DIR)? {
                 Ok(d) => d,
                 Err(e) => return Ok(Err(e)),
             }
@@ -307,7 +310,7 @@ impl<'a> FatFs<'a> {
                             e.path
                         )));
                     }
-                    match self.read_chain(e.first_cluster, 64 << 20)? {
+                    match self.read_chain(e.first_cluster, MAX_DIR)? {
                         Ok(d) => subdirs.push((e.path.clone(), d)),
                         Err(why) => return Ok(Err(format!("{}: {why}", e.path))),
                     }

@@ -885,6 +885,68 @@ mod tests {
         );
     }
 
+    /// A tiny deterministic generator (xorshift) for the mutations below.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Hostile inputs: random bytes of valid containers flipped; every diff must end with
+    /// a report (no panic, no error, never empty), whatever the damage.
+    #[test]
+    fn damaged_containers_never_panic_and_never_give_an_empty_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let fat_path = dir.path().join("esp.img");
+        let mut fb = crate::image::fat::FatBuilder::new(0);
+        fb.add_file("EFI/BOOT/BOOTX64.EFI", vec![9u8; 5000])
+            .unwrap();
+        fb.add_file("a long name.txt", b"x".to_vec()).unwrap();
+        fb.write_image(&fat_path, 34 << 20).unwrap();
+        let fat = fs_err::read(&fat_path).unwrap();
+        let mut disk = vec![0u8; 4 << 20];
+        let gpt = crate::image::disk::EspDiskLayout::repart_auto(2 << 20).gpt(
+            crate::image::gpt::Guid([1; 16]),
+            crate::image::gpt::Guid([2; 16]),
+        );
+        gpt.write(&mut disk).unwrap();
+        disk.truncate(4 << 20);
+        let mut cpio = crate::image::cpio::stub_extra_cpio("a", b"hello");
+        cpio.extend(
+            zstd::encode_all(&crate::image::cpio::stub_extra_cpio("b", b"x")[..], 3).unwrap(),
+        );
+        let mut kconfig = b"CONFIG_A=y\nCONFIG_B=m\n".to_vec();
+        kconfig.extend(b"# CONFIG_C is not set\n");
+
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let opts = DiffOptions {
+            max: 1000,
+            diffoscope: false,
+        };
+        for (name, good, hot) in [
+            ("esp.img", &fat, 64 * 1024usize),
+            ("disk.raw", &disk, 40 * 1024),
+            ("initrd", &cpio, cpio.len()),
+            (".config", &kconfig, kconfig.len()),
+        ] {
+            for _ in 0..40 {
+                let mut bad = good.clone();
+                for _ in 0..1 + next(&mut state) % 8 {
+                    let at = (next(&mut state) % hot as u64) as usize;
+                    bad[at] ^= 1 + (next(&mut state) % 255) as u8;
+                }
+                if bad == *good {
+                    continue;
+                }
+                let (x, y) = (Blob::mem(name, good.clone()), Blob::mem(name, bad));
+                let mut c = Collector::new(&opts);
+                diff_blobs(&x.whole(), &y.whole(), name, "", &mut c).unwrap();
+                assert!(c.count() > 0, "{name}: an empty report for different bytes");
+            }
+        }
+    }
+
     #[test]
     fn the_collector_keeps_max_and_counts_the_rest() {
         let mut c = Collector::new(&DiffOptions {

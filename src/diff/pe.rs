@@ -123,7 +123,7 @@ pub(crate) fn diff(a: &Src, b: &Src, loc: &str, c: &mut Collector) -> Result<Str
                     hex(s.characteristics.into()),
                     hex(t.characteristics.into()),
                 );
-                let (ma, mb) = (pa.section_memory(s), pb.section_memory(t));
+                let (ma, mb) = (section_bytes(&pa, s), section_bytes(&pb, t));
                 if ma == mb {
                     c.push(d);
                     continue;
@@ -186,6 +186,16 @@ fn diff_section(
     d.note = bytes.note;
     c.push(d);
     Ok(())
+}
+
+/// A section as the loader maps it; a (hostile) virtual size far beyond the raw data is not
+/// zero-filled in memory: the raw data is compared instead.
+fn section_bytes<'a>(p: &PeFile<'a>, s: &Section) -> std::borrow::Cow<'a, [u8]> {
+    if u64::from(s.virtual_size) > u64::from(s.size_of_raw_data) + (64 << 20) {
+        std::borrow::Cow::Borrowed(p.section_raw(s))
+    } else {
+        p.section_memory(s)
+    }
 }
 
 /// Whether `k` is an x86 bzImage (the `HdrS` boot protocol signature at 0x202).
