@@ -409,3 +409,58 @@ fn vhds_differing_only_in_their_footer_name_its_fields() {
     assert!(fields.contains(&"unique id"), "{r}");
     assert_eq!(r.differences.len(), 1, "the disks inside are the same: {r}");
 }
+
+#[test]
+fn files_of_unknown_formats_go_to_diffoscope_when_it_is_on_the_path() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in with diffoscope's contract: arguments in, report out, exit 1 = different.
+    let bin = dir.path().join("bin");
+    fs_err::create_dir(&bin).unwrap();
+    let tool = bin.join("diffoscope");
+    fs_err::write(
+        &tool,
+        "#!/bin/sh\necho \"stand-in diffoscope $*\"\ncmp \"$4\" \"$5\" >/dev/null && exit 0\necho '@@ -1 +1 @@'\nexit 1\n",
+    )
+    .unwrap();
+    fs_err::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = dir.path().join("a.bin");
+    let b = dir.path().join("b.bin");
+    fs_err::write(&a, b"\x01\x02\x03 some data").unwrap();
+    fs_err::write(&b, b"\x01\x02\x04 some data").unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+            .env("PATH", &path)
+            .arg("diff")
+            .args(extra)
+            .arg(&a)
+            .arg(&b)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("(file)  diffoscope:"), "{out}");
+    assert!(
+        out.contains("    stand-in diffoscope --text - --no-progress "),
+        "{out}"
+    );
+    assert!(out.contains("    @@ -1 +1 @@"), "{out}");
+    // Turned off, the byte summary is back.
+    let (code, out) = run(&["--no-diffoscope"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(!out.contains("stand-in"), "{out}");
+    assert!(
+        out.contains("content differs from offset 2: 1 byte(s) differ"),
+        "{out}"
+    );
+}
