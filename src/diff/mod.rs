@@ -341,8 +341,16 @@ pub(crate) fn join(parent: &str, child: &str) -> String {
 
 /// Bytes to compare: in memory, or a file read on demand (disks are too large to load).
 pub(crate) enum Blob {
-    Mem { name: String, data: Vec<u8> },
-    File { name: String, file: std::fs::File },
+    Mem {
+        name: String,
+        data: Vec<u8>,
+    },
+    File {
+        name: String,
+        file: std::fs::File,
+        /// The path, for an input the user named (not a scratch file).
+        path: Option<PathBuf>,
+    },
 }
 
 impl Blob {
@@ -363,6 +371,7 @@ impl Blob {
         Ok(Blob::File {
             name: path.display().to_string(),
             file: file.into_parts().0,
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -377,6 +386,7 @@ impl Blob {
         Blob::File {
             name: name.to_string(),
             file,
+            path: None,
         }
     }
 
@@ -457,6 +467,16 @@ impl<'a> Src<'a> {
             return Ok(None);
         }
         self.read(0, self.len as usize).map(Some)
+    }
+
+    /// The path of the file it is all of, when the user named that file.
+    fn user_path(&self) -> Option<&Path> {
+        match self.blob {
+            Blob::File {
+                path: Some(path), ..
+            } if self.off == 0 => Some(path),
+            _ => None,
+        }
     }
 
     /// A reader from the start.
@@ -813,8 +833,8 @@ pub(crate) fn decompress_all(src: &Src) -> Result<Option<Vec<u8>>, DiffError> {
     }
 }
 
-/// Runs diffoscope on the pair, if it is installed. In-memory ranges are written to
-/// scratch files first.
+/// Runs diffoscope on the pair, if it is installed. The files the user named are passed as
+/// they are; entries of containers are written to scratch files first.
 fn diffoscope(a: &Src, b: &Src, loc: &str) -> Result<Option<Difference>, DiffError> {
     let Some(tool) = find_in_path("diffoscope") else {
         return Ok(None);
@@ -824,6 +844,9 @@ fn diffoscope(a: &Src, b: &Src, loc: &str) -> Result<Option<Difference>, DiffErr
         source,
     })?;
     let path_of = |src: &Src, side: &str| -> Result<PathBuf, DiffError> {
+        if let Some(p) = src.user_path() {
+            return Ok(p.to_path_buf());
+        }
         let p = dir.path().join(side);
         let scratch = |source| DiffError::Scratch {
             name: src.name().to_string(),
