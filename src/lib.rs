@@ -28,6 +28,7 @@ pub mod build;
 pub mod cli;
 pub mod deb;
 pub mod debian;
+pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod fetch;

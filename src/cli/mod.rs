@@ -11,6 +11,7 @@ use clap::{ArgAction, CommandFactory as _, Parser, Subcommand};
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod diff;
 pub mod doctor;
 pub mod fetch;
 pub mod lock;
@@ -80,6 +81,9 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Predict the TPM PCR values (and TDX RTMRs) a Unified Kernel Image will be measured to.
     Measure(measure::Args),
+    /// Explain how two images or files differ: UKI sections, initrd and tar entries, GPT,
+    /// FAT files, kernel .config options (exit 0 identical, 4 different).
+    Diff(diff::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(args) => sandbox::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
+        Command::Diff(args) => diff::run(&ctx, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());
