@@ -49,6 +49,25 @@ fn exit_codes_tell_failures_apart() {
     assert_eq!(c, 3, "{err}");
     fs_err::write(p.path("recipes/base.toml"), BASE).unwrap();
 
+    // 3 also for a build from a lock missing a pin the recipes need (the block of `app`
+    // deleted): the image would silently lack the package.
+    let full = p.lock_text();
+    let at = full.find("name = \"app\"").unwrap();
+    let start = full[..at].rfind("[[package]]").unwrap();
+    let end = at + full[at..].find("\n[[").unwrap() + 1;
+    fs_err::write(
+        p.path("pins.lock"),
+        format!("{}{}", &full[..start], &full[end..]),
+    )
+    .unwrap();
+    let (c, err) = code(&mut p.command(&["build", "--offline", "base"]));
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains("requested package `app` is not pinned"),
+        "{err}"
+    );
+    fs_err::write(p.path("pins.lock"), &full).unwrap();
+
     // 6: the pins are not in the store and --offline forbids fetching them.
     let (c, err) = code(&mut p.command(&["fetch", "--offline"]));
     assert_eq!(c, 6, "{err}");

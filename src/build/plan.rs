@@ -138,6 +138,14 @@ pub fn plan(
     profiles: &[String],
 ) -> Result<Graph, BuildError> {
     let sde = project.config.build.source_date_epoch;
+    // A pin deleted from the lock (or a lock cut short) must not give an image that silently
+    // lacks a package: every closure must hold what it was asked for and what that needs.
+    let problems = crate::lock::check_closures(lock, &project.config.archive.architecture);
+    if !problems.is_empty() {
+        return Err(BuildError::StaleLock {
+            detail: problems.join("; "),
+        });
+    }
     let mut graph = Graph::default();
     for target in targets {
         let recipe = project.resolve_with_profiles(target, profiles)?;
