@@ -17,6 +17,8 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod sandbox;
+pub mod sign;
+pub mod verify;
 
 /// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
 ///
@@ -80,6 +82,11 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Predict the TPM PCR values (and TDX RTMRs) a Unified Kernel Image will be measured to.
     Measure(measure::Args),
+    /// Rebuild an image and compare it with a published release (SHA256SUMS, directory, URL,
+    /// or one file), checking its minisign signatures with `--pubkey`.
+    Verify(verify::Args),
+    /// Sign files with a minisign-compatible Ed25519 key (`--generate-key` makes one).
+    Sign(sign::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
@@ -108,7 +115,8 @@ const LONG_VERSION: &str = concat!(
 const EXIT_CODES: &str = "\
 Exit codes: 0 success · 1 failure · 2 bad command line · 3 pins.lock missing or stale ·
 4 rebuilt but not bit-identical · 5 network failure · 6 pins missing from (or damaged in) the
-store · 7 this machine cannot run the sandbox · 124 boot timed out";
+store · 7 this machine cannot run the sandbox · 8 `verify`: a signature is bad · 124 boot
+timed out";
 
 /// What every command gets: the global options, resolved.
 #[derive(Debug, Clone)]
@@ -168,6 +176,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(args) => sandbox::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
+        Command::Sign(args) => sign::run(&ctx, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());
