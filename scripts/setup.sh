@@ -21,6 +21,8 @@ packages=(
   patch time
   # the Secure Boot boot test signs a UKI with OVMF's test keys
   sbsigntool openssl
+  # signatures: `hermetic sign` is checked against Debian's minisign
+  minisign
 )
 
 sudo_if_needed() {

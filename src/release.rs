@@ -127,13 +127,7 @@ pub fn release_files(inputs: &ReleaseInputs) -> Result<Vec<ReleaseFile>, Release
         });
         let packages = image_packages(inputs, target, &closure)?;
         let tree = image_tree(inputs, &closure);
-        let sbom = spdx(
-            inputs,
-            target,
-            &packages,
-            tree.as_deref(),
-            &subjects,
-        );
+        let sbom = spdx(inputs, target, &packages, tree.as_deref(), &subjects);
         files.push(ReleaseFile {
             name: format!("{target}.spdx.json"),
             bytes: to_bytes(&sbom),
@@ -188,7 +182,10 @@ fn closure(graph: &Graph, root: usize) -> Vec<usize> {
 }
 
 /// The output files of a target as its store entry records them: name → SHA-256.
-fn subjects(inputs: &ReleaseInputs, out_node: usize) -> Result<BTreeMap<String, String>, ReleaseError> {
+fn subjects(
+    inputs: &ReleaseInputs,
+    out_node: usize,
+) -> Result<BTreeMap<String, String>, ReleaseError> {
     let node = &inputs.graph.nodes[out_node];
     let entry = inputs.store.step_path(node.key.as_str());
     let text = Beneath::open(&entry)
@@ -264,7 +261,10 @@ pub fn package_url(lock: &Lockfile, p: &PinnedPackage) -> Option<String> {
 }
 
 /// Every pinned input of the target's steps: (name, version, uri, sha256), sorted.
-fn pinned_inputs(inputs: &ReleaseInputs, closure: &[usize]) -> BTreeSet<(String, String, String, String)> {
+fn pinned_inputs(
+    inputs: &ReleaseInputs,
+    closure: &[usize],
+) -> BTreeSet<(String, String, String, String)> {
     let lock = inputs.lock;
     let mut out = BTreeSet::new();
     let deb = |out: &mut BTreeSet<_>, d: &crate::build::plan::DebPin| {
@@ -288,9 +288,10 @@ fn pinned_inputs(inputs: &ReleaseInputs, closure: &[usize]) -> BTreeSet<(String,
             NodeKind::Image { staged, .. } => {
                 for (name, sha) in staged {
                     let tarball = lock.tarballs.iter().find(|t| &t.sha256 == sha);
-                    let source = lock.sources.iter().find_map(|s| {
-                        s.files.iter().find(|f| &f.sha256 == sha).map(|f| (s, f))
-                    });
+                    let source = lock
+                        .sources
+                        .iter()
+                        .find_map(|s| s.files.iter().find(|f| &f.sha256 == sha).map(|f| (s, f)));
                     let (version, uri) = match (tarball, source) {
                         (Some(t), _) => (String::new(), t.url.clone()),
                         (None, Some((s, f))) => {
@@ -338,7 +339,9 @@ fn provenance(
             "annotations": {"dirty": git.dirty},
         }));
     }
-    deps.push(json!({"name": crate::lockfile::FILE_NAME, "digest": {"sha256": inputs.lock_sha256}}));
+    deps.push(
+        json!({"name": crate::lockfile::FILE_NAME, "digest": {"sha256": inputs.lock_sha256}}),
+    );
     for (name, version, uri, sha) in pinned_inputs(inputs, closure) {
         let mut d = json!({"name": name, "digest": {"sha256": sha}});
         if !uri.is_empty() {
@@ -431,8 +434,16 @@ fn license_ref(word: &str) -> String {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '+'));
     let well_known = [
-        "GPL-2", "GPL-2+", "GPL-3", "GPL-3+", "LGPL-2", "LGPL-2+", "LGPL-2.1", "LGPL-2.1+",
-        "LGPL-3", "LGPL-3+",
+        "GPL-2",
+        "GPL-2+",
+        "GPL-3",
+        "GPL-3+",
+        "LGPL-2",
+        "LGPL-2+",
+        "LGPL-2.1",
+        "LGPL-2.1+",
+        "LGPL-3",
+        "LGPL-3+",
     ];
     if word == "Expat" {
         // Debian's name for what SPDX calls MIT.
@@ -440,9 +451,7 @@ fn license_ref(word: &str) -> String {
     }
     if known && well_known.contains(&word) {
         // Debian writes GPL-2+ where SPDX writes GPL-2.0-or-later.
-        let (base, later) = word
-            .strip_suffix('+')
-            .map_or((word, false), |b| (b, true));
+        let (base, later) = word.strip_suffix('+').map_or((word, false), |b| (b, true));
         let base = if base.contains('.') {
             base.to_string()
         } else {
@@ -452,7 +461,13 @@ fn license_ref(word: &str) -> String {
     }
     let safe: String = word
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if known && SPDX_IDS.contains(&word) {
         word.to_string()
@@ -463,9 +478,27 @@ fn license_ref(word: &str) -> String {
 
 /// SPDX license ids Debian's copyright files use under the same name.
 const SPDX_IDS: &[&str] = &[
-    "Apache-2.0", "Artistic-2.0", "BSD-2-Clause", "BSD-3-Clause", "BSD-4-Clause", "BSL-1.0",
-    "CC0-1.0", "ISC", "MIT", "MPL-1.1", "MPL-2.0", "OpenSSL", "Zlib", "0BSD", "Unlicense",
-    "curl", "FSFAP", "FSFUL", "X11", "PSF-2.0", "Python-2.0",
+    "Apache-2.0",
+    "Artistic-2.0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "BSD-4-Clause",
+    "BSL-1.0",
+    "CC0-1.0",
+    "ISC",
+    "MIT",
+    "MPL-1.1",
+    "MPL-2.0",
+    "OpenSSL",
+    "Zlib",
+    "0BSD",
+    "Unlicense",
+    "curl",
+    "FSFAP",
+    "FSFUL",
+    "X11",
+    "PSF-2.0",
+    "Python-2.0",
 ];
 
 /// The license of `package` as its copyright file in the image declares it, read beneath the
@@ -475,7 +508,12 @@ fn package_license(tree: Option<&Beneath>, package: &str) -> String {
         return "NOASSERTION".to_string();
     };
     let rel = format!("usr/share/doc/{package}/copyright");
-    match tree.read_to_string(&rel).ok().as_deref().and_then(dep5_licenses) {
+    match tree
+        .read_to_string(&rel)
+        .ok()
+        .as_deref()
+        .and_then(dep5_licenses)
+    {
         Some(l) => spdx_license(&l),
         None => "NOASSERTION".to_string(),
     }
@@ -485,7 +523,13 @@ fn package_license(tree: Option<&Beneath>, package: &str) -> String {
 fn spdx_id(prefix: &str, name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("SPDXRef-{prefix}-{safe}")
 }
@@ -556,7 +600,10 @@ fn spdx(
             purl_escape(&p.version),
             p.architecture
         );
-        let mut source_info = format!("built from the Debian source package {} {}", p.source, p.source_version);
+        let mut source_info = format!(
+            "built from the Debian source package {} {}",
+            p.source, p.source_version
+        );
         if p.source.is_empty() {
             source_info = "NOASSERTION".to_string();
         }
@@ -602,13 +649,17 @@ fn spdx(
     });
     // The namespace must be unique per document: derive it from everything else in it.
     let hash = crate::store::sha256_hex(&to_bytes(&doc));
-    doc["documentNamespace"] = json!(format!("https://spdx.org/spdxdocs/hermetic-{target}-{hash}"));
+    doc["documentNamespace"] = json!(format!(
+        "https://spdx.org/spdxdocs/hermetic-{target}-{hash}"
+    ));
     doc
 }
 
 /// Escapes a Debian version for a purl (`+` and `:` are percent-encoded, as purl asks).
 fn purl_escape(v: &str) -> String {
-    v.replace('%', "%25").replace('+', "%2B").replace(':', "%3A")
+    v.replace('%', "%25")
+        .replace('+', "%2B")
+        .replace(':', "%3A")
 }
 
 fn manifest(target: &str, packages: &[&PinnedPackage]) -> Value {
@@ -660,7 +711,10 @@ mod tests {
             spdx_license(&l),
             "GPL-2.0-or-later AND (LGPL-2.1-or-later OR MIT)"
         );
-        assert_eq!(dep5_licenses("This package was debianized by …\nLicense: x"), None);
+        assert_eq!(
+            dep5_licenses("This package was debianized by …\nLicense: x"),
+            None
+        );
         assert_eq!(license_ref("Expat"), "MIT");
         assert_eq!(license_ref("public-domain"), "LicenseRef-public-domain");
     }

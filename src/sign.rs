@@ -153,7 +153,8 @@ impl PublicKey {
         }
         let key_id: [u8; 8] = raw[2..10].try_into().expect("8 bytes");
         let pk: [u8; 32] = raw[10..].try_into().expect("32 bytes");
-        let key = VerifyingKey::from_bytes(&pk).map_err(|_| bad("its key is not a valid Ed25519 point"))?;
+        let key = VerifyingKey::from_bytes(&pk)
+            .map_err(|_| bad("its key is not a valid Ed25519 point"))?;
         Ok(PublicKey { key_id, key })
     }
 
@@ -296,8 +297,8 @@ impl SecretKey {
     /// Writes the secret key to `path` (mode 0600, never over an existing file) and its public
     /// key next to it as `path.pub`; returns the public key's path.
     pub fn write_pair(&self, path: &Path) -> Result<PathBuf, SignError> {
-        use std::io::Write as _;
         use fs_err::os::unix::fs::OpenOptionsExt as _;
+        use std::io::Write as _;
         let pub_path = PathBuf::from(format!("{}.pub", path.display()));
         for p in [path, pub_path.as_path()] {
             if p.symlink_metadata().is_ok() {
@@ -418,7 +419,9 @@ impl SignatureFile {
         if !first.starts_with("untrusted comment:") {
             return Err(bad("its first line is not an `untrusted comment:`"));
         }
-        let sig_line = lines.next().ok_or_else(|| bad("it has no signature line"))?;
+        let sig_line = lines
+            .next()
+            .ok_or_else(|| bad("it has no signature line"))?;
         let raw = B64
             .decode(sig_line.trim())
             .map_err(|e| bad(&format!("its signature line is not base64 ({e})")))?;
@@ -496,7 +499,11 @@ pub fn verify_file(
     let mut global = Vec::with_capacity(64 + sig.trusted_comment.len());
     global.extend_from_slice(&sig.signature.to_bytes());
     global.extend_from_slice(sig.trusted_comment.as_bytes());
-    if key.key.verify_strict(&global, &sig.global_signature).is_err() {
+    if key
+        .key
+        .verify_strict(&global, &sig.global_signature)
+        .is_err()
+    {
         return Err(SignError::BadTrustedComment {
             signature: sig_path.to_path_buf(),
             comment: sig.trusted_comment,
@@ -526,7 +533,11 @@ pub fn default_trusted_comment(file: &Path, timestamp: u64, commit: Option<&str>
 }
 
 /// Signs `file` with `key`, writing `file.minisig` (replacing an old one); returns its path.
-pub fn sign_to_file(key: &SecretKey, file: &Path, trusted_comment: &str) -> Result<PathBuf, SignError> {
+pub fn sign_to_file(
+    key: &SecretKey,
+    file: &Path,
+    trusted_comment: &str,
+) -> Result<PathBuf, SignError> {
     let text = key.sign_file(file, trusted_comment)?;
     let out = signature_path(file);
     let tmp = PathBuf::from(format!("{}.tmp", out.display()));

@@ -54,7 +54,10 @@ pub fn parse_sums(text: &str) -> Vec<(String, String)> {
 
 fn parse_sums_line(line: &str) -> Result<(String, String), ()> {
     let (hash, rest) = line.split_once(' ').ok_or(())?;
-    let name = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')).ok_or(())?;
+    let name = rest
+        .strip_prefix(' ')
+        .or_else(|| rest.strip_prefix('*'))
+        .ok_or(())?;
     let hash = hash.to_ascii_lowercase();
     if !crate::store::is_sha256(&hash) || name.is_empty() || name.contains('/') {
         return Err(());
@@ -178,7 +181,9 @@ fn read_local(path: &Path) -> Result<Published, VerifyError> {
                 );
             } else if let Some(of) = name.strip_suffix(".sha256") {
                 if !published.files.contains_key(of) && !names.iter().any(|n| n == of) {
-                    published.files.insert(of.to_string(), Some(read_sha256_file(&p, of)?));
+                    published
+                        .files
+                        .insert(of.to_string(), Some(read_sha256_file(&p, of)?));
                 }
             } else if name != SUMS {
                 let hash = sha256_file(&p)?;
@@ -266,7 +271,10 @@ fn read_sha256_file(path: &Path, of: &str) -> Result<String, VerifyError> {
 }
 
 fn parse_sha256_text(origin: &str, text: &str, of: &str) -> Result<String, VerifyError> {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     let hash = line
         .split_whitespace()
         .next()
@@ -458,8 +466,17 @@ impl Comparison {
 
     /// The table as text.
     pub fn table(&self) -> String {
-        let short = |h: &Option<String>| h.as_deref().map_or("-".to_string(), |h| h[..16.min(h.len())].to_string());
-        let width = self.rows.iter().map(|r| r.file.len()).max().unwrap_or(4).max(4);
+        let short = |h: &Option<String>| {
+            h.as_deref()
+                .map_or("-".to_string(), |h| h[..16.min(h.len())].to_string())
+        };
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.file.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut out = format!(
             "{:width$}  {:16}  {:16}  verdict\n",
             "file", "published", "rebuilt"
@@ -485,9 +502,9 @@ impl Comparison {
             .chain(self.signatures.iter())
         {
             match s {
-                SignatureVerdict::Good { trusted_comment } => {
-                    out.push_str(&format!("signature of {file}: good; trusted comment: {trusted_comment}\n"))
-                }
+                SignatureVerdict::Good { trusted_comment } => out.push_str(&format!(
+                    "signature of {file}: good; trusted comment: {trusted_comment}\n"
+                )),
                 SignatureVerdict::Bad { reason } => {
                     out.push_str(&format!("signature of {file}: BAD: {reason}\n"))
                 }
@@ -504,9 +521,7 @@ pub fn compare(
     rebuilt: &BTreeMap<String, (String, PathBuf)>,
     key: Option<(&PublicKey, &Path)>,
 ) -> Result<Comparison, VerifyError> {
-    if key.is_none()
-        && published.files.values().any(Option::is_none)
-    {
+    if key.is_none() && published.files.values().any(Option::is_none) {
         return Err(VerifyError::SignatureNeedsKey {
             origin: published.origin.clone(),
         });
@@ -517,7 +532,11 @@ pub fn compare(
         match crate::sign::verify_file(file, &sig.path, key.0, key.1) {
             Ok(trusted_comment) => SignatureVerdict::Good { trusted_comment },
             Err(e) => SignatureVerdict::Bad {
-                reason: format!("{} ({})", e.to_string().lines().next().unwrap_or_default(), sig.origin),
+                reason: format!(
+                    "{} ({})",
+                    e.to_string().lines().next().unwrap_or_default(),
+                    sig.origin
+                ),
             },
         }
     };
@@ -535,7 +554,10 @@ pub fn compare(
                 Some(match file {
                     Some(f) => check(sig, &f, key),
                     None => SignatureVerdict::Bad {
-                        reason: format!("{name} was not rebuilt, so its signature {} could not be checked", sig.origin),
+                        reason: format!(
+                            "{name} was not rebuilt, so its signature {} could not be checked",
+                            sig.origin
+                        ),
                     },
                 })
             }
@@ -601,7 +623,10 @@ mod tests {
         let text = format!("{A}  x.efi\n{B} *y.tar\nnot a line\n{A}  ../evil\n");
         assert_eq!(
             parse_sums(&text),
-            vec![("x.efi".to_string(), A.to_string()), ("y.tar".to_string(), B.to_string())]
+            vec![
+                ("x.efi".to_string(), A.to_string()),
+                ("y.tar".to_string(), B.to_string())
+            ]
         );
         assert!(parse_sums_strict("s", &text).is_err());
     }
@@ -617,7 +642,11 @@ mod tests {
         rebuilt.insert("differs".to_string(), (B.to_string(), PathBuf::from("/x")));
         rebuilt.insert("extra".to_string(), (B.to_string(), PathBuf::from("/x")));
         let c = compare(&published, &rebuilt, None).unwrap();
-        let v: BTreeMap<_, _> = c.rows.iter().map(|r| (r.file.as_str(), r.verdict.clone())).collect();
+        let v: BTreeMap<_, _> = c
+            .rows
+            .iter()
+            .map(|r| (r.file.as_str(), r.verdict.clone()))
+            .collect();
         assert_eq!(v["same"], Verdict::Same);
         assert_eq!(v["differs"], Verdict::Differs);
         assert_eq!(v["gone"], Verdict::NotRebuilt);

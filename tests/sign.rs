@@ -50,7 +50,10 @@ fn our_signature_verifies_with_minisign() {
     let o = minisign(d, &["-Vm", "gcp_1.efi", "-p", "k.key.pub"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("Signature and comment signature verified"), "{out}");
+    assert!(
+        out.contains("Signature and comment signature verified"),
+        "{out}"
+    );
     // The default trusted comment names the file.
     assert!(out.contains("file:gcp_1.efi"), "{out}");
     // A prehashed signature: minisign -H (require prehashed) accepts it too.
@@ -82,12 +85,23 @@ fn a_trusted_comment_is_kept_and_a_key_minisign_made_signs() {
     fs_err::write(d.join("f"), b"payload").unwrap();
     let o = hermetic(
         d,
-        &["sign", "f", "--key", "m.key", "--trusted-comment", "commit:abc release 7"],
+        &[
+            "sign",
+            "f",
+            "--key",
+            "m.key",
+            "--trusted-comment",
+            "commit:abc release 7",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let o = minisign(d, &["-Vm", "f", "-p", "m.pub"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("Trusted comment: commit:abc release 7"), "{}", text(&o));
+    assert!(
+        text(&o).contains("Trusted comment: commit:abc release 7"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// `hermetic verify` with a single `.minisig` as the source checks the rebuilt file against
@@ -101,7 +115,15 @@ fn a_minisign_signature_verifies_with_ours_and_tampering_fails() {
     let file = d.join("gcp_1.efi");
     fs_err::write(&file, b"released bytes").unwrap();
     for legacy in [false, true] {
-        let mut args = vec!["-S", "-s", "m.key", "-m", "gcp_1.efi", "-t", "commit:0123 gcp"];
+        let mut args = vec![
+            "-S",
+            "-s",
+            "m.key",
+            "-m",
+            "gcp_1.efi",
+            "-t",
+            "commit:0123 gcp",
+        ];
         if legacy {
             args.push("-l");
         }
@@ -139,7 +161,10 @@ fn a_minisign_signature_verifies_with_ours_and_tampering_fails() {
     )
     .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("was made by the key") && msg.contains("other.key.pub"), "{msg}");
+    assert!(
+        msg.contains("was made by the key") && msg.contains("other.key.pub"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -178,7 +203,10 @@ fn a_password_protected_key_is_refused_with_a_hint() {
     let o = hermetic(d, &["sign", "f", "--key", "e.key"]);
     assert!(!o.status.success());
     let out = text(&o);
-    assert!(out.contains("password-protected") && out.contains("minisign -C -W"), "{out}");
+    assert!(
+        out.contains("password-protected") && out.contains("minisign -C -W"),
+        "{out}"
+    );
     assert!(!d.join("f.minisig").exists());
 }
 

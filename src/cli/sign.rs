@@ -26,7 +26,12 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 
     /// The minisign secret key to sign with.
-    #[arg(long, short = 's', value_name = "KEY", required_unless_present = "generate_key")]
+    #[arg(
+        long,
+        short = 's',
+        value_name = "KEY",
+        required_unless_present = "generate_key"
+    )]
     pub key: Option<PathBuf>,
 
     /// The trusted comment (one line), signed together with the signature.
