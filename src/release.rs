@@ -567,13 +567,7 @@ fn spdx(
     let mut spdx_packages = Vec::new();
     let mut relationships = Vec::new();
     let image_id = spdx_id("Image", target);
-    let image_checksums: Vec<Value> = subjects
-        .iter()
-        .filter(|(name, _)| !name.ends_with(".json"))
-        .take(1)
-        .map(|(_, sha)| json!({"algorithm": "SHA256", "checksumValue": sha}))
-        .collect();
-    let mut image = json!({
+    let image = json!({
         "SPDXID": image_id,
         "name": target,
         "downloadLocation": "NOASSERTION",
@@ -582,9 +576,6 @@ fn spdx(
         "comment": format!("the image {target}, built by hermetic; outputs: {}",
             subjects.keys().cloned().collect::<Vec<_>>().join(", ")),
     });
-    if !image_checksums.is_empty() {
-        image["checksums"] = json!(image_checksums);
-    }
     spdx_packages.push(image);
     relationships.push(json!({
         "spdxElementId": "SPDXRef-DOCUMENT",

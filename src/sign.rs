@@ -13,8 +13,9 @@
 //!   form) ‖ key id ‖ signature (64), `trusted comment: …`, and base64 of the global signature
 //!   over signature ‖ trusted comment, which makes the trusted comment tamper-evident.
 //!
-//! Encrypted secret keys (minisign's default) are not read yet: they are refused with a hint to
-//! make an unencrypted one (`minisign -G -W`, or `hermetic sign --generate-key`).
+//! Encrypted secret keys (minisign's default) are read with the password from
+//! `HERMETIC_SIGN_PASSWORD` or the terminal; hermetic itself writes unencrypted keys (as
+//! `minisign -G -W` does), to be kept like any other secret file.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -63,10 +64,24 @@ pub enum SignError {
         problem: String,
     },
     #[error(
-        "{path} is a password-protected (scrypt) minisign secret key, which hermetic does not read yet\nhint: make an unencrypted key with `hermetic sign --generate-key KEYFILE` or `minisign -G -W`, or remove the password of this one with `minisign -C -W -s {path}`",
+        "{path} is a password-protected minisign secret key and no password was given: {why}\nhint: set HERMETIC_SIGN_PASSWORD, run on a terminal to be asked, or remove the password with `minisign -C -W -s {path}`",
         path = path.display()
     )]
-    EncryptedKey { path: PathBuf },
+    NoPassword { path: PathBuf, why: String },
+    #[error(
+        "wrong password for the minisign secret key {path} (or the key file is damaged)\nhint: check HERMETIC_SIGN_PASSWORD or what you typed",
+        path = path.display()
+    )]
+    WrongPassword { path: PathBuf },
+    #[error(
+        "{path} asks for scrypt parameters hermetic will not use (opslimit {opslimit}, memlimit {memlimit})\nhint: make the key again with `minisign -G` or `hermetic sign --generate-key`",
+        path = path.display()
+    )]
+    BadKdf {
+        path: PathBuf,
+        opslimit: u64,
+        memlimit: u64,
+    },
     #[error(
         "{path} is damaged: its checksum or its public half does not match the secret key\nhint: restore the key file from a backup",
         path = path.display()
@@ -211,8 +226,22 @@ impl SecretKey {
         })
     }
 
-    /// Parses a secret key file's text.
+    /// Parses an unencrypted secret key file's text.
     pub fn parse(path: &Path, text: &str) -> Result<SecretKey, SignError> {
+        SecretKey::parse_with_password(path, text, &|| {
+            Err(SignError::NoPassword {
+                path: path.to_path_buf(),
+                why: "none can be asked for here".into(),
+            })
+        })
+    }
+
+    /// Parses a secret key file's text; `password` is asked only for an encrypted key.
+    pub fn parse_with_password(
+        path: &Path,
+        text: &str,
+        password: &dyn Fn() -> Result<String, SignError>,
+    ) -> Result<SecretKey, SignError> {
         let bad = |problem: &str| SignError::Malformed {
             path: path.to_path_buf(),
             what: "secret key",
@@ -234,24 +263,34 @@ impl SecretKey {
         if raw[4..6] != CHK_BLAKE2 {
             return Err(bad("its checksum algorithm is not BLAKE2b (`B2`)"));
         }
-        match [raw[2], raw[3]] {
-            KDF_NONE => {}
+        let mut body: [u8; 104] = raw[54..].try_into().expect("104 bytes");
+        let encrypted = match [raw[2], raw[3]] {
+            KDF_NONE => false,
             KDF_SCRYPT => {
-                return Err(SignError::EncryptedKey {
-                    path: path.to_path_buf(),
-                });
+                let salt: [u8; 32] = raw[6..38].try_into().expect("32 bytes");
+                let opslimit = u64::from_le_bytes(raw[38..46].try_into().expect("8 bytes"));
+                let memlimit = u64::from_le_bytes(raw[46..54].try_into().expect("8 bytes"));
+                let stream = scrypt_stream(path, &password()?, &salt, opslimit, memlimit)?;
+                for (b, k) in body.iter_mut().zip(stream) {
+                    *b ^= k;
+                }
+                true
             }
             _ => return Err(bad("its key derivation is neither none nor scrypt (`Sc`)")),
-        }
-        let body = &raw[54..];
+        };
         let key_id: [u8; 8] = body[..8].try_into().expect("8 bytes");
         let sk: [u8; 64] = body[8..72].try_into().expect("64 bytes");
         let chk: [u8; 32] = body[72..104].try_into().expect("32 bytes");
         let seed: [u8; 32] = sk[..32].try_into().expect("32 bytes");
         let key = SigningKey::from_bytes(&seed);
         // minisign leaves the checksum of an unencrypted key zero; any other value must match.
-        let damaged = (chk != [0u8; 32] && chk != checksum(&key_id, &sk))
+        let damaged = ((encrypted || chk != [0u8; 32]) && chk != checksum(&key_id, &sk))
             || key.verifying_key().as_bytes()[..] != sk[32..];
+        if damaged && encrypted {
+            return Err(SignError::WrongPassword {
+                path: path.to_path_buf(),
+            });
+        }
         if damaged {
             return Err(SignError::DamagedKey {
                 path: path.to_path_buf(),
@@ -260,10 +299,11 @@ impl SecretKey {
         Ok(SecretKey { key_id, key })
     }
 
-    /// Reads a secret key file.
+    /// Reads a secret key file; the password of an encrypted one comes from the environment
+    /// variable `HERMETIC_SIGN_PASSWORD`, else is asked for on the terminal.
     pub fn read(path: &Path) -> Result<SecretKey, SignError> {
         let text = fs_err::read_to_string(path).map_err(read_err(path))?;
-        SecretKey::parse(path, &text)
+        SecretKey::parse_with_password(path, &text, &|| ask_password(path))
     }
 
     /// The public half.
@@ -348,6 +388,96 @@ impl SecretKey {
             B64.encode(line),
             B64.encode(global_sig)
         ))
+    }
+}
+
+/// The environment variable an encrypted secret key's password is read from.
+pub const PASSWORD_ENV: &str = "HERMETIC_SIGN_PASSWORD";
+
+/// The password of `path`: `HERMETIC_SIGN_PASSWORD`, else asked on the terminal (not echoed).
+fn ask_password(path: &Path) -> Result<String, SignError> {
+    use std::io::{BufRead as _, Write as _};
+    if let Some(p) = std::env::var_os(PASSWORD_ENV) {
+        return Ok(p.to_string_lossy().into_owned());
+    }
+    let no = |why: String| SignError::NoPassword {
+        path: path.to_path_buf(),
+        why,
+    };
+    let tty = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| {
+            no(format!(
+                "{PASSWORD_ENV} is not set and there is no terminal ({e})"
+            ))
+        })?;
+    let before = nix::sys::termios::tcgetattr(&tty).map_err(|e| no(e.to_string()))?;
+    let mut quiet = before.clone();
+    quiet
+        .local_flags
+        .remove(nix::sys::termios::LocalFlags::ECHO);
+    nix::sys::termios::tcsetattr(&tty, nix::sys::termios::SetArg::TCSAFLUSH, &quiet)
+        .map_err(|e| no(e.to_string()))?;
+    let mut line = String::new();
+    let read = (|| {
+        let mut w = &tty;
+        write!(w, "Password for {}: ", path.display())?;
+        w.flush()?;
+        std::io::BufReader::new(&tty).read_line(&mut line)?;
+        writeln!(w)
+    })();
+    let _ = nix::sys::termios::tcsetattr(&tty, nix::sys::termios::SetArg::TCSAFLUSH, &before);
+    read.map_err(|e| no(e.to_string()))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// The 104 bytes an encrypted key's secret part is XORed with: scrypt (N, r = 8, p) of the
+/// password, with N and p picked from minisign's opslimit and memlimit as libsodium does.
+fn scrypt_stream(
+    path: &Path,
+    password: &str,
+    salt: &[u8; 32],
+    opslimit: u64,
+    memlimit: u64,
+) -> Result<[u8; 104], SignError> {
+    let bad = || SignError::BadKdf {
+        path: path.to_path_buf(),
+        opslimit,
+        memlimit,
+    };
+    let (log_n, r, p) = scrypt_params(opslimit, memlimit);
+    // 16 GiB of memory, or a billion rounds, is no key minisign makes.
+    if log_n > 24 || p > 64 {
+        return Err(bad());
+    }
+    // The length given here only matters for PHC strings; the output is as long as `out`.
+    let params =
+        scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN).map_err(|_| bad())?;
+    let mut out = [0u8; 104];
+    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out).map_err(|_| bad())?;
+    Ok(out)
+}
+
+/// libsodium's choice of scrypt parameters for an opslimit and a memlimit.
+fn scrypt_params(opslimit: u64, memlimit: u64) -> (u8, u32, u32) {
+    let opslimit = opslimit.max(32_768);
+    let r: u64 = 8;
+    let first_above = |max_n: u64| -> u8 {
+        let mut log_n = 1u8;
+        while log_n < 63 && (1u64 << log_n) <= max_n / 2 {
+            log_n += 1;
+        }
+        log_n
+    };
+    if opslimit < memlimit / 32 {
+        let log_n = first_above(opslimit / (r * 4));
+        (log_n, r as u32, 1)
+    } else {
+        let log_n = first_above(memlimit / (r * 128));
+        let maxrp = ((opslimit / 4) >> log_n).min(0x3fff_ffff);
+        (log_n, r as u32, (maxrp / r).max(1) as u32)
     }
 }
 
@@ -632,11 +762,19 @@ mod tests {
         let mut raw = B64.decode(line).unwrap();
         raw[2..4].copy_from_slice(&KDF_SCRYPT);
         let err = SecretKey::parse(Path::new("k"), &B64.encode(&raw)).unwrap_err();
-        assert!(err.to_string().contains("minisign -G -W"), "{err}");
+        assert!(err.to_string().contains("HERMETIC_SIGN_PASSWORD"), "{err}");
         raw[2..4].copy_from_slice(&KDF_NONE);
         raw[70] ^= 1; // a byte of the secret seed
         let err = SecretKey::parse(Path::new("k"), &B64.encode(&raw)).unwrap_err();
         assert!(matches!(err, SignError::DamagedKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn scrypt_parameters_are_libsodiums() {
+        // minisign's defaults (libsodium's "sensitive" limits): N = 2^20, r = 8, p = 1.
+        assert_eq!(scrypt_params(33_554_432, 1_073_741_824), (20, 8, 1));
+        // libsodium's "interactive" limits: N = 2^14, r = 8, p = 1.
+        assert_eq!(scrypt_params(524_288, 16_777_216), (14, 8, 1));
     }
 
     #[test]

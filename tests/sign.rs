@@ -1,6 +1,7 @@
 //! `hermetic sign` against Debian's `minisign`: what we sign, minisign verifies; what minisign
 //! signs (with a key made by `minisign -G -W`), `hermetic verify --pubkey` checks; a tampered
-//! file, a tampered trusted comment and the wrong key fail with errors naming the file.
+//! file, a tampered trusted comment and the wrong key fail with errors naming the file; a
+//! password-protected minisign key signs with its password only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -168,7 +169,7 @@ fn a_minisign_signature_verifies_with_ours_and_tampering_fails() {
 }
 
 #[test]
-fn a_password_protected_key_is_refused_with_a_hint() {
+fn a_password_protected_minisign_key_signs_with_its_password_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // minisign reads the password from standard input when it is not a terminal.
@@ -183,31 +184,39 @@ fn a_password_protected_key_is_refused_with_a_hint() {
     {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"secret\nsecret\n").unwrap();
+        stdin.write_all(b"correct horse\ncorrect horse\n").unwrap();
     }
-    let made = child.wait().unwrap().success() && d.join("e.key").exists();
-    if !made {
-        // This minisign reads passwords only from a terminal: take a key it makes without one
-        // and mark it scrypt-encrypted, which is all hermetic looks at before refusing.
-        let o = minisign(d, &["-G", "-W", "-f", "-p", "e.pub", "-s", "e.key"]);
-        assert!(o.status.success(), "{}", text(&o));
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let key = fs_err::read_to_string(d.join("e.key")).unwrap();
-        let line = key.lines().nth(1).unwrap();
-        let mut raw = b64.decode(line).unwrap();
-        raw[2..4].copy_from_slice(b"Sc");
-        fs_err::write(d.join("e.key"), key.replace(line, &b64.encode(raw))).unwrap();
-    }
+    assert!(child.wait().unwrap().success());
     fs_err::write(d.join("f"), b"x").unwrap();
-    let o = hermetic(d, &["sign", "f", "--key", "e.key"]);
+    // No controlling terminal (setsid) and no password: refused with the hint.
+    let sign = |password: Option<&str>| {
+        let mut cmd = Command::new("setsid");
+        cmd.current_dir(d)
+            .arg(env!("CARGO_BIN_EXE_hermetic"))
+            .args(["sign", "f", "--key", "e.key"])
+            .stdin(std::process::Stdio::null())
+            .env_remove("HERMETIC_SIGN_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("HERMETIC_SIGN_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let o = sign(None);
     assert!(!o.status.success());
     let out = text(&o);
     assert!(
-        out.contains("password-protected") && out.contains("minisign -C -W"),
+        out.contains("password-protected") && out.contains("HERMETIC_SIGN_PASSWORD"),
         "{out}"
     );
     assert!(!d.join("f.minisig").exists());
+    let o = sign(Some("wrong horse"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("wrong password"), "{}", text(&o));
+    assert!(!d.join("f.minisig").exists());
+    let o = sign(Some("correct horse"));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = minisign(d, &["-Vm", "f", "-p", "e.pub"]);
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]

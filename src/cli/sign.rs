@@ -17,8 +17,9 @@ the trusted comment, signed too, defaults to
 `timestamp:<unix time>\\tfile:<name>\\tcommit:<git revision of the project>\\thashed`.
 
 `hermetic sign --generate-key KEYFILE` makes a key pair: KEYFILE (the secret key, mode 0600,
-unencrypted, as `minisign -G -W` makes it) and KEYFILE.pub. Keys that `minisign -G -W` made
-sign too; password-protected keys are refused (remove the password with `minisign -C -W`).
+unencrypted, as `minisign -G -W` makes it) and KEYFILE.pub. Keys that minisign made sign too;
+the password of a protected one is read from HERMETIC_SIGN_PASSWORD, else asked on the
+terminal.
 `hermetic build --sign KEY` signs every output of a build. See docs/verify.md.")]
 pub struct Args {
     /// The files to sign.
