@@ -154,9 +154,18 @@ pub fn write_release_files(
             let p = p.to_path_buf();
             move |source| ReleaseError::Write { path: p, source }
         };
-        // A link left at the temporary name is removed, never followed.
+        // Whatever is left at the temporary name (a link too) is removed, never followed,
+        // and the file is created afresh.
         let _ = fs_err::remove_file(&tmp);
-        fs_err::write(&tmp, &f.bytes).map_err(werr(&tmp))?;
+        {
+            use std::io::Write as _;
+            let mut file = fs_err::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(werr(&tmp))?;
+            file.write_all(&f.bytes).map_err(werr(&tmp))?;
+        }
         fs_err::rename(&tmp, &path).map_err(werr(&path))?;
         written.push((PathBuf::from(&f.name), crate::store::sha256_hex(&f.bytes)));
     }

@@ -40,6 +40,15 @@ pub enum VerifyError {
         #[source]
         source: crate::http::HttpError,
     },
+    #[error(
+        "{dir} is not consistent: its SHA256SUMS gives {name} the hash {listed}, but the file there hashes to {actual}\nhint: the release directory was altered or is incomplete; get it again, or give the SHA256SUMS or the files alone"
+    )]
+    Inconsistent {
+        dir: String,
+        name: String,
+        listed: String,
+        actual: String,
+    },
     #[error(transparent)]
     Sign(#[from] SignError),
 }
@@ -187,7 +196,17 @@ fn read_local(path: &Path) -> Result<Published, VerifyError> {
                 }
             } else if name != SUMS {
                 let hash = sha256_file(&p)?;
-                // A file next to SHA256SUMS is published too: its bytes are what counts.
+                // A file next to SHA256SUMS is published too: both must say the same.
+                if let Some(Some(listed)) = published.files.get(name)
+                    && *listed != hash
+                {
+                    return Err(VerifyError::Inconsistent {
+                        dir: origin,
+                        name: name.clone(),
+                        listed: listed.clone(),
+                        actual: hash,
+                    });
+                }
                 published.files.insert(name.clone(), Some(hash));
             }
         }
@@ -629,6 +648,22 @@ mod tests {
             ]
         );
         assert!(parse_sums_strict("s", &text).is_err());
+    }
+
+    #[test]
+    fn a_directory_whose_files_disagree_with_its_sums_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs_err::write(d.join("x.efi"), b"x").unwrap();
+        let x = crate::store::sha256_hex(b"x");
+        fs_err::write(d.join(SUMS), format!("{x}  x.efi\n{A}  gone.efi\n")).unwrap();
+        let p = read_local(d).unwrap();
+        assert_eq!(p.files["x.efi"].as_deref(), Some(x.as_str()));
+        assert_eq!(p.files["gone.efi"].as_deref(), Some(A));
+        fs_err::write(d.join("x.efi"), b"y").unwrap();
+        let err = read_local(d).unwrap_err();
+        assert!(matches!(err, VerifyError::Inconsistent { .. }), "{err}");
+        assert!(err.to_string().contains("x.efi"), "{err}");
     }
 
     #[test]

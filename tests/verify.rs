@@ -292,8 +292,8 @@ fn a_published_directory_with_one_changed_file_differs_and_a_url_of_sums_matches
     let (code, stdout, stderr) = f.verify(&format!("{}/SHA256SUMS", server.url()), &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 
-    // One byte of the image changed, no SHA256SUMS: the files are hashed.
-    fs_err::remove_file(release.path().join("SHA256SUMS")).unwrap();
+    // One byte of the image changed: with the SHA256SUMS still there the directory
+    // contradicts itself (bad input, 1); without it the files are hashed and it differs (4).
     let image = sums(&out)
         .into_keys()
         .find(|n| n.ends_with(".tar"))
@@ -302,6 +302,13 @@ fn a_published_directory_with_one_changed_file_differs_and_a_url_of_sums_matches
     let mut bytes = fs_err::read(&path).unwrap();
     bytes[0] ^= 1;
     fs_err::write(&path, bytes).unwrap();
+    let (code, _, stderr) = f.verify(release.path().to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not consistent") && stderr.contains(&image),
+        "{stderr}"
+    );
+    fs_err::remove_file(release.path().join("SHA256SUMS")).unwrap();
     let (code, stdout, stderr) = f.verify(release.path().to_str().unwrap(), &[]);
     assert_eq!(code, 4, "{stdout}{stderr}");
     let line = stdout
