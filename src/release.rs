@@ -25,10 +25,11 @@ use crate::build::{Graph, NodeKind};
 use crate::lockfile::{Lockfile, PinnedPackage};
 use crate::store::Store;
 
-/// The `buildType` of our provenance: what the build definition's parameters mean.
-pub const BUILD_TYPE: &str = "https://github.com/hermetic-build/hermetic/build-types/image/v1";
+/// The `buildType` of our provenance: what the build definition's parameters mean (described
+/// in docs/verify.md). A URN: the project has no web address of its own to point at yet.
+pub const BUILD_TYPE: &str = "urn:hermetic:build-type:image:v1";
 /// The builder's id.
-pub const BUILDER_ID: &str = "https://github.com/hermetic-build/hermetic";
+pub const BUILDER_ID: &str = "urn:hermetic:builder";
 /// Where pinned Debian files can always be downloaded from, by snapshot timestamp.
 const SNAPSHOT_BASE: &str = "https://snapshot.debian.org";
 /// hermetic's own version and the commit it was built from.
@@ -620,7 +621,6 @@ fn spdx(
             "licenseConcluded": "NOASSERTION",
             "copyrightText": "NOASSERTION",
             "sourceInfo": source_info,
-            "primaryPackagePurpose": "LIBRARY",
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
