@@ -38,6 +38,8 @@ test_packages=(
   patch time
   # the Secure Boot boot test signs a UKI with OVMF's test keys
   sbsigntool openssl
+  # signatures: `hermetic sign` is checked against Debian's minisign
+  minisign
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 

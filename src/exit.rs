@@ -10,6 +10,7 @@
 //! | 5 | the network failed: a pin or an index could not be downloaded |
 //! | 6 | the store lacks pinned files (`fetch --offline`, `build --offline`), or holds damaged ones (`cache verify`) |
 //! | 7 | this machine cannot run the sandbox (`doctor` failed, or setting it up failed) |
+//! | 8 | `verify`: a published signature does not verify against `--pubkey` |
 //! | 124 | `boot` timed out (the code of timeout(1)) |
 //!
 //! Codes 0–2 follow the usual convention; the others are hermetic's own and stay stable.
@@ -28,6 +29,7 @@ pub enum Exit {
     Network = 5,
     Store = 6,
     Sandbox = 7,
+    BadSignature = 8,
     Timeout = 124,
 }
 
@@ -89,6 +91,7 @@ mod tests {
             Exit::Network,
             Exit::Store,
             Exit::Sandbox,
+            Exit::BadSignature,
             Exit::Timeout,
         ];
         let codes: std::collections::BTreeSet<u8> = all.iter().map(|e| e.code()).collect();

@@ -14,6 +14,8 @@
 //! - [`treetar`]: deterministic tar archives of trees.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
+//! - [`sign`], [`verify`], [`release`]: minisign signatures, comparing a release with a
+//!   rebuild, and the provenance, SBOM and manifest written next to the outputs.
 //! - [`boot`]: booting images under QEMU, OVMF and swtpm.
 //! - [`kernel`]: the kernel from Debian's source: config merge, drop report, patches.
 //! - [`cli`]: one thin module per command, each calling into the library modules above.
@@ -42,6 +44,9 @@ pub mod measure;
 pub mod mirrors;
 pub mod pe;
 pub mod recipe;
+pub mod release;
+pub mod sign;
 pub mod store;
 pub mod suggest;
 pub mod treetar;
+pub mod verify;

@@ -300,7 +300,14 @@ fn a_link_already_at_out_sha256sums_or_an_output_name_is_replaced_not_followed()
     // No temporary file is left behind.
     assert_eq!(
         listing(&out),
-        ["SHA256SUMS", "base.tree", "data.bin"],
+        [
+            "SHA256SUMS",
+            "base.manifest.json",
+            "base.provenance.json",
+            "base.spdx.json",
+            "base.tree",
+            "data.bin"
+        ],
         "{:?}",
         listing(&out)
     );
@@ -475,7 +482,19 @@ fn concurrent_builds_of_two_targets_into_one_out_keep_both_lines() {
         assert_eq!(fs_err::read(out.join("two.bin")).unwrap(), b"second");
         assert_eq!(
             listing(&out),
-            ["SHA256SUMS", "one.bin", "one.tree", "two.bin", "two.tree"],
+            [
+                "SHA256SUMS",
+                "one.bin",
+                "one.manifest.json",
+                "one.provenance.json",
+                "one.spdx.json",
+                "one.tree",
+                "two.bin",
+                "two.manifest.json",
+                "two.provenance.json",
+                "two.spdx.json",
+                "two.tree"
+            ],
             "round {round}"
         );
     }

@@ -59,10 +59,25 @@ pub struct Args {
     /// The number of jobs changes neither the step key nor a byte of the output.
     #[arg(long, short = 'j', value_name = "N", env = "HERMETIC_JOBS")]
     pub jobs: Option<std::num::NonZeroUsize>,
+    /// Sign every output, the release files and SHA256SUMS with this minisign secret key,
+    /// writing FILE.minisig next to each (see `hermetic sign`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
-/// Runs `hermetic build`.
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+/// A finished `hermetic build`.
+pub(crate) struct Built {
+    pub report: crate::build::BuildReport,
+    pub output_dir: PathBuf,
+    /// `--rebuild` found a step whose new output differs.
+    pub differs: bool,
+    /// The release files (provenance, SBOM, manifest) with their SHA-256.
+    pub release: Vec<(PathBuf, String)>,
+}
+
+/// Builds the targets exactly as `hermetic build` does (`hermetic verify` builds through
+/// this too) and writes the release files next to the outputs.
+pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     // Whatever hermetic itself creates in a tree must not depend on the caller's umask
     // (Debian's default is 002, Ubuntu's 022); the sandbox fixes it for the steps.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -84,7 +99,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{fetched}");
     }
     let opts = BuildOptions {
-        output_dir: args.output.unwrap_or_else(|| ctx.project.join("out")),
+        output_dir: args
+            .output
+            .clone()
+            .unwrap_or_else(|| ctx.project.join("out")),
         keep_failed: args.keep_failed,
         rebuild: args.rebuild,
         progress: ctx.chatty(),
@@ -96,21 +114,69 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .steps
         .iter()
         .any(|s| matches!(s.state, StepState::Differs(_)));
+    let release = crate::release::write_release_files(
+        &crate::release::ReleaseInputs {
+            store: &store,
+            graph: &graph,
+            lock: &lock,
+            lock_sha256: crate::verify::sha256_file(&crate::lockfile::Lockfile::path_in(
+                &ctx.project,
+            ))?,
+            profiles: &args.profiles,
+            git: crate::release::git_revision(&ctx.project),
+            source_date_epoch: opts.source_date_epoch,
+        },
+        &opts.output_dir,
+    )?;
+    Ok(Built {
+        report,
+        output_dir: opts.output_dir,
+        differs,
+        release,
+    })
+}
+
+/// Runs `hermetic build`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let built = execute(ctx, &args)?;
+    let Built {
+        report,
+        output_dir,
+        differs,
+        release,
+    } = &built;
+    if let Some(key) = &args.sign {
+        let files: Vec<PathBuf> = report
+            .outputs
+            .iter()
+            .chain(release.iter())
+            .map(|(p, _)| output_dir.join(p))
+            .chain(std::iter::once(
+                output_dir.join(crate::build::outputs::OUT_SUMS),
+            ))
+            .collect();
+        let signatures = super::sign::sign_files(ctx, key, &files, None)?;
+        if ctx.verbosity > 0 && !ctx.json {
+            for s in signatures {
+                eprintln!("signed  {}", s.display());
+            }
+        }
+    }
     if ctx.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else if ctx.verbosity >= 0 {
-        for (path, hash) in &report.outputs {
-            println!("{hash}  {}", opts.output_dir.join(path).display());
+        for (path, hash) in report.outputs.iter().chain(release.iter()) {
+            println!("{hash}  {}", output_dir.join(path).display());
         }
         if args.rebuild {
-            if differs {
+            if *differs {
                 eprintln!("the rebuild is NOT identical to the stored outputs");
             } else {
                 eprintln!("the rebuild is identical to the stored outputs");
             }
         }
     }
-    Ok(if differs {
+    Ok(if *differs {
         crate::exit::Exit::NotReproducible.into()
     } else {
         ExitCode::SUCCESS

@@ -18,6 +18,8 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod sandbox;
+pub mod sign;
+pub mod verify;
 
 /// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
 ///
@@ -84,6 +86,11 @@ pub enum Command {
     /// Explain how two images or files differ: UKI sections, initrd and tar entries, GPT,
     /// FAT files, kernel .config options (exit 0 identical, 4 different).
     Diff(diff::Args),
+    /// Rebuild an image and compare it with a published release (SHA256SUMS, directory, URL,
+    /// or one file), checking its minisign signatures with `--pubkey`.
+    Verify(verify::Args),
+    /// Sign files with a minisign-compatible Ed25519 key (`--generate-key` makes one).
+    Sign(sign::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
@@ -112,7 +119,8 @@ const LONG_VERSION: &str = concat!(
 const EXIT_CODES: &str = "\
 Exit codes: 0 success · 1 failure · 2 bad command line · 3 pins.lock missing or stale ·
 4 rebuilt but not bit-identical · 5 network failure · 6 pins missing from (or damaged in) the
-store · 7 this machine cannot run the sandbox · 124 boot timed out";
+store · 7 this machine cannot run the sandbox · 8 `verify`: a signature is bad · 124 boot
+timed out";
 
 /// What every command gets: the global options, resolved.
 #[derive(Debug, Clone)]
@@ -173,6 +181,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
         Command::Diff(args) => diff::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
+        Command::Sign(args) => sign::run(&ctx, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());
