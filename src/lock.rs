@@ -21,7 +21,9 @@
 use std::path::PathBuf;
 
 use crate::archive::ReleasePolicy;
-use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
+use crate::archive::{
+    ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError, SuiteRelease,
+};
 use crate::debian::deb822::{self, Deb822Error};
 use crate::debian::relation::{Alternatives, display_alternatives};
 use crate::debian::resolve::{
@@ -33,7 +35,7 @@ use crate::lockfile::{
     BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError,
     PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
 };
-use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, archive_for_suite};
+use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;
 use crate::store::{Store, StoreError};
 
@@ -78,6 +80,16 @@ pub enum LockError {
         source: Box<ResolveError>,
     },
     #[error(
+        "{snapshot_name} did not serve suite `{suite}` ({reason}); the next source, {used}, serves its state of today, not snapshot {snapshot}\nhint: run again where {snapshot_name} is reachable, name a mirror with --mirror URL, or accept the mirror's state with `hermetic lock --allow-mirror-state` (the lock then records it as such)"
+    )]
+    SnapshotUnreachable {
+        suite: String,
+        snapshot: String,
+        snapshot_name: String,
+        reason: String,
+        used: String,
+    },
+    #[error(
         "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
     )]
     PinRelations {
@@ -119,6 +131,8 @@ pub struct LockOptions {
     pub chatty: bool,
     /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
     pub allow_downgrade: bool,
+    /// When the snapshot does not answer, read a later source's state (recorded as such).
+    pub allow_mirror_state: bool,
 }
 
 /// What [`lock`] did.
@@ -136,6 +150,8 @@ pub struct LockOutcome {
     pub tarballs: usize,
     /// HTTP requests made.
     pub requests: usize,
+    /// Lines the user must see (a source read instead of the snapshot).
+    pub notices: Vec<String>,
 }
 
 /// The keyring `hermetic lock` verifies InRelease files with: `HERMETIC_KEYRING`, else the
@@ -202,10 +218,13 @@ pub fn check(
         ));
     }
     for s in &lock.suites {
-        if s.snapshot != a.snapshot {
+        // A mirror's state records no snapshot: it is not compared with one.
+        if let Some(ts) = &s.snapshot
+            && ts != &a.snapshot
+        {
             problems.push(format!(
-                "suite `{}` was locked at snapshot {}, hermetic.toml says {}",
-                s.name, s.snapshot, a.snapshot
+                "suite `{}` was locked at snapshot {ts}, hermetic.toml says {}",
+                s.name, a.snapshot
             ));
         }
         if s.components != a.components || s.architecture != a.architecture {
@@ -303,7 +322,7 @@ fn suites_match(project: &Project, lock: &Lockfile) -> bool {
         && a.suites.iter().all(|name| {
             lock.suites.iter().any(|s| {
                 &s.name == name
-                    && s.snapshot == a.snapshot
+                    && s.snapshot.as_ref().is_none_or(|t| t == &a.snapshot)
                     && s.components == a.components
                     && s.architecture == a.architecture
             })
@@ -347,6 +366,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     sources: upgraded.sources.len(),
                     tarballs: upgraded.tarballs.len(),
                     requests: 0,
+                    notices: Vec::new(),
                 });
             }
             if options.chatty {
@@ -365,6 +385,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             sources: old.sources.len(),
             tarballs: old.tarballs.len(),
             requests: 0,
+            notices: Vec::new(),
         });
     }
     let to_resolve: Vec<&LockedRecipe> = wanted
@@ -392,6 +413,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             sources: new.sources.len(),
             tarballs: new.tarballs.len(),
             requests: 0,
+            notices: Vec::new(),
         });
     }
 
@@ -399,10 +421,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let keyring = Keyring::load(&keyring_path(project))?;
     let store = Store::open(&options.store_dir)?;
     let _in_use = store.use_guard()?;
-    let mirrors = Mirrors::new(&MirrorConfig::from_env(
-        &options.mirrors,
-        Some(a.snapshot.as_str()),
-    ))?;
+    let mirror_config = MirrorConfig::from_env(&options.mirrors, Some(a.snapshot.as_str()));
+    let mirrors = Mirrors::new(&mirror_config)?;
     let downloader = Downloader::new(Http::new(), mirrors, store.clone());
     let client = ArchiveClient {
         downloader: &downloader,
@@ -414,6 +434,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mut index = PackageIndex::new(&a.architecture);
     let mut sources = SourceIndex::new();
     let mut suites = Vec::new();
+    let mut notices = Vec::new();
     for suite in &a.suites {
         if options.chatty {
             eprintln!("reading suite {suite}");
@@ -427,6 +448,37 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             now: std::time::SystemTime::now(),
         };
         let rel = client.fetch_release(suite, &policy)?;
+        let origin = index_origin(&downloader.mirrors, &mirror_config, &rel);
+        if let Some(snap) = &origin.snapshot_failed {
+            let used = match origin.source.as_str() {
+                "apt-sources" => "the host's apt sources".to_string(),
+                _ => format!(
+                    "the mirror {}",
+                    origin.url.as_deref().unwrap_or("(unknown)")
+                ),
+            };
+            if !options.allow_mirror_state {
+                return Err(LockError::SnapshotUnreachable {
+                    suite: suite.clone(),
+                    snapshot: a.snapshot.clone(),
+                    snapshot_name: snap.name.clone(),
+                    reason: snap.reason.clone(),
+                    used,
+                });
+            }
+            let read = format!(
+                "read {suite} from {used}: its state of {}, not {}",
+                rel.release.date, a.snapshot
+            );
+            // One line for the whole run: the snapshot's failure once, then each suite.
+            match notices.first_mut() {
+                None => notices.push(format!("{} unreachable ({}); {read}", snap.name, snap.reason)),
+                Some(line) => {
+                    line.push_str("; ");
+                    line.push_str(&read);
+                }
+            }
+        }
         for component in &a.components {
             let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
             let text = client.fetch_index(&rel, &p)?;
@@ -463,7 +515,9 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         suites.push(LockedSuite {
             name: suite.clone(),
             archive: archive_for_suite(suite).to_string(),
-            snapshot: a.snapshot.clone(),
+            snapshot: (origin.source == "snapshot").then(|| a.snapshot.clone()),
+            index_source: Some(origin.source),
+            index_url: origin.url,
             date: rel.release.date.clone(),
             inrelease_sha256: rel.inrelease_sha256.clone(),
             components: a.components.clone(),
@@ -573,7 +627,81 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         sources: new.sources.len(),
         tarballs: new.tarballs.len(),
         requests: downloader.requests(),
+        notices,
     })
+}
+
+/// Where a suite's InRelease came from (see [`LockedSuite::index_source`]).
+struct IndexOrigin {
+    /// `snapshot`, `mirror` or `apt-sources`.
+    source: String,
+    /// The snapshot state URL or the mirror URL as configured; `None` for `apt-sources`.
+    url: Option<String>,
+    /// Set when a snapshot source came before the one that answered: it failed.
+    snapshot_failed: Option<SnapshotFailure>,
+}
+
+struct SnapshotFailure {
+    /// `snapshot.debian.org`, or the `HERMETIC_SNAPSHOT_URL` host.
+    name: String,
+    reason: String,
+}
+
+fn index_origin(mirrors: &Mirrors, config: &MirrorConfig, rel: &SuiteRelease) -> IndexOrigin {
+    let sources = mirrors.sources_for(&rel.archive);
+    let Some(pos) = sources.iter().position(|s| rel.url.starts_with(&s.base)) else {
+        return IndexOrigin {
+            source: "mirror".into(),
+            url: None,
+            snapshot_failed: None,
+        };
+    };
+    let used = sources[pos];
+    let snapshot_failed = if used.kind == SourceKind::Snapshot {
+        None
+    } else {
+        sources[..pos]
+            .iter()
+            .find(|s| s.kind == SourceKind::Snapshot)
+            .map(|s| SnapshotFailure {
+                name: s
+                    .base
+                    .split_once("://")
+                    .map_or(s.base.as_str(), |(_, rest)| rest)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: if mirrors.is_dead(&s.base) {
+                    "no connection".into()
+                } else {
+                    format!("no valid dists/{}/InRelease", rel.suite)
+                },
+            })
+    };
+    let (source, url) = match used.kind {
+        SourceKind::Snapshot => ("snapshot", Some(used.base.clone())),
+        // The URL exactly as the user gave it (a root URL serves both archives).
+        SourceKind::Mirror => (
+            "mirror",
+            config
+                .mirrors
+                .iter()
+                .find(|u| {
+                    let t = format!("{}/", u.trim_end_matches('/'));
+                    used.base.starts_with(&t)
+                })
+                .cloned()
+                .or_else(|| Some(used.base.clone())),
+        ),
+        // The host's mirror is never written into the lock.
+        SourceKind::Apt => ("apt-sources", None),
+    };
+    IndexOrigin {
+        source: source.into(),
+        url,
+        snapshot_failed,
+    }
 }
 
 /// `a (>= 1) | b, c`: relationship groups as the lock records them (`None` when empty).

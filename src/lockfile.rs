@@ -76,8 +76,19 @@ pub struct LockedSuite {
     pub name: String,
     /// `debian` or `debian-security`.
     pub archive: String,
-    /// The snapshot.debian.org timestamp of the project when locked.
-    pub snapshot: String,
+    /// Where the InRelease and indexes were read: `snapshot` (snapshot.debian.org or
+    /// `HERMETIC_SNAPSHOT_URL`), `mirror` (`--mirror` / `HERMETIC_MIRRORS`) or `apt-sources`
+    /// (the host's apt configuration). Absent in locks written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_source: Option<String>,
+    /// The snapshot state's URL, or the mirror URL as configured; absent for `apt-sources`
+    /// (the host's mirror is not written into the lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// The snapshot.debian.org timestamp whose state was read; absent when a mirror's state
+    /// was read instead (`date` then says which state that was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// The `Date` of the InRelease.
     pub date: String,
     pub inrelease_sha256: String,
@@ -436,7 +447,15 @@ impl Lockfile {
             out.push_str("\n[[suite]]\n");
             kv(&mut out, "name", &s.name);
             kv(&mut out, "archive", &s.archive);
-            kv(&mut out, "snapshot", &s.snapshot);
+            if let Some(v) = &s.index_source {
+                kv(&mut out, "index-source", v);
+            }
+            if let Some(v) = &s.index_url {
+                kv(&mut out, "index-url", v);
+            }
+            if let Some(v) = &s.snapshot {
+                kv(&mut out, "snapshot", v);
+            }
             kv(&mut out, "date", &s.date);
             kv(&mut out, "inrelease-sha256", &s.inrelease_sha256);
             list(&mut out, "components", &s.components);
@@ -657,7 +676,9 @@ mod tests {
             suites: vec![LockedSuite {
                 name: "trixie".into(),
                 archive: "debian".into(),
-                snapshot: "20261124T000000Z".into(),
+                index_source: Some("snapshot".into()),
+                index_url: Some("https://snapshot.example/archive/debian/20261124T000000Z/".into()),
+                snapshot: Some("20261124T000000Z".into()),
                 date: "Sat, 21 Nov 2026 09:15:44 UTC".into(),
                 inrelease_sha256: "cd".repeat(32),
                 components: vec!["main".into()],

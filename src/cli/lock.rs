@@ -43,6 +43,11 @@ pub struct Args {
     /// suite (a rolled-back archive state is refused otherwise).
     #[arg(long, conflicts_with = "check")]
     pub allow_downgrade: bool,
+
+    /// When snapshot.debian.org does not answer, read the next source's state (a mirror's
+    /// today) instead of failing; the lock records that source, not the snapshot.
+    #[arg(long, conflicts_with = "check")]
+    pub allow_mirror_state: bool,
 }
 
 /// Runs `hermetic lock`.
@@ -77,8 +82,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         store_dir: ctx.store.clone(),
         chatty: ctx.chatty(),
         allow_downgrade: args.allow_downgrade,
+        allow_mirror_state: args.allow_mirror_state,
     };
     let outcome = lock(&project, &options).context("cannot lock the recipes")?;
+    if ctx.verbosity >= 0 {
+        for n in &outcome.notices {
+            eprintln!("{n}");
+        }
+    }
     if ctx.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else if ctx.verbosity >= 0 {
