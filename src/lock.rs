@@ -15,8 +15,9 @@
 //! needs no network to compare the requests and prove each closure complete
 //! ([`check_closures`]). Each suite's InRelease must pass the archive checks of
 //! [`crate::archive::ArchiveClient::fetch_release`], its `Date` not older than the locked one. Plain
-//! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
-//! `--update` re-resolves everything against the archive of today.
+//! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo) and
+//! resolves the others preferring the versions already pinned; `--update PKG...` moves only
+//! those packages and what their newest versions force; `--update` re-resolves everything.
 
 use std::path::PathBuf;
 
@@ -27,13 +28,15 @@ use crate::archive::{
 use crate::debian::deb822::{self, Deb822Error};
 use crate::debian::relation::{Alternatives, display_alternatives};
 use crate::debian::resolve::{
-    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve, unmet,
+    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve_preferring, unmet,
 };
+use crate::debian::version::Version;
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
     BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError,
-    PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+    PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+    pin_changes,
 };
 use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;
@@ -90,6 +93,10 @@ pub enum LockError {
         used: String,
     },
     #[error(
+        "`hermetic lock --update {package}`: no pin of pins.lock is named `{package}`\nhint: name a pinned package (`hermetic why {package}` lists what pulls a pinned one), or run `hermetic lock --update` to move every pin"
+    )]
+    NotLocked { package: String },
+    #[error(
         "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
     )]
     PinRelations {
@@ -123,6 +130,9 @@ impl Closure {
 pub struct LockOptions {
     /// Re-resolve every recipe, ignoring the existing pins.
     pub update: bool,
+    /// `--update PKG...`: move only these pins (and what their new versions force); the
+    /// closures that hold none of them are kept.
+    pub update_packages: Vec<String>,
     /// `--mirror` URLs (before `HERMETIC_MIRRORS`).
     pub mirrors: Vec<String>,
     /// The store directory (indexes are cached there).
@@ -152,6 +162,8 @@ pub struct LockOutcome {
     pub requests: usize,
     /// Lines the user must see (a source read instead of the snapshot).
     pub notices: Vec<String>,
+    /// What changed in the pins, by package name.
+    pub changes: Vec<PinChange>,
 }
 
 /// The keyring `hermetic lock` verifies InRelease files with: `HERMETIC_KEYRING`, else the
@@ -336,14 +348,54 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let existing = Lockfile::read(&path)?;
     let wanted = requests(project)?;
     let archive_same = existing.as_ref().is_some_and(|l| suites_match(project, l));
-    // The recipes whose pins are kept as they are.
+    if let Some(old) = &existing {
+        for name in &options.update_packages {
+            if !old.packages.iter().any(|p| &p.name == name) {
+                return Err(LockError::NotLocked {
+                    package: name.clone(),
+                });
+            }
+        }
+    }
+    // The recipes whose pins are kept as they are: unchanged, and holding no pin named by
+    // `--update PKG...`.
     let keep: Vec<&LockedRecipe> = match (&existing, options.update || !archive_same) {
         (Some(old), false) => wanted
             .iter()
             .filter(|r| old.recipe(&r.name) == Some(*r))
+            .filter(|r| {
+                !old.packages.iter().any(|p| {
+                    options.update_packages.contains(&p.name)
+                        && p.recipes.iter().any(|t| tag_of(t) == r.name)
+                })
+            })
             .collect(),
         _ => Vec::new(),
     };
+    // The versions re-resolved closures prefer: every pin of the lock but those named by
+    // `--update PKG...` (none with `--update`, or when the archive settings changed).
+    let mut prefer: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    if let Some(old) = &existing
+        && archive_same
+        && !options.update
+    {
+        for p in &old.packages {
+            if options.update_packages.contains(&p.name) {
+                continue;
+            }
+            let higher = match prefer.get(&p.name) {
+                None => true,
+                Some(v) => {
+                    let (a, b): (Option<Version>, Option<Version>) =
+                        (p.version.parse().ok(), v.parse().ok());
+                    a > b
+                }
+            };
+            if higher {
+                prefer.insert(p.name.clone(), p.version.clone());
+            }
+        }
+    }
     if let Some(old) = &existing
         && keep.len() == wanted.len()
         && old.recipes.len() == wanted.len()
@@ -367,6 +419,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     tarballs: upgraded.tarballs.len(),
                     requests: 0,
                     notices: Vec::new(),
+                    changes: Vec::new(),
                 });
             }
             if options.chatty {
@@ -386,6 +439,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             tarballs: old.tarballs.len(),
             requests: 0,
             notices: Vec::new(),
+            changes: Vec::new(),
         });
     }
     let to_resolve: Vec<&LockedRecipe> = wanted
@@ -404,6 +458,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         carry_over(old, &keep, &mut new);
         new.canonicalize();
         let written = new.write_if_changed(&path)?;
+        let changes = pin_changes(old, &new);
         return Ok(LockOutcome {
             path,
             written,
@@ -414,6 +469,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             tarballs: new.tarballs.len(),
             requests: 0,
             notices: Vec::new(),
+            changes,
         });
     }
 
@@ -525,6 +581,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         });
     }
 
+    release_forced(&index, &mut prefer, &options.update_packages);
     let mut new = Lockfile {
         suites,
         recipes: wanted.clone(),
@@ -539,6 +596,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         }
         let opts = ResolveOptions {
             include_essential: true,
+            prefer: prefer.clone(),
         };
         let closures = [
             (Closure::Image, &r.packages, r.name.clone()),
@@ -558,7 +616,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             if closure != Closure::Build && list.is_empty() {
                 continue;
             }
-            let resolution = resolve(&index, list, &opts).map_err(|source| LockError::Resolve {
+            let resolution = resolve_preferring(&index, list, &opts).map_err(|source| LockError::Resolve {
                 recipe: r.name.clone(),
                 closure: closure.word(),
                 source: Box::new(source),
@@ -618,6 +676,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     }
     new.canonicalize();
     let written = new.write_if_changed(&path)?;
+    let changes = existing
+        .as_ref()
+        .map(|old| pin_changes(old, &new))
+        .unwrap_or_else(|| pin_changes(&Lockfile::default(), &new));
     Ok(LockOutcome {
         path,
         written,
@@ -628,6 +690,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         tarballs: new.tarballs.len(),
         requests: downloader.requests(),
         notices,
+        changes,
     })
 }
 
@@ -901,6 +964,43 @@ fn relations_from_store(
         p.multi_arch = b.multi_arch.clone();
     }
     Ok(true)
+}
+
+/// Drops the preferences that the newest versions of `names` (the `--update PKG...`
+/// packages) cannot use: a dependency whose preferred version does not satisfy the relation
+/// moves too, and so on for what that one's newest version needs.
+fn release_forced(
+    index: &PackageIndex,
+    prefer: &mut std::collections::BTreeMap<String, String>,
+    names: &[String],
+) {
+    let mut queue: Vec<String> = names.to_vec();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Ok(Some(p)) = index.candidate(&name) else {
+            continue;
+        };
+        for rel in p.pre_depends.iter().chain(&p.depends).flatten() {
+            let unusable = prefer
+                .get(&rel.name)
+                .and_then(|v| v.parse::<Version>().ok())
+                .is_some_and(|v| !rel.version_matches(&v));
+            if unusable {
+                prefer.remove(&rel.name);
+                queue.push(rel.name.clone());
+            }
+        }
+    }
+}
+
+/// The recipe (or profile closure) a tag belongs to: `base:build` -> `base`.
+fn tag_of(tag: &str) -> &str {
+    tag.strip_suffix(BUILD_TAG_SUFFIX)
+        .or_else(|| tag.strip_suffix(KERNEL_TAG_SUFFIX))
+        .unwrap_or(tag)
 }
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.

@@ -652,6 +652,102 @@ fn nth_header_line(text: &str, table: &str, index: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// One change of the pins between two locks, by package name (see [`pin_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PinChange {
+    /// `add`, `remove`, `update` or `downgrade`.
+    pub change: &'static str,
+    /// The binary package, or `<name> (source)` for a source package.
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for PinChange {
+    /// `      Adding app 1:2.0-1`, `    Updating libfoo 1.0-1 -> 1.1-1` (like `cargo update`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = match self.change {
+            "add" => "Adding",
+            "remove" => "Removing",
+            "update" => "Updating",
+            _ => "Downgrading",
+        };
+        let none = String::new();
+        match (&self.old, &self.new) {
+            (Some(o), Some(n)) => write!(f, "{verb:>12} {} {o} -> {n}", self.name),
+            (o, n) => write!(
+                f,
+                "{verb:>12} {} {}",
+                self.name,
+                o.as_ref().or(n.as_ref()).unwrap_or(&none)
+            ),
+        }
+    }
+}
+
+/// What changed from `old` to `new`, sorted by name: a name pinned at one version before and
+/// another after is an update (or downgrade); otherwise each version that appears is added
+/// and each that disappears removed.
+pub fn pin_changes(old: &Lockfile, new: &Lockfile) -> Vec<PinChange> {
+    type Versions = BTreeMap<String, std::collections::BTreeSet<String>>;
+    let collect = |l: &Lockfile| -> Versions {
+        let mut m = Versions::new();
+        for p in &l.packages {
+            m.entry(p.name.clone()).or_default().insert(p.version.clone());
+        }
+        for s in &l.sources {
+            m.entry(format!("{} (source)", s.name))
+                .or_default()
+                .insert(s.version.clone());
+        }
+        m
+    };
+    let (o, n) = (collect(old), collect(new));
+    let empty = std::collections::BTreeSet::new();
+    let names: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (ov, nv) = (o.get(name).unwrap_or(&empty), n.get(name).unwrap_or(&empty));
+        if ov == nv {
+            continue;
+        }
+        if ov.len() == 1 && nv.len() == 1 {
+            let (a, b) = (ov.first().cloned(), nv.first().cloned());
+            let newer = match (
+                a.as_deref().and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+                b.as_deref().and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+            ) {
+                (Some(x), Some(y)) => y > x,
+                _ => true,
+            };
+            out.push(PinChange {
+                change: if newer { "update" } else { "downgrade" },
+                name: name.clone(),
+                old: a,
+                new: b,
+            });
+            continue;
+        }
+        for v in ov.difference(nv) {
+            out.push(PinChange {
+                change: "remove",
+                name: name.clone(),
+                old: Some(v.clone()),
+                new: None,
+            });
+        }
+        for v in nv.difference(ov) {
+            out.push(PinChange {
+                change: "add",
+                name: name.clone(),
+                old: None,
+                new: Some(v.clone()),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "update")]
     pub check: bool,
 
-    /// Re-resolve every recipe against today's archive, even those that did not change.
-    #[arg(long)]
-    pub update: bool,
+    /// Move pins to the archive's newest versions: with no PKG every pin; with PKG... only
+    /// those packages (and what their new versions force). Plain `hermetic lock` moves no
+    /// pin that still satisfies the recipes.
+    #[arg(long, value_name = "PKG", num_args = 0..)]
+    pub update: Option<Vec<String>>,
 
     /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
     /// `debian/` and `debian-security/`.
@@ -77,7 +79,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(crate::exit::Exit::LockStale.into());
     }
     let options = LockOptions {
-        update: args.update,
+        update: args.update.as_ref().is_some_and(Vec::is_empty),
+        update_packages: args.update.unwrap_or_default(),
         mirrors: args.mirrors,
         store_dir: ctx.store.clone(),
         chatty: ctx.chatty(),
@@ -88,6 +91,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if ctx.verbosity >= 0 {
         for n in &outcome.notices {
             eprintln!("{n}");
+        }
+        if !ctx.json {
+            for c in &outcome.changes {
+                eprintln!("{c}");
+            }
         }
     }
     if ctx.json {
