@@ -45,3 +45,4 @@ pub mod recipe;
 pub mod store;
 pub mod suggest;
 pub mod treetar;
+pub mod why;

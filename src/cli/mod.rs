@@ -18,6 +18,7 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod sandbox;
+pub mod why;
 
 /// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
 ///
@@ -84,6 +85,8 @@ pub enum Command {
     /// Explain how two images or files differ: UKI sections, initrd and tar entries, GPT,
     /// FAT files, kernel .config options (exit 0 identical, 4 different).
     Diff(diff::Args),
+    /// Show the chains of dependencies that pull a pinned package into an image, from pins.lock.
+    Why(why::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
         Command::Diff(args) => diff::run(&ctx, args),
+        Command::Why(args) => why::run(&ctx, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());
