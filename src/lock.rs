@@ -528,7 +528,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             );
             // One line for the whole run: the snapshot's failure once, then each suite.
             match notices.first_mut() {
-                None => notices.push(format!("{} unreachable ({}); {read}", snap.name, snap.reason)),
+                None => notices.push(format!(
+                    "{} unreachable ({}); {read}",
+                    snap.name, snap.reason
+                )),
                 Some(line) => {
                     line.push_str("; ");
                     line.push_str(&read);
@@ -616,11 +619,12 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             if closure != Closure::Build && list.is_empty() {
                 continue;
             }
-            let resolution = resolve_preferring(&index, list, &opts).map_err(|source| LockError::Resolve {
-                recipe: r.name.clone(),
-                closure: closure.word(),
-                source: Box::new(source),
-            })?;
+            let resolution =
+                resolve_preferring(&index, list, &opts).map_err(|source| LockError::Resolve {
+                    recipe: r.name.clone(),
+                    closure: closure.word(),
+                    source: Box::new(source),
+                })?;
             for p in resolution.packages {
                 new.packages.push(PinnedPackage {
                     name: p.name,

@@ -693,7 +693,9 @@ pub fn pin_changes(old: &Lockfile, new: &Lockfile) -> Vec<PinChange> {
     let collect = |l: &Lockfile| -> Versions {
         let mut m = Versions::new();
         for p in &l.packages {
-            m.entry(p.name.clone()).or_default().insert(p.version.clone());
+            m.entry(p.name.clone())
+                .or_default()
+                .insert(p.version.clone());
         }
         for s in &l.sources {
             m.entry(format!("{} (source)", s.name))
@@ -714,8 +716,10 @@ pub fn pin_changes(old: &Lockfile, new: &Lockfile) -> Vec<PinChange> {
         if ov.len() == 1 && nv.len() == 1 {
             let (a, b) = (ov.first().cloned(), nv.first().cloned());
             let newer = match (
-                a.as_deref().and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
-                b.as_deref().and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+                a.as_deref()
+                    .and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+                b.as_deref()
+                    .and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
             ) {
                 (Some(x), Some(y)) => y > x,
                 _ => true,

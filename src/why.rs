@@ -157,7 +157,11 @@ impl<'a> Graph<'a> {
     }
 
     /// The pins of the first alternative of `group` that a pin satisfies.
-    fn solutions(&self, group: &Alternatives, providers: &BTreeMap<String, Vec<usize>>) -> Vec<usize> {
+    fn solutions(
+        &self,
+        group: &Alternatives,
+        providers: &BTreeMap<String, Vec<usize>>,
+    ) -> Vec<usize> {
         for rel in group {
             let mut found: Vec<usize> = Vec::new();
             if let Some(&i) = self.by_name.get(rel.name.as_str())

@@ -242,6 +242,9 @@ fn update_of_an_unpinned_name_is_refused() {
     p.ok(&["lock"]);
     let old = p.lock_text();
     let err = p.fails(&["lock", "--update", "nosuch"]);
-    assert!(err.contains("no pin of pins.lock is named `nosuch`"), "{err}");
+    assert!(
+        err.contains("no pin of pins.lock is named `nosuch`"),
+        "{err}"
+    );
     assert_eq!(p.lock_text(), old);
 }

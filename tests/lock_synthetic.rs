@@ -464,9 +464,11 @@ fn suite_block<'a>(lock: &'a str, name: &str) -> &'a str {
 
 /// The `Date:` line of a served InRelease.
 fn inrelease_date(f: &Fixture, archive: &str, suite: &str) -> String {
-    let text =
-        fs_err::read_to_string(f.archive.path(&format!("{archive}/dists/{suite}/InRelease")))
-            .unwrap();
+    let text = fs_err::read_to_string(
+        f.archive
+            .path(&format!("{archive}/dists/{suite}/InRelease")),
+    )
+    .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("Date:"))
         .unwrap()
@@ -491,8 +493,11 @@ fn a_mirror_state_is_recorded_as_the_mirror_never_as_the_snapshot() {
         assert!(!b.contains("snapshot"), "{b}");
         let date = inrelease_date(&f, archive, suite);
         assert!(b.contains(&format!("\ndate = \"{date}\"\n")), "{b}");
-        let inrelease =
-            fs_err::read(f.archive.path(&format!("{archive}/dists/{suite}/InRelease"))).unwrap();
+        let inrelease = fs_err::read(
+            f.archive
+                .path(&format!("{archive}/dists/{suite}/InRelease")),
+        )
+        .unwrap();
         assert!(
             b.contains(&format!(
                 "inrelease-sha256 = \"{}\"",
@@ -512,8 +517,7 @@ fn a_snapshot_state_records_its_url_and_timestamp() {
     for archive in ["debian", "debian-security"] {
         let dir = snap.path().join("archive").join(archive);
         fs_err::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(f.archive.path(archive), dir.join("20261124T000000Z"))
-            .unwrap();
+        std::os::unix::fs::symlink(f.archive.path(archive), dir.join("20261124T000000Z")).unwrap();
     }
     let server = TestServer::start(snap.path());
     let mut p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);

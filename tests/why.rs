@@ -81,7 +81,10 @@ fn why_names_the_chains_from_the_requests_and_the_essential_base() {
         "{image:?}"
     );
     // The alternative not taken (libbar) and packages that do not reach libc6 are absent.
-    assert!(image.iter().all(|(_, c)| !c.contains("libbar")), "{image:?}");
+    assert!(
+        image.iter().all(|(_, c)| !c.contains("libbar")),
+        "{image:?}"
+    );
     assert!(image.iter().all(|(_, c)| !c.starts_with("base-files")));
     let tools = chains(&v, "base:build");
     assert!(
@@ -91,7 +94,10 @@ fn why_names_the_chains_from_the_requests_and_the_essential_base() {
     // One closure tag only.
     let (ok, v, err) = why_json(p.dir.path(), &["libfoo", "base:build"]);
     assert!(!ok, "{v}");
-    assert!(err.contains("no closure of `base:build` pins `libfoo`"), "{err}");
+    assert!(
+        err.contains("no closure of `base:build` pins `libfoo`"),
+        "{err}"
+    );
     assert!(err.contains("it is pinned in base"), "{err}");
     // Text output.
     let out = p.command(&["why", "libfoo"]).output().unwrap();
@@ -131,10 +137,7 @@ fn why_on_the_committed_project_follows_recorded_relations() {
         let names: Vec<&str> = chain.split(" -> ").collect();
         assert_eq!(names.last(), Some(&"libzstd1"), "{chain}");
         if root == "requested" {
-            assert!(
-                requested.contains(&format!("\"{}\"", names[0])),
-                "{chain}"
-            );
+            assert!(requested.contains(&format!("\"{}\"", names[0])), "{chain}");
         }
         // Each step is a recorded Depends or Pre-Depends of the previous pin.
         for pair in names.windows(2) {

@@ -44,7 +44,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             crate::why::describe(&w.closure)
         );
         for c in &w.chains {
-            println!("  {:<9}  {}", format!("{}:", c.root), c.packages.join(" -> "));
+            println!(
+                "  {:<9}  {}",
+                format!("{}:", c.root),
+                c.packages.join(" -> ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

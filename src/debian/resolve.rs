@@ -623,7 +623,11 @@ impl<'a> Resolver<'a> {
     }
 
     fn candidate(&self, name: &str) -> Option<usize> {
-        if let Some(&i) = self.overrides.get(name).or_else(|| self.preferred.get(name)) {
+        if let Some(&i) = self
+            .overrides
+            .get(name)
+            .or_else(|| self.preferred.get(name))
+        {
             return Some(i);
         }
         self.index
@@ -1165,11 +1169,11 @@ pub fn resolve(
         let Ok(wanted) = version.parse::<Version>() else {
             continue;
         };
-        if let Some(i) = index
-            .by_name
-            .get(name.as_str())
-            .and_then(|vs| vs.iter().copied().find(|&i| index.entries[i].base.version == wanted))
-        {
+        if let Some(i) = index.by_name.get(name.as_str()).and_then(|vs| {
+            vs.iter()
+                .copied()
+                .find(|&i| index.entries[i].base.version == wanted)
+        }) {
             r.preferred.insert(&index.entries[i].base.name, i);
         }
     }
