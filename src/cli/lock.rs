@@ -20,9 +20,9 @@ Suite is not the suite asked for, whose Date is older than the one pins.lock rec
 Sources indexes it lists by SHA-256, and resolves every recipe like `apt-get install
 --no-install-recommends` plus the essential base: its `packages` (tag <recipe>) and its
 `build-packages` (tag <recipe>:build), and with a [kernel] table the kernel's build-packages,
-source and config packages (tag <recipe>:kernel). Recipes whose request did not change keep their pins;
-the others prefer the versions already pinned (like cargo), and what changed is printed
-(Adding, Removing, Updating). pins.lock is not rewritten when nothing changed.
+source and config packages (tag <recipe>:kernel). Recipes whose request did not change keep
+their pins; the others prefer the versions already pinned (like cargo), and what changed is
+printed (Adding, Removing, Updating). pins.lock is not rewritten when nothing changed.
 
 Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the pinned
 timestamp, then the Debian mirrors of the host's apt configuration; reading a later source
