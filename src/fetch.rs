@@ -55,7 +55,7 @@ pub struct MissingPin {
 /// Errors of `hermetic fetch`.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: `hermetic lock --update` re-pins against today's archive if the archive dropped these versions; --mirror URL adds a source{}", .missing.len(), format_missing(.missing), slow_hint(.missing))]
+    #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: {}{}", .missing.len(), format_missing(.missing), missing_hint(.missing), slow_hint(.missing))]
     Missing { missing: Vec<MissingPin> },
     #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
     Offline {
@@ -68,6 +68,48 @@ pub enum FetchError {
     Limits(#[from] crate::http::LimitsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Whether an attempt got an answer saying the file is not there.
+fn is_gone(a: &Attempt) -> bool {
+    a.error == "HTTP 404" || a.error == "HTTP 410"
+}
+
+/// Whether an attempt never reached the source (no connection, or skipped as unreachable).
+fn is_unreachable(a: &Attempt) -> bool {
+    a.error.starts_with("unreachable") || a.error == SKIPPED_DEAD
+}
+
+/// The hint that fits why the pins are missing. Only when every source that answered said
+/// "not found" for every pin is re-pinning suggested, with what it means for attesters; when
+/// no source answered at all, the network (or the source list) is the cause.
+fn missing_hint(missing: &[MissingPin]) -> String {
+    let attempts = || missing.iter().flat_map(|m| &m.tried);
+    if attempts().all(is_unreachable) {
+        return "no source could be reached (every attempt failed to connect): check the network, \
+                or name a reachable mirror with --mirror URL (or HERMETIC_MIRRORS); the pins \
+                are not the problem"
+            .into();
+    }
+    let gone = missing.iter().all(|m| {
+        m.tried.iter().any(is_gone) && m.tried.iter().all(|a| is_gone(a) || is_unreachable(a))
+    });
+    if gone {
+        let unreachable = attempts().any(is_unreachable);
+        return format!(
+            "every source that answered no longer has these files{}: name a mirror or \
+             snapshot that keeps them (--mirror URL, HERMETIC_SNAPSHOT_URL), or re-pin with \
+             `hermetic lock --update PKG...`, which changes the image's bytes: whoever attests \
+             an image built from this pins.lock must rebuild from the new one instead",
+            if unreachable {
+                " (some sources could not be reached and may still have them)"
+            } else {
+                ""
+            }
+        );
+    }
+    "a source failed or served other bytes; try again later, or add a source with --mirror URL"
+        .into()
 }
 
 /// A second hint when a source stalled or did not answer in time.

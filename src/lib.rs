@@ -50,3 +50,4 @@ pub mod store;
 pub mod suggest;
 pub mod treetar;
 pub mod verify;
+pub mod why;

@@ -15,25 +15,30 @@
 //! needs no network to compare the requests and prove each closure complete
 //! ([`check_closures`]). Each suite's InRelease must pass the archive checks of
 //! [`crate::archive::ArchiveClient::fetch_release`], its `Date` not older than the locked one. Plain
-//! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo);
-//! `--update` re-resolves everything against the archive of today.
+//! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo) and
+//! resolves the others preferring the versions already pinned; `--update PKG...` moves only
+//! those packages and what their newest versions force; `--update` re-resolves everything.
 
 use std::path::PathBuf;
 
 use crate::archive::ReleasePolicy;
-use crate::archive::{ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError};
+use crate::archive::{
+    ArchiveClient, ArchiveError, Keyring, PROJECT_KEYRING, SignatureError, SuiteRelease,
+};
 use crate::debian::deb822::{self, Deb822Error};
 use crate::debian::relation::{Alternatives, display_alternatives};
 use crate::debian::resolve::{
-    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve, unmet,
+    PackageIndex, ResolveError, ResolveOptions, SourceIndex, Unmet, resolve_preferring, unmet,
 };
+use crate::debian::version::Version;
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
     BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError,
-    PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+    PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
+    pin_changes,
 };
-use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, archive_for_suite};
+use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;
 use crate::store::{Store, StoreError};
 
@@ -78,6 +83,20 @@ pub enum LockError {
         source: Box<ResolveError>,
     },
     #[error(
+        "{snapshot_name} did not serve suite `{suite}` ({reason}); the next source, {used}, serves its state of today, not snapshot {snapshot}\nhint: run again where {snapshot_name} is reachable, name a mirror with --mirror URL, or accept the mirror's state with `hermetic lock --allow-mirror-state` (the lock then records it as such)"
+    )]
+    SnapshotUnreachable {
+        suite: String,
+        snapshot: String,
+        snapshot_name: String,
+        reason: String,
+        used: String,
+    },
+    #[error(
+        "`hermetic lock --update {package}`: no pin of pins.lock is named `{package}`\nhint: name a pinned package (`hermetic why {package}` lists what pulls a pinned one), or run `hermetic lock --update` to move every pin"
+    )]
+    NotLocked { package: String },
+    #[error(
         "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
     )]
     PinRelations {
@@ -111,6 +130,9 @@ impl Closure {
 pub struct LockOptions {
     /// Re-resolve every recipe, ignoring the existing pins.
     pub update: bool,
+    /// `--update PKG...`: move only these pins (and what their new versions force); the
+    /// closures that hold none of them are kept.
+    pub update_packages: Vec<String>,
     /// `--mirror` URLs (before `HERMETIC_MIRRORS`).
     pub mirrors: Vec<String>,
     /// The store directory (indexes are cached there).
@@ -119,6 +141,8 @@ pub struct LockOptions {
     pub chatty: bool,
     /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
     pub allow_downgrade: bool,
+    /// When the snapshot does not answer, read a later source's state (recorded as such).
+    pub allow_mirror_state: bool,
 }
 
 /// What [`lock`] did.
@@ -136,6 +160,10 @@ pub struct LockOutcome {
     pub tarballs: usize,
     /// HTTP requests made.
     pub requests: usize,
+    /// Lines the user must see (a source read instead of the snapshot).
+    pub notices: Vec<String>,
+    /// What changed in the pins, by package name.
+    pub changes: Vec<PinChange>,
 }
 
 /// The keyring `hermetic lock` verifies InRelease files with: `HERMETIC_KEYRING`, else the
@@ -202,10 +230,13 @@ pub fn check(
         ));
     }
     for s in &lock.suites {
-        if s.snapshot != a.snapshot {
+        // A mirror's state records no snapshot: it is not compared with one.
+        if let Some(ts) = &s.snapshot
+            && ts != &a.snapshot
+        {
             problems.push(format!(
-                "suite `{}` was locked at snapshot {}, hermetic.toml says {}",
-                s.name, s.snapshot, a.snapshot
+                "suite `{}` was locked at snapshot {ts}, hermetic.toml says {}",
+                s.name, a.snapshot
             ));
         }
         if s.components != a.components || s.architecture != a.architecture {
@@ -303,7 +334,7 @@ fn suites_match(project: &Project, lock: &Lockfile) -> bool {
         && a.suites.iter().all(|name| {
             lock.suites.iter().any(|s| {
                 &s.name == name
-                    && s.snapshot == a.snapshot
+                    && s.snapshot.as_ref().is_none_or(|t| t == &a.snapshot)
                     && s.components == a.components
                     && s.architecture == a.architecture
             })
@@ -317,14 +348,54 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let existing = Lockfile::read(&path)?;
     let wanted = requests(project)?;
     let archive_same = existing.as_ref().is_some_and(|l| suites_match(project, l));
-    // The recipes whose pins are kept as they are.
+    if let Some(old) = &existing {
+        for name in &options.update_packages {
+            if !old.packages.iter().any(|p| &p.name == name) {
+                return Err(LockError::NotLocked {
+                    package: name.clone(),
+                });
+            }
+        }
+    }
+    // The recipes whose pins are kept as they are: unchanged, and holding no pin named by
+    // `--update PKG...`.
     let keep: Vec<&LockedRecipe> = match (&existing, options.update || !archive_same) {
         (Some(old), false) => wanted
             .iter()
             .filter(|r| old.recipe(&r.name) == Some(*r))
+            .filter(|r| {
+                !old.packages.iter().any(|p| {
+                    options.update_packages.contains(&p.name)
+                        && p.recipes.iter().any(|t| tag_of(t) == r.name)
+                })
+            })
             .collect(),
         _ => Vec::new(),
     };
+    // The versions re-resolved closures prefer: every pin of the lock but those named by
+    // `--update PKG...` (none with `--update`, or when the archive settings changed).
+    let mut prefer: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    if let Some(old) = &existing
+        && archive_same
+        && !options.update
+    {
+        for p in &old.packages {
+            if options.update_packages.contains(&p.name) {
+                continue;
+            }
+            let higher = match prefer.get(&p.name) {
+                None => true,
+                Some(v) => {
+                    let (a, b): (Option<Version>, Option<Version>) =
+                        (p.version.parse().ok(), v.parse().ok());
+                    a > b
+                }
+            };
+            if higher {
+                prefer.insert(p.name.clone(), p.version.clone());
+            }
+        }
+    }
     if let Some(old) = &existing
         && keep.len() == wanted.len()
         && old.recipes.len() == wanted.len()
@@ -347,6 +418,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     sources: upgraded.sources.len(),
                     tarballs: upgraded.tarballs.len(),
                     requests: 0,
+                    notices: Vec::new(),
+                    changes: Vec::new(),
                 });
             }
             if options.chatty {
@@ -365,6 +438,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             sources: old.sources.len(),
             tarballs: old.tarballs.len(),
             requests: 0,
+            notices: Vec::new(),
+            changes: Vec::new(),
         });
     }
     let to_resolve: Vec<&LockedRecipe> = wanted
@@ -383,6 +458,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         carry_over(old, &keep, &mut new);
         new.canonicalize();
         let written = new.write_if_changed(&path)?;
+        let changes = pin_changes(old, &new);
         return Ok(LockOutcome {
             path,
             written,
@@ -392,6 +468,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             sources: new.sources.len(),
             tarballs: new.tarballs.len(),
             requests: 0,
+            notices: Vec::new(),
+            changes,
         });
     }
 
@@ -399,10 +477,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let keyring = Keyring::load(&keyring_path(project))?;
     let store = Store::open(&options.store_dir)?;
     let _in_use = store.use_guard()?;
-    let mirrors = Mirrors::new(&MirrorConfig::from_env(
-        &options.mirrors,
-        Some(a.snapshot.as_str()),
-    ))?;
+    let mirror_config = MirrorConfig::from_env(&options.mirrors, Some(a.snapshot.as_str()));
+    let mirrors = Mirrors::new(&mirror_config)?;
     let downloader = Downloader::new(Http::new(), mirrors, store.clone());
     let client = ArchiveClient {
         downloader: &downloader,
@@ -414,6 +490,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mut index = PackageIndex::new(&a.architecture);
     let mut sources = SourceIndex::new();
     let mut suites = Vec::new();
+    let mut notices = Vec::new();
     for suite in &a.suites {
         if options.chatty {
             eprintln!("reading suite {suite}");
@@ -427,6 +504,40 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             now: std::time::SystemTime::now(),
         };
         let rel = client.fetch_release(suite, &policy)?;
+        let origin = index_origin(&downloader.mirrors, &mirror_config, &rel);
+        if let Some(snap) = &origin.snapshot_failed {
+            let used = match origin.source.as_str() {
+                "apt-sources" => "the host's apt sources".to_string(),
+                _ => format!(
+                    "the mirror {}",
+                    origin.url.as_deref().unwrap_or("(unknown)")
+                ),
+            };
+            if !options.allow_mirror_state {
+                return Err(LockError::SnapshotUnreachable {
+                    suite: suite.clone(),
+                    snapshot: a.snapshot.clone(),
+                    snapshot_name: snap.name.clone(),
+                    reason: snap.reason.clone(),
+                    used,
+                });
+            }
+            let read = format!(
+                "read {suite} from {used}: its state of {}, not {}",
+                rel.release.date, a.snapshot
+            );
+            // One line for the whole run: the snapshot's failure once, then each suite.
+            match notices.first_mut() {
+                None => notices.push(format!(
+                    "{} unreachable ({}); {read}",
+                    snap.name, snap.reason
+                )),
+                Some(line) => {
+                    line.push_str("; ");
+                    line.push_str(&read);
+                }
+            }
+        }
         for component in &a.components {
             let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
             let text = client.fetch_index(&rel, &p)?;
@@ -463,7 +574,9 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         suites.push(LockedSuite {
             name: suite.clone(),
             archive: archive_for_suite(suite).to_string(),
-            snapshot: a.snapshot.clone(),
+            snapshot: (origin.source == "snapshot").then(|| a.snapshot.clone()),
+            index_source: Some(origin.source),
+            index_url: origin.url,
             date: rel.release.date.clone(),
             inrelease_sha256: rel.inrelease_sha256.clone(),
             components: a.components.clone(),
@@ -471,6 +584,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         });
     }
 
+    release_forced(&index, &mut prefer, &options.update_packages);
     let mut new = Lockfile {
         suites,
         recipes: wanted.clone(),
@@ -485,6 +599,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         }
         let opts = ResolveOptions {
             include_essential: true,
+            prefer: prefer.clone(),
         };
         let closures = [
             (Closure::Image, &r.packages, r.name.clone()),
@@ -504,11 +619,12 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             if closure != Closure::Build && list.is_empty() {
                 continue;
             }
-            let resolution = resolve(&index, list, &opts).map_err(|source| LockError::Resolve {
-                recipe: r.name.clone(),
-                closure: closure.word(),
-                source: Box::new(source),
-            })?;
+            let resolution =
+                resolve_preferring(&index, list, &opts).map_err(|source| LockError::Resolve {
+                    recipe: r.name.clone(),
+                    closure: closure.word(),
+                    source: Box::new(source),
+                })?;
             for p in resolution.packages {
                 new.packages.push(PinnedPackage {
                     name: p.name,
@@ -564,6 +680,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     }
     new.canonicalize();
     let written = new.write_if_changed(&path)?;
+    let changes = existing
+        .as_ref()
+        .map(|old| pin_changes(old, &new))
+        .unwrap_or_else(|| pin_changes(&Lockfile::default(), &new));
     Ok(LockOutcome {
         path,
         written,
@@ -573,7 +693,82 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         sources: new.sources.len(),
         tarballs: new.tarballs.len(),
         requests: downloader.requests(),
+        notices,
+        changes,
     })
+}
+
+/// Where a suite's InRelease came from (see [`LockedSuite::index_source`]).
+struct IndexOrigin {
+    /// `snapshot`, `mirror` or `apt-sources`.
+    source: String,
+    /// The snapshot state URL or the mirror URL as configured; `None` for `apt-sources`.
+    url: Option<String>,
+    /// Set when a snapshot source came before the one that answered: it failed.
+    snapshot_failed: Option<SnapshotFailure>,
+}
+
+struct SnapshotFailure {
+    /// `snapshot.debian.org`, or the `HERMETIC_SNAPSHOT_URL` host.
+    name: String,
+    reason: String,
+}
+
+fn index_origin(mirrors: &Mirrors, config: &MirrorConfig, rel: &SuiteRelease) -> IndexOrigin {
+    let sources = mirrors.sources_for(&rel.archive);
+    let Some(pos) = sources.iter().position(|s| rel.url.starts_with(&s.base)) else {
+        return IndexOrigin {
+            source: "mirror".into(),
+            url: None,
+            snapshot_failed: None,
+        };
+    };
+    let used = sources[pos];
+    let snapshot_failed = if used.kind == SourceKind::Snapshot {
+        None
+    } else {
+        sources[..pos]
+            .iter()
+            .find(|s| s.kind == SourceKind::Snapshot)
+            .map(|s| SnapshotFailure {
+                name: s
+                    .base
+                    .split_once("://")
+                    .map_or(s.base.as_str(), |(_, rest)| rest)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: if mirrors.is_dead(&s.base) {
+                    "no connection".into()
+                } else {
+                    format!("no valid dists/{}/InRelease", rel.suite)
+                },
+            })
+    };
+    let (source, url) = match used.kind {
+        SourceKind::Snapshot => ("snapshot", Some(used.base.clone())),
+        // The URL exactly as the user gave it (a root URL serves both archives).
+        SourceKind::Mirror => (
+            "mirror",
+            config
+                .mirrors
+                .iter()
+                .find(|u| {
+                    let t = format!("{}/", u.trim_end_matches('/'));
+                    used.base.starts_with(&t)
+                })
+                .cloned()
+                .or_else(|| Some(used.base.clone())),
+        ),
+        // The host's mirror is never written into the lock.
+        SourceKind::Apt => ("apt-sources", None),
+    };
+    IndexOrigin {
+        source: source.into(),
+        url,
+        snapshot_failed,
+    }
 }
 
 /// `a (>= 1) | b, c`: relationship groups as the lock records them (`None` when empty).
@@ -773,6 +968,43 @@ fn relations_from_store(
         p.multi_arch = b.multi_arch.clone();
     }
     Ok(true)
+}
+
+/// Drops the preferences that the newest versions of `names` (the `--update PKG...`
+/// packages) cannot use: a dependency whose preferred version does not satisfy the relation
+/// moves too, and so on for what that one's newest version needs.
+fn release_forced(
+    index: &PackageIndex,
+    prefer: &mut std::collections::BTreeMap<String, String>,
+    names: &[String],
+) {
+    let mut queue: Vec<String> = names.to_vec();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Ok(Some(p)) = index.candidate(&name) else {
+            continue;
+        };
+        for rel in p.pre_depends.iter().chain(&p.depends).flatten() {
+            let unusable = prefer
+                .get(&rel.name)
+                .and_then(|v| v.parse::<Version>().ok())
+                .is_some_and(|v| !rel.version_matches(&v));
+            if unusable {
+                prefer.remove(&rel.name);
+                queue.push(rel.name.clone());
+            }
+        }
+    }
+}
+
+/// The recipe (or profile closure) a tag belongs to: `base:build` -> `base`.
+fn tag_of(tag: &str) -> &str {
+    tag.strip_suffix(BUILD_TAG_SUFFIX)
+        .or_else(|| tag.strip_suffix(KERNEL_TAG_SUFFIX))
+        .unwrap_or(tag)
 }
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.

@@ -76,8 +76,19 @@ pub struct LockedSuite {
     pub name: String,
     /// `debian` or `debian-security`.
     pub archive: String,
-    /// The snapshot.debian.org timestamp of the project when locked.
-    pub snapshot: String,
+    /// Where the InRelease and indexes were read: `snapshot` (snapshot.debian.org or
+    /// `HERMETIC_SNAPSHOT_URL`), `mirror` (`--mirror` / `HERMETIC_MIRRORS`) or `apt-sources`
+    /// (the host's apt configuration). Absent in locks written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_source: Option<String>,
+    /// The snapshot state's URL, or the mirror URL as configured; absent for `apt-sources`
+    /// (the host's mirror is not written into the lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// The snapshot.debian.org timestamp whose state was read; absent when a mirror's state
+    /// was read instead (`date` then says which state that was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// The `Date` of the InRelease.
     pub date: String,
     pub inrelease_sha256: String,
@@ -436,7 +447,15 @@ impl Lockfile {
             out.push_str("\n[[suite]]\n");
             kv(&mut out, "name", &s.name);
             kv(&mut out, "archive", &s.archive);
-            kv(&mut out, "snapshot", &s.snapshot);
+            if let Some(v) = &s.index_source {
+                kv(&mut out, "index-source", v);
+            }
+            if let Some(v) = &s.index_url {
+                kv(&mut out, "index-url", v);
+            }
+            if let Some(v) = &s.snapshot {
+                kv(&mut out, "snapshot", v);
+            }
             kv(&mut out, "date", &s.date);
             kv(&mut out, "inrelease-sha256", &s.inrelease_sha256);
             list(&mut out, "components", &s.components);
@@ -633,6 +652,106 @@ fn nth_header_line(text: &str, table: &str, index: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// One change of the pins between two locks, by package name (see [`pin_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PinChange {
+    /// `add`, `remove`, `update` or `downgrade`.
+    pub change: &'static str,
+    /// The binary package, or `<name> (source)` for a source package.
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for PinChange {
+    /// `      Adding app 1:2.0-1`, `    Updating libfoo 1.0-1 -> 1.1-1` (like `cargo update`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = match self.change {
+            "add" => "Adding",
+            "remove" => "Removing",
+            "update" => "Updating",
+            _ => "Downgrading",
+        };
+        let none = String::new();
+        match (&self.old, &self.new) {
+            (Some(o), Some(n)) => write!(f, "{verb:>12} {} {o} -> {n}", self.name),
+            (o, n) => write!(
+                f,
+                "{verb:>12} {} {}",
+                self.name,
+                o.as_ref().or(n.as_ref()).unwrap_or(&none)
+            ),
+        }
+    }
+}
+
+/// What changed from `old` to `new`, sorted by name: a name pinned at one version before and
+/// another after is an update (or downgrade); otherwise each version that appears is added
+/// and each that disappears removed.
+pub fn pin_changes(old: &Lockfile, new: &Lockfile) -> Vec<PinChange> {
+    type Versions = BTreeMap<String, std::collections::BTreeSet<String>>;
+    let collect = |l: &Lockfile| -> Versions {
+        let mut m = Versions::new();
+        for p in &l.packages {
+            m.entry(p.name.clone())
+                .or_default()
+                .insert(p.version.clone());
+        }
+        for s in &l.sources {
+            m.entry(format!("{} (source)", s.name))
+                .or_default()
+                .insert(s.version.clone());
+        }
+        m
+    };
+    let (o, n) = (collect(old), collect(new));
+    let empty = std::collections::BTreeSet::new();
+    let names: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (ov, nv) = (o.get(name).unwrap_or(&empty), n.get(name).unwrap_or(&empty));
+        if ov == nv {
+            continue;
+        }
+        if ov.len() == 1 && nv.len() == 1 {
+            let (a, b) = (ov.first().cloned(), nv.first().cloned());
+            let newer = match (
+                a.as_deref()
+                    .and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+                b.as_deref()
+                    .and_then(|v| v.parse::<crate::debian::version::Version>().ok()),
+            ) {
+                (Some(x), Some(y)) => y > x,
+                _ => true,
+            };
+            out.push(PinChange {
+                change: if newer { "update" } else { "downgrade" },
+                name: name.clone(),
+                old: a,
+                new: b,
+            });
+            continue;
+        }
+        for v in ov.difference(nv) {
+            out.push(PinChange {
+                change: "remove",
+                name: name.clone(),
+                old: Some(v.clone()),
+                new: None,
+            });
+        }
+        for v in nv.difference(ov) {
+            out.push(PinChange {
+                change: "add",
+                name: name.clone(),
+                old: None,
+                new: Some(v.clone()),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,7 +776,9 @@ mod tests {
             suites: vec![LockedSuite {
                 name: "trixie".into(),
                 archive: "debian".into(),
-                snapshot: "20261124T000000Z".into(),
+                index_source: Some("snapshot".into()),
+                index_url: Some("https://snapshot.example/archive/debian/20261124T000000Z/".into()),
+                snapshot: Some("20261124T000000Z".into()),
                 date: "Sat, 21 Nov 2026 09:15:44 UTC".into(),
                 inrelease_sha256: "cd".repeat(32),
                 components: vec!["main".into()],

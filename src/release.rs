@@ -261,12 +261,14 @@ fn image_tree(inputs: &ReleaseInputs, closure: &[usize]) -> Option<PathBuf> {
     })
 }
 
-/// Where a pinned package can be downloaded: its file in the snapshot of its suite.
+/// Where a pinned package can be downloaded: its file in the snapshot of its suite. `None`
+/// when the suite was read from a mirror's state, which names no lasting address.
 pub fn package_url(lock: &Lockfile, p: &PinnedPackage) -> Option<String> {
     let suite = lock.suites.iter().find(|s| s.name == p.suite)?;
+    let snapshot = suite.snapshot.as_deref()?;
     Some(format!(
-        "{SNAPSHOT_BASE}/archive/{}/{}/{}",
-        suite.archive, suite.snapshot, p.filename
+        "{SNAPSHOT_BASE}/archive/{}/{snapshot}/{}",
+        suite.archive, p.filename
     ))
 }
 
@@ -310,14 +312,17 @@ fn pinned_inputs(
                                 .suites
                                 .iter()
                                 .find(|x| x.name == s.suite)
-                                .map(|x| x.snapshot.clone())
-                                .unwrap_or_default();
+                                .and_then(|x| x.snapshot.clone());
                             (
                                 s.version.clone(),
-                                format!(
-                                    "{SNAPSHOT_BASE}/archive/{archive}/{snapshot}/{}/{}",
-                                    s.directory, f.name
-                                ),
+                                snapshot
+                                    .map(|snapshot| {
+                                        format!(
+                                            "{SNAPSHOT_BASE}/archive/{archive}/{snapshot}/{}/{}",
+                                            s.directory, f.name
+                                        )
+                                    })
+                                    .unwrap_or_default(),
                             )
                         }
                         (None, None) => (String::new(), String::new()),

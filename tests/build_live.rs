@@ -73,7 +73,7 @@ fn base_builds_bit_identically_under_host_variations() {
         .arg(p)
         .arg("--store")
         .arg(store_a.path())
-        .arg("lock"));
+        .args(["lock", "--allow-mirror-state"]));
     for store in [store_a.path(), store_b.path()] {
         run(Command::new(hermetic())
             .arg("-C")
@@ -235,7 +235,7 @@ script = 'test -x "$DESTDIR/usr/bin/strace" && echo "profiles: $PROFILES" > "$OU
             .arg(store.path())
             .args(args))
     };
-    h(&["lock"]);
+    h(&["lock", "--allow-mirror-state"]);
     h(&["fetch"]);
     let out_dir = p.join("out");
     h(&["build", "steptest", "--output", out_dir.to_str().unwrap()]);
@@ -332,7 +332,7 @@ fn bootable_images_are_reproducible_and_boot() {
             .arg(store)
             .args(args))
     };
-    h(store_a.path(), &["lock"]);
+    h(store_a.path(), &["lock", "--allow-mirror-state"]);
     h(store_a.path(), &["fetch"]);
     h(store_b.path(), &["fetch"]);
     let first = h(
@@ -571,7 +571,7 @@ fn two_builds_share_a_store_at_once() {
             .args(args);
         c
     };
-    run(&mut h(&["lock"]));
+    run(&mut h(&["lock", "--allow-mirror-state"]));
     run(&mut h(&["fetch"]));
     let (out_a, out_b) = (p.join("out-a"), p.join("out-b"));
     let a = h(&["build", "base", "--output", out_a.to_str().unwrap()])

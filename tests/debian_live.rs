@@ -239,6 +239,7 @@ fn base_set_matches_apt() {
         &requests,
         &ResolveOptions {
             include_essential: true,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -71,7 +71,11 @@ fn lock_and_fetch_the_base_set_from_the_real_archive() {
     copy_dir(&repo.join("kernel"), &project.path().join("kernel"));
     let store = tempfile::tempdir().unwrap();
 
-    let (ok, _, stderr) = hermetic(project.path(), store.path(), &["lock"]);
+    let (ok, _, stderr) = hermetic(
+        project.path(),
+        store.path(),
+        &["lock", "--allow-mirror-state"],
+    );
     assert!(ok, "{stderr}");
     let lock = hermetic::lockfile::Lockfile::read(&project.path().join("pins.lock"))
         .unwrap()

@@ -454,3 +454,134 @@ fn profiles_that_add_packages_get_closures_of_their_own() {
         "dropping closures needs no network"
     );
 }
+
+/// The `[[suite]]` table of `name` in a lock text.
+fn suite_block<'a>(lock: &'a str, name: &str) -> &'a str {
+    lock.split("\n[[")
+        .find(|b| b.starts_with("suite]]") && b.contains(&format!("\nname = \"{name}\"\n")))
+        .unwrap_or_else(|| panic!("no suite {name} in\n{lock}"))
+}
+
+/// The `Date:` line of a served InRelease.
+fn inrelease_date(f: &Fixture, archive: &str, suite: &str) -> String {
+    let text = fs_err::read_to_string(
+        f.archive
+            .path(&format!("{archive}/dists/{suite}/InRelease")),
+    )
+    .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Date:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_mirror_state_is_recorded_as_the_mirror_never_as_the_snapshot() {
+    let f = fixture();
+    let p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.ok(&["lock"]);
+    let lock = p.lock_text();
+    for (archive, suite) in [("debian", "trixie"), ("debian-security", "trixie-security")] {
+        let b = suite_block(&lock, suite);
+        assert!(b.contains("\nindex-source = \"mirror\"\n"), "{b}");
+        // The URL exactly as HERMETIC_MIRRORS gave it.
+        assert!(
+            b.contains(&format!("\nindex-url = \"{}\"\n", f.server.url())),
+            "{b}"
+        );
+        assert!(!b.contains("snapshot"), "{b}");
+        let date = inrelease_date(&f, archive, suite);
+        assert!(b.contains(&format!("\ndate = \"{date}\"\n")), "{b}");
+        let inrelease = fs_err::read(
+            f.archive
+                .path(&format!("{archive}/dists/{suite}/InRelease")),
+        )
+        .unwrap();
+        assert!(
+            b.contains(&format!(
+                "inrelease-sha256 = \"{}\"",
+                support::sha256_hex(&inrelease)
+            )),
+            "{b}"
+        );
+    }
+    p.ok(&["lock", "--check"]);
+}
+
+#[test]
+fn a_snapshot_state_records_its_url_and_timestamp() {
+    let f = fixture();
+    // A snapshot service: /archive/<archive>/<timestamp>/ holds the archive.
+    let snap = tempfile::tempdir().unwrap();
+    for archive in ["debian", "debian-security"] {
+        let dir = snap.path().join("archive").join(archive);
+        fs_err::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(f.archive.path(archive), dir.join("20261124T000000Z")).unwrap();
+    }
+    let server = TestServer::start(snap.path());
+    let mut p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    p.mirror = String::new();
+    p.snapshot_url = format!("http://127.0.0.1:{}", server.port);
+    p.ok(&["lock"]);
+    let lock = p.lock_text();
+    let b = suite_block(&lock, "trixie-security");
+    assert!(b.contains("\nindex-source = \"snapshot\"\n"), "{b}");
+    assert!(
+        b.contains(&format!(
+            "\nindex-url = \"http://127.0.0.1:{}/archive/debian-security/20261124T000000Z/\"\n",
+            server.port
+        )),
+        "{b}"
+    );
+    assert!(b.contains("\nsnapshot = \"20261124T000000Z\"\n"), "{b}");
+    assert_eq!(f.server.requests(), 0, "the mirror was not asked");
+}
+
+#[test]
+fn an_unreachable_snapshot_is_said_and_its_fallback_needs_consent() {
+    let f = fixture();
+    let mut p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
+    // No --mirror: the snapshot (a closed port) comes first, then the apt sources.
+    p.mirror = String::new();
+    let apt = p.apt_root.path().join("etc/apt");
+    fs_err::create_dir_all(&apt).unwrap();
+    fs_err::write(
+        apt.join("sources.list"),
+        format!(
+            "deb {0}debian trixie main\ndeb {0}debian-security trixie-security main\n",
+            f.server.url()
+        ),
+    )
+    .unwrap();
+    let err = p.fails(&["lock"]);
+    assert!(err.contains("did not serve suite `trixie`"), "{err}");
+    assert!(err.contains("not snapshot 20261124T000000Z"), "{err}");
+    assert!(err.contains("--allow-mirror-state"), "{err}");
+    assert!(!p.path("pins.lock").exists());
+
+    let err = p.ok(&["lock", "--allow-mirror-state"]);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("unreachable")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let line = lines[0];
+    assert!(line.contains("(no connection)"), "{line}");
+    for (archive, suite) in [("debian", "trixie"), ("debian-security", "trixie-security")] {
+        let date = inrelease_date(&f, archive, suite);
+        assert!(
+            line.contains(&format!(
+                "read {suite} from the host's apt sources: its state of {date}, not 20261124T000000Z"
+            )),
+            "{line}"
+        );
+    }
+    let lock = p.lock_text();
+    for suite in ["trixie", "trixie-security"] {
+        let b = suite_block(&lock, suite);
+        assert!(b.contains("\nindex-source = \"apt-sources\"\n"), "{b}");
+        assert!(!b.contains("index-url"), "{b}");
+        assert!(!b.contains("snapshot"), "{b}");
+    }
+    // The host's mirror is not written into the lock.
+    assert!(!lock.contains("127.0.0.1"), "{lock}");
+    p.ok(&["lock", "--check"]);
+}

@@ -20,19 +20,24 @@ Suite is not the suite asked for, whose Date is older than the one pins.lock rec
 Sources indexes it lists by SHA-256, and resolves every recipe like `apt-get install
 --no-install-recommends` plus the essential base: its `packages` (tag <recipe>) and its
 `build-packages` (tag <recipe>:build), and with a [kernel] table the kernel's build-packages,
-source and config packages (tag <recipe>:kernel). Recipes whose request did not change keep their pins,
-and pins.lock is not rewritten when nothing changed.
+source and config packages (tag <recipe>:kernel). Recipes whose request did not change keep
+their pins; the others prefer the versions already pinned (like cargo), and what changed is
+printed (Adding, Removing, Updating). pins.lock is not rewritten when nothing changed.
 
 Files come from --mirror / HERMETIC_MIRRORS, then snapshot.debian.org at the pinned
-timestamp, then the Debian mirrors of the host's apt configuration. See docs/pins.md.")]
+timestamp, then the Debian mirrors of the host's apt configuration; reading a later source
+after the snapshot failed needs --allow-mirror-state. Each [[suite]] records which source
+it was read from. See docs/pins.md.")]
 pub struct Args {
     /// Only check, without network, that `pins.lock` matches the recipes; exit 1 if not.
     #[arg(long, conflicts_with = "update")]
     pub check: bool,
 
-    /// Re-resolve every recipe against today's archive, even those that did not change.
-    #[arg(long)]
-    pub update: bool,
+    /// Move pins to the archive's newest versions: with no PKG every pin; with PKG... only
+    /// those packages (and what their new versions force). Plain `hermetic lock` moves no
+    /// pin that still satisfies the recipes.
+    #[arg(long, value_name = "PKG", num_args = 0..)]
+    pub update: Option<Vec<String>>,
 
     /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
     /// `debian/` and `debian-security/`.
@@ -43,6 +48,11 @@ pub struct Args {
     /// suite (a rolled-back archive state is refused otherwise).
     #[arg(long, conflicts_with = "check")]
     pub allow_downgrade: bool,
+
+    /// When snapshot.debian.org does not answer, read the next source's state (a mirror's
+    /// today) instead of failing; the lock records that source, not the snapshot.
+    #[arg(long, conflicts_with = "check")]
+    pub allow_mirror_state: bool,
 }
 
 /// Runs `hermetic lock`.
@@ -72,13 +82,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(crate::exit::Exit::LockStale.into());
     }
     let options = LockOptions {
-        update: args.update,
+        update: args.update.as_ref().is_some_and(Vec::is_empty),
+        update_packages: args.update.unwrap_or_default(),
         mirrors: args.mirrors,
         store_dir: ctx.store.clone(),
         chatty: ctx.chatty(),
         allow_downgrade: args.allow_downgrade,
+        allow_mirror_state: args.allow_mirror_state,
     };
     let outcome = lock(&project, &options).context("cannot lock the recipes")?;
+    if ctx.verbosity >= 0 {
+        for n in &outcome.notices {
+            eprintln!("{n}");
+        }
+        if !ctx.json {
+            for c in &outcome.changes {
+                eprintln!("{c}");
+            }
+        }
+    }
     if ctx.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else if ctx.verbosity >= 0 {

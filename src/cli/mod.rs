@@ -20,6 +20,7 @@ pub mod plan;
 pub mod sandbox;
 pub mod sign;
 pub mod verify;
+pub mod why;
 
 /// Build bit-for-bit reproducible Linux VM images from pinned Debian packages.
 ///
@@ -91,6 +92,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Sign files with a minisign-compatible Ed25519 key (`--generate-key` makes one).
     Sign(sign::Args),
+    /// Show the chains of dependencies that pull a pinned package into an image, from pins.lock.
+    Why(why::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     ///
     /// bash: `hermetic completions bash > ~/.local/share/bash-completion/completions/hermetic`;
@@ -183,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Sign(args) => sign::run(&ctx, args),
+        Command::Why(args) => why::run(&ctx, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hermetic", &mut std::io::stdout());

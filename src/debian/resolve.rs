@@ -550,6 +550,10 @@ fn missing(suite: &str, p: &Paragraph, package: &str, field: &'static str) -> Re
 pub struct ResolveOptions {
     /// Add every `Essential: yes` and `Priority: required` package as the bootstrap base.
     pub include_essential: bool,
+    /// Versions to take as candidates instead of the highest (name to version), where the
+    /// index has them: the pins of an existing lock, so that re-resolving moves nothing
+    /// that need not move. A `name=version` request still wins. See [`resolve_preferring`].
+    pub prefer: BTreeMap<String, String>,
 }
 
 /// The packages to install, sorted by (name, architecture).
@@ -595,6 +599,8 @@ struct Resolver<'a> {
     index: &'a PackageIndex,
     /// Candidate overrides from `name=version` requests.
     overrides: BTreeMap<&'a str, usize>,
+    /// Candidates preferred over the highest version ([`ResolveOptions::prefer`]).
+    preferred: BTreeMap<&'a str, usize>,
     /// Chosen packages by name.
     marked: BTreeMap<&'a str, usize>,
     /// apt's "protected" packages: roots, and the only solutions of their dependencies.
@@ -617,7 +623,11 @@ impl<'a> Resolver<'a> {
     }
 
     fn candidate(&self, name: &str) -> Option<usize> {
-        if let Some(&i) = self.overrides.get(name) {
+        if let Some(&i) = self
+            .overrides
+            .get(name)
+            .or_else(|| self.preferred.get(name))
+        {
             return Some(i);
         }
         self.index
@@ -1093,6 +1103,7 @@ pub fn unmet(index: &PackageIndex, requests: &[String]) -> Result<Vec<Unmet>, Re
     let mut r = Resolver {
         index,
         overrides: BTreeMap::new(),
+        preferred: BTreeMap::new(),
         marked: BTreeMap::new(),
         protected: BTreeSet::new(),
     };
@@ -1150,9 +1161,22 @@ pub fn resolve(
     let mut r = Resolver {
         index,
         overrides: BTreeMap::new(),
+        preferred: BTreeMap::new(),
         marked: BTreeMap::new(),
         protected: BTreeSet::new(),
     };
+    for (name, version) in &opts.prefer {
+        let Ok(wanted) = version.parse::<Version>() else {
+            continue;
+        };
+        if let Some(i) = index.by_name.get(name.as_str()).and_then(|vs| {
+            vs.iter()
+                .copied()
+                .find(|&i| index.entries[i].base.version == wanted)
+        }) {
+            r.preferred.insert(&index.entries[i].base.name, i);
+        }
+    }
     // Roots by name: requests first pick their version, then the essential base fills in.
     // Pinned requests are looked at first, so that a plain request for the same name gets
     // the pin; the roots keep the order of the requests.
@@ -1268,11 +1292,7 @@ pub fn resolve(
     }
     if opts.include_essential {
         for (name, versions) in &index.by_name {
-            let i = r
-                .overrides
-                .get(name.as_str())
-                .copied()
-                .unwrap_or(versions[0]);
+            let i = r.candidate(name).unwrap_or(versions[0]);
             let p = &index.entries[i].base;
             if (p.essential || p.priority.as_deref() == Some("required")) && root_names.insert(name)
             {
@@ -1336,6 +1356,36 @@ pub fn resolve(
     }
     packages.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
     Ok(Resolution { packages })
+}
+
+/// [`resolve`], keeping the preferred versions ([`ResolveOptions::prefer`]) where they still
+/// resolve: when they do not, the preferences of the packages named in the failure are
+/// dropped and the resolution tried again (a new request may force a newer dependency), and
+/// as a last resort every preference is dropped.
+pub fn resolve_preferring(
+    index: &PackageIndex,
+    requests: &[String],
+    opts: &ResolveOptions,
+) -> Result<Resolution, ResolveError> {
+    let mut opts = opts.clone();
+    loop {
+        match resolve(index, requests, &opts) {
+            Ok(r) => return Ok(r),
+            Err(e) if opts.prefer.is_empty() => return Err(e),
+            Err(e) => {
+                let before = opts.prefer.len();
+                if let ResolveError::Unsatisfiable { chain } = &e {
+                    for step in chain.split(" -> ") {
+                        let name = step.split([' ', ':']).next().unwrap_or_default();
+                        opts.prefer.remove(name);
+                    }
+                }
+                if opts.prefer.len() == before {
+                    opts.prefer.clear();
+                }
+            }
+        }
+    }
 }
 
 fn unknown(index: &PackageIndex, name: &str) -> ResolveError {
@@ -1548,6 +1598,7 @@ mod tests {
         let requests: Vec<String> = requests.iter().map(|s| s.to_string()).collect();
         let opts = ResolveOptions {
             include_essential: essential,
+            ..Default::default()
         };
         let res = resolve(idx, &requests, &opts)?;
         Ok(res
@@ -1865,6 +1916,50 @@ mod tests {
             run(&idx, &[], true).unwrap(),
             ["bash=5.2", "libtinfo6=6.5", "mawk=1.3"]
         );
+    }
+
+    #[test]
+    fn preferred_versions_are_kept_while_they_resolve() {
+        let idx = index(&[
+            (
+                "trixie",
+                &[
+                    para("app", "1", "Depends: lib"),
+                    para("lib", "1", ""),
+                    para("new", "1", "Depends: lib (>= 2)"),
+                ],
+            ),
+            ("trixie-security", &[para("lib", "2", "")]),
+        ]);
+        let names = |r: &Resolution| -> Vec<String> {
+            r.packages
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.version))
+                .collect()
+        };
+        let opts = |prefer: &[(&str, &str)]| ResolveOptions {
+            include_essential: false,
+            prefer: prefer
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        let req = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Without a preference the highest wins; with one, the preferred version.
+        let r = resolve(&idx, &req(&["app"]), &opts(&[])).unwrap();
+        assert_eq!(names(&r), ["app 1", "lib 2"]);
+        let r = resolve(&idx, &req(&["app"]), &opts(&[("lib", "1")])).unwrap();
+        assert_eq!(names(&r), ["app 1", "lib 1"]);
+        // A preferred version that is not in the index is ignored.
+        let r = resolve(&idx, &req(&["app"]), &opts(&[("lib", "0.5")])).unwrap();
+        assert_eq!(names(&r), ["app 1", "lib 2"]);
+        // A request that needs a newer version drops the preference.
+        assert!(resolve(&idx, &req(&["new"]), &opts(&[("lib", "1")])).is_err());
+        let r = resolve_preferring(&idx, &req(&["new"]), &opts(&[("lib", "1")])).unwrap();
+        assert_eq!(names(&r), ["lib 2", "new 1"]);
+        // An explicit name=version request wins over a preference.
+        let r = resolve(&idx, &req(&["app", "lib=2"]), &opts(&[("lib", "1")])).unwrap();
+        assert_eq!(names(&r), ["app 1", "lib 2"]);
     }
 
     #[test]
