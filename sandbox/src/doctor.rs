@@ -208,7 +208,7 @@ fn check_landlock() -> Check {
 }
 
 fn check_seccomp() -> Check {
-    let programs = match crate::seccomp::programs() {
+    let programs = match crate::seccomp::programs(crate::seccomp::SetId::Deny) {
         Ok(p) => p,
         Err(e) => {
             return Check {
