@@ -97,7 +97,7 @@ fn visit(
         Err(e) => return Err(err(e)),
     };
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    let setid = u32::from(libc::S_ISUID | libc::S_ISGID);
+    let setid: u32 = libc::S_ISUID | libc::S_ISGID;
     if kind == SFlag::S_IFREG && st.st_mode & setid != 0 {
         let mode = Mode::from_bits_truncate(st.st_mode & 0o7777 & !setid);
         nix::sys::stat::fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink).map_err(err)?;
