@@ -567,10 +567,27 @@ fn setid_bits_left_in_a_writable_mount_are_cleared_after_the_step() {
     fs_err::write(rw.join("sub/left"), "x").unwrap();
     set_mode(&rw.join("sub/left"), 0o6711);
     std::os::unix::fs::symlink(&outside, rw.join("link")).unwrap();
+    // Only root may give a file capabilities on the host.
+    let capped = rw.join("sub/capped");
+    fs_err::copy("/usr/bin/id", &capped).unwrap();
+    if is_root() {
+        let setcap = Command::new("/usr/sbin/setcap")
+            .args(["cap_setuid+ep"])
+            .arg(&capped)
+            .status()
+            .unwrap();
+        assert!(setcap.success());
+        assert_eq!(host_xattrs(&capped), ["security.capability"]);
+    }
     ok(sandbox(
         &["--rw", &format!("{}:/o", rw.display())],
         &["true"],
     ));
+    assert!(
+        host_xattrs(&capped).is_empty(),
+        "{:?}",
+        host_xattrs(&capped)
+    );
     let mode = |p: &std::path::Path| {
         use std::os::unix::fs::MetadataExt;
         fs_err::metadata(p).unwrap().mode() & 0o7777
@@ -587,7 +604,8 @@ fn image_tree_steps_may_set_setid_bits_when_allowed() {
     let rw = dir.path().join("tree");
     fs_err::create_dir(&rw).unwrap();
     let script = "cp /usr/bin/dash /tree/su && chmod 4755 /tree/su && \
-                  install -m 2755 /usr/bin/dash /tree/sg";
+                  install -m 2755 /usr/bin/dash /tree/sg && \
+                  cp /usr/bin/id /tree/ping && /usr/sbin/setcap cap_net_raw+ep /tree/ping";
     let run = |allow: bool| {
         let mut step = sandbox::Step::new(["/bin/sh", "-c", script]);
         step.mounts.push(sandbox::Mount::Writable {
@@ -608,4 +626,51 @@ fn image_tree_steps_may_set_setid_bits_when_allowed() {
     let modes = host_modes(&rw);
     assert_eq!(modes["su"], 0o4755, "{modes:?}");
     assert_eq!(modes["sg"], 0o2755, "{modes:?}");
+    assert_eq!(host_xattrs(&rw.join("ping")), ["security.capability"]);
+}
+
+/// The extended attribute names of `path` on the host (never following a symlink).
+fn host_xattrs(path: &std::path::Path) -> Vec<String> {
+    let out = Command::new(PYTHON)
+        .args([
+            "-c",
+            "import os, sys; print(' '.join(sorted(os.listxattr(sys.argv[1], follow_symlinks=False))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    ok(out).split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn file_capabilities_cannot_be_left_on_the_host() {
+    // The same attack with a file capability instead of a set-id bit: when hermetic runs as
+    // root, `setcap cap_setuid+ep` on a copy of `id` in a --rw mount makes it work like a
+    // setuid-root program for every user (a v3 capability with root id 0).
+    let dir = tempdir();
+    let rw = dir.path().join("o");
+    fs_err::create_dir(&rw).unwrap();
+    set_mode(&rw, 0o777);
+    let body = r#"
+import subprocess
+r = subprocess.run(["sh", "-c", "cp /usr/bin/id /o/id && /usr/sbin/setcap cap_setuid,cap_dac_override+ep /o/id"], capture_output=True)
+print("setcap_cmd", r.returncode)
+# A v2 capability blob: cap_setuid (bit 7) permitted, effective.
+blob = (0x02000001).to_bytes(4, "little") + (1 << 7).to_bytes(4, "little") + bytes(12)
+for name, attr in [("xattr_cap", "security.capability"), ("xattr_user", "user.x")]:
+    try:
+        os.setxattr("/o/id", attr, blob, follow_symlinks=False); print(name, "OK")
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, str(e.errno)))
+"#;
+    let out = ok(probe(&["--rw", &format!("{}:/o", rw.display())], body));
+    let r = results(&out);
+    assert_ne!(r["setcap_cmd"], "0", "{out}");
+    // EOPNOTSUPP, which is ENOTSUP on Linux (Python names it so).
+    assert_eq!(r["xattr_cap"], "ENOTSUP", "{out}");
+    assert_eq!(r["xattr_user"], "ENOTSUP", "{out}");
+    assert!(
+        !host_xattrs(&rw.join("id")).contains(&"security.capability".to_string()),
+        "{out}"
+    );
 }

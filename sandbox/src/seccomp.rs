@@ -18,7 +18,10 @@
 //!    relatives, and `open`/`mkdir`/`mknod` and relatives that would create a file, whose mode
 //!    has `S_ISUID` or `S_ISGID`, refused with `EPERM`; and `openat2`, whose mode sits in
 //!    memory where the filter cannot see it, answered with `ENOSYS` (the C library and
-//!    systemd fall back to `openat`).
+//!    systemd fall back to `openat`);
+//! 7. with 6: setting extended attributes answered with `EOPNOTSUPP` (as on a file system
+//!    without them): the attribute name sits in memory, and `security.capability` would give
+//!    a file capabilities that work for every user on the host when hermetic runs as root.
 
 use std::collections::BTreeMap;
 
@@ -145,7 +148,8 @@ pub const DENIED: &[Denied] = denied! {
 /// Whether a step may give files the set-user-id or set-group-id bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetId {
-    /// Refused (program 6 of the module documentation). The default of every step.
+    /// Refused, and file capabilities with them (programs 6 and 7 of the module
+    /// documentation). The default of every step.
     Deny,
     /// Allowed: image-tree steps (dpkg installs `su`, `passwd`, `mount`), whose trees are
     /// kept in the store's private (0700) step directories.
@@ -285,6 +289,26 @@ fn no_setid(arch: TargetArch) -> Result<BpfProgram, SeccompError> {
     Ok(BpfProgram::try_from(filter)?)
 }
 
+/// `setxattrat` (Linux 6.13; the same number on every architecture we support).
+const SYS_SETXATTRAT: i64 = 463;
+
+/// Program 7: no extended attributes set (file capabilities among them).
+fn no_xattr_set(arch: TargetArch) -> Result<BpfProgram, SeccompError> {
+    let calls = [
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_fsetxattr,
+        SYS_SETXATTRAT,
+    ];
+    let filter = SeccompFilter::new(
+        calls.into_iter().map(|nr| (nr, Vec::new())).collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EOPNOTSUPP as u32),
+        arch,
+    )?;
+    Ok(BpfProgram::try_from(filter)?)
+}
+
 /// Programs 4 and 5: socket families and netlink protocols.
 fn socket_programs(arch: TargetArch) -> Result<Vec<BpfProgram>, SeccompError> {
     // One rule: the family is none of the allowed ones.
@@ -382,6 +406,7 @@ pub fn programs(setid: SetId) -> Result<Vec<BpfProgram>, SeccompError> {
     out.extend(socket_programs(arch)?);
     if setid == SetId::Deny {
         out.push(no_setid(arch)?);
+        out.push(no_xattr_set(arch)?);
     }
     Ok(out)
 }
@@ -467,7 +492,7 @@ mod tests {
     fn programs_compile() {
         let progs = programs(SetId::Deny).unwrap();
         assert!(progs.len() >= 2);
-        assert_eq!(programs(SetId::Allow).unwrap().len() + 1, progs.len());
+        assert_eq!(programs(SetId::Allow).unwrap().len() + 2, progs.len());
         assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
     }
 

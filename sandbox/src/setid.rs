@@ -1,6 +1,8 @@
 //! The second wall behind the seccomp filter's set-id rule: after a step that may not create
 //! set-user-id or set-group-id files, the bits are cleared from every regular file beneath its
-//! writable host paths.
+//! writable host paths, and so are file capabilities (`security.capability`): a step running
+//! as the host's root could otherwise leave `setcap cap_setuid+ep` on a copy of an
+//! interpreter, which works for every user like a setuid-root program.
 //!
 //! Root inside the sandbox is the invoking user outside, and keeps `CAP_FSETID` and
 //! `CAP_FOWNER` in its user namespace, so without the filter a step could leave a set-id
@@ -12,8 +14,8 @@
 //! descriptor with `O_NOFOLLOW`, and modes are read and changed with `AT_SYMLINK_NOFOLLOW`.
 //! Every process of the step is gone by then (the pid namespace ended with it).
 
-use std::ffi::{CStr, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +48,12 @@ pub enum SetIdError {
 pub struct Stripped {
     /// Regular files whose set-id bits were cleared.
     pub files: Vec<PathBuf>,
+    /// Regular files whose file capabilities were removed.
+    pub capabilities: Vec<PathBuf>,
 }
+
+/// The extended attribute holding a file's capabilities.
+const CAPABILITY_XATTR: &CStr = c"security.capability";
 
 /// Clears `S_ISUID` and `S_ISGID` from `path` (if it is a regular file) or from every regular
 /// file beneath it (if it is a directory), following no symbolic link. A missing `path` is
@@ -98,10 +105,25 @@ fn visit(
     };
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     let setid: u32 = libc::S_ISUID | libc::S_ISGID;
-    if kind == SFlag::S_IFREG && st.st_mode & setid != 0 {
-        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777 & !setid);
-        nix::sys::stat::fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink).map_err(err)?;
-        done.files.push(path.to_path_buf());
+    if kind == SFlag::S_IFREG {
+        if st.st_mode & setid != 0 {
+            let mode = Mode::from_bits_truncate(st.st_mode & 0o7777 & !setid);
+            nix::sys::stat::fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink)
+                .map_err(err)?;
+            done.files.push(path.to_path_buf());
+        }
+        // The entry through the directory's descriptor; `l*xattr` do not follow `name`.
+        let mut at = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        at.extend_from_slice(name.as_bytes());
+        let at = CString::new(at).map_err(|_| err(nix::Error::EINVAL))?;
+        let io_err = |source: std::io::Error| SetIdError::Walk {
+            path: path.to_path_buf(),
+            source,
+        };
+        if crate::sys::has_xattr(&at, CAPABILITY_XATTR).map_err(io_err)? {
+            crate::sys::remove_xattr(&at, CAPABILITY_XATTR).map_err(io_err)?;
+            done.capabilities.push(path.to_path_buf());
+        }
     } else if kind == SFlag::S_IFDIR {
         if depth >= MAX_DEPTH {
             return Err(SetIdError::TooDeep {

@@ -133,9 +133,10 @@ pub struct Step {
     /// Let the step create set-user-id and set-group-id files. Dangerous: root inside is the
     /// invoking user outside, so a set-id file left in a writable mount is a set-id program of
     /// that user (of the host's root when hermetic runs as root) for everyone who can reach
-    /// it. Off by default: the filter then refuses modes with `S_ISUID`/`S_ISGID`, and after
-    /// the step the bits are cleared from every regular file beneath the writable mounts and
-    /// a writable root. Only image-tree steps whose tree is kept where other users cannot
+    /// it; the same goes for file capabilities. Off by default: the filter then refuses modes
+    /// with `S_ISUID`/`S_ISGID` and setting extended attributes, and after the step the bits
+    /// and `security.capability` are cleared from every regular file beneath the writable
+    /// mounts and a writable root. Only image-tree steps whose tree is kept where other users cannot
     /// reach it (the store's 0700 step directories) turn it on.
     pub allow_setid: bool,
 }
