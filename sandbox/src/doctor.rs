@@ -208,7 +208,7 @@ fn check_landlock() -> Check {
 }
 
 fn check_seccomp() -> Check {
-    let programs = match crate::seccomp::programs() {
+    let programs = match crate::seccomp::programs(crate::seccomp::SetId::Deny) {
         Ok(p) => p,
         Err(e) => {
             return Check {
@@ -239,8 +239,13 @@ fn check_seccomp() -> Check {
         required: true,
         detail: match code {
             0 => format!(
-                "filters install and refuse ({} calls denied)",
-                crate::seccomp::DENIED.len()
+                "filters install and refuse ({} calls denied; sockets only {}; no set-id modes)",
+                crate::seccomp::DENIED.len(),
+                crate::seccomp::ALLOWED_FAMILIES
+                    .iter()
+                    .map(|&(_, name)| name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             1 => "cannot install a filter".into(),
             _ => "a filter installed but did not refuse".into(),

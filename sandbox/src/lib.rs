@@ -10,6 +10,7 @@
 //! - `setup`: the mount plan, built behind a trait so that it is unit-tested with a recorder.
 //! - [`idmap`]: single-user and subordinate (`/etc/subuid`, `newuidmap`) id mappings.
 //! - [`seccomp`]: the deny list and why each entry is on it.
+//! - [`setid`]: after a step, set-id bits are cleared beneath its writable mounts.
 //! - `walls`: capabilities and Landlock.
 //! - [`mod@doctor`]: what this host supports, with hints; [`preflight`] for commands to fail early.
 //!
@@ -33,6 +34,7 @@ pub mod doctor;
 pub mod idmap;
 mod run;
 pub mod seccomp;
+pub mod setid;
 mod setup;
 pub mod step;
 mod sys;
@@ -165,6 +167,8 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     OutputMismatch(Box<OutputMismatch>),
+    #[error(transparent)]
+    SetId(#[from] setid::SetIdError),
 }
 
 /// A set-up step inside the sandbox that failed: what, on which path, and why.

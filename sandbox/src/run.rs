@@ -246,7 +246,11 @@ pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, Sandbox
         exec_candidates,
         cwd: step.cwd.clone(),
         keep_caps: step.capabilities.iter().copied().collect(),
-        seccomp: seccomp::programs()?,
+        seccomp: seccomp::programs(if step.allow_setid {
+            seccomp::SetId::Allow
+        } else {
+            seccomp::SetId::Deny
+        })?,
         ids: step.ids,
         invoker,
         namespaces,
@@ -537,6 +541,13 @@ pub(crate) fn run_with(
         duration,
     };
 
+    // The second wall behind the filter's set-id rule: whatever the step left in the
+    // writable places carries no set-user-id or set-group-id bit.
+    if !step.allow_setid {
+        for dir in writable_host_paths(step) {
+            crate::setid::strip(&dir)?;
+        }
+    }
     if let Network::FixedOutput { output, sha256 } = &step.network {
         check_fixed_output(output, sha256, outcome.success())?;
     }

@@ -8,7 +8,20 @@
 //! 2. `clone3` answered with `ENOSYS`, so that the C library falls back to `clone`, whose
 //!    flags (unlike `clone3`'s, which sit in memory) the filter can inspect;
 //! 3. (x86-64) every x32 system call (`nr >= 0x40000000`) answered with `ENOSYS`, so that the
-//!    x32 aliases of the calls in 1 cannot slip past it.
+//!    x32 aliases of the calls in 1 cannot slip past it;
+//! 4. `socket` and `socketpair` for an address family other than `AF_UNIX`, `AF_INET`,
+//!    `AF_INET6` and `AF_NETLINK` answered with `EAFNOSUPPORT` (vsock, packet, alg, ...: the
+//!    answer of a kernel built without them, which every program handles as "not here");
+//! 5. `socket` for a netlink protocol other than `NETLINK_ROUTE` answered with
+//!    `EPROTONOSUPPORT`;
+//! 6. unless the step is allowed to make set-id files ([`SetId::Allow`]): `chmod` and
+//!    relatives, and `open`/`mkdir`/`mknod` and relatives that would create a file, whose mode
+//!    has `S_ISUID` or `S_ISGID`, refused with `EPERM`; and `openat2`, whose mode sits in
+//!    memory where the filter cannot see it, answered with `ENOSYS` (the C library and
+//!    systemd fall back to `openat`);
+//! 7. with 6: setting extended attributes answered with `EOPNOTSUPP` (as on a file system
+//!    without them): the attribute name sits in memory, and `security.capability` would give
+//!    a file capabilities that work for every user on the host when hermetic runs as root.
 
 use std::collections::BTreeMap;
 
@@ -132,6 +145,36 @@ pub const DENIED: &[Denied] = denied! {
     mount_setattr: "make read-only mounts writable",
 };
 
+/// Whether a step may give files the set-user-id or set-group-id bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetId {
+    /// Refused, and file capabilities with them (programs 6 and 7 of the module
+    /// documentation). The default of every step.
+    Deny,
+    /// Allowed: image-tree steps (dpkg installs `su`, `passwd`, `mount`), whose trees are
+    /// kept in the store's private (0700) step directories.
+    Allow,
+}
+
+/// Address families a step may open sockets of. Everything else (`AF_VSOCK`, which the
+/// network namespace does not isolate, `AF_PACKET`, `AF_ALG`, `AF_BLUETOOTH`, `AF_KEY`, ...)
+/// answers `EAFNOSUPPORT`. Netlink stays for route reads: glibc's `getaddrinfo`
+/// (`AI_ADDRCONFIG`) and `if_nameindex`, and `ip`, ask the kernel through it.
+pub const ALLOWED_FAMILIES: [(i32, &str); 4] = [
+    (libc::AF_UNIX, "AF_UNIX"),
+    (libc::AF_INET, "AF_INET"),
+    (libc::AF_INET6, "AF_INET6"),
+    (libc::AF_NETLINK, "AF_NETLINK"),
+];
+
+/// The one netlink protocol a step may use: reading (it cannot change them without
+/// `CAP_NET_ADMIN`) interfaces, addresses and routes. Others answer `EPROTONOSUPPORT`, which
+/// libaudit (used by `useradd` in maintainer scripts) takes as "no audit".
+pub const ALLOWED_NETLINK: i32 = libc::NETLINK_ROUTE;
+
+/// The mode bits a step may not set unless [`SetId::Allow`].
+const SETID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
 /// Namespace flags refused in `unshare` (all of them) and `clone` (all but `CLONE_NEWTIME`,
 /// whose bit is part of the exit signal in `clone`).
 const NAMESPACE_FLAGS: [(u64, &str); 8] = [
@@ -177,8 +220,150 @@ fn flag_rules(arg: u8, flags: &[(u64, &str)]) -> Result<Vec<SeccompRule>, Seccom
         .collect()
 }
 
+/// Rules matching a mode argument (`arg`) with a set-id bit, each also requiring the `extra`
+/// condition (the flags of `open` that create a file), if any.
+fn setid_rules(arg: u8, extra: &[(u8, u64)]) -> Result<Vec<SeccompRule>, SeccompError> {
+    let mut rules = Vec::new();
+    for &bit in &SETID_BITS {
+        let mode = SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(bit),
+            bit,
+        )?;
+        if extra.is_empty() {
+            rules.push(SeccompRule::new(vec![mode.clone()])?);
+        }
+        for &(flags_arg, flag) in extra {
+            let create = SeccompCondition::new(
+                flags_arg,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )?;
+            rules.push(SeccompRule::new(vec![create, mode.clone()])?);
+        }
+    }
+    Ok(rules)
+}
+
+/// `(system call, mode argument, flags argument)` of the calls that set a mode: the flags
+/// argument, where there is one, says whether the call creates a file at all (`O_CREAT`,
+/// `O_TMPFILE`); without `O_CREAT` the mode register of `open` may hold anything.
+fn mode_calls() -> Vec<(i64, u8, Option<u8>)> {
+    let mut calls = vec![
+        (libc::SYS_fchmod, 1, None),
+        (libc::SYS_fchmodat, 2, None),
+        (libc::SYS_fchmodat2, 2, None),
+        (libc::SYS_openat, 3, Some(2)),
+        (libc::SYS_mkdirat, 2, None),
+        (libc::SYS_mknodat, 2, None),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([
+        (libc::SYS_chmod, 1, None),
+        (libc::SYS_open, 2, Some(1)),
+        (libc::SYS_creat, 1, None),
+        (libc::SYS_mkdir, 1, None),
+        (libc::SYS_mknod, 1, None),
+    ]);
+    calls
+}
+
+/// Program 6: no set-id bits.
+fn no_setid(arch: TargetArch) -> Result<BpfProgram, SeccompError> {
+    let create_flags = [libc::O_CREAT as u64, libc::O_TMPFILE as u64];
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (nr, mode_arg, flags_arg) in mode_calls() {
+        let extra: Vec<(u8, u64)> = flags_arg
+            .map(|f| create_flags.iter().map(|&c| (f, c)).collect())
+            .unwrap_or_default();
+        rules.insert(nr, setid_rules(mode_arg, &extra)?);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
+    Ok(BpfProgram::try_from(filter)?)
+}
+
+/// `setxattrat` (Linux 6.13; the same number on every architecture we support).
+const SYS_SETXATTRAT: i64 = 463;
+
+/// Program 7: no extended attributes set (file capabilities among them).
+fn no_xattr_set(arch: TargetArch) -> Result<BpfProgram, SeccompError> {
+    let calls = [
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_fsetxattr,
+        SYS_SETXATTRAT,
+    ];
+    let filter = SeccompFilter::new(
+        calls.into_iter().map(|nr| (nr, Vec::new())).collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EOPNOTSUPP as u32),
+        arch,
+    )?;
+    Ok(BpfProgram::try_from(filter)?)
+}
+
+/// Programs 4 and 5: socket families and netlink protocols.
+fn socket_programs(arch: TargetArch) -> Result<Vec<BpfProgram>, SeccompError> {
+    // One rule: the family is none of the allowed ones.
+    let other_family = || -> Result<SeccompRule, SeccompError> {
+        let conds = ALLOWED_FAMILIES
+            .iter()
+            .map(|&(f, _)| {
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, f as u64)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SeccompRule::new(conds)?)
+    };
+    let families = SeccompFilter::new(
+        [
+            (libc::SYS_socket, vec![other_family()?]),
+            (libc::SYS_socketpair, vec![other_family()?]),
+        ]
+        .into_iter()
+        .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
+        arch,
+    )?;
+    let netlink = SeccompFilter::new(
+        [(
+            libc::SYS_socket,
+            vec![SeccompRule::new(vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AF_NETLINK as u64,
+                )?,
+                SeccompCondition::new(
+                    2,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    ALLOWED_NETLINK as u64,
+                )?,
+            ])?],
+        )]
+        .into_iter()
+        .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPROTONOSUPPORT as u32),
+        arch,
+    )?;
+    Ok(vec![
+        BpfProgram::try_from(families)?,
+        BpfProgram::try_from(netlink)?,
+    ])
+}
+
 /// The compiled programs, in the order they are installed.
-pub fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
+pub fn programs(setid: SetId) -> Result<Vec<BpfProgram>, SeccompError> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|d| (d.nr, Vec::new())).collect();
@@ -202,8 +387,13 @@ pub fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
         arch,
     )?;
 
+    // clone3, and openat2 when set-id bits are refused: ENOSYS, for the fallbacks.
+    let mut enosys = vec![(libc::SYS_clone3, Vec::new())];
+    if setid == SetId::Deny {
+        enosys.push((libc::SYS_openat2, Vec::new()));
+    }
     let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        enosys.into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
@@ -212,6 +402,11 @@ pub fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
     let mut out = vec![BpfProgram::try_from(deny)?, BpfProgram::try_from(clone3)?];
     if cfg!(target_arch = "x86_64") {
         out.push(no_x32());
+    }
+    out.extend(socket_programs(arch)?);
+    if setid == SetId::Deny {
+        out.push(no_setid(arch)?);
+        out.push(no_xattr_set(arch)?);
     }
     Ok(out)
 }
@@ -295,19 +490,31 @@ mod tests {
 
     #[test]
     fn programs_compile() {
-        let progs = programs().unwrap();
+        let progs = programs(SetId::Deny).unwrap();
         assert!(progs.len() >= 2);
+        assert_eq!(programs(SetId::Allow).unwrap().len() + 2, progs.len());
         assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
     }
 
     #[test]
     fn filter_refuses_in_a_forked_child() {
         // Install the real filter in a child process and check three verdicts.
-        let progs = programs().unwrap();
+        let progs = programs(SetId::Deny).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs_err::write(&file, "x").unwrap();
+        let chmod = |mode| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.raw_os_error())
+        };
         match crate::sys::fork().unwrap() {
             crate::sys::Forked::Child => {
                 let ok = nix::sys::prctl::set_no_new_privs().is_ok()
                     && install(&progs).is_ok()
+                    && chmod(0o4755) == Err(Some(libc::EPERM))
+                    && chmod(0o2755) == Err(Some(libc::EPERM))
+                    && chmod(0o1755).is_ok()
                     && nix::unistd::getpid().as_raw() > 0
                     && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
                         == Err(nix::errno::Errno::EPERM)

@@ -130,6 +130,15 @@ pub struct Step {
     /// [`Step::default_capabilities`].
     pub capabilities: caps::CapsHashSet,
     pub output: Output,
+    /// Let the step create set-user-id and set-group-id files. Dangerous: root inside is the
+    /// invoking user outside, so a set-id file left in a writable mount is a set-id program of
+    /// that user (of the host's root when hermetic runs as root) for everyone who can reach
+    /// it; the same goes for file capabilities. Off by default: the filter then refuses modes
+    /// with `S_ISUID`/`S_ISGID` and setting extended attributes, and after the step the bits
+    /// and `security.capability` are cleared from every regular file beneath the writable
+    /// mounts and a writable root. Only image-tree steps whose tree is kept where other users cannot
+    /// reach it (the store's 0700 step directories) turn it on.
+    pub allow_setid: bool,
 }
 
 impl Step {
@@ -156,6 +165,7 @@ impl Step {
             require_landlock: false,
             capabilities: Step::default_capabilities(),
             output: Output::Inherit,
+            allow_setid: false,
         }
     }
 

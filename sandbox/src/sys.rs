@@ -204,3 +204,25 @@ pub(crate) fn has_file_capabilities(path: &std::path::Path) -> bool {
     };
     ret > 0
 }
+
+/// `lgetxattr(2)` with an empty buffer: whether `path` (not followed if a symlink) carries the
+/// extended attribute `name`.
+pub(crate) fn has_xattr(path: &CStr, name: &CStr) -> io::Result<bool> {
+    // SAFETY: both strings are NUL-terminated and live across the call; a null buffer of size
+    // 0 asks only for the value's length, so the kernel writes nothing.
+    let ret = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    match check(ret as libc::c_long) {
+        Ok(_) => Ok(true),
+        // No such attribute, or a file system without extended attributes.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `lremovexattr(2)`: removes the extended attribute `name` of `path` (not followed if a
+/// symlink).
+pub(crate) fn remove_xattr(path: &CStr, name: &CStr) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    let ret = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+    check(ret as libc::c_long).map(|_| ())
+}

@@ -375,9 +375,19 @@ fn run_node(
                         dst: PathBuf::from("/work/out"),
                     },
                 ];
+                // Only a step that writes the image tree may make set-id files (the tree needs
+                // them; it is kept in the store's private step directories), and even then
+                // nothing in its outputs keeps the bits.
+                step.allow_setid = s.tree == StepTree::Image;
                 let name = format!("{} ({})", node.name, s.name);
                 log_line(&log, &format!("==> step {}", s.name))?;
                 run_step_named(&name, &step, &log)?;
+                if step.allow_setid {
+                    sandbox::setid::strip(&files).map_err(|e| BuildError::Sandbox {
+                        step: name.clone(),
+                        source: Box::new(e.into()),
+                    })?;
+                }
                 // What the step left in $OUTPUTDIR is checked now, naming the step.
                 super::outputs::check_step_files(&name, &files)?;
                 let _ = fs_err::remove_dir_all(&build);
@@ -712,7 +722,8 @@ fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result
     remove_mount_points(tree)
 }
 
-/// A sandbox step with `tree` as its writable root, subordinate ids, no network.
+/// A sandbox step with `tree` as its writable root, subordinate ids, no network, set-id files
+/// allowed.
 fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step {
     let mut step = Step::new(["/bin/true"]);
     step.root = RootSpec::Writable(tree.to_path_buf());
@@ -723,6 +734,9 @@ fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step 
     step.source_date_epoch = opts.source_date_epoch;
     step.hostname = "hermetic".into();
     step.timeout = Some(Duration::from_secs(4 * 3600));
+    // Image trees carry Debian's set-id programs (su, mount, passwd); they live in the
+    // store's private step directories.
+    step.allow_setid = true;
     step.env = BTreeMap::from([
         ("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string()),
         (

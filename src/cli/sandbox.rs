@@ -27,6 +27,12 @@ pub enum SandboxCommand {
     /// /lib... links and a minimal /etc): FOR TESTING ONLY, builds never run on it.
     /// With --json, CMD's standard output goes to standard error and standard output carries
     /// only the outcome as JSON.
+    ///
+    /// CMD cannot create set-user-id or set-group-id files (chmod u+s fails with EPERM) nor
+    /// set file capabilities (extended attributes answer EOPNOTSUPP), and after it ends both
+    /// are cleared from every regular file beneath the --rw sources and the writable root;
+    /// there is deliberately no option to allow them here (only the image steps of `hermetic
+    /// build`, whose trees stay in the store's private directories, may).
     Run(RunArgs),
 }
 
