@@ -159,6 +159,8 @@ fn u64_at(data: &[u8], off: usize) -> Option<u64> {
 impl<'a> PeFile<'a> {
     /// Parses the headers of `data`; `name` (usually the path) is used in error messages.
     pub fn parse(data: &'a [u8], name: impl Into<String>) -> Result<Self, PeError> {
+        /// The most zero fill a section may ask for beyond its raw data.
+        const MAX_ZERO_FILL: u64 = 256 << 20;
         let name = name.into();
         let bad = |field: &'static str, detail: String| PeError::Malformed {
             file: name.clone(),
@@ -303,6 +305,23 @@ impl<'a> PeFile<'a> {
                         s.pointer_to_raw_data,
                         s.size_of_raw_data,
                         data.len()
+                    ),
+                });
+            }
+            // A loader zero-fills VirtualSize past the raw data; nothing we read (stubs, UKI
+            // sections, a kernel's own header with its init size) needs hundreds of MiB of
+            // that, and a forged size would make every reader of the mapped section allocate
+            // it (found by the `pe` fuzz target: 4 GiB from a 1.5 KiB file).
+            let fill = u64::from(s.virtual_size).saturating_sub(u64::from(s.size_of_raw_data));
+            if fill > MAX_ZERO_FILL {
+                return Err(PeError::BadSection {
+                    file: name.clone(),
+                    section: s.name(),
+                    detail: format!(
+                        "VirtualSize {:#x} exceeds SizeOfRawData {:#x} by more than {} MiB",
+                        s.virtual_size,
+                        s.size_of_raw_data,
+                        MAX_ZERO_FILL >> 20
                     ),
                 });
             }
@@ -562,6 +581,15 @@ mod tests {
         *img2.last_mut().unwrap() = b'z';
         let b = PeFile::parse(&img2, "t").unwrap().authenticode().unwrap();
         assert_ne!(a.sha256, b.sha256);
+    }
+
+    #[test]
+    fn a_forged_virtual_size_is_refused() {
+        // Found by the `pe` fuzz target: `.osrel` with VirtualSize 0xfffffff0 in 1.5 KiB.
+        let data = include_bytes!("../tests/fixtures/pe/huge-virtual-size.bin");
+        let e = PeFile::parse(data, "forged.efi").unwrap_err().to_string();
+        assert!(e.contains("forged.efi") && e.contains("VirtualSize"), "{e}");
+        assert!(e.contains("by more than 256 MiB"), "{e}");
     }
 
     #[test]
