@@ -2,5 +2,9 @@
 //!
 //! - [`treehash`]: the content hash of an unpacked tree (`hermetic-tree-v1`), the same for a
 //!   directory, a tar stream (any compression) and a zip of the same files.
+//! - [`pin`]: a source pin (`file`, `git`, `deb`) as recipes and `pins.lock` write it.
+//! - [`fetch`]: filling the store with source pins from `--source-dir`s and URLs, checked.
 
+pub mod fetch;
+pub mod pin;
 pub mod treehash;

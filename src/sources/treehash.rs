@@ -299,6 +299,11 @@ impl ArchiveKind {
 /// The tree hash of an archive file: a tar (plain, gzip, xz, zstd) or a zip, told apart by
 /// its first bytes.
 pub fn tree_hash_archive(path: &Path) -> Result<String, TreeHashError> {
+    tree_hash_archive_as(path, path)
+}
+
+/// [`tree_hash_archive`] of the file at `path`, named `name` (a URL) in messages.
+pub fn tree_hash_archive_as(path: &Path, name: &Path) -> Result<String, TreeHashError> {
     let io_err = |source| TreeHashError::Io {
         path: path.to_path_buf(),
         source,
@@ -308,8 +313,8 @@ pub fn tree_hash_archive(path: &Path) -> Result<String, TreeHashError> {
     let n = read_up_to(&mut file, &mut head).map_err(io_err)?;
     file.rewind().map_err(io_err)?;
     match ArchiveKind::sniff(&head[..n]) {
-        ArchiveKind::Zip => tree_hash_zip(path, file),
-        kind => tree_hash_tar(path, kind, file),
+        ArchiveKind::Zip => tree_hash_zip(name, file),
+        kind => tree_hash_tar(name, kind, file),
     }
 }
 
