@@ -322,3 +322,47 @@ fn add_tree<W: io::Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io
     }
     Ok(())
 }
+
+/// What [`fetch_upstream`] did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct UpstreamFetch {
+    /// Pins already in the store.
+    pub already: usize,
+    /// Pins stored by this run.
+    pub fetched: usize,
+}
+
+/// Why some upstream pins of a lock could not be had.
+#[derive(Debug, thiserror::Error)]
+#[error("{} upstream source pin(s) could not be fetched:\n{}", .errors.len(), .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct UpstreamFetchError {
+    pub errors: Vec<SourceError>,
+}
+
+/// Has every `[[upstream]]` pin of `lock` in the store (see [`fetch_source`]); every failure
+/// is reported, not only the first.
+pub fn fetch_upstream(
+    store: &Store,
+    http: &Http,
+    lock: &crate::lockfile::Lockfile,
+    source_dirs: &[PathBuf],
+    offline: bool,
+) -> Result<UpstreamFetch, UpstreamFetchError> {
+    let mut done = UpstreamFetch::default();
+    let mut errors = Vec::new();
+    for u in &lock.upstream {
+        if stored_path(store, &u.pin).is_some() {
+            done.already += 1;
+            continue;
+        }
+        match fetch_source(store, http, &u.pin, source_dirs, offline) {
+            Ok(_) => done.fetched += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(done)
+    } else {
+        Err(UpstreamFetchError { errors })
+    }
+}

@@ -4,7 +4,9 @@
 //!   directory, a tar stream (any compression) and a zip of the same files.
 //! - [`pin`]: a source pin (`file`, `git`, `deb`) as recipes and `pins.lock` write it.
 //! - [`fetch`]: filling the store with source pins from `--source-dir`s and URLs, checked.
+//! - [`lockpins`]: `[[upstream]]` in `pins.lock`: locking and checking source pins.
 
 pub mod fetch;
+pub mod lockpins;
 pub mod pin;
 pub mod treehash;
