@@ -181,3 +181,43 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path, skip: &str) {
         }
     }
 }
+
+#[test]
+fn malformed_sources_are_refused_naming_file_and_key() {
+    for (table, key, says) in [
+        (
+            "[[sources]]\nkind = \"git\"\nname = \"m\"\nrepo = \"https://x/m\"\ncommit = \"abc\"\n",
+            "sources[0].commit",
+            "40-digit",
+        ),
+        (
+            "[[sources]]\nkind = \"file\"\nname = \"f\"\nurls = [\"https://x/f\"]\nsha256 = \"xyz\"\n",
+            "sources[0].sha256",
+            "not a SHA-256",
+        ),
+        (
+            "[[sources]]\nkind = \"file\"\nname = \"f\"\nurls = []\n",
+            "sources[0].urls",
+            "at least one URL",
+        ),
+        (
+            "[[sources]]\nkind = \"deb\"\nname = \"d\"\nurl = \"https://x/d.deb\"\n\
+             [[sources]]\nkind = \"deb\"\nname = \"d\"\nurl = \"https://x/e.deb\"\n",
+            "sources[1].name",
+            "appears twice",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(d.path().join("recipes")).unwrap();
+        fs_err::write(d.path().join("hermetic.toml"), support::CONFIG).unwrap();
+        fs_err::write(d.path().join("recipes/base.toml"), table).unwrap();
+        let msg = format!(
+            "{:#}",
+            anyhow::Error::from(hermetic::recipe::Project::load(d.path()).unwrap_err())
+        );
+        assert!(
+            msg.contains("base.toml") && msg.contains(key) && msg.contains(says),
+            "{msg}"
+        );
+    }
+}

@@ -150,6 +150,22 @@ pub fn lock_upstream(
     if wanted.is_empty() && lock.upstream.is_empty() {
         return Ok(outcome);
     }
+    // A version 1 lock (no package relations) that `hermetic lock` could not upgrade must
+    // not be rewritten: it would be labelled version 2 without the relations.
+    let version_1 = !lock.packages.is_empty()
+        && lock.packages.iter().all(|p| {
+            p.pre_depends.is_none()
+                && p.depends.is_none()
+                && p.provides.is_none()
+                && p.multi_arch.is_none()
+        });
+    if version_1 {
+        outcome.unpinned.push(format!(
+            "source pins not recorded: {} is format version 1; run `hermetic fetch`, then `hermetic lock`",
+            path.display()
+        ));
+        return Ok(outcome);
+    }
     let mut store = None;
     let http = Http::new();
     let mut pinned = Vec::new();
