@@ -246,3 +246,34 @@ fn source_dir_fills_pins_offline_checked_the_same_way() {
     assert!(msg.contains("tree-sha256 mismatch"), "{msg}");
     assert!(empty_store(&store2));
 }
+
+#[test]
+fn a_directory_in_source_dir_never_satisfies_a_file_pin() {
+    let src = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(src.path().join("acme.sh")).unwrap();
+    fs_err::write(src.path().join("acme.sh/x"), b"x").unwrap();
+    let s = tempfile::tempdir().unwrap();
+    let store = Store::open(s.path()).unwrap();
+    let pin = SourcePin::File {
+        name: "acme.sh".into(),
+        urls: vec!["http://127.0.0.1:9/acme.sh".into()],
+        sha256: Some("ab".repeat(32)),
+    };
+    let err = fetch_source(
+        &store,
+        &Http::new(),
+        &pin,
+        &[src.path().to_path_buf()],
+        true,
+    )
+    .unwrap_err();
+    let SourceError::Unavailable { attempts, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(attempts.is_empty(), "{err}");
+    assert!(
+        err.to_string().contains("no --source-dir holds it"),
+        "{err}"
+    );
+    assert!(empty_store(&store));
+}

@@ -43,7 +43,7 @@ pub enum SourceError {
 
 fn format_attempts(attempts: &[SourceAttempt]) -> String {
     if attempts.is_empty() {
-        return "  (no URL and no --source-dir copy)".into();
+        return "  (no copy tried: no --source-dir holds it, and --offline tries no URL)".into();
     }
     attempts
         .iter()
@@ -103,6 +103,10 @@ pub fn fetch_source(
     for dir in source_dirs {
         for candidate in local_candidates(dir, pin) {
             let origin = candidate.display().to_string();
+            let is_git = matches!(pin, SourcePin::Git { .. });
+            if candidate.is_dir() && !is_git {
+                continue;
+            }
             let result = if candidate.is_dir() {
                 pack_checkout(store, &candidate)
                     .map_err(|e| e.to_string())
@@ -158,7 +162,8 @@ pub fn compute_content_hash(
     for dir in source_dirs {
         for candidate in local_candidates(dir, pin) {
             let origin = candidate.display().to_string();
-            let result = if candidate.is_dir() {
+            let is_git = matches!(pin, SourcePin::Git { .. });
+            let result = if candidate.is_dir() && is_git {
                 pack_checkout(store, &candidate)
                     .map_err(|e| e.to_string())
                     .and_then(|tmp| try_copy(&tmp.path().join("archive"), &origin))
