@@ -36,6 +36,8 @@ test_packages=(
   apt-utils curl
   # the kernel module's unit tests use GNU patch as their oracle; time for bench-kernel.sh
   patch time
+  # the tar writer's readdir-order test (where /dev/fuse exists)
+  disorderfs fuse3
   # the Secure Boot boot test signs a UKI with OVMF's test keys
   sbsigntool openssl
   # signatures: `hermetic sign` is checked against Debian's minisign

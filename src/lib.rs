@@ -7,6 +7,7 @@
 //! - [`http`], [`mirrors`]: the pooled HTTP client and where files can come from.
 //! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
 //! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
+//! - [`sources`]: upstream sources pinned by content (files, git trees, foreign `.deb`s).
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
 //! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
@@ -46,6 +47,7 @@ pub mod pe;
 pub mod recipe;
 pub mod release;
 pub mod sign;
+pub mod sources;
 pub mod store;
 pub mod suggest;
 pub mod treetar;

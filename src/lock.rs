@@ -271,6 +271,7 @@ pub fn check(
         }
     }
     problems.extend(check_closures(lock, &a.architecture));
+    problems.extend(crate::sources::lockpins::check_upstream(project, lock)?);
     Ok(problems)
 }
 
@@ -1009,6 +1010,9 @@ fn tag_of(tag: &str) -> &str {
 
 /// Copies the pins of the kept recipes from `old` into `new`, with only their tags.
 fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
+    // Source pins are re-derived from the recipes by `sources::lockpins::lock_upstream`;
+    // keeping them here avoids writing the lock without them in between.
+    new.upstream = old.upstream.clone();
     let tags: Vec<String> = keep
         .iter()
         .flat_map(|r| {

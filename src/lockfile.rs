@@ -191,6 +191,15 @@ pub struct PinnedTarball {
     pub recipes: Vec<String>,
 }
 
+/// A pinned upstream source (`[[upstream]]`): the recipe's `[[sources]]` entry with its
+/// content hash filled in, and who uses it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PinnedUpstream {
+    #[serde(flatten)]
+    pub pin: crate::sources::pin::SourcePin,
+    pub recipes: Vec<String>,
+}
+
 /// The whole `pins.lock`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Lockfile {
@@ -199,6 +208,8 @@ pub struct Lockfile {
     pub packages: Vec<PinnedPackage>,
     pub sources: Vec<PinnedSource>,
     pub tarballs: Vec<PinnedTarball>,
+    /// Upstream sources (`[[upstream]]`), sorted by name.
+    pub upstream: Vec<PinnedUpstream>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +227,50 @@ struct RawLock {
     source: Vec<PinnedSource>,
     #[serde(default)]
     tarball: Vec<PinnedTarball>,
+    #[serde(default)]
+    upstream: Vec<toml::Table>,
+}
+
+/// The `[[upstream]]` tables: `recipes` plus a [`SourcePin`](crate::sources::pin::SourcePin)
+/// (its `kind` and fields), each hash well-formed, each name once.
+fn parse_upstream(
+    path: &Path,
+    text: &str,
+    tables: Vec<toml::Table>,
+) -> Result<Vec<PinnedUpstream>, LockfileError> {
+    let mut out: Vec<PinnedUpstream> = Vec::new();
+    for (i, mut t) in tables.into_iter().enumerate() {
+        let invalid = |message: String| LockfileError::Invalid {
+            path: path.to_path_buf(),
+            line: nth_header_line(text, "upstream", i).unwrap_or(1),
+            message,
+        };
+        let recipes: Vec<String> = match t.remove("recipes") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e: toml::de::Error| invalid(format!("upstream `recipes`: {e}")))?,
+            None => return Err(invalid("upstream entry without `recipes`".into())),
+        };
+        let pin: crate::sources::pin::SourcePin = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(format!("upstream entry: {}", e.message())))?;
+        if let Some(h) = pin.content_hash()
+            && !is_sha256(h)
+        {
+            return Err(invalid(format!(
+                "upstream `{}`: `{h}` is not a SHA-256",
+                pin.name()
+            )));
+        }
+        if out.iter().any(|u| u.pin.name() == pin.name()) {
+            return Err(invalid(format!(
+                "upstream `{}` is pinned twice",
+                pin.name()
+            )));
+        }
+        out.push(PinnedUpstream { pin, recipes });
+    }
+    Ok(out)
 }
 
 fn merge_tags(into: &mut Vec<String>, from: &[String]) {
@@ -275,12 +330,14 @@ impl Lockfile {
             }
         }
         let raw: RawLock = toml::from_str(text).map_err(malformed)?;
+        let upstream = parse_upstream(path, text, raw.upstream)?;
         let lock = Lockfile {
             suites: raw.suite,
             recipes: raw.recipe,
             packages: raw.package,
             sources: raw.source,
             tarballs: raw.tarball,
+            upstream,
         };
         lock.validate(path, text)?;
         Ok(lock)
@@ -371,6 +428,11 @@ impl Lockfile {
 
     /// Sorts everything and merges duplicate pins (their recipe tags are united).
     pub fn canonicalize(&mut self) {
+        self.upstream.sort_by(|a, b| a.pin.name().cmp(b.pin.name()));
+        for u in &mut self.upstream {
+            u.recipes.sort();
+            u.recipes.dedup();
+        }
         self.suites.sort();
         self.suites.dedup_by(|a, b| a.name == b.name);
         for r in &mut self.recipes {
@@ -537,6 +599,12 @@ impl Lockfile {
                 let _ = writeln!(out, "size = {size}");
             }
             list(&mut out, "recipes", &t.recipes);
+        }
+        for u in &self.upstream {
+            out.push_str("\n[[upstream]]\n");
+            // The pin's own fields in declaration order (`kind` first), then its users.
+            out.push_str(&toml::to_string(&u.pin).unwrap_or_default());
+            list(&mut out, "recipes", &u.recipes);
         }
         out
     }
@@ -816,6 +884,16 @@ mod tests {
                 url: "https://example.org/t \"q\".tar.gz".into(),
                 sha256: "ef".repeat(32),
                 size: None,
+                recipes: vec!["base".into()],
+            }],
+            upstream: vec![PinnedUpstream {
+                pin: crate::sources::pin::SourcePin::Git {
+                    name: "m".into(),
+                    repo: "https://example.org/m \"q\"".into(),
+                    commit: "ab".repeat(20),
+                    tree_sha256: Some("cd".repeat(32)),
+                    archive_urls: vec!["{repo}/archive/{commit}.zip".into()],
+                },
                 recipes: vec!["base".into()],
             }],
         }

@@ -349,6 +349,10 @@ pub struct RecipeFile {
     /// Plain source tarballs pinned by URL and SHA-256.
     #[serde(default)]
     pub tarballs: Vec<Tarball>,
+    /// Upstream sources pinned by content (`kind = "file" | "git" | "deb"`); the hash may be
+    /// left out for `hermetic lock` to compute (docs/recipes.md).
+    #[serde(default)]
+    pub sources: Vec<crate::sources::pin::SourcePin>,
     /// Directories under `overlays/` laid over the image tree, in order.
     #[serde(default)]
     pub overlays: Vec<String>,
@@ -423,6 +427,8 @@ pub struct ResolvedRecipe {
     pub build_packages: BTreeSet<String>,
     pub source_packages: BTreeSet<String>,
     pub tarballs: BTreeSet<Tarball>,
+    /// Upstream sources by name; a recipe's entry replaces its parent's of the same name.
+    pub sources: BTreeMap<String, crate::sources::pin::SourcePin>,
     /// The selected profiles, in the order they were asked for.
     pub profiles: Vec<String>,
     pub description: Option<String>,
@@ -683,6 +689,7 @@ impl Project {
             build_packages: BTreeSet::new(),
             source_packages: BTreeSet::new(),
             tarballs: BTreeSet::new(),
+            sources: BTreeMap::new(),
             profiles: selected.clone(),
             description: lineage[0].file.description.clone(),
             image_id: name.to_string(),
@@ -697,6 +704,9 @@ impl Project {
         let mut format = None;
         for r in lineage.iter().rev() {
             let f = &r.file;
+            for pin in &f.sources {
+                resolved.sources.insert(pin.name().to_string(), pin.clone());
+            }
             if let Some(id) = &f.image_id {
                 resolved.image_id = id.clone();
             }
@@ -1007,6 +1017,58 @@ fn is_plain_relative(s: &str) -> bool {
             .any(|c| matches!(c, Component::Normal(_)))
 }
 
+/// Checks a recipe's `[[sources]]`: simple unique names, well-formed hashes where given,
+/// at least one URL.
+fn validate_sources(
+    sources: &[crate::sources::pin::SourcePin],
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    use crate::sources::pin::SourcePin;
+    let mut names = BTreeSet::new();
+    for (i, pin) in sources.iter().enumerate() {
+        let name = pin.name();
+        if !is_simple_name(name) {
+            return Err(invalid(
+                format!("sources[{i}].name"),
+                format!("`{name}` is not a simple name (letters, digits, `._-+~`)"),
+            ));
+        }
+        if !names.insert(name) {
+            return Err(invalid(
+                format!("sources[{i}].name"),
+                format!("`{name}` appears twice"),
+            ));
+        }
+        let field = match pin {
+            SourcePin::Git { .. } => "tree-sha256",
+            _ => "sha256",
+        };
+        if let Some(h) = pin.content_hash()
+            && !crate::store::is_sha256(h)
+        {
+            return Err(invalid(
+                format!("sources[{i}].{field}"),
+                format!("`{h}` is not a SHA-256 (64 lowercase hex digits)"),
+            ));
+        }
+        if let SourcePin::Git { commit, .. } = pin
+            && (commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(invalid(
+                format!("sources[{i}].commit"),
+                format!("`{commit}` is not a full 40-digit commit id"),
+            ));
+        }
+        if pin.urls().is_empty() {
+            return Err(invalid(
+                format!("sources[{i}].urls"),
+                "a file source needs at least one URL".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks what can be checked in one recipe file alone: names, paths that must exist,
 /// variables, steps. Inheritance is checked by [`Project::resolve`].
 fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
@@ -1037,6 +1099,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         cmdline: &f.cmdline,
     };
     validate_layer(root, "", &layer, &invalid)?;
+    validate_sources(&f.sources, &invalid)?;
     if let Some(k) = &f.kernel {
         resolve_kernel(root, recipe, k)?;
     }

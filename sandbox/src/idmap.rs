@@ -60,14 +60,18 @@ pub enum IdMapError {
         source: std::io::Error,
     },
     #[error(
-        "{path} gives {who} no range of {SUBORDINATE_IDS} ids{found}\nhint: run `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}` (pick a range no other user has)",
+        "{path} gives {who} no range of {SUBORDINATE_IDS} ids{found}\nhint: run `sudo usermod --add-subuids {free}-{last} --add-subgids {free}-{last} {who}` (the first ids past every range {path} gives; check /etc/subgid has none there either), or `bash scripts/setup.sh` in a hermetic checkout",
         path = path.display(),
-        found = if *found == 0 { String::new() } else { format!(" (the largest has {found})") }
+        found = if *found == 0 { String::new() } else { format!(" (the largest has {found})") },
+        last = *free + u64::from(SUBORDINATE_IDS) - 1
     )]
     NoRange {
         path: PathBuf,
         who: String,
         found: u32,
+        /// The first id past every range of the file (at least 100000): where a new range
+        /// overlaps no other user's.
+        free: u64,
     },
     #[error("cannot run {tool}\nhint: install it with `sudo apt-get install uidmap`")]
     HelperMissing {
@@ -137,7 +141,21 @@ fn range_from(path: &Path, invoker: &Invoker, own_id: u32) -> Result<SubRange, I
         path: path.to_path_buf(),
         who,
         found,
+        free: first_free(&contents),
     })
+}
+
+/// The first id past every range of an `/etc/subuid`-style file, and at least 100000 (the
+/// `SUB_UID_MIN` of login.defs): a range starting there is nobody else's.
+pub fn first_free(contents: &str) -> u64 {
+    contents
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.trim().split(':');
+            let (_, start, count) = (f.next()?, f.next()?, f.next()?);
+            Some(start.parse::<u64>().ok()? + count.parse::<u64>().ok()?)
+        })
+        .fold(100_000, u64::max)
 }
 
 /// The argument list of `newuidmap`/`newgidmap` for process `pid`: root inside is `own`,
@@ -253,16 +271,23 @@ mod tests {
 
     #[test]
     fn missing_range_error_has_hint() {
+        let taken = "root:100000:65536\nbob:300000:65536\n# comment\nbad line\n";
+        assert_eq!(first_free(taken), 365_536);
+        assert_eq!(first_free(""), 100_000);
         let err = IdMapError::NoRange {
             path: "/etc/subuid".into(),
             who: "alice".into(),
             found: 0,
+            free: first_free(taken),
         };
         let text = err.to_string();
         assert!(
             text.starts_with("/etc/subuid gives alice no range of 65536 ids\nhint: "),
             "{text}"
         );
-        assert!(text.contains("usermod --add-subuids"));
+        assert!(
+            text.contains("usermod --add-subuids 365536-431071 --add-subgids 365536-431071 alice"),
+            "{text}"
+        );
     }
 }

@@ -36,6 +36,12 @@ pub struct Args {
     /// `debian/` and `debian-security/`.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+
+    /// A directory holding copies of upstream sources (`[[upstream]]` pins): files by
+    /// name, git checkouts or archives named like the source; tried before their URLs and
+    /// checked the same way (repeatable).
+    #[arg(long = "source-dir", value_name = "DIR")]
+    pub source_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Runs `hermetic fetch`.
@@ -63,6 +69,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         progress: ctx.chatty(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;
+    let upstream = crate::sources::fetch::fetch_upstream(
+        &store,
+        &crate::http::Http::new(),
+        &lock,
+        &args.source_dirs,
+        args.offline,
+    )?;
+    if !ctx.json && ctx.verbosity >= 0 && !lock.upstream.is_empty() {
+        eprintln!(
+            "upstream sources: {} fetched, {} already in the store",
+            upstream.fetched, upstream.already
+        );
+    }
     if ctx.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if ctx.verbosity >= 0 {

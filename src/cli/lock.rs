@@ -53,6 +53,11 @@ pub struct Args {
     /// today) instead of failing; the lock records that source, not the snapshot.
     #[arg(long, conflicts_with = "check")]
     pub allow_mirror_state: bool,
+    /// A directory holding copies of upstream sources (files by name, git checkouts or
+    /// archives named like the source), tried before their URLs when a content hash is
+    /// computed (repeatable).
+    #[arg(long = "source-dir", value_name = "DIR", conflicts_with = "check")]
+    pub source_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Runs `hermetic lock`.
@@ -90,6 +95,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         allow_downgrade: args.allow_downgrade,
         allow_mirror_state: args.allow_mirror_state,
     };
+    let path = Lockfile::path_in(&project.root);
+    let previous = Lockfile::read(&path).ok().flatten();
     let outcome = lock(&project, &options).context("cannot lock the recipes")?;
     if ctx.verbosity >= 0 {
         for n in &outcome.notices {
@@ -101,6 +108,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let upstream = crate::sources::lockpins::lock_upstream(
+        &project,
+        &path,
+        previous.as_ref(),
+        &ctx.store,
+        &args.source_dirs,
+    )
+    .context("cannot pin the upstream sources")?;
+    for line in &upstream.unpinned {
+        eprintln!("warning: {line}");
+    }
     if ctx.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else if ctx.verbosity >= 0 {
@@ -108,7 +126,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             "{} packages, {} source packages, {} tarballs",
             outcome.packages, outcome.sources, outcome.tarballs
         );
-        if outcome.written {
+        if outcome.written || upstream.written {
             eprintln!("wrote {} ({what})", outcome.path.display());
         } else {
             eprintln!("{} is up to date ({what})", outcome.path.display());

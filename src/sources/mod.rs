@@ -1,0 +1,14 @@
+//! Upstream sources pinned by content: plain files, git trees and foreign `.deb`s.
+//!
+//! - [`treehash`]: the content hash of an unpacked tree (`hermetic-tree-v1`), the same for a
+//!   directory, a tar stream (any compression) and a zip of the same files.
+//! - [`pin`]: a source pin (`file`, `git`, `deb`) as recipes and `pins.lock` write it.
+//! - [`cargo`]: crates of a `Cargo.lock`, fetched by checksum into the store and vendored.
+//! - [`fetch`]: filling the store with source pins from `--source-dir`s and URLs, checked.
+//! - [`lockpins`]: `[[upstream]]` in `pins.lock`: locking and checking source pins.
+
+pub mod cargo;
+pub mod fetch;
+pub mod lockpins;
+pub mod pin;
+pub mod treehash;

@@ -1,0 +1,113 @@
+//! A source pin: what a recipe's `[[sources]]` entry names and what makes it trusted.
+
+use serde::{Deserialize, Serialize};
+
+/// The archive URL templates a git source is fetched from when it names none: GitHub's and
+/// GitLab's/Forgejo's generated archives. `{repo}` is the repository URL without a trailing
+/// `/` or `.git`, `{commit}` the commit.
+pub const DEFAULT_GIT_ARCHIVES: &[&str] = &["{repo}/archive/{commit}.tar.gz"];
+
+/// One upstream source, pinned by content.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourcePin {
+    /// A single file (a tarball, a script): any of `urls`, checked by SHA-256.
+    #[serde(rename_all = "kebab-case")]
+    File {
+        name: String,
+        urls: Vec<String>,
+        /// `None` until `hermetic lock` computes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// A git tree at a commit, checked by its tree hash (`hermetic-tree-v1`), so any archive
+    /// of that tree (or a checkout) satisfies it.
+    #[serde(rename_all = "kebab-case")]
+    Git {
+        name: String,
+        repo: String,
+        commit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_sha256: Option<String>,
+        /// URL templates (`{repo}`, `{commit}`); [`DEFAULT_GIT_ARCHIVES`] when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        archive_urls: Vec<String>,
+    },
+    /// A `.deb` from outside the Debian archive, checked by SHA-256.
+    #[serde(rename_all = "kebab-case")]
+    Deb {
+        name: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// Install it without its maintainer scripts (`preinst`, `postinst`, ...).
+        #[serde(default)]
+        drop_maintainer_scripts: bool,
+    },
+}
+
+impl SourcePin {
+    /// The name steps see the source under.
+    pub fn name(&self) -> &str {
+        match self {
+            SourcePin::File { name, .. }
+            | SourcePin::Git { name, .. }
+            | SourcePin::Deb { name, .. } => name,
+        }
+    }
+
+    /// The content pin: the file SHA-256, or the tree hash of a git source.
+    pub fn content_hash(&self) -> Option<&str> {
+        match self {
+            SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => sha256.as_deref(),
+            SourcePin::Git { tree_sha256, .. } => tree_sha256.as_deref(),
+        }
+    }
+
+    /// The same pin with its content hash set.
+    pub fn with_content_hash(&self, hash: String) -> SourcePin {
+        let mut pin = self.clone();
+        match &mut pin {
+            SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => *sha256 = Some(hash),
+            SourcePin::Git { tree_sha256, .. } => *tree_sha256 = Some(hash),
+        }
+        pin
+    }
+
+    /// Every URL the source can be downloaded from, in order.
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            SourcePin::File { urls, .. } => urls.clone(),
+            SourcePin::Deb { url, .. } => vec![url.clone()],
+            SourcePin::Git {
+                repo,
+                commit,
+                archive_urls,
+                ..
+            } => {
+                let repo = repo.trim_end_matches('/');
+                let repo = repo.strip_suffix(".git").unwrap_or(repo);
+                let templates: Vec<&str> = if archive_urls.is_empty() {
+                    DEFAULT_GIT_ARCHIVES.to_vec()
+                } else {
+                    archive_urls.iter().map(String::as_str).collect()
+                };
+                templates
+                    .iter()
+                    .map(|t| t.replace("{repo}", repo).replace("{commit}", commit))
+                    .collect()
+            }
+        }
+    }
+
+    /// What messages call it: `git source mustache (https://...@5229524)`.
+    pub fn describe(&self) -> String {
+        match self {
+            SourcePin::File { name, .. } => format!("file source `{name}`"),
+            SourcePin::Deb { name, .. } => format!("deb source `{name}`"),
+            SourcePin::Git {
+                name, repo, commit, ..
+            } => format!("git source `{name}` ({repo} at {commit})"),
+        }
+    }
+}
