@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    sandbox::default_sigpipe();
     let cli = hermetic::cli::Cli::parse();
     match hermetic::cli::run(cli) {
         Ok(code) => code,

@@ -220,3 +220,24 @@ fn build_fetches_missing_pins_first_unless_offline() {
     let _ = code(&mut p.command(&["build", "base"]));
     assert_eq!(server.requests(), after);
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    // `hermetic … | head` where head has already gone: SIGPIPE ends hermetic as it ends a C
+    // program, with no panic and no error message.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = hermetic()
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -226,3 +226,14 @@ pub fn run(step: &Step) -> Result<Outcome, SandboxError> {
 pub fn run_with(step: &Step, sink: &mut dyn FnMut(Stream, &[u8])) -> Result<Outcome, SandboxError> {
     run::run_with(step, sink)
 }
+
+/// Lets `SIGPIPE` end the process quietly, as it does for C programs: Rust ignores it, so
+/// `hermetic plan gcp | head` would otherwise fail writing to the closed pipe with a panic.
+/// For a command-line program's `main`, before anything is written; the sandbox's own
+/// children set their signal dispositions themselves.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; called before any
+    // thread is started.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
