@@ -132,73 +132,13 @@ impl Fixture {
 /// merged /usr like a Debian root, enough for the image step's copy, steps and clean-up; for
 /// the bootable formats a synthetic systemd stub and, in `/boot`, a kernel (a PE file too).
 fn mini_tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::host_tools_tree(&["boot", "usr/lib/systemd/boot/efi"]);
     let t = dir.path();
-    for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] {
-        fs_err::create_dir_all(t.join(d)).unwrap();
-    }
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::os::unix::fs::symlink(target, t.join(link)).unwrap();
-    }
-    for d in [
-        "etc",
-        "var/log",
-        "var/cache",
-        "var/lib/dpkg",
-        "var/tmp",
-        "run",
-        "root",
-        "boot",
-        "usr/lib/systemd/boot/efi",
-    ] {
-        fs_err::create_dir_all(t.join(d)).unwrap();
-    }
-    let tools = [
-        "sh", "cp", "ln", "rm", "cat", "find", "touch", "mkdir", "printf", "head", "true",
-    ];
-    for tool in tools {
-        let host = which(tool);
-        let host = fs_err::canonicalize(&host).unwrap();
-        fs_err::copy(&host, t.join("usr/bin").join(tool)).unwrap();
-        let ldd = Command::new("ldd").arg(&host).output().unwrap();
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux… (0x…)`
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            let Some(path) = path.filter(|p| p.starts_with('/')) else {
-                continue;
-            };
-            // Relative to the tree; the tree's own `lib` → `usr/lib` links resolve inside it.
-            let dst = t.join(path.trim_start_matches('/'));
-            if dst.exists() {
-                continue;
-            }
-            fs_err::create_dir_all(dst.parent().unwrap()).unwrap();
-            fs_err::copy(fs_err::canonicalize(path).unwrap(), &dst).unwrap();
-        }
-    }
     let pe = uki_support::old_style_stub();
     fs_err::write(t.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub"), &pe).unwrap();
     fs_err::write(t.join("boot/vmlinuz-6.1.0-test"), &pe).unwrap();
     fs_err::write(t.join("usr/lib/os-release"), "ID=test\n").unwrap();
     dir
-}
-
-fn which(tool: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/bin", "/usr/sbin"] {
-        let p = Path::new(dir).join(tool);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{tool} is not on this host");
 }
 
 /// A host file the steps attack: outside the project, owned by the user running the tests,

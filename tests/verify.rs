@@ -73,57 +73,8 @@ fn fixture() -> Fixture {
 /// The host's `sh`, coreutils and `find` with their libraries, merged-/usr, and a DEP-5
 /// copyright file for `app`.
 fn mini_tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::host_tools_tree(&[]);
     let t = dir.path();
-    for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] {
-        fs_err::create_dir_all(t.join(d)).unwrap();
-    }
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::os::unix::fs::symlink(target, t.join(link)).unwrap();
-    }
-    for d in [
-        "etc",
-        "var/log",
-        "var/cache",
-        "var/lib/dpkg",
-        "var/tmp",
-        "run",
-        "root",
-    ] {
-        fs_err::create_dir_all(t.join(d)).unwrap();
-    }
-    for tool in [
-        "sh", "cp", "ln", "rm", "cat", "find", "touch", "mkdir", "printf", "head", "true",
-    ] {
-        let host = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists())
-            .unwrap();
-        let host = fs_err::canonicalize(&host).unwrap();
-        fs_err::copy(&host, t.join("usr/bin").join(tool)).unwrap();
-        let ldd = Command::new("ldd").arg(&host).output().unwrap();
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            let Some(path) = path.filter(|p| p.starts_with('/')) else {
-                continue;
-            };
-            let dst = t.join(path.trim_start_matches('/'));
-            if dst.exists() {
-                continue;
-            }
-            fs_err::create_dir_all(dst.parent().unwrap()).unwrap();
-            fs_err::copy(fs_err::canonicalize(path).unwrap(), &dst).unwrap();
-        }
-    }
     fs_err::create_dir_all(t.join("usr/share/doc/app")).unwrap();
     fs_err::write(t.join("usr/share/doc/app/copyright"), COPYRIGHT).unwrap();
     // A link where libfoo's copyright would be is not followed: NOASSERTION.

@@ -666,3 +666,65 @@ pub fn standard_suites() -> Vec<SuiteSpec> {
         },
     ]
 }
+
+/// A tiny Debian-shaped root made of the host's own `sh`, coreutils and `find` with their
+/// libraries (merged /usr, the usual empty directories and `extra_dirs`): enough for the image
+/// step's copy, recipe steps and clean-up, for tests that publish a fake rootfs or tools
+/// entry instead of installing packages from a mirror.
+pub fn host_tools_tree(extra_dirs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] {
+        fs_err::create_dir_all(t.join(d)).unwrap();
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, t.join(link)).unwrap();
+    }
+    let standard = [
+        "etc",
+        "var/log",
+        "var/cache",
+        "var/lib/dpkg",
+        "var/tmp",
+        "run",
+        "root",
+    ];
+    for d in standard.iter().chain(extra_dirs) {
+        fs_err::create_dir_all(t.join(d)).unwrap();
+    }
+    for tool in [
+        "sh", "cp", "ln", "rm", "cat", "find", "touch", "mkdir", "printf", "head", "true",
+    ] {
+        let host = ["/usr/bin", "/bin", "/usr/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} is not on this host"));
+        let host = fs_err::canonicalize(&host).unwrap();
+        fs_err::copy(&host, t.join("usr/bin").join(tool)).unwrap();
+        let ldd = Command::new("ldd").arg(&host).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux… (0x…)`
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            let Some(path) = path.filter(|p| p.starts_with('/')) else {
+                continue;
+            };
+            // Relative to the tree; the tree's own `lib` → `usr/lib` links resolve inside it.
+            let dst = t.join(path.trim_start_matches('/'));
+            if dst.exists() {
+                continue;
+            }
+            fs_err::create_dir_all(dst.parent().unwrap()).unwrap();
+            fs_err::copy(fs_err::canonicalize(path).unwrap(), &dst).unwrap();
+        }
+    }
+    dir
+}
