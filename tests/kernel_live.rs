@@ -70,7 +70,7 @@ fn bad_kernel_inputs_fail_naming_the_culprit_and_publish_nothing() {
     .unwrap();
     let store = tempfile::tempdir().unwrap();
     let store = store.path();
-    run(hermetic(p, store).arg("lock"));
+    run(hermetic(p, store).args(["lock", "--allow-mirror-state"]));
     run(hermetic(p, store).arg("fetch"));
     let kdir = p.join(SMALL_KERNEL_DIR);
 
