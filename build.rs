@@ -20,7 +20,15 @@ fn main() {
     const SOURCES: [&str; 5] = ["src", "sandbox", "build.rs", "Cargo.toml", "Cargo.lock"];
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(rev) => {
-            let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+            // --no-optional-locks: `git status` must not refresh (rewrite) the index, which
+            // this script watches; otherwise every build would run it again.
+            let mut args = vec![
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+            ];
             args.extend(SOURCES);
             // `git status` printing nothing is a clean tree; it failing is not known to be one.
             let clean = Command::new("git")

@@ -13,8 +13,19 @@ cargo test --locked --workspace --no-fail-fast
 # subordinate ids). Needs the target directory to be readable by that user.
 if [ "$(id -u)" -eq 0 ] && id -u hermetic-ci >/dev/null 2>&1; then
   for suite in sandbox_escape sandbox_env sandbox_doctor; do
+    # The test binary of this suite, not the hermetic binary cargo may list after it.
     bin="$(cargo test --locked --test "$suite" --no-run --message-format=json 2>/dev/null \
-      | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)"
+      | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    t = m.get("target") or {}
+    if m.get("reason") == "compiler-artifact" and t.get("name") == sys.argv[1] \
+            and "test" in t.get("kind", []) and m.get("executable"):
+        print(m["executable"])' "$suite" | tail -n 1)"
+    if [ -z "$bin" ]; then
+      echo "test.sh: cargo named no test binary for $suite" >&2
+      exit 1
+    fi
     if ! runuser -u hermetic-ci -- test -x "$bin"; then
       echo "test.sh: hermetic-ci cannot run $bin; put the target directory where it can (CARGO_TARGET_DIR)" >&2
       exit 1
