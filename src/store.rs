@@ -378,7 +378,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The SHA-256 and length of everything `r` yields.
-fn hash_stream(mut r: impl Read) -> io::Result<(String, u64)> {
+pub fn hash_stream(mut r: impl Read) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let n = io::copy(&mut r, &mut hasher)?;
     Ok((hex::encode(hasher.finalize()), n))

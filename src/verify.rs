@@ -3,10 +3,7 @@
 //! and the verdict for every file.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-
-use sha2::Digest as _;
 
 use crate::sign::{PublicKey, SignError};
 
@@ -120,18 +117,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
-    let mut f = fs_err::File::open(path).map_err(io(path))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(path)(e)),
-        }
-    }
-    Ok(hex::encode(h.finalize()))
+    let f = fs_err::File::open(path).map_err(io(path))?;
+    crate::store::hash_stream(f)
+        .map(|(hash, _)| hash)
+        .map_err(io(path))
 }
 
 fn file_name(p: &Path) -> String {

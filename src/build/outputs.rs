@@ -147,7 +147,14 @@ fn names_in(dir: &Path) -> Result<Vec<std::ffi::OsString>, OutputError> {
 
 /// Checks what a step left in its output directory `files`: regular files with safe names.
 pub fn check_step_files(step: &str, files: &Path) -> Result<(), OutputError> {
+    checked_step_files(step, files).map(|_| ())
+}
+
+/// The directory `files` opened for reading beneath it, and the names in it, each checked to
+/// be a safe name of a regular file.
+fn checked_step_files(step: &str, files: &Path) -> Result<(Beneath, Vec<String>), OutputError> {
     let dir = Beneath::open(files)?;
+    let mut checked = Vec::new();
     for name in names_in(files)? {
         let name = check_name(step, &name)?;
         let kind = dir.kind(name)?;
@@ -158,24 +165,16 @@ pub fn check_step_files(step: &str, files: &Path) -> Result<(), OutputError> {
                 kind,
             });
         }
+        checked.push(name.to_string());
     }
-    Ok(())
+    Ok((dir, checked))
 }
 
 /// Copies the output files a step left in `from` into `to` (an existing directory of
 /// hermetic's), checking each as [`check_step_files`] does.
 pub fn copy_step_files(step: &str, from: &Path, to: &Path) -> Result<(), OutputError> {
-    let dir = Beneath::open(from)?;
-    for name in names_in(from)? {
-        let name = check_name(step, &name)?;
-        let kind = dir.kind(name)?;
-        if kind != FileKind::Regular {
-            return Err(OutputError::NotAFile {
-                step: step.to_string(),
-                name: name.to_string(),
-                kind,
-            });
-        }
+    let (dir, names) = checked_step_files(step, from)?;
+    for name in &names {
         copy_beneath(&dir, name, &to.join(name))?;
     }
     Ok(())

@@ -197,10 +197,7 @@ pub fn compute_content_hash(
 }
 
 fn sha256_file(path: &Path) -> io::Result<String> {
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
-    io::copy(&mut fs_err::File::open(path)?, &mut h)?;
-    Ok(hex::encode(h.finalize()))
+    crate::store::hash_stream(fs_err::File::open(path)?).map(|(hash, _)| hash)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
