@@ -24,6 +24,8 @@
 //!
 //! The sandbox that runs every build step is the separate `sandbox` crate.
 
+#![forbid(unsafe_code)]
+
 pub mod archive;
 pub mod beneath;
 pub mod boot;

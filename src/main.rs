@@ -1,5 +1,7 @@
 //! The `hermetic` command line: parses arguments and hands each command to its module.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
