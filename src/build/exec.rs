@@ -25,8 +25,6 @@ pub struct BuildOptions {
     pub rebuild: bool,
     /// Print a line per step.
     pub progress: bool,
-    /// The value of `SOURCE_DATE_EPOCH`.
-    pub source_date_epoch: u64,
     /// `make -j` of the kernel step; `None`: as many as the sandbox has CPUs. Not part of
     /// any key: the output does not depend on it.
     pub jobs: Option<std::num::NonZeroUsize>,
@@ -205,7 +203,7 @@ fn run_node(
             let infos = rootfs::read_debs(store, debs)?;
             rootfs::bootstrap_tree(store, &tree, &infos)?;
             let blobs = paths[0].parent().unwrap_or(Path::new("/")).to_path_buf();
-            let mut step = tree_step(node, &tree, opts, &log);
+            let mut step = tree_step(node, &tree, &log);
             step.argv = vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -218,7 +216,7 @@ fn run_node(
             run_step(node, &step, &log)?;
             remove_mount_points(&tree)?;
             // Every stored tree is a function of its inputs, so that `--rebuild` can check it.
-            clean_up(node, &tree, opts, &log)?;
+            clean_up(node, &tree, &log)?;
         }
         NodeKind::Image {
             recipe,
@@ -232,7 +230,7 @@ fn run_node(
             let rootfs_tree = dep("rootfs").join(TREE);
             // Copy the rootfs with the tree's own cp, inside the sandbox, so that files of
             // every owner are copied as they are, whoever runs hermetic.
-            let mut copy = tree_step(node, &rootfs_tree, opts, &log);
+            let mut copy = tree_step(node, &rootfs_tree, &log);
             copy.root = RootSpec::ReadOnly(rootfs_tree.clone());
             copy.argv = vec![
                 "/bin/cp".into(),
@@ -254,7 +252,7 @@ fn run_node(
             run_step(node, &copy, &log)?;
             for (n, overlay) in recipe.overlays.iter().enumerate() {
                 let dst = format!("/.hermetic-overlay-{n}");
-                let mut lay = tree_step(node, &tree, opts, &log);
+                let mut lay = tree_step(node, &tree, &log);
                 lay.argv = vec![
                     "/bin/cp".into(),
                     "-R".into(),
@@ -311,7 +309,7 @@ fn run_node(
                     fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
                         .map_err(BuildError::io(&script))?;
                 }
-                let mut step = tree_step(node, &tools, opts, &log);
+                let mut step = tree_step(node, &tools, &log);
                 step.root = RootSpec::ReadOnly(tools.clone());
                 step.argv = if s.script.starts_with("#!") {
                     vec!["/work/script".into()]
@@ -396,7 +394,7 @@ fn run_node(
             }
             let _ = fs_err::remove_dir_all(&tarballs);
             // os-release names the image, as mkosi does.
-            let mut osrel = tree_step(node, &tree, opts, &log);
+            let mut osrel = tree_step(node, &tree, &log);
             osrel.argv = vec![
                 "/bin/sh".into(),
                 "-euc".into(),
@@ -411,7 +409,7 @@ fn run_node(
             if super::bootable::is_bootable(recipe.format) {
                 let kernel = temp.join(super::bootable::KERNEL_DIR);
                 fs_err::create_dir(&kernel).map_err(BuildError::io(&kernel))?;
-                let mut prep = tree_step(node, &tree, opts, &log);
+                let mut prep = tree_step(node, &tree, &log);
                 let script = if recipe.kernel.is_some() {
                     super::bootable::PREPARE_SCRIPT_BUILT_KERNEL
                 } else {
@@ -426,7 +424,7 @@ fn run_node(
                 run_step(node, &prep, &log)?;
                 remove_mount_points(&tree)?;
             }
-            clean_up(node, &tree, opts, &log)?;
+            clean_up(node, &tree, &log)?;
         }
         NodeKind::Kernel(k) => {
             let super::plan::KernelStep {
@@ -490,7 +488,7 @@ fn run_node(
                 fragments: fragments.clone(),
                 accepted: accepted.clone(),
                 patches: patches.clone(),
-                source_date_epoch: opts.source_date_epoch,
+                source_date_epoch: node.source_date_epoch,
                 work_dir: work.clone(),
                 log: log.clone(),
                 jobs: Some(jobs),
@@ -546,7 +544,7 @@ fn run_node(
                     let out = fs_err::File::create(&path).map_err(BuildError::io(&path))?;
                     let mut out = std::io::BufWriter::new(out);
                     let tar_opts = crate::treetar::TarOptions {
-                        source_date_epoch: opts.source_date_epoch,
+                        source_date_epoch: node.source_date_epoch,
                         owner: None,
                         id_map: Some(sandbox_id_map()?),
                     };
@@ -594,7 +592,7 @@ fn run_node(
                         uname: &uname,
                         cmdline,
                         stem,
-                        source_date_epoch: opts.source_date_epoch,
+                        source_date_epoch: node.source_date_epoch,
                         id_map: sandbox_id_map()?,
                     };
                     super::bootable::write(&inputs, &files, &scratch)?;
@@ -714,8 +712,8 @@ pub fn sandbox_id_map() -> Result<crate::treetar::IdMap, BuildError> {
 }
 
 /// Runs the deterministic clean-up ([`cleanup::SCRIPT`]) in `tree`.
-fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result<(), BuildError> {
-    let mut clean = tree_step(node, tree, opts, log);
+fn clean_up(node: &Node, tree: &Path, log: &Path) -> Result<(), BuildError> {
+    let mut clean = tree_step(node, tree, log);
     clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
     log_line(log, "==> clean-up")?;
     run_step(node, &clean, log)?;
@@ -724,14 +722,14 @@ fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result
 
 /// A sandbox step with `tree` as its writable root, subordinate ids, no network, set-id files
 /// allowed.
-fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step {
+fn tree_step(node: &Node, tree: &Path, log: &Path) -> Step {
     let mut step = Step::new(["/bin/true"]);
     step.root = RootSpec::Writable(tree.to_path_buf());
     step.ids = IdMapping::Subordinate;
     step.network = Network::None;
     step.output = Output::LogOnly;
     step.log = Some(log.to_path_buf());
-    step.source_date_epoch = opts.source_date_epoch;
+    step.source_date_epoch = node.source_date_epoch;
     step.hostname = "hermetic".into();
     step.timeout = Some(Duration::from_secs(4 * 3600));
     // Image trees carry Debian's set-id programs (su, mount, passwd); they live in the
@@ -744,7 +742,6 @@ fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step 
             "true".to_string(),
         ),
     ]);
-    let _ = node;
     step
 }
 

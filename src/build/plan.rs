@@ -81,6 +81,8 @@ pub struct Node {
     pub key: StepKey,
     /// Everything the key was computed from (kept for `hermetic plan -v`).
     pub inputs: StepInputs,
+    /// `SOURCE_DATE_EPOCH` of the run; the key holds the same value (`source-date-epoch`).
+    pub source_date_epoch: u64,
 }
 
 /// The steps of the requested images, dependencies before dependents.
@@ -89,6 +91,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Per requested image, the node of its final output.
     pub targets: Vec<(String, usize)>,
+    /// `SOURCE_DATE_EPOCH` of every step, from the project (`[build] source-date-epoch`):
+    /// the value the keys hold is the value the runs use.
+    pub source_date_epoch: u64,
 }
 
 impl Graph {
@@ -146,7 +151,10 @@ pub fn plan(
             detail: problems.join("; "),
         });
     }
-    let mut graph = Graph::default();
+    let mut graph = Graph {
+        source_date_epoch: sde,
+        ..Graph::default()
+    };
     for target in targets {
         let recipe = project.resolve_with_profiles(target, profiles)?;
         // The closure of the recipe with the selected profiles that pin something (`gcp` or
@@ -267,6 +275,7 @@ pub fn plan(
                 architecture,
             },
             deps,
+            source_date_epoch: sde,
         });
 
         let format = recipe.format;
@@ -308,6 +317,7 @@ pub fn plan(
                 cmdline,
             },
             deps,
+            source_date_epoch: sde,
         });
         graph.targets.push((recipe.name.clone(), output));
     }
@@ -427,6 +437,7 @@ fn kernel_nodes(
             accepted,
         })),
         deps,
+        source_date_epoch: sde,
     }))
 }
 
@@ -479,6 +490,7 @@ fn tree_node(
             debs,
         },
         deps: BTreeMap::new(),
+        source_date_epoch: sde,
     })
 }
 

@@ -100,7 +100,6 @@ fn build_target(
         keep_failed: false,
         rebuild: false,
         progress: ctx.chatty(),
-        source_date_epoch: project.config.build.source_date_epoch,
         jobs: None,
     };
     let report = crate::build::build(&store, &graph, &opts)?;

@@ -106,7 +106,6 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         keep_failed: args.keep_failed,
         rebuild: args.rebuild,
         progress: ctx.chatty(),
-        source_date_epoch: project.config.build.source_date_epoch,
         jobs: args.jobs,
     };
     let report = crate::build::build(&store, &graph, &opts)?;
@@ -124,7 +123,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
             ))?,
             profiles: &args.profiles,
             git: crate::release::git_revision(&ctx.project),
-            source_date_epoch: opts.source_date_epoch,
+            source_date_epoch: graph.source_date_epoch,
         },
         &opts.output_dir,
     )?;
