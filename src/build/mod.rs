@@ -20,6 +20,7 @@ pub mod exec;
 pub mod outputs;
 pub mod plan;
 pub mod rootfs;
+mod steps;
 
 pub use exec::{BuildOptions, BuildReport, StepReport, StepState, build};
 pub use plan::{Graph, LIVE_PROFILE_COMBINATIONS, Node, NodeKind, live_steps, plan};
