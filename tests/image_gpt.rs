@@ -183,7 +183,7 @@ proptest! {
         let path = dir.path().join("d.raw");
         sparse_file(&path, disk_size);
         let file = fs_err::OpenOptions::new().write(true).open(&path).unwrap();
-        gpt.write(&mut disk::FileSink::new(file.file(), 0)).unwrap();
+        gpt.write(&mut hermetic::image::sink::FileSink::new(file.file(), 0)).unwrap();
         sgdisk_verify(&path);
         assert_tables_equal_sfdisk(&path, &gpt, dir.path());
     }

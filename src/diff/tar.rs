@@ -83,7 +83,7 @@ fn read_entries(
                     Ok(n) => n,
                     Err(err) => return Ok(Err(format!("{path}: {err}"))),
                 };
-                if crate::image::disk::is_zero(&buf[..n]) {
+                if crate::image::sink::is_zero(&buf[..n]) {
                     file.seek(SeekFrom::Current(n as i64))
                         .map_err(scratch_err)?;
                 } else {

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::disk::Sink;
+use super::sink::Sink;
 
 const SECTOR: u64 = 512;
 const MIN_CLUSTERS: u64 = 65_525;
@@ -301,7 +301,7 @@ impl FatBuilder {
         let layout = self.layout(size, 0)?;
         let file = fs_err::File::create(path).map_err(FatError::Write)?;
         file.set_len(size).map_err(FatError::Write)?;
-        layout.write(&mut super::disk::FileSink::new(file.file(), 0))?;
+        layout.write(&mut super::sink::FileSink::new(file.file(), 0))?;
         file.sync_all().map_err(FatError::Write)
     }
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 
-use super::disk::for_each_chunk;
+use super::sink::for_each_chunk;
 
 const BLOCK: u64 = 512;
 const RECORD: u64 = 10_240;
@@ -66,11 +66,11 @@ pub fn sparse_map(path: &Path) -> Result<(Vec<Extent>, u64), GcpError> {
         source,
     };
     let size = for_each_chunk(path, 1 << 20, read_err, |off, data| {
-        if super::disk::is_zero(data) {
+        if super::sink::is_zero(data) {
             return Ok(());
         }
         for (i, block) in data.chunks(BLOCK as usize).enumerate() {
-            if super::disk::is_zero(block) {
+            if super::sink::is_zero(block) {
                 continue;
             }
             let at = off + i as u64 * BLOCK;

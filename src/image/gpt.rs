@@ -16,7 +16,7 @@
 use std::fmt;
 use std::io;
 
-use super::disk::Sink;
+use super::sink::Sink;
 
 /// The sector size: the only one we write.
 pub const SECTOR: u64 = 512;

@@ -7,5 +7,6 @@ pub mod fat;
 pub mod gcp;
 pub mod gpt;
 pub mod qcow2;
+pub mod sink;
 pub mod uki;
 pub mod vhd;

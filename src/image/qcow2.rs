@@ -18,7 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::disk::{FileSink, Sink, for_each_chunk, is_zero};
+use super::sink::{FileSink, Sink, for_each_chunk, is_zero};
 
 /// log2 of the cluster size.
 pub const CLUSTER_BITS: u32 = 16;

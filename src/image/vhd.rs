@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::disk::{FileSink, MIB, Sink, for_each_chunk, is_zero};
+use super::sink::{FileSink, MIB, Sink, for_each_chunk, is_zero};
 
 /// Seconds from the Unix epoch to 2000-01-01 00:00:00 UTC, the VHD epoch.
 pub const VHD_EPOCH: u64 = 946_684_800;
