@@ -66,14 +66,22 @@ fn sanitize_strings(value: Value) -> Value {
     match value {
         Value::Str(s) => Value::Str(neutralize(&s)),
         Value::List(items) => Value::List(items.into_iter().map(sanitize_strings).collect()),
-        Value::Map(map) => Value::Map(map.into_iter().map(|(k, v)| (k, sanitize_strings(v))).collect()),
+        Value::Map(map) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| (k, sanitize_strings(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
 
 /// Keeps printable ASCII only and doubles the backslash of every Go escape sequence.
 pub fn neutralize(s: &[u8]) -> Vec<u8> {
-    let printable: Vec<u8> = s.iter().copied().filter(|b| (0x20..=0x7e).contains(b)).collect();
+    let printable: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|b| (0x20..=0x7e).contains(b))
+        .collect();
     let mut out = Vec::with_capacity(printable.len());
     let mut i = 0;
     while i < printable.len() {
@@ -106,7 +114,11 @@ fn escape_len(rest: &[u8]) -> usize {
         Some(b'x') if hex(2) => 3,
         Some(b'u') if hex(4) => 5,
         Some(b'U') if hex(8) => 9,
-        Some(b'0'..=b'7') if rest.len() >= 3 && rest[..3].iter().all(|b| (b'0'..=b'7').contains(b)) => 3,
+        Some(b'0'..=b'7')
+            if rest.len() >= 3 && rest[..3].iter().all(|b| (b'0'..=b'7').contains(b)) =>
+        {
+            3
+        }
         _ => 0,
     }
 }
@@ -115,24 +127,36 @@ const BASE64_SUFFIX: &str = "#base64";
 
 fn decode_base64_keys(value: Value) -> Result<Value, DataError> {
     match value {
-        Value::List(items) => {
-            Ok(Value::List(items.into_iter().map(decode_base64_keys).collect::<Result<_, _>>()?))
-        }
+        Value::List(items) => Ok(Value::List(
+            items
+                .into_iter()
+                .map(decode_base64_keys)
+                .collect::<Result<_, _>>()?,
+        )),
         Value::Map(map) => {
             let mut out = BTreeMap::new();
-            let plain: Vec<String> = map.keys().filter(|k| !k.ends_with(BASE64_SUFFIX)).cloned().collect();
+            let plain: Vec<String> = map
+                .keys()
+                .filter(|k| !k.ends_with(BASE64_SUFFIX))
+                .cloned()
+                .collect();
             for (key, item) in map {
                 let item = decode_base64_keys(item)?;
                 match key.strip_suffix(BASE64_SUFFIX) {
                     Some(name) => {
                         if plain.iter().any(|k| k == name) {
-                            return Err(DataError::Base64Conflict { key: name.to_string() });
+                            return Err(DataError::Base64Conflict {
+                                key: name.to_string(),
+                            });
                         }
                         let Value::Str(encoded) = item else {
                             return Err(DataError::Base64NotString { key });
                         };
-                        let decoded = base64_decode(&encoded)
-                            .map_err(|reason| DataError::Base64Invalid { key: key.clone(), reason })?;
+                        let decoded =
+                            base64_decode(&encoded).map_err(|reason| DataError::Base64Invalid {
+                                key: key.clone(),
+                                reason,
+                            })?;
                         out.insert(name.to_string(), Value::Str(decoded));
                     }
                     None => {
@@ -272,24 +296,39 @@ mod tests {
 
     #[test]
     fn unsafe_decodes_nested_keys_and_refuses_conflicts() {
-        let config = parse(br#"{"a":{"k#base64":"aGk="},"l":[{"x#base64":"AP8="}],"p":"\n"}"#).unwrap();
+        let config =
+            parse(br#"{"a":{"k#base64":"aGk="},"l":[{"x#base64":"AP8="}],"p":"\n"}"#).unwrap();
         let data = unsafe_data(&config).unwrap();
         let Value::Map(top) = &data else { panic!() };
-        assert_eq!(top["a"], Value::Map(BTreeMap::from([("k".into(), Value::Str(b"hi".to_vec()))])));
+        assert_eq!(
+            top["a"],
+            Value::Map(BTreeMap::from([("k".into(), Value::Str(b"hi".to_vec()))]))
+        );
         let Value::List(l) = &top["l"] else { panic!() };
-        assert_eq!(l[0], Value::Map(BTreeMap::from([("x".into(), Value::Str(vec![0, 255]))])));
+        assert_eq!(
+            l[0],
+            Value::Map(BTreeMap::from([("x".into(), Value::Str(vec![0, 255]))]))
+        );
         assert_eq!(top["p"], Value::Str(b"\n".to_vec()));
 
         let conflict = parse(br#"{"k":"x","k#base64":"aGk="}"#).unwrap();
-        assert!(matches!(unsafe_data(&conflict), Err(DataError::Base64Conflict { .. })));
+        assert!(matches!(
+            unsafe_data(&conflict),
+            Err(DataError::Base64Conflict { .. })
+        ));
         let number = parse(br#"{"k#base64":5}"#).unwrap();
-        assert!(matches!(unsafe_data(&number), Err(DataError::Base64NotString { .. })));
+        assert!(matches!(
+            unsafe_data(&number),
+            Err(DataError::Base64NotString { .. })
+        ));
     }
 
     #[test]
     fn safe_mode_leaves_base64_keys_alone() {
         let config = parse(br#"{"k#base64":"aGk=","n":1.5}"#).unwrap();
-        let Value::Map(top) = safe(&config) else { panic!() };
+        let Value::Map(top) = safe(&config) else {
+            panic!()
+        };
         assert_eq!(top["k#base64"], Value::Str(b"aGk=".to_vec()));
         assert_eq!(top["n"], Value::Float(1.5));
     }

@@ -33,15 +33,21 @@ impl HttpUrl {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() => {
-                (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port `{p}`"))?)
-            }
+            Some((h, p)) if !h.is_empty() => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{url}: bad port `{p}`"))?,
+            ),
             _ => (authority, 80),
         };
         if host.is_empty() || path.chars().any(|c| c.is_ascii_control() || c == ' ') {
             return Err(format!("{url}: not a valid http URL"));
         }
-        Ok(HttpUrl { host: host.to_string(), port, path: path.to_string() })
+        Ok(HttpUrl {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
     }
 }
 
@@ -156,7 +162,8 @@ fn read_line(reader: &mut impl BufRead) -> Result<String, FetchError> {
     if !line.ends_with(b"\n") {
         return Err(FetchError::Protocol("a header line without its end".into()));
     }
-    let line = String::from_utf8(line).map_err(|_| FetchError::Protocol("a header line that is not UTF-8".into()))?;
+    let line = String::from_utf8(line)
+        .map_err(|_| FetchError::Protocol("a header line that is not UTF-8".into()))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -181,9 +188,16 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, FetchError> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| FetchError::Protocol(format!("Content-Length `{value}`")))?);
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| FetchError::Protocol(format!("Content-Length `{value}`")))?,
+            );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().split(',').any(|t| t.trim() == "chunked");
+            chunked = value
+                .to_ascii_lowercase()
+                .split(',')
+                .any(|t| t.trim() == "chunked");
         }
     }
     if !(200..300).contains(&status) {
@@ -193,7 +207,9 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, FetchError> {
         read_chunked(&mut reader)?
     } else if let Some(n) = length {
         if n > MAX_BODY {
-            return Err(FetchError::Protocol(format!("a body of {n} bytes (limit {MAX_BODY})")));
+            return Err(FetchError::Protocol(format!(
+                "a body of {n} bytes (limit {MAX_BODY})"
+            )));
         }
         let mut body = vec![0; n];
         reader.read_exact(&mut body)?;
@@ -204,7 +220,9 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, FetchError> {
         body
     };
     if body.len() > MAX_BODY {
-        return Err(FetchError::Protocol(format!("a body over {MAX_BODY} bytes")));
+        return Err(FetchError::Protocol(format!(
+            "a body over {MAX_BODY} bytes"
+        )));
     }
     Ok(body)
 }
@@ -214,14 +232,17 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, FetchError> {
     loop {
         let line = read_line(reader)?;
         let size = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| FetchError::Protocol(format!("chunk size `{line}`")))?;
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| FetchError::Protocol(format!("chunk size `{line}`")))?;
         if size == 0 {
             // Trailers, up to the blank line.
             while !read_line(reader)?.is_empty() {}
             return Ok(body);
         }
         if body.len() + size > MAX_BODY {
-            return Err(FetchError::Protocol(format!("a body over {MAX_BODY} bytes")));
+            return Err(FetchError::Protocol(format!(
+                "a body over {MAX_BODY} bytes"
+            )));
         }
         let start = body.len();
         body.resize(start + size, 0);
@@ -258,7 +279,10 @@ mod tests {
         let eof = b"HTTP/1.0 200 OK\r\n\r\n[1]";
         assert_eq!(read_response(&eof[..]).unwrap(), b"[1]");
         let busy = b"HTTP/1.1 503 Busy\r\n\r\n";
-        assert!(matches!(read_response(&busy[..]), Err(FetchError::Status(503))));
+        assert!(matches!(
+            read_response(&busy[..]),
+            Err(FetchError::Status(503))
+        ));
         assert!(FetchError::Status(503).is_transient());
         assert!(!FetchError::Status(404).is_transient());
         let short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";

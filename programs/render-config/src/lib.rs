@@ -55,7 +55,10 @@ pub fn render_all(
     })
     .map_err(|e| format!("reading the templates: {e}"))?;
     if found.is_empty() {
-        log(&format!("warning: no template under {}", layout.templates.display()));
+        log(&format!(
+            "warning: no template under {}",
+            layout.templates.display()
+        ));
     }
     let mut summary = Summary::default();
     for template in found {
@@ -95,7 +98,8 @@ fn render_one(
         ));
     }
     let dest = destination(&layout.root, &found.rel_dir, &name.dest);
-    templates::write_atomic(&dest, &rendered.output, name.mode).map_err(|e| format!("writing: {e}"))?;
+    templates::write_atomic(&dest, &rendered.output, name.mode)
+        .map_err(|e| format!("writing: {e}"))?;
     log(&format!(
         "rendered {} (mode {:04o}, {})",
         dest.display(),

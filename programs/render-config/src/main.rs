@@ -62,16 +62,23 @@ fn parse_args() -> Result<Option<Options>, String> {
             _ => (arg.clone(), None),
         };
         let mut value = || {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
         };
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: `{v}` is not a number"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: `{v}` is not a number"))
+        };
         match flag.as_str() {
             "--url" => url = value()?,
             "--config" => config = Some(PathBuf::from(value()?)),
             "--templates" => templates = value()?,
             "--root" => root = value()?,
             "--attempts" => {
-                retry.attempts = u32::try_from(number(value()?)?).map_err(|_| "--attempts: too large".to_string())?
+                retry.attempts = u32::try_from(number(value()?)?)
+                    .map_err(|_| "--attempts: too large".to_string())?
             }
             "--retry-delay-ms" => retry.first_delay = Duration::from_millis(number(value()?)?),
             "--timeout-ms" => retry.timeout = Duration::from_millis(number(value()?)?),
@@ -81,7 +88,10 @@ fn parse_args() -> Result<Option<Options>, String> {
     Ok(Some(Options {
         url,
         config,
-        layout: Layout { templates: templates.into(), root: root.into() },
+        layout: Layout {
+            templates: templates.into(),
+            root: root.into(),
+        },
         retry,
     }))
 }
@@ -141,7 +151,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(summary) => {
-            log(&format!("all {} template(s) rendered", summary.rendered.len()));
+            log(&format!(
+                "all {} template(s) rendered",
+                summary.rendered.len()
+            ));
             ExitCode::SUCCESS
         }
     }

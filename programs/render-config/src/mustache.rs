@@ -69,8 +69,15 @@ impl std::error::Error for ParseError {}
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
     Text(Vec<u8>),
-    Var { name: String, raw: bool },
-    Section { name: String, inverted: bool, children: Vec<Node> },
+    Var {
+        name: String,
+        raw: bool,
+    },
+    Section {
+        name: String,
+        inverted: bool,
+        children: Vec<Node>,
+    },
 }
 
 /// A parsed template.
@@ -108,11 +115,17 @@ struct TextRead {
 
 impl Parser<'_> {
     fn line_at(&self, pos: usize) -> usize {
-        1 + self.data[..pos.min(self.data.len())].iter().filter(|&&b| b == b'\n').count()
+        1 + self.data[..pos.min(self.data.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
     }
 
     fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError { line: self.line_at(self.tag_start), message: message.into() }
+        ParseError {
+            line: self.line_at(self.tag_start),
+            message: message.into(),
+        }
     }
 
     /// Finds `needle` from the cursor; on success moves the cursor past it and returns the
@@ -233,7 +246,11 @@ impl Parser<'_> {
                     let name = rest.trim().to_string();
                     let line = self.line_at(self.tag_start);
                     let children = self.parse_nodes(Some((&name, line)))?;
-                    nodes.push(Node::Section { name, inverted: kind == b'^', children });
+                    nodes.push(Node::Section {
+                        name,
+                        inverted: kind == b'^',
+                        children,
+                    });
                 }
                 b'/' => {
                     let name = rest.trim();
@@ -266,8 +283,14 @@ impl Parser<'_> {
                         nodes.push(Node::Var { name, raw: true });
                     }
                 }
-                b'&' => nodes.push(Node::Var { name: rest.trim().to_string(), raw: true }),
-                _ => nodes.push(Node::Var { name: tag, raw: false }),
+                b'&' => nodes.push(Node::Var {
+                    name: rest.trim().to_string(),
+                    raw: true,
+                }),
+                _ => nodes.push(Node::Var {
+                    name: tag,
+                    raw: false,
+                }),
             }
         }
     }
@@ -276,8 +299,16 @@ impl Parser<'_> {
 impl Template {
     /// Parses a template with the default `{{ }}` delimiters.
     pub fn parse(data: &[u8]) -> Result<Template, ParseError> {
-        let mut parser = Parser { data, otag: b"{{".to_vec(), ctag: b"}}".to_vec(), p: 0, tag_start: 0 };
-        Ok(Template { nodes: parser.parse_nodes(None)? })
+        let mut parser = Parser {
+            data,
+            otag: b"{{".to_vec(),
+            ctag: b"}}".to_vec(),
+            p: 0,
+            tag_start: 0,
+        };
+        Ok(Template {
+            nodes: parser.parse_nodes(None)?,
+        })
     }
 
     /// Renders with `data` as the only context.
@@ -308,9 +339,11 @@ fn render_nodes<'v>(nodes: &[Node], chain: &mut Chain<'v>, out: &mut Rendered) {
                     }
                 }
             },
-            Node::Section { name, inverted, children } => {
-                render_section(name, *inverted, children, chain, out)
-            }
+            Node::Section {
+                name,
+                inverted,
+                children,
+            } => render_section(name, *inverted, children, chain, out),
         }
     }
 }
@@ -423,10 +456,18 @@ pub fn go_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e8", "5e-7".
     let sci = format!("{f:e}");

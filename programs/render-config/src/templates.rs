@@ -52,7 +52,8 @@ impl TemplateName {
         let mode = match suffix.strip_prefix('_') {
             None if suffix.is_empty() => DEFAULT_MODE,
             Some(digits)
-                if (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
+                if (3..=4).contains(&digits.len())
+                    && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
             {
                 u32::from_str_radix(digits, 8).expect("octal digits")
             }
@@ -63,9 +64,15 @@ impl TemplateName {
             }
         };
         if dest.is_empty() || dest == "." || dest == ".." {
-            return Err(NameError(format!("`{file_name}` names no destination file")));
+            return Err(NameError(format!(
+                "`{file_name}` names no destination file"
+            )));
         }
-        Ok(Some(TemplateName { dest: dest.to_string(), unsafe_mode, mode }))
+        Ok(Some(TemplateName {
+            dest: dest.to_string(),
+            unsafe_mode,
+            mode,
+        }))
     }
 }
 
@@ -88,7 +95,12 @@ pub fn find(root: &Path, skipped: &mut dyn FnMut(&Path, &str)) -> io::Result<Vec
     Ok(found)
 }
 
-fn walk(dir: &Path, rel: &Path, found: &mut Vec<Found>, skipped: &mut dyn FnMut(&Path, &str)) -> io::Result<()> {
+fn walk(
+    dir: &Path,
+    rel: &Path,
+    found: &mut Vec<Found>,
+    skipped: &mut dyn FnMut(&Path, &str),
+) -> io::Result<()> {
     let mut entries = fs::read_dir(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -116,8 +128,16 @@ fn walk(dir: &Path, rel: &Path, found: &mut Vec<Found>, skipped: &mut dyn FnMut(
         }
         match TemplateName::parse(name) {
             Ok(None) => {}
-            Ok(Some(t)) => found.push(Found { path, rel_dir: rel.to_path_buf(), name: Ok(t) }),
-            Err(e) => found.push(Found { path, rel_dir: rel.to_path_buf(), name: Err(e) }),
+            Ok(Some(t)) => found.push(Found {
+                path,
+                rel_dir: rel.to_path_buf(),
+                name: Ok(t),
+            }),
+            Err(e) => found.push(Found {
+                path,
+                rel_dir: rel.to_path_buf(),
+                name: Err(e),
+            }),
         }
     }
     Ok(())
@@ -127,11 +147,18 @@ fn walk(dir: &Path, rel: &Path, found: &mut Vec<Found>, skipped: &mut dyn FnMut(
 /// synced, then renamed over `dest` (so `dest` is the old file or the new one, never half of
 /// one; a symbolic link at `dest` is replaced, not followed). Missing directories are made.
 pub fn write_atomic(dest: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let named = |e: io::Error, what: &Path| io::Error::new(e.kind(), format!("{}: {e}", what.display()));
-    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = dest
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: no file name", dest.display())))?;
+    let named =
+        |e: io::Error, what: &Path| io::Error::new(e.kind(), format!("{}: {e}", what.display()));
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = dest.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: no file name", dest.display()),
+        )
+    })?;
     fs::create_dir_all(dir).map_err(|e| named(e, dir))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
@@ -143,7 +170,11 @@ pub fn write_atomic(dest: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         _ => {}
     }
     let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(contents)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
@@ -154,7 +185,9 @@ pub fn write_atomic(dest: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         return Err(named(e, dest));
     }
     // The rename itself is durable once the directory is synced.
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| named(e, dir))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| named(e, dir))
 }
 
 #[cfg(test)]
@@ -162,16 +195,29 @@ mod tests {
     use super::*;
 
     fn name(dest: &str, unsafe_mode: bool, mode: u32) -> Option<TemplateName> {
-        Some(TemplateName { dest: dest.into(), unsafe_mode, mode })
+        Some(TemplateName {
+            dest: dest.into(),
+            unsafe_mode,
+            mode,
+        })
     }
 
     #[test]
     fn names() {
         let ok = [
             ("hostname.mustache", name("hostname", false, 0o644)),
-            ("acme-le.env.mustache_600", name("acme-le.env", false, 0o600)),
-            ("disk-encryption-key.mustache_unsafe_600", name("disk-encryption-key", true, 0o600)),
-            ("config.toml.mustache_unsafe", name("config.toml", true, 0o644)),
+            (
+                "acme-le.env.mustache_600",
+                name("acme-le.env", false, 0o600),
+            ),
+            (
+                "disk-encryption-key.mustache_unsafe_600",
+                name("disk-encryption-key", true, 0o600),
+            ),
+            (
+                "config.toml.mustache_unsafe",
+                name("config.toml", true, 0o644),
+            ),
             ("run.mustache_0755", name("run", false, 0o755)),
             ("a.mustache.mustache_400", name("a.mustache", false, 0o400)),
             ("README.md", None),
@@ -201,7 +247,10 @@ mod tests {
         let dest = dir.join("a/b/file");
         write_atomic(&dest, b"one", 0o400).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"one");
-        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o7777, 0o400);
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o400
+        );
         // A link at the destination is replaced; its target is untouched.
         let target = dir.join("target");
         fs::write(&target, b"keep").unwrap();
@@ -210,7 +259,10 @@ mod tests {
         write_atomic(&link, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"keep");
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
-        let leftovers: Vec<_> = fs::read_dir(dir.join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
         fs::remove_dir_all(&dir).unwrap();
     }

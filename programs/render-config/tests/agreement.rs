@@ -36,5 +36,10 @@ fn renderer_agrees_with_cbroglie_mustache_1_4_0() {
             (Err(e), false) => failures.push(format!("{name}: the library renders, we fail: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} case(s) disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -24,7 +24,8 @@ fn overlay_templates() -> PathBuf {
 }
 
 fn fixture_config() -> Vec<u8> {
-    std::fs::read(manifest_dir().join("../../tests/fixtures/buildernet/config.json")).expect("the sample configuration")
+    std::fs::read(manifest_dir().join("../../tests/fixtures/buildernet/config.json"))
+        .expect("the sample configuration")
 }
 
 /// A fresh directory under the system's temporary directory, removed on drop.
@@ -59,7 +60,11 @@ struct Answer {
 }
 
 fn ok(body: &[u8]) -> Answer {
-    Answer { status: 200, body: body.to_vec(), chunked: false }
+    Answer {
+        status: 200,
+        body: body.to_vec(),
+        chunked: false,
+    }
 }
 
 /// A hub on 127.0.0.1 that serves `answers` in turn (the last one again when they run out) and
@@ -88,7 +93,11 @@ impl Hub {
                 }
             }
         });
-        Hub { port, requests, _thread: thread }
+        Hub {
+            port,
+            requests,
+            _thread: thread,
+        }
     }
 
     fn url(&self) -> String {
@@ -109,7 +118,10 @@ fn serve(stream: TcpStream, answer: &Answer) -> Option<String> {
     let path = request_line.split(' ').nth(1)?.to_string();
     let mut stream = stream;
     let head = if answer.chunked {
-        format!("HTTP/1.1 {} X\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", answer.status)
+        format!(
+            "HTTP/1.1 {} X\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            answer.status
+        )
     } else {
         format!(
             "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -120,7 +132,9 @@ fn serve(stream: TcpStream, answer: &Answer) -> Option<String> {
     stream.write_all(head.as_bytes()).ok()?;
     if answer.chunked {
         for chunk in answer.body.chunks(7) {
-            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).ok()?;
+            stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .ok()?;
             stream.write_all(chunk).ok()?;
             stream.write_all(b"\r\n").ok()?;
         }
@@ -133,7 +147,14 @@ fn serve(stream: TcpStream, answer: &Answer) -> Option<String> {
 
 fn render_config(url: &str, templates: &Path, root: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_render-config"))
-        .args(["--url", url, "--retry-delay-ms", "50", "--timeout-ms", "5000"])
+        .args([
+            "--url",
+            url,
+            "--retry-delay-ms",
+            "50",
+            "--timeout-ms",
+            "5000",
+        ])
         .arg("--templates")
         .arg(templates)
         .arg("--root")
@@ -149,7 +170,11 @@ fn stderr(out: &Output) -> String {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 fn read(path: &Path) -> String {
@@ -166,7 +191,12 @@ fn files_under(dir: &Path) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                out.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -176,7 +206,10 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn renders_every_overlay_template_with_the_sample_configuration() {
-    let hub = Hub::start(vec![Answer { chunked: true, ..ok(&fixture_config()) }]);
+    let hub = Hub::start(vec![Answer {
+        chunked: true,
+        ..ok(&fixture_config())
+    }]);
     let root = TempDir::new("overlay");
     let out = render_config(&hub.url(), &overlay_templates(), &root.0, &[]);
     let log = stderr(&out);
@@ -187,11 +220,19 @@ fn renders_every_overlay_template_with_the_sample_configuration() {
 
     // One rendered file per template, at the same path without the suffix, with its mode.
     let templates = files_under(&overlay_templates());
-    assert_eq!(templates.len(), 18, "the seed renders 18 files: {templates:?}");
+    assert_eq!(
+        templates.len(),
+        18,
+        "the seed renders 18 files: {templates:?}"
+    );
     let mut expected = Vec::new();
     for t in &templates {
         let (dest, suffix) = t.rsplit_once(".mustache").unwrap();
-        let want = suffix.rsplit('_').next().filter(|m| m.len() >= 3 && m.bytes().all(|b| b.is_ascii_digit())).map_or(0o644, |m| u32::from_str_radix(m, 8).unwrap());
+        let want = suffix
+            .rsplit('_')
+            .next()
+            .filter(|m| m.len() >= 3 && m.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(0o644, |m| u32::from_str_radix(m, 8).unwrap());
         assert_eq!(mode(&root.0.join(dest)), want, "{dest}");
         expected.push(dest.to_string());
     }
@@ -201,26 +242,50 @@ fn renders_every_overlay_template_with_the_sample_configuration() {
     let etc = root.0.join("etc");
     assert_eq!(read(&etc.join("hostname")), "buildernet-test-01\n");
     // `#base64` decoded in unsafe mode; no newline added to the key.
-    assert_eq!(read(&etc.join("disk-encryption-key")), "persistent disk passphrase for tests");
-    assert!(read(&etc.join("flowproxy/api-keys.toml")).starts_with("[[api_keys]]\nname = \"searcher-a\""));
+    assert_eq!(
+        read(&etc.join("disk-encryption-key")),
+        "persistent disk passphrase for tests"
+    );
+    assert!(
+        read(&etc.join("flowproxy/api-keys.toml"))
+            .starts_with("[[api_keys]]\nname = \"searcher-a\"")
+    );
     // Safe mode: a Go escape printed literally, HTML escaping, control characters removed.
     let env = read(&etc.join("flowproxy/flowproxy.env"));
-    assert!(env.contains("CLICKHOUSE_PASSWORD=pa\\\\nss&amp;word\n"), "{env}");
-    assert!(env.contains("BUILDERNET_NODE_NAME=buildernet-test-01\n"), "{env}");
+    assert!(
+        env.contains("CLICKHOUSE_PASSWORD=pa\\\\nss&amp;word\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains("BUILDERNET_NODE_NAME=buildernet-test-01\n"),
+        "{env}"
+    );
     let rb_env = read(&etc.join("rbuilder-operator/rbuilder-operator.env"));
     assert!(rb_env.contains("TITAN_API_TOKEN=titantoken\n"), "{rb_env}");
     // Unsafe mode keeps raw TOML, with its newlines.
     let rb = read(&etc.join("rbuilder-operator/config.toml"));
-    assert!(rb.contains("live_builders = [\"mgp-ordering\", \"mp-ordering\"]\n"), "{rb}");
+    assert!(
+        rb.contains("live_builders = [\"mgp-ordering\", \"mp-ordering\"]\n"),
+        "{rb}"
+    );
     assert!(rb.contains("[[relays]]\nname = \"flashbots\"\n"), "{rb}");
-    assert!(rb.contains("evm_caching_enable = true\nsimulation_threads"), "{rb}");
-    assert_eq!(read(&etc.join("haproxy/bob_allowed_ips.map")), "192.0.2.10\n198.51.100.0/24\n");
+    assert!(
+        rb.contains("evm_caching_enable = true\nsimulation_threads"),
+        "{rb}"
+    );
+    assert_eq!(
+        read(&etc.join("haproxy/bob_allowed_ips.map")),
+        "192.0.2.10\n198.51.100.0/24\n"
+    );
     assert_eq!(
         read(&etc.join("haproxy/privileged_ips.map")),
         "203.0.113.5 searcher-a\n203.0.113.6 searcher-b\n"
     );
     let haproxy = read(&etc.join("haproxy/haproxy.cfg"));
-    assert!(haproxy.contains("sc0_conn_rate gt 100\n") && haproxy.contains("sc0_http_req_rate gt 2000\n"));
+    assert!(
+        haproxy.contains("sc0_conn_rate gt 100\n")
+            && haproxy.contains("sc0_http_req_rate gt 2000\n")
+    );
     assert!(!haproxy.contains("{{"), "{haproxy}");
     let aws = read(&etc.join("vector/aws-config"));
     assert_eq!(
@@ -229,8 +294,13 @@ fn renders_every_overlay_template_with_the_sample_configuration() {
          [amp]\naws_access_key_id=AKIAAMP\naws_secret_access_key=amp-secret\n\n"
     );
     let vector = read(&etc.join("vector/vector.yaml"));
-    assert!(!vector.contains("<%") && !vector.contains("{{!"), "{vector}");
-    assert!(vector.contains("      .tags.buildernet_org_network = \"testnet\"\n      .tags.operator = \"tests\"\n"));
+    assert!(
+        !vector.contains("<%") && !vector.contains("{{!"),
+        "{vector}"
+    );
+    assert!(vector.contains(
+        "      .tags.buildernet_org_network = \"testnet\"\n      .tags.operator = \"tests\"\n"
+    ));
     assert!(vector.contains("  prometheus_amp:\n") && vector.contains("      profile: amp\n"));
     assert!(vector.contains("  prometheus_mimir:\n") && vector.contains("      user: metrics\n"));
     // VRL's own {{ }} survive the delimiter switch.
@@ -240,13 +310,30 @@ fn renders_every_overlay_template_with_the_sample_configuration() {
 #[test]
 fn waits_for_a_hub_that_starts_late() {
     // Take a free port, let it go, and only listen on it after render-config has started.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let templates = TempDir::new("late-t");
-    std::fs::write(templates.0.join("greeting.mustache_0640"), "hello {{who}}\n").unwrap();
+    std::fs::write(
+        templates.0.join("greeting.mustache_0640"),
+        "hello {{who}}\n",
+    )
+    .unwrap();
     let root = TempDir::new("late-r");
     let url = format!("http://127.0.0.1:{port}{CONFIG_PATH}");
     let child = Command::new(env!("CARGO_BIN_EXE_render-config"))
-        .args(["--url", &url, "--attempts", "30", "--retry-delay-ms", "100", "--timeout-ms", "2000"])
+        .args([
+            "--url",
+            &url,
+            "--attempts",
+            "30",
+            "--retry-delay-ms",
+            "100",
+            "--timeout-ms",
+            "2000",
+        ])
         .arg("--templates")
         .arg(&templates.0)
         .arg("--root")
@@ -255,7 +342,10 @@ fn waits_for_a_hub_that_starts_late() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let hub = Hub::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), vec![ok(br#"{"who":"world"}"#)]);
+    let hub = Hub::start_on(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        vec![ok(br#"{"who":"world"}"#)],
+    );
     let out = child.wait_with_output().unwrap();
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
@@ -270,7 +360,11 @@ fn retries_server_errors_and_gives_up_on_client_errors() {
     let templates = TempDir::new("retry-t");
     std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
 
-    let busy = Answer { status: 503, body: b"busy".to_vec(), chunked: false };
+    let busy = Answer {
+        status: 503,
+        body: b"busy".to_vec(),
+        chunked: false,
+    };
     let hub = Hub::start(vec![busy.clone(), busy, ok(br#"{"x":1}"#)]);
     let root = TempDir::new("retry-r");
     let out = render_config(&hub.url(), &templates.0, &root.0, &[]);
@@ -278,20 +372,35 @@ fn retries_server_errors_and_gives_up_on_client_errors() {
     assert_eq!(hub.requests.lock().unwrap().len(), 3);
     assert_eq!(read(&root.0.join("x")), "1");
 
-    let missing = Answer { status: 404, body: Vec::new(), chunked: false };
+    let missing = Answer {
+        status: 404,
+        body: Vec::new(),
+        chunked: false,
+    };
     let hub = Hub::start(vec![missing]);
     let root = TempDir::new("retry-404");
     let out = render_config(&hub.url(), &templates.0, &root.0, &[]);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
-    assert_eq!(hub.requests.lock().unwrap().len(), 1, "a 404 is not retried");
-    assert!(log.contains("HTTP status 404") && log.contains("hint:"), "{log}");
+    assert_eq!(
+        hub.requests.lock().unwrap().len(),
+        1,
+        "a 404 is not retried"
+    );
+    assert!(
+        log.contains("HTTP status 404") && log.contains("hint:"),
+        "{log}"
+    );
     assert!(files_under(&root.0).is_empty());
 }
 
 #[test]
 fn gives_up_after_its_attempts_when_nobody_listens() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let templates = TempDir::new("none-t");
     std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
     let root = TempDir::new("none-r");
@@ -313,7 +422,10 @@ fn bad_json_renders_nothing() {
     let out = render_config(&hub.url(), &templates.0, &root.0, &[]);
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(log.contains("not valid JSON") && log.contains("no file was rendered"), "{log}");
+    assert!(
+        log.contains("not valid JSON") && log.contains("no file was rendered"),
+        "{log}"
+    );
     assert!(files_under(&root.0).is_empty());
 }
 
@@ -322,10 +434,22 @@ fn a_failing_template_leaves_its_file_alone_and_the_others_render() {
     let templates = TempDir::new("fail-t");
     let t = &templates.0;
     std::fs::create_dir_all(t.join("etc/app")).unwrap();
-    std::fs::write(t.join("etc/app/good.conf.mustache_600"), "v={{v}} k={{{k}}}\n").unwrap();
-    std::fs::write(t.join("etc/app/broken.conf.mustache"), "{{#v}}never closed\n").unwrap();
+    std::fs::write(
+        t.join("etc/app/good.conf.mustache_600"),
+        "v={{v}} k={{{k}}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("etc/app/broken.conf.mustache"),
+        "{{#v}}never closed\n",
+    )
+    .unwrap();
     std::fs::write(t.join("etc/app/odd.conf.mustache_rw"), "x\n").unwrap();
-    std::fs::write(t.join("etc/app/secret.mustache_unsafe_400"), "{{{k}}}|{{{n.inner}}}").unwrap();
+    std::fs::write(
+        t.join("etc/app/secret.mustache_unsafe_400"),
+        "{{{k}}}|{{{n.inner}}}",
+    )
+    .unwrap();
     std::fs::write(t.join("etc/app/notes.txt"), "not a template").unwrap();
     let root = TempDir::new("fail-r");
     let app = root.0.join("etc/app");
@@ -338,18 +462,35 @@ fn a_failing_template_leaves_its_file_alone_and_the_others_render() {
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     // Each failure names its template and says what is wrong.
-    assert!(log.contains("broken.conf.mustache: not a valid template: line 1: section v has no closing tag"), "{log}");
-    assert!(log.contains("odd.conf.mustache_rw: unknown suffix `_rw`"), "{log}");
+    assert!(
+        log.contains(
+            "broken.conf.mustache: not a valid template: line 1: section v has no closing tag"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("odd.conf.mustache_rw: unknown suffix `_rw`"),
+        "{log}"
+    );
     assert!(log.contains("2 template(s) failed, 2 rendered"), "{log}");
     // The old file is untouched, nothing is half-written, no temporary file is left.
     assert_eq!(read(&app.join("broken.conf")), "the old file\n");
-    assert_eq!(files_under(&root.0), ["etc/app/broken.conf", "etc/app/good.conf", "etc/app/secret"]);
+    assert_eq!(
+        files_under(&root.0),
+        ["etc/app/broken.conf", "etc/app/good.conf", "etc/app/secret"]
+    );
     // Safe mode: `\t` printed literally, the control character gone, `k#base64` not decoded
     // (so `k` is missing there, and said so).
     assert_eq!(read(&app.join("good.conf")), "v=a\\\\tbc k=\n");
-    assert!(log.contains("good.conf.mustache_600: key `k` is not in the configuration"), "{log}");
+    assert!(
+        log.contains("good.conf.mustache_600: key `k` is not in the configuration"),
+        "{log}"
+    );
     assert_eq!(mode(&app.join("good.conf")), 0o600);
     // Unsafe mode: decoded, bytes as they are.
-    assert_eq!(std::fs::read(app.join("secret")).unwrap(), b"secret|\x00\x01");
+    assert_eq!(
+        std::fs::read(app.join("secret")).unwrap(),
+        b"secret|\x00\x01"
+    );
     assert_eq!(mode(&app.join("secret")), 0o400);
 }
