@@ -165,6 +165,32 @@ fn render_config(url: &str, templates: &Path, root: &Path, extra: &[&str]) -> Ou
         .expect("render-config runs")
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (nobody listens on it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A template directory with the one template `x.mustache`: `{{x}}`.
+fn x_template(tag: &str) -> TempDir {
+    let templates = TempDir::new(tag);
+    std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
+    templates
+}
+
+/// The run failed with status 1, said `needles`, and wrote nothing.
+fn assert_failed_writing_nothing(out: &Output, root: &Path, needles: &[&str]) {
+    let log = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    for needle in needles {
+        assert!(log.contains(needle), "no `{needle}` in: {log}");
+    }
+    assert!(files_under(root).is_empty());
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -310,11 +336,7 @@ fn renders_every_overlay_template_with_the_sample_configuration() {
 #[test]
 fn waits_for_a_hub_that_starts_late() {
     // Take a free port, let it go, and only listen on it after render-config has started.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let templates = TempDir::new("late-t");
     std::fs::write(
         templates.0.join("greeting.mustache_0640"),
@@ -357,8 +379,7 @@ fn waits_for_a_hub_that_starts_late() {
 
 #[test]
 fn retries_server_errors_and_gives_up_on_client_errors() {
-    let templates = TempDir::new("retry-t");
-    std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
+    let templates = x_template("retry-t");
 
     let busy = Answer {
         status: 503,
@@ -380,53 +401,33 @@ fn retries_server_errors_and_gives_up_on_client_errors() {
     let hub = Hub::start(vec![missing]);
     let root = TempDir::new("retry-404");
     let out = render_config(&hub.url(), &templates.0, &root.0, &[]);
-    let log = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_failed_writing_nothing(&out, &root.0, &["HTTP status 404", "hint:"]);
     assert_eq!(
         hub.requests.lock().unwrap().len(),
         1,
         "a 404 is not retried"
     );
-    assert!(
-        log.contains("HTTP status 404") && log.contains("hint:"),
-        "{log}"
-    );
-    assert!(files_under(&root.0).is_empty());
 }
 
 #[test]
 fn gives_up_after_its_attempts_when_nobody_listens() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let templates = TempDir::new("none-t");
-    std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
+    let port = free_port();
+    let templates = x_template("none-t");
     let root = TempDir::new("none-r");
     let url = format!("http://127.0.0.1:{port}{CONFIG_PATH}");
     let out = render_config(&url, &templates.0, &root.0, &["--attempts", "3"]);
-    let log = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert_eq!(log.matches("retrying").count(), 2, "{log}");
-    assert!(log.contains(&format!("127.0.0.1:{port}")), "{log}");
-    assert!(files_under(&root.0).is_empty());
+    let addr = format!("127.0.0.1:{port}");
+    assert_failed_writing_nothing(&out, &root.0, &[&addr, "hint:"]);
+    assert_eq!(stderr(&out).matches("retrying").count(), 2);
 }
 
 #[test]
 fn bad_json_renders_nothing() {
-    let templates = TempDir::new("json-t");
-    std::fs::write(templates.0.join("x.mustache"), "{{x}}").unwrap();
+    let templates = x_template("json-t");
     let hub = Hub::start(vec![ok(b"{\"x\": 1,")]);
     let root = TempDir::new("json-r");
     let out = render_config(&hub.url(), &templates.0, &root.0, &[]);
-    let log = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(
-        log.contains("not valid JSON") && log.contains("no file was rendered"),
-        "{log}"
-    );
-    assert!(files_under(&root.0).is_empty());
+    assert_failed_writing_nothing(&out, &root.0, &["not valid JSON", "no file was rendered"]);
 }
 
 #[test]

@@ -74,6 +74,12 @@ fn log(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The script failed and said `needle`.
+fn assert_fails_saying(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "{}", log(out));
+    assert!(log(out).contains(needle), "no `{needle}` in: {}", log(out));
+}
+
 #[test]
 fn persistent_setup_on_a_loop_device() {
     // The effective uid, through id(1): this crate has no libc.
@@ -137,22 +143,12 @@ fn persistent_setup_on_a_loop_device() {
         log(&out)
     );
     let out = setup_script(&l, &["--device-serial", "absent"], &key);
-    assert!(!out.status.success());
-    assert!(
-        log(&out).contains("no disk with serial absent"),
-        "{}",
-        log(&out)
-    );
+    assert_fails_saying(&out, "no disk with serial absent");
 
     // A disk with a file system on it is not ours to format.
     assert!(run("mkfs.ext4", &["-q", &device]).status.success());
     let out = setup_script(&l, &["--device-serial", "persistent-test"], &key);
-    assert!(!out.status.success());
-    assert!(
-        log(&out).contains("holds 'ext4', not LUKS: refusing to format"),
-        "{}",
-        log(&out)
-    );
+    assert_fails_saying(&out, "holds 'ext4', not LUKS: refusing to format");
     let still = run("blkid", &["-p", "-o", "value", "-s", "TYPE", &device]);
     assert_eq!(String::from_utf8_lossy(&still.stdout).trim(), "ext4");
     assert!(run("wipefs", &["-a", "-q", &device]).status.success());
