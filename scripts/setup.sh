@@ -42,6 +42,8 @@ test_packages=(
   sbsigntool openssl
   # signatures: `hermetic sign` is checked against Debian's minisign
   minisign
+  # the BuilderNet persistent-setup script's loop-device test (LUKS2 on a loop device)
+  cryptsetup-bin
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 

@@ -7,6 +7,10 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # --no-fail-fast: one failing suite must not hide the others.
 cargo test --locked --workspace --no-fail-fast
+# render-config, the BuilderNet image's boot-time renderer: its own workspace and lock.
+cargo fmt --manifest-path programs/render-config/Cargo.toml -- --check
+cargo clippy --locked --manifest-path programs/render-config/Cargo.toml --all-targets -- -D warnings
+cargo test --locked --manifest-path programs/render-config/Cargo.toml
 
 # The sandbox suites once more as an ordinary user: the escape and environment suites must
 # pass for root and for a user without privileges (setup.sh creates hermetic-ci, with
