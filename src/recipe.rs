@@ -114,6 +114,49 @@ pub struct BuildConfig {
     pub source_date_epoch: u64,
 }
 
+/// The `[identity]` table of `hermetic.toml`: the fixed names, ids and times that outputs
+/// carry where tools would otherwise put random or current ones. Every default is the seed's
+/// value, so that the seed's bytes come out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct IdentityConfig {
+    /// `KBUILD_BUILD_TIMESTAMP` of the kernel build (in `UTS_VERSION`, `uname -v`).
+    pub kernel_build_timestamp: String,
+    /// `KBUILD_BUILD_USER` of the kernel build.
+    pub kernel_build_user: String,
+    /// `KBUILD_BUILD_HOST` of the kernel build (and the host name of its sandbox).
+    pub kernel_build_host: String,
+    /// The GUID of the disks' GPT.
+    pub disk_guid: String,
+    /// The unique GUID of the ESP partition.
+    pub esp_guid: String,
+    /// The FAT volume serial number of the ESP, 8 hex digits.
+    pub esp_volume_id: String,
+    /// The string the VHD's unique id is derived from (the seed's `Seed=`).
+    pub vhd_seed: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            kernel_build_timestamp: crate::kernel::build::BUILD_TIMESTAMP.into(),
+            kernel_build_user: crate::kernel::build::BUILD_USER_HOST.into(),
+            kernel_build_host: crate::kernel::build::BUILD_USER_HOST.into(),
+            disk_guid: crate::image::disk::SEED_DISK_GUID.into(),
+            esp_guid: crate::image::disk::SEED_ESP_GUID.into(),
+            esp_volume_id: format!("{:08x}", crate::image::fat::SEED_VOLUME_ID),
+            vhd_seed: crate::build::bootable::SEED.into(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The ESP's volume serial (checked by [`Project::load`]).
+    pub fn esp_volume_id(&self) -> u32 {
+        u32::from_str_radix(&self.esp_volume_id, 16).unwrap_or(crate::image::fat::SEED_VOLUME_ID)
+    }
+}
+
 /// `hermetic.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -121,6 +164,8 @@ pub struct ProjectConfig {
     pub archive: ArchiveConfig,
     #[serde(default)]
     pub build: BuildConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 /// A source tarball pinned by URL and SHA-256.
@@ -507,6 +552,7 @@ impl Project {
         let config_path = Self::config_path(root);
         let config: ProjectConfig = parse_toml(&config_path)?;
         validate_archive(&config_path, &config.archive)?;
+        validate_identity(&config_path, &config.identity)?;
         let dir = root.join("recipes");
         let entries = fs_err::read_dir(&dir).map_err(|source| RecipeError::Read {
             path: dir.clone(),
@@ -963,6 +1009,64 @@ fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeEr
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })
+}
+
+fn validate_identity(path: &Path, id: &IdentityConfig) -> Result<(), RecipeError> {
+    let invalid = |key: &str, message: String| RecipeError::Invalid {
+        path: path.to_path_buf(),
+        key: format!("identity.{key}"),
+        message,
+    };
+    for (key, v) in [("disk-guid", &id.disk_guid), ("esp-guid", &id.esp_guid)] {
+        if crate::image::gpt::Guid::parse(v).is_err() {
+            return Err(invalid(
+                key,
+                format!("`{v}` is not a GUID like 12345678-1234-5678-1234-567812345678"),
+            ));
+        }
+    }
+    let hex8 =
+        id.esp_volume_id.len() == 8 && id.esp_volume_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex8 {
+        return Err(invalid(
+            "esp-volume-id",
+            format!("`{}` is not 8 hex digits like 12345678", id.esp_volume_id),
+        ));
+    }
+    if id.kernel_build_timestamp.is_empty()
+        || !id
+            .kernel_build_timestamp
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+    {
+        return Err(invalid(
+            "kernel-build-timestamp",
+            "must be printable ASCII, not empty".into(),
+        ));
+    }
+    // Both become host names or parts of `uname -v`: letters, digits, `-`, `_`, `.`.
+    for (key, v) in [
+        ("kernel-build-user", &id.kernel_build_user),
+        ("kernel-build-host", &id.kernel_build_host),
+    ] {
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(invalid(
+                key,
+                format!("`{v}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+    }
+    if id.vhd_seed.is_empty() || id.vhd_seed.chars().any(char::is_control) {
+        return Err(invalid(
+            "vhd-seed",
+            "must be a non-empty line of text".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
@@ -1646,6 +1750,52 @@ version = "dev"
         )]);
         let p = Project::load(dir.path()).unwrap();
         assert_eq!(p.config.build.source_date_epoch, 1_700_000_000);
+    }
+
+    #[test]
+    fn identity_defaults_to_the_seeds_and_is_checked() {
+        let dir = project(&[(
+            "hermetic.toml",
+            "[archive]\nsnapshot = \"20261121T000000Z\"\n",
+        )]);
+        let id = Project::load(dir.path()).unwrap().config.identity;
+        assert_eq!(id.disk_guid, "12345678-1234-5678-1234-567812345678");
+        assert_eq!(id.esp_guid, "87654321-4321-8765-4321-876543218765");
+        assert_eq!(id.esp_volume_id(), 0x1234_5678);
+        assert_eq!(id.vhd_seed, "630b5f72-a36a-4e83-b23d-6ef47c82fd9c");
+        assert_eq!(id.kernel_build_timestamp, "Fri Jun  5 15:58:00 CEST 1971");
+        assert_eq!(
+            (id.kernel_build_user.as_str(), id.kernel_build_host.as_str()),
+            ("mkosi", "mkosi")
+        );
+        let dir = project(&[(
+            "hermetic.toml",
+            "[archive]\nsnapshot = \"20261121T000000Z\"\n[identity]\nesp-volume-id = \"0badcafe\"\nkernel-build-host = \"builder\"\n",
+        )]);
+        let id = Project::load(dir.path()).unwrap().config.identity;
+        assert_eq!(id.esp_volume_id(), 0x0bad_cafe);
+        assert_eq!(id.kernel_build_host, "builder");
+        for (table, key) in [
+            ("disk-guid = \"1234\"", "identity.disk-guid"),
+            (
+                "esp-guid = \"zz345678-1234-5678-1234-567812345678\"",
+                "identity.esp-guid",
+            ),
+            ("esp-volume-id = \"123\"", "identity.esp-volume-id"),
+            ("kernel-build-user = \"a b\"", "identity.kernel-build-user"),
+            (
+                "kernel-build-timestamp = \"\"",
+                "identity.kernel-build-timestamp",
+            ),
+            ("vhd-seed = \"\"", "identity.vhd-seed"),
+        ] {
+            let dir = project(&[(
+                "hermetic.toml",
+                &format!("[archive]\nsnapshot = \"20261121T000000Z\"\n[identity]\n{table}\n"),
+            )]);
+            let err = Project::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(&format!("key `{key}`")), "{table}: {err}");
+        }
     }
 
     #[test]

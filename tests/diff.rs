@@ -198,7 +198,7 @@ fn gcp_tarballs_whose_esp_differs_in_one_timestamp_name_the_fat_file() {
     // The layout of a 2 MiB UKI: FAT32 needs an ESP of at least 65525 clusters.
     assert!(fs_err::metadata(&efi).unwrap().len() < 2 << 20);
     let layout = EspDiskLayout::gcp(2 << 20);
-    let esp = disk::uki_esp(&efi, 0).unwrap();
+    let esp = disk::uki_esp(&efi, 0, hermetic::image::fat::SEED_VOLUME_ID).unwrap();
     let mut tarballs = Vec::new();
     for side in ["a", "b"] {
         let raw = dir.path().join(format!("{side}.raw"));
@@ -246,7 +246,7 @@ fn qcow2_disks_are_read_through_to_the_fat_files() {
     let mut images = Vec::new();
     for (side, os) in [("a", OS_RELEASE), ("b", "ID=other\n")] {
         let efi = uki(&dir.path().join(side), os, "console=ttyS0");
-        let mut esp = disk::uki_esp(&efi, 0).unwrap();
+        let mut esp = disk::uki_esp(&efi, 0, hermetic::image::fat::SEED_VOLUME_ID).unwrap();
         if side == "b" {
             esp.add_file("loader/extra.txt", b"more\n".to_vec())
                 .unwrap();
@@ -396,7 +396,7 @@ fn vhds_differing_only_in_their_footer_name_its_fields() {
         Guid::parse(SEED_ESP_GUID).unwrap(),
     );
     let raw = dir.path().join("azure.raw");
-    let esp = disk::uki_esp(&efi, 0).unwrap();
+    let esp = disk::uki_esp(&efi, 0, hermetic::image::fat::SEED_VOLUME_ID).unwrap();
     disk::write_esp_disk(&raw, &EspDiskLayout::azure(), &esp, guids.0, guids.1).unwrap();
     let a = dir.path().join("a.vhd");
     let b = dir.path().join("b.vhd");

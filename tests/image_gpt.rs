@@ -129,7 +129,7 @@ fn gcp_and_azure_layouts_verify() {
         let path = dir.path().join(format!("{name}.raw"));
         let uki = dir.path().join("uki.efi");
         fs_err::write(&uki, pseudo_random(4, 3000)).unwrap();
-        let esp = disk::uki_esp(&uki, 0).unwrap();
+        let esp = disk::uki_esp(&uki, 0, hermetic::image::fat::SEED_VOLUME_ID).unwrap();
         disk::write_esp_disk(&path, &layout, &esp, dg, eg).unwrap();
         assert_eq!(fs_err::metadata(&path).unwrap().len(), layout.disk_size);
         sgdisk_verify(&path);

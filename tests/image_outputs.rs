@@ -21,7 +21,7 @@ fn build_all(uki: &Path, dir: &Path) {
         Guid::parse(SEED_ESP_GUID).unwrap(),
     );
     let uki_size = fs_err::metadata(uki).unwrap().len();
-    let esp = disk::uki_esp(uki, 0).unwrap();
+    let esp = disk::uki_esp(uki, 0, hermetic::image::fat::SEED_VOLUME_ID).unwrap();
 
     let raw = dir.join("gcp.raw");
     disk::write_esp_disk(&raw, &EspDiskLayout::gcp(uki_size), &esp, guids.0, guids.1).unwrap();

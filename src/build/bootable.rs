@@ -16,7 +16,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::image::disk::{self, EspDiskLayout, SEED_DISK_GUID, SEED_ESP_GUID};
+use crate::image::disk::{self, EspDiskLayout};
 use crate::image::gpt::Guid;
 use crate::image::{cpio, gcp, qcow2, uki, vhd};
 use crate::recipe::OutputFormat;
@@ -118,6 +118,8 @@ pub struct BootableInputs<'a> {
     /// Output names are `<stem>.<ext>`.
     pub stem: &'a str,
     pub source_date_epoch: u64,
+    /// The disk's GUIDs, the ESP's serial and the VHD seed (`[identity]`).
+    pub identity: &'a crate::recipe::IdentityConfig,
     /// How the tree's host ids map back to the ids inside the sandbox.
     pub id_map: crate::treetar::IdMap,
 }
@@ -141,6 +143,7 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
         cmdline,
         stem,
         source_date_epoch,
+        identity,
         id_map,
     } = inputs.clone();
     let initrd_path = if format == OutputFormat::Initrd {
@@ -186,9 +189,10 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
         return Ok(());
     }
     let guid = |s: &str| Guid::parse(s).map_err(|e| image_err(&efi, e));
-    let (disk_guid, esp_guid) = (guid(SEED_DISK_GUID)?, guid(SEED_ESP_GUID)?);
+    let (disk_guid, esp_guid) = (guid(&identity.disk_guid)?, guid(&identity.esp_guid)?);
     let efi_size = fs_err::metadata(&efi).map_err(BuildError::io(&efi))?.len();
-    let esp = disk::uki_esp(&efi, source_date_epoch).map_err(|e| image_err(&efi, e))?;
+    let esp = disk::uki_esp(&efi, source_date_epoch, identity.esp_volume_id())
+        .map_err(|e| image_err(&efi, e))?;
     let raw = scratch.join("disk.raw");
     let layout = match format {
         OutputFormat::Gcp => EspDiskLayout::gcp(efi_size),
@@ -206,8 +210,12 @@ pub fn write(inputs: &BootableInputs<'_>, files: &Path, scratch: &Path) -> Resul
         }
         OutputFormat::Azure => {
             let out = files.join(format!("{stem}.vhd"));
-            vhd::write_fixed_vhd(&raw, &out, &vhd::VhdOptions::new(source_date_epoch, SEED))
-                .map_err(|e| image_err(&out, e))?;
+            vhd::write_fixed_vhd(
+                &raw,
+                &out,
+                &vhd::VhdOptions::new(source_date_epoch, &identity.vhd_seed),
+            )
+            .map_err(|e| image_err(&out, e))?;
         }
         _ => {
             let out = files.join(format!("{stem}.qcow2"));

@@ -32,6 +32,8 @@ pub struct KernelStep {
     pub fragments: Vec<PathBuf>,
     pub patches: Vec<PathBuf>,
     pub accepted: AcceptedDrops,
+    /// `KBUILD_BUILD_TIMESTAMP`, `_USER`, `_HOST` (the project's `[identity]`).
+    pub identity: crate::kernel::build::KernelIdentity,
 }
 
 /// What a step does.
@@ -54,6 +56,8 @@ pub enum NodeKind {
         stem: String,
         /// The kernel command line of a bootable format.
         cmdline: String,
+        /// The project's `[identity]`: the disk's GUIDs, the ESP's serial, the VHD seed.
+        identity: crate::recipe::IdentityConfig,
     },
 }
 
@@ -293,6 +297,15 @@ pub fn plan(
         inputs.settings.insert("stem".into(), stem.clone());
         if super::bootable::is_bootable(format) {
             inputs.settings.insert("cmdline".into(), cmdline.clone());
+            let id = &project.config.identity;
+            for (k, v) in [
+                ("disk-guid", &id.disk_guid),
+                ("esp-guid", &id.esp_guid),
+                ("esp-volume-id", &id.esp_volume_id),
+                ("vhd-seed", &id.vhd_seed),
+            ] {
+                inputs.settings.insert(k.into(), v.clone());
+            }
             inputs.settings.insert(
                 "bootable-outputs".into(),
                 super::bootable::OUTPUTS_VERSION.to_string(),
@@ -303,7 +316,8 @@ pub fn plan(
             .insert("source-date-epoch".into(), sde.to_string());
         let mut deps = BTreeMap::from([("image".to_string(), image)]);
         if bootable && let Some(kernel) = &recipe.kernel {
-            let k = kernel_nodes(&mut graph, lock, &recipe, kernel, sde)?;
+            let identity = crate::kernel::build::KernelIdentity::from(&project.config.identity);
+            let k = kernel_nodes(&mut graph, lock, &recipe, kernel, sde, identity)?;
             deps.insert("kernel".to_string(), k);
         }
         depend_on(&mut inputs, &graph, &deps);
@@ -315,6 +329,7 @@ pub fn plan(
                 format,
                 stem,
                 cmdline,
+                identity: project.config.identity.clone(),
             },
             deps,
             source_date_epoch: sde,
@@ -359,6 +374,7 @@ fn kernel_nodes(
     recipe: &ResolvedRecipe,
     kernel: &ResolvedKernel,
     sde: u64,
+    identity: crate::kernel::build::KernelIdentity,
 ) -> Result<usize, BuildError> {
     let tag = format!("{}{KERNEL_TAG_SUFFIX}", recipe.name);
     let all = tagged_debs(lock, &tag);
@@ -405,6 +421,7 @@ fn kernel_nodes(
         accepted: accepted.clone(),
         patches: patches.clone(),
         source_date_epoch: sde,
+        identity: identity.clone(),
         work_dir: PathBuf::new(),
         log: PathBuf::new(),
         jobs: None,
@@ -435,6 +452,7 @@ fn kernel_nodes(
             fragments,
             patches,
             accepted,
+            identity,
         })),
         deps,
         source_date_epoch: sde,

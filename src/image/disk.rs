@@ -143,8 +143,8 @@ impl EspDiskLayout {
 
 /// The seed's ESP content: the UKI as `EFI/BOOT/BOOTX64.EFI` (read from `uki` when the image
 /// is written), every timestamp `source_date_epoch`.
-pub fn uki_esp(uki: &Path, source_date_epoch: u64) -> Result<FatBuilder, FatError> {
-    let mut esp = FatBuilder::new(source_date_epoch);
+pub fn uki_esp(uki: &Path, source_date_epoch: u64, volume_id: u32) -> Result<FatBuilder, FatError> {
+    let mut esp = FatBuilder::new(source_date_epoch).volume_id(volume_id);
     esp.add_file_from("EFI/BOOT/BOOTX64.EFI", uki)?;
     Ok(esp)
 }

@@ -35,6 +35,9 @@ use std::path::{Path, PathBuf};
 
 use super::sink::Sink;
 
+/// The seed's FAT volume serial number (mkfs.fat `-i 12345678`, as systemd-repart is told).
+pub const SEED_VOLUME_ID: u32 = 0x1234_5678;
+
 const SECTOR: u64 = 512;
 const MIN_CLUSTERS: u64 = 65_525;
 const MAX_CLUSTERS: u64 = 0x0FFF_FFF4;
@@ -131,7 +134,7 @@ impl FatBuilder {
     pub fn new(source_date_epoch: u64) -> Self {
         FatBuilder {
             root: BTreeMap::new(),
-            volume_id: 0x1234_5678,
+            volume_id: SEED_VOLUME_ID,
             label: "ESP".to_string(),
             oem_name: *b"MSWIN4.1",
             source_date_epoch,

@@ -57,6 +57,35 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
+/// The build's name for itself: `KBUILD_BUILD_TIMESTAMP`, `_USER` and `_HOST` (what
+/// `uname -v` shows). The default is the seed's (`[identity]` of `hermetic.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelIdentity {
+    pub timestamp: String,
+    pub user: String,
+    pub host: String,
+}
+
+impl Default for KernelIdentity {
+    fn default() -> Self {
+        KernelIdentity {
+            timestamp: BUILD_TIMESTAMP.into(),
+            user: BUILD_USER_HOST.into(),
+            host: BUILD_USER_HOST.into(),
+        }
+    }
+}
+
+impl From<&crate::recipe::IdentityConfig> for KernelIdentity {
+    fn from(id: &crate::recipe::IdentityConfig) -> Self {
+        KernelIdentity {
+            timestamp: id.kernel_build_timestamp.clone(),
+            user: id.kernel_build_user.clone(),
+            host: id.kernel_build_host.clone(),
+        }
+    }
+}
+
 /// Everything a kernel build depends on.
 pub struct KernelBuild<'a> {
     /// The tools tree (gcc, make, bc, bison, flex, libelf-dev, libssl-dev, dpkg, xz-utils,
@@ -71,6 +100,7 @@ pub struct KernelBuild<'a> {
     /// Patches, applied in this order.
     pub patches: Vec<PathBuf>,
     pub source_date_epoch: u64,
+    pub identity: KernelIdentity,
     /// A directory for the source tree (`build/`), the inputs and the outputs (`out/`); its
     /// previous contents are removed.
     pub work_dir: PathBuf,
@@ -134,11 +164,11 @@ impl Runner<'_> {
         step.ids = IdMapping::SingleUser;
         step.source_date_epoch = req.source_date_epoch;
         step.output = Output::LogOnly;
-        step.hostname = BUILD_USER_HOST.to_string();
+        step.hostname = req.identity.host.clone();
         for (k, v) in [
-            ("KBUILD_BUILD_TIMESTAMP", BUILD_TIMESTAMP),
-            ("KBUILD_BUILD_USER", BUILD_USER_HOST),
-            ("KBUILD_BUILD_HOST", BUILD_USER_HOST),
+            ("KBUILD_BUILD_TIMESTAMP", req.identity.timestamp.as_str()),
+            ("KBUILD_BUILD_USER", req.identity.user.as_str()),
+            ("KBUILD_BUILD_HOST", req.identity.host.as_str()),
             ("LOCALVERSION", LOCALVERSION),
             ("HOME", SOURCE_DIR),
         ] {
@@ -495,8 +525,17 @@ impl KernelBuild<'_> {
             ("kernel-step-version", KERNEL_STEP_VERSION.to_string()),
             ("base-config", base),
             ("source-dir", SOURCE_DIR.to_string()),
-            ("kbuild-build-timestamp", BUILD_TIMESTAMP.to_string()),
-            ("kbuild-build-user-host", BUILD_USER_HOST.to_string()),
+            ("kbuild-build-timestamp", self.identity.timestamp.clone()),
+            // One field while user and host are the same (as the seed's are), so that the
+            // keys of kernels built before `[identity]` existed stay the same.
+            (
+                "kbuild-build-user-host",
+                if self.identity.user == self.identity.host {
+                    self.identity.user.clone()
+                } else {
+                    format!("{}@{}", self.identity.user, self.identity.host)
+                },
+            ),
             ("localversion", LOCALVERSION.to_string()),
             ("source-date-epoch", self.source_date_epoch.to_string()),
         ] {
@@ -576,6 +615,7 @@ mod tests {
             accepted: AcceptedDrops::default(),
             patches: vec![patch.clone()],
             source_date_epoch: 1,
+            identity: KernelIdentity::default(),
             work_dir: PathBuf::from(work),
             log: PathBuf::from(work).join("log"),
             jobs: None,
@@ -596,6 +636,12 @@ mod tests {
         fs_err::write(&frag, "CONFIG_A=y\n").unwrap();
         fs_err::write(&patch, "--- a/y\n+++ b/y\n").unwrap();
         assert_ne!(a.key(), make("/w/a").key_inputs().unwrap().key());
+        let mut host = make("/w/a");
+        host.identity.host = "elsewhere".into();
+        assert_ne!(
+            make("/w/a").key_inputs().unwrap().key(),
+            host.key_inputs().unwrap().key()
+        );
     }
 
     #[test]

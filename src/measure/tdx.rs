@@ -78,8 +78,8 @@ impl GptDisk {
         let esp = esp.max(260 * MIB);
         let disk = (esp + MIB).div_ceil(GIB) * GIB;
         GptDisk {
-            disk_guid: "12345678-1234-5678-1234-567812345678".into(),
-            esp_guid: "87654321-4321-8765-4321-876543218765".into(),
+            disk_guid: crate::image::disk::SEED_DISK_GUID.into(),
+            esp_guid: crate::image::disk::SEED_ESP_GUID.into(),
             disk_sectors: disk / 512,
             first_usable_lba: 2048,
             esp_start_lba: 2048,

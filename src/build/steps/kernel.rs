@@ -28,6 +28,7 @@ pub(in crate::build) fn run(
         fragments,
         patches,
         accepted,
+        identity,
     } = k;
     let debs: Vec<&crate::build::plan::DebPin> = std::iter::once(source).chain(config).collect();
     for d in &debs {
@@ -79,6 +80,7 @@ pub(in crate::build) fn run(
         accepted: accepted.clone(),
         patches: patches.clone(),
         source_date_epoch: node.source_date_epoch,
+        identity: identity.clone(),
         work_dir: work.clone(),
         log: log.to_path_buf(),
         jobs: Some(jobs),

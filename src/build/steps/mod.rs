@@ -52,6 +52,7 @@ pub(super) fn run(cx: &StepCx<'_>) -> Result<(), BuildError> {
             format,
             stem,
             cmdline,
-        } => output::run(cx, format, stem, cmdline),
+            identity,
+        } => output::run(cx, format, stem, cmdline, identity),
     }
 }

@@ -13,6 +13,7 @@ pub(in crate::build) fn run(
     format: &crate::recipe::OutputFormat,
     stem: &str,
     cmdline: &str,
+    identity: &crate::recipe::IdentityConfig,
 ) -> Result<(), BuildError> {
     let StepCx {
         graph, node, temp, ..
@@ -90,6 +91,7 @@ pub(in crate::build) fn run(
                 cmdline,
                 stem,
                 source_date_epoch: node.source_date_epoch,
+                identity,
                 id_map: sandbox_id_map()?,
             };
             crate::build::bootable::write(&inputs, &files, &scratch)?;
