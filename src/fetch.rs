@@ -38,8 +38,14 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// Paths inside a Debian archive (`debian`, `debian-security`), tried on every source of
-    /// that archive, in order; all paths name the same content.
-    Archive { archive: String, paths: Vec<String> },
+    /// that archive, in order; all paths name the same content. `snapshot` is the pin's own
+    /// snapshot.debian.org timestamp when it was taken from another state than the
+    /// project's (see [`crate::candidates`]).
+    Archive {
+        archive: String,
+        paths: Vec<String>,
+        snapshot: Option<String>,
+    },
     /// One plain URL.
     Url(String),
 }
@@ -72,7 +78,7 @@ pub enum FetchError {
 
 /// Whether an attempt got an answer saying the file is not there.
 fn is_gone(a: &Attempt) -> bool {
-    a.error == "HTTP 404" || a.error == "HTTP 410"
+    a.error == "HTTP 404" || a.error == "HTTP 410" || a.error == crate::candidates::LOCAL_NOT_FOUND
 }
 
 /// Whether an attempt never reached the source (no connection, or skipped as unreachable).
@@ -158,6 +164,8 @@ type NoticeSink = Box<dyn Fn(&str) + Send + Sync>;
 enum Failure {
     Skipped(Skip),
     Http(HttpError),
+    /// A local (`file://`) source could not give the file; the reason.
+    Local(String),
 }
 
 /// What to do after trying one URL.
@@ -193,18 +201,10 @@ impl Downloader {
     }
 
     fn candidate_urls(&self, location: &Location) -> Vec<String> {
-        match location {
-            Location::Url(u) => vec![u.clone()],
-            Location::Archive { archive, paths } => {
-                let mut urls: Vec<String> = Vec::new();
-                for source in self.mirrors.sources_for(archive) {
-                    for p in paths {
-                        urls.push(format!("{}{}", source.base, p.trim_start_matches('/')));
-                    }
-                }
-                urls
-            }
-        }
+        crate::candidates::candidates(&self.mirrors, location)
+            .into_iter()
+            .map(|c| c.url)
+            .collect()
     }
 
     /// Counts a failure of the source of `url`; says so when that demotes it.
@@ -222,6 +222,10 @@ impl Downloader {
         size: Option<u64>,
         demoted_ok: bool,
     ) -> Result<crate::http::Download, Failure> {
+        // A local copy: no host, no turn, no network.
+        if let Some(local) = crate::candidates::open_local(url) {
+            return local.map_err(Failure::Local);
+        }
         let turn = self
             .mirrors
             .wait_turn(url, demoted_ok)
@@ -276,6 +280,7 @@ impl Downloader {
         let location = Location::Archive {
             archive: archive.to_string(),
             paths: vec![path.to_string()],
+            snapshot: None,
         };
         let mut tried = Vec::new();
         let found = self.each_url(self.candidate_urls(&location), |url, demoted_ok| {
@@ -285,6 +290,13 @@ impl Downloader {
                     tried.push(Attempt {
                         url: url.to_string(),
                         error: SKIPPED_DEAD.into(),
+                    });
+                    return Flow::Next;
+                }
+                Err(Failure::Local(reason)) => {
+                    tried.push(Attempt {
+                        url: url.to_string(),
+                        error: reason,
                     });
                     return Flow::Next;
                 }
@@ -354,6 +366,10 @@ impl Downloader {
                     }
                     Err(Failure::Http(e)) => {
                         attempt_failed(e.reason());
+                        return Flow::Next;
+                    }
+                    Err(Failure::Local(reason)) => {
+                        attempt_failed(reason);
                         return Flow::Next;
                     }
                 };
@@ -461,6 +477,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
             location: Location::Archive {
                 archive: archive_for_suite(&p.suite).to_string(),
                 paths: vec![p.filename.clone()],
+                snapshot: p.snapshot.clone(),
             },
         });
     }
@@ -473,6 +490,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
                 location: Location::Archive {
                     archive: archive_for_suite(&s.suite).to_string(),
                     paths: vec![format!("{}/{}", s.directory, f.name)],
+                    snapshot: None,
                 },
             });
         }
@@ -804,6 +822,7 @@ mod tests {
             Location::Archive {
                 archive: "debian-security".into(),
                 paths: vec!["pool/main/b.deb".into()],
+                snapshot: None,
             }
         );
         assert_eq!(
@@ -811,6 +830,7 @@ mod tests {
             Location::Archive {
                 archive: "debian".into(),
                 paths: vec!["pool/main/s/s/s_1.dsc".into()],
+                snapshot: None,
             }
         );
     }

@@ -138,6 +138,11 @@ pub struct PinnedPackage {
     pub sha256: String,
     pub source: String,
     pub source_version: String,
+    /// The snapshot.debian.org timestamp this package was taken from, when it is not the
+    /// project's (`[[archive.snapshot-package]]` of `hermetic.toml`); fetch looks for it
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// Recipe tags: `<recipe>` (installed in the image), `<recipe>:build` (its tools tree),
     /// `<recipe>:kernel` (its kernel build: tools, source and config debs).
     pub recipes: Vec<String>,
@@ -559,6 +564,9 @@ impl Lockfile {
             kv(&mut out, "sha256", &p.sha256);
             kv(&mut out, "source", &p.source);
             kv(&mut out, "source-version", &p.source_version);
+            if let Some(ts) = &p.snapshot {
+                kv(&mut out, "snapshot", ts);
+            }
             for (key, value) in [
                 ("pre-depends", &p.pre_depends),
                 ("depends", &p.depends),

@@ -92,6 +92,23 @@ pub struct ArchiveConfig {
     pub components: Vec<String>,
     #[serde(default = "default_architecture")]
     pub architecture: String,
+    /// `[[archive.snapshot-package]]`: packages taken from another snapshot state than
+    /// `snapshot`, each replacing its suite's version of that package in every closure
+    /// that pulls it.
+    #[serde(default, rename = "snapshot-package")]
+    pub snapshot_packages: Vec<SnapshotPackage>,
+}
+
+/// One `[[archive.snapshot-package]]`: package `name` at exactly `version`, as suite
+/// `suite` of snapshot.debian.org at `snapshot` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SnapshotPackage {
+    pub name: String,
+    pub version: String,
+    /// A snapshot.debian.org timestamp, `YYYYMMDDTHHMMSSZ`.
+    pub snapshot: String,
+    pub suite: String,
 }
 
 fn default_suites() -> Vec<String> {
@@ -966,12 +983,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeEr
 }
 
 fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
-    let ts = a.snapshot.as_bytes();
-    let ok = ts.len() == 16
-        && ts[8] == b'T'
-        && ts[15] == b'Z'
-        && ts[..8].iter().chain(&ts[9..15]).all(u8::is_ascii_digit);
-    if !ok {
+    if !crate::archive::is_snapshot_timestamp(&a.snapshot) {
         return Err(RecipeError::Invalid {
             path: path.to_path_buf(),
             key: "archive.snapshot".into(),
@@ -987,6 +999,31 @@ fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
             key: "archive.suites".into(),
             message: "at least one suite is needed".into(),
         });
+    }
+    for (i, p) in a.snapshot_packages.iter().enumerate() {
+        let invalid = |message: String| RecipeError::Invalid {
+            path: path.to_path_buf(),
+            key: format!("archive.snapshot-package[{i}]"),
+            message,
+        };
+        if !crate::archive::is_snapshot_timestamp(&p.snapshot) {
+            return Err(invalid(format!(
+                "`{}` is not a snapshot.debian.org timestamp like 20240314T094714Z",
+                p.snapshot
+            )));
+        }
+        if !is_simple_name(&p.name) || !is_simple_name(&p.suite) || p.version.trim().is_empty() {
+            return Err(invalid(format!(
+                "`{} {}` of suite `{}` is not a package name, version and suite",
+                p.name, p.version, p.suite
+            )));
+        }
+        if a.snapshot_packages[..i].iter().any(|q| q.name == p.name) {
+            return Err(invalid(format!(
+                "package `{}` is taken from another snapshot twice",
+                p.name
+            )));
+        }
     }
     Ok(())
 }

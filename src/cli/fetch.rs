@@ -16,8 +16,9 @@ use crate::store::Store;
 Pins already in the store cost nothing: no network, no re-hash (`hermetic cache verify`
 re-hashes everything). Missing pins are downloaded 8 at a time, size and SHA-256 checked
 while streaming; nothing unverified is ever visible in the store. Files come from --mirror /
-HERMETIC_MIRRORS, then snapshot.debian.org at the pinned timestamp, then the Debian mirrors
-of the host's apt configuration: any copy will do, the hash decides. Two processes may fetch
+HERMETIC_MIRRORS (http(s) URLs, file:// URLs or directories of offline media), then
+snapshot.debian.org at the pin's timestamp, then the Debian mirrors of the host's apt
+configuration: any copy will do, the hash decides. `--plan` lists them per pin. Two processes may fetch
 into the same store at once.
 
 Every transfer is held to limits: connect 10 s, response headers 30 s, at least 8 KiB/s over
@@ -42,6 +43,11 @@ pub struct Args {
     /// checked the same way (repeatable).
     #[arg(long = "source-dir", value_name = "DIR")]
     pub source_dirs: Vec<std::path::PathBuf>,
+
+    /// Print each pin's candidate URLs in the order they are tried, and fetch nothing (no
+    /// network; with --json, one JSON document).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 /// Runs `hermetic fetch`.
@@ -61,8 +67,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let store = Store::open(&ctx.store)?;
     let snapshot = &project.config.archive.snapshot;
+    if args.plan {
+        let mirrors = crate::mirrors::Mirrors::new(&crate::mirrors::MirrorConfig::from_env(
+            &args.mirrors,
+            Some(snapshot),
+        ))?;
+        let pins = crate::candidates::plan(&lock, &mirrors);
+        if ctx.json {
+            println!("{}", serde_json::json!({ "pins": pins }));
+        } else {
+            print!("{}", crate::candidates::render_plan(&pins));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&ctx.store)?;
     let make = || default_downloader(&store, &args.mirrors, snapshot);
     let options = FetchOptions {
         offline: args.offline,
