@@ -138,7 +138,9 @@ pub fn open_local(url: &str) -> Option<Result<Download, String>> {
         .any(|c| matches!(c, std::path::Component::ParentDir))
         || !path.is_absolute()
     {
-        return Some(Err(format!("refused: `{url}` is not a plain absolute path")));
+        return Some(Err(format!(
+            "refused: `{url}` is not a plain absolute path"
+        )));
     }
     Some(match fs_err::File::open(path) {
         Ok(file) => {
@@ -228,9 +230,16 @@ mod tests {
     fn local_reads_refuse_parent_components_and_report_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/../etc/passwd", dir.path().display());
-        assert!(open_local(&url).unwrap().is_err_and(|e| e.starts_with("refused")));
+        assert!(
+            open_local(&url)
+                .unwrap()
+                .is_err_and(|e| e.starts_with("refused"))
+        );
         let url = format!("file://{}/nothing.deb", dir.path().display());
-        assert_eq!(open_local(&url).unwrap().err(), Some(LOCAL_NOT_FOUND.into()));
+        assert_eq!(
+            open_local(&url).unwrap().err(),
+            Some(LOCAL_NOT_FOUND.into())
+        );
         assert!(open_local("http://x/y").is_none());
     }
 }

@@ -748,7 +748,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
 /// Where the lock's pins disagree with `[[archive.snapshot-package]]`: a package taken from
 /// another snapshot pinned at another version or state, or a pin recording a snapshot
 /// hermetic.toml no longer asks for. Each is (package name, line).
-fn snapshot_pin_problems(a: &crate::recipe::ArchiveConfig, lock: &Lockfile) -> Vec<(String, String)> {
+fn snapshot_pin_problems(
+    a: &crate::recipe::ArchiveConfig,
+    lock: &Lockfile,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for sp in &a.snapshot_packages {
         for p in lock.packages.iter().filter(|p| p.name == sp.name) {
@@ -795,7 +798,13 @@ fn read_snapshot_packages(
     store: &Store,
     keyring: &Keyring,
     chatty: bool,
-) -> Result<(Vec<(crate::recipe::SnapshotPackage, deb822::Paragraph)>, usize), LockError> {
+) -> Result<
+    (
+        Vec<(crate::recipe::SnapshotPackage, deb822::Paragraph)>,
+        usize,
+    ),
+    LockError,
+> {
     let a = &project.config.archive;
     let mut out = Vec::new();
     let mut requests = 0;
