@@ -63,7 +63,7 @@ pub struct MissingPin {
 pub enum FetchError {
     #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: {}{}", .missing.len(), format_missing(.missing), missing_hint(.missing), slow_hint(.missing))]
     Missing { missing: Vec<MissingPin> },
-    #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
+    #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable, or name a local copy of the archive (offline media) with --mirror DIR", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
     Offline {
         store: PathBuf,
         missing: Vec<MissingPin>,
@@ -93,8 +93,8 @@ fn missing_hint(missing: &[MissingPin]) -> String {
     let attempts = || missing.iter().flat_map(|m| &m.tried);
     if attempts().all(is_unreachable) {
         return "no source could be reached (every attempt failed to connect): check the network, \
-                or name a reachable mirror with --mirror URL (or HERMETIC_MIRRORS); the pins \
-                are not the problem"
+                or name a reachable mirror with --mirror URL (or HERMETIC_MIRRORS), or a local \
+                copy of the archive with --mirror DIR; the pins are not the problem"
             .into();
     }
     let gone = missing.iter().all(|m| {
@@ -103,8 +103,9 @@ fn missing_hint(missing: &[MissingPin]) -> String {
     if gone {
         let unreachable = attempts().any(is_unreachable);
         return format!(
-            "every source that answered no longer has these files{}: name a mirror or \
-             snapshot that keeps them (--mirror URL, HERMETIC_SNAPSHOT_URL), or re-pin with \
+            "every source that answered no longer has these files{}: name a mirror, \
+             snapshot or local copy that keeps them (--mirror URL or DIR, \
+             HERMETIC_SNAPSHOT_URL), or re-pin with \
              `hermetic lock --update PKG...`, which changes the image's bytes: whoever attests \
              an image built from this pins.lock must rebuild from the new one instead",
             if unreachable {
@@ -454,6 +455,17 @@ pub fn default_downloader(
         mirrors,
         store.clone(),
     ))
+}
+
+/// The downloader of `fetch --offline --mirror DIR`: the local sources `dirs` (`file://`
+/// URLs or directories; anything else is refused by [`Mirrors::new`]) and nothing else: no
+/// snapshot, no apt mirrors, so no request can leave the machine.
+pub fn local_downloader(store: &Store, dirs: &[String]) -> Result<Downloader, FetchError> {
+    let mirrors = Mirrors::new(&crate::mirrors::MirrorConfig {
+        mirrors: dirs.to_vec(),
+        ..Default::default()
+    })?;
+    Ok(Downloader::new(Http::new(), mirrors, store.clone()))
 }
 
 /// One file to have in the store.

@@ -375,3 +375,31 @@ fn a_mirror_that_is_neither_url_nor_directory_is_refused() {
     assert!(stderr.contains("/nonexistent/offline/media"), "{stderr}");
     assert!(stderr.contains("hint: mount the offline media"), "{stderr}");
 }
+
+#[test]
+fn offline_with_a_local_mirror_reads_it_and_nothing_else() {
+    let f = served_standard_archive();
+    let p = TestProject::new(
+        &[("base", "packages = [\"app\"]\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    p.ok(&["lock"]);
+    // The network mirror stays configured (HERMETIC_MIRRORS): --offline must not use it.
+    let requests = f.server.requests();
+    let media = f.archive.root.path().display().to_string();
+    let stderr = p.ok(&["fetch", "--offline", "--mirror", &media]);
+    assert!(all_in_store(&p), "{stderr}");
+    assert_eq!(f.server.requests(), requests, "--offline used the network");
+
+    // Without the local copy, --offline names what is missing and how to bring it.
+    let q = TestProject::new(
+        &[("base", "packages = [\"app\"]\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    fs_err::copy(p.path("pins.lock"), q.path("pins.lock")).unwrap();
+    let stderr = q.fails(&["fetch", "--offline"]);
+    assert!(stderr.contains("--mirror DIR"), "{stderr}");
+    assert_eq!(f.server.requests(), requests);
+}

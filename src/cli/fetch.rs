@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::fetch::{FetchOptions, default_downloader, fetch};
+use crate::fetch::{FetchOptions, default_downloader, fetch, local_downloader};
 use crate::lockfile::Lockfile;
 use crate::recipe::Project;
 use crate::store::Store;
@@ -29,12 +29,14 @@ HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE
 the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
 See docs/pins.md.")]
 pub struct Args {
-    /// Never touch the network; fail listing every pin missing from the store.
+    /// Never touch the network: only the store and the local --mirror sources (file://,
+    /// directories); fail listing every pin they do not hold.
     #[arg(long)]
     pub offline: bool,
 
     /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
-    /// `debian/` and `debian-security/`.
+    /// `debian/` and `debian-security/`; or a local copy (offline media): `file:///media/x`
+    /// or a directory, laid out like a mirror (`pool/...`) or holding the files by name.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
 
@@ -82,9 +84,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::open(&ctx.store)?;
-    let make = || default_downloader(&store, &args.mirrors, snapshot);
+    // --offline with local sources: those alone, no network source at all.
+    let local: Vec<String> = args
+        .mirrors
+        .iter()
+        .filter(|m| !m.starts_with("http://") && !m.starts_with("https://"))
+        .cloned()
+        .collect();
+    let offline_local = args.offline && !local.is_empty();
+    let make = || {
+        if offline_local {
+            local_downloader(&store, &local)
+        } else {
+            default_downloader(&store, &args.mirrors, snapshot)
+        }
+    };
     let options = FetchOptions {
-        offline: args.offline,
+        offline: args.offline && !offline_local,
         progress: ctx.chatty(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;
