@@ -938,6 +938,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_from_another_snapshot_records_it_and_round_trips() {
+        let mut lock = sample();
+        lock.packages[0].snapshot = Some("20240314T094714Z".into());
+        lock.canonicalize();
+        let text = lock.to_toml();
+        assert!(
+            text.contains("source-version = \"2.0-1\"\nsnapshot = \"20240314T094714Z\"\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("\nsnapshot = ").count(), 2, "{text}");
+        let back = Lockfile::parse(Path::new("pins.lock"), &text).unwrap();
+        assert_eq!(back, lock);
+    }
+
+    #[test]
     fn newer_version_asks_for_upgrade() {
         let err = Lockfile::parse(Path::new("x/pins.lock"), "version = 3\n").unwrap_err();
         let msg = err.to_string();

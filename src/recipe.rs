@@ -1676,6 +1676,43 @@ version = "dev"
     }
 
     #[test]
+    fn snapshot_packages_are_read_and_checked() {
+        let entry = |name: &str, ts: &str| {
+            format!(
+                "[[archive.snapshot-package]]\nname = \"{name}\"\nversion = \"255.4-1\"\nsnapshot = \"{ts}\"\nsuite = \"trixie\"\n"
+            )
+        };
+        let ok = format!("{CONFIG}{}", entry("systemd-boot-efi", "20240314T094714Z"));
+        let dir = project(&[("hermetic.toml", &ok)]);
+        let p = Project::load(dir.path()).unwrap();
+        assert_eq!(p.config.archive.snapshot_packages.len(), 1);
+        assert_eq!(
+            p.config.archive.snapshot_packages[0].snapshot,
+            "20240314T094714Z"
+        );
+        for (bad, says) in [
+            (
+                entry("a", "2024-03-14"),
+                "is not a snapshot.debian.org timestamp",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    entry("a", "20240314T094714Z"),
+                    entry("a", "20240101T000000Z")
+                ),
+                "taken from another snapshot twice",
+            ),
+            (entry("../x", "20240314T094714Z"), "is not a package name"),
+        ] {
+            let dir = project(&[("hermetic.toml", &format!("{CONFIG}{bad}"))]);
+            let err = Project::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("archive.snapshot-package["), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
     fn build_table_in_project_config() {
         let dir = project(&[(
             "hermetic.toml",

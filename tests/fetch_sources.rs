@@ -47,6 +47,29 @@ fn all_in_store(p: &TestProject) -> bool {
         .all(|h| p.blob(h).is_file())
 }
 
+/// A project whose image asks for `packages`, reading only the snapshot stand-in, with
+/// `tool` at `version` taken from the state [`OLD_TS`].
+fn snapshot_project(
+    f: &support::ServedArchive,
+    snapshots: &support::TestServer,
+    packages: &str,
+    version: &str,
+) -> TestProject {
+    let mut p = TestProject::new(
+        &[("base", &format!("packages = {packages}\n"))],
+        &f.server,
+        &f.key.keyring,
+    );
+    p.mirror = String::new();
+    p.snapshot_url = format!("http://127.0.0.1:{}", snapshots.port);
+    let config = format!(
+        "{}\n[[archive.snapshot-package]]\nname = \"tool\"\nversion = \"{version}\"\nsnapshot = \"{OLD_TS}\"\nsuite = \"trixie\"\n",
+        support::CONFIG
+    );
+    fs_err::write(p.path("hermetic.toml"), &config).unwrap();
+    p
+}
+
 #[test]
 fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_from_there() {
     let f = served_standard_archive();
@@ -60,18 +83,7 @@ fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_f
         &f.key,
     );
     let (_snap, snap_server) = snapshot_service(&[(PROJECT_TS, &f.archive), (OLD_TS, &old)]);
-    let mut p = TestProject::new(
-        &[("base", "packages = [\"app\", \"tool\"]\n")],
-        &f.server,
-        &f.key.keyring,
-    );
-    p.mirror = String::new();
-    p.snapshot_url = format!("http://127.0.0.1:{}", snap_server.port);
-    let config = format!(
-        "{}\n[[archive.snapshot-package]]\nname = \"tool\"\nversion = \"0.8-1\"\nsnapshot = \"{OLD_TS}\"\nsuite = \"trixie\"\n",
-        support::CONFIG
-    );
-    fs_err::write(p.path("hermetic.toml"), &config).unwrap();
+    let p = snapshot_project(&f, &snap_server, "[\"app\", \"tool\"]", "0.8-1");
     p.ok(&["lock"]);
     let lock = p.lock_text();
 
@@ -114,7 +126,7 @@ fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_f
         snap_server.url(),
         tool_path.strip_prefix("debian/").unwrap()
     );
-    assert_eq!(urls_of("tool 0.8-1"), [tool_url.clone()]);
+    assert_eq!(urls_of("tool 0.8-1"), [tool_url]);
     assert!(
         urls_of("app ")[0].contains(&format!("/archive/debian/{PROJECT_TS}/pool/")),
         "{:?}",
@@ -157,18 +169,7 @@ fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_f
 fn a_snapshot_package_missing_from_its_state_names_package_and_state() {
     let f = served_standard_archive();
     let (_snap, snap_server) = snapshot_service(&[(PROJECT_TS, &f.archive), (OLD_TS, &f.archive)]);
-    let mut p = TestProject::new(
-        &[("base", "packages = [\"tool\"]\n")],
-        &f.server,
-        &f.key.keyring,
-    );
-    p.mirror = String::new();
-    p.snapshot_url = format!("http://127.0.0.1:{}", snap_server.port);
-    let config = format!(
-        "{}\n[[archive.snapshot-package]]\nname = \"tool\"\nversion = \"0.7-1\"\nsnapshot = \"{OLD_TS}\"\nsuite = \"trixie\"\n",
-        support::CONFIG
-    );
-    fs_err::write(p.path("hermetic.toml"), &config).unwrap();
+    let p = snapshot_project(&f, &snap_server, "[\"tool\"]", "0.7-1");
     let stderr = p.fails(&["lock"]);
     assert!(
         stderr.contains(&format!(
@@ -270,18 +271,24 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A project whose image is `app`, locked against the served archive.
+fn locked_app(f: &support::ServedArchive) -> TestProject {
+    let p = TestProject::new(
+        &[("base", "packages = [\"app\"]\n")],
+        &f.server,
+        &f.key.keyring,
+    );
+    p.ok(&["lock"]);
+    p
+}
+
 #[test]
 fn fetch_plan_lists_every_pin_with_its_candidates_in_the_order_tried() {
     let local = tempfile::tempdir().unwrap();
     fs_err::create_dir_all(local.path().join("pool")).unwrap();
     let apt = tempfile::tempdir().unwrap();
     let f = served_standard_archive();
-    let mut p = TestProject::new(
-        &[("base", "packages = [\"app\"]\n")],
-        &f.server,
-        &f.key.keyring,
-    );
-    p.ok(&["lock"]);
+    let mut p = locked_app(&f);
     fs_err::create_dir_all(apt.path().join("etc/apt")).unwrap();
     fs_err::write(
         apt.path().join("etc/apt/sources.list"),
@@ -364,12 +371,7 @@ fn fetch_plan_lists_every_pin_with_its_candidates_in_the_order_tried() {
 #[test]
 fn a_mirror_that_is_neither_url_nor_directory_is_refused() {
     let f = served_standard_archive();
-    let mut p = TestProject::new(
-        &[("base", "packages = [\"app\"]\n")],
-        &f.server,
-        &f.key.keyring,
-    );
-    p.ok(&["lock"]);
+    let mut p = locked_app(&f);
     p.mirror = "/nonexistent/offline/media".into();
     let stderr = p.fails(&["fetch"]);
     assert!(stderr.contains("/nonexistent/offline/media"), "{stderr}");
@@ -379,12 +381,7 @@ fn a_mirror_that_is_neither_url_nor_directory_is_refused() {
 #[test]
 fn offline_with_a_local_mirror_reads_it_and_nothing_else() {
     let f = served_standard_archive();
-    let p = TestProject::new(
-        &[("base", "packages = [\"app\"]\n")],
-        &f.server,
-        &f.key.keyring,
-    );
-    p.ok(&["lock"]);
+    let p = locked_app(&f);
     // The network mirror stays configured (HERMETIC_MIRRORS): --offline must not use it.
     let requests = f.server.requests();
     let media = f.archive.root.path().display().to_string();
