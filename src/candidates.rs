@@ -7,6 +7,12 @@
 //! state and a local copy do not change. [`plan`] lists them for every pin of a lock
 //! (`hermetic fetch --plan`), without any network.
 //!
+//! A suite read from a mirror's state records no snapshot timestamp. Its pins are looked for
+//! on snapshot.debian.org at [`MIRROR_STATE_DELAY`] after its InRelease `Date`
+//! ([`pin_snapshot`]): snapshot.debian.org imports the archive several times a day and
+//! serves, for a timestamp, the newest import not after it, which then holds that state's
+//! files unless they were removed within the day.
+//!
 //! `file://` candidates are read from disk by [`open_local`]; like every other copy, what
 //! they hold is checked against the pinned size and SHA-256 before it enters the store.
 
@@ -16,6 +22,32 @@ use crate::fetch::{FetchItem, Location};
 use crate::http::Download;
 use crate::lockfile::Lockfile;
 use crate::mirrors::{Mirrors, SourceKind};
+
+/// How long after a mirror state's InRelease `Date` its files are looked for on
+/// snapshot.debian.org (see the module documentation).
+pub const MIRROR_STATE_DELAY: i64 = 86_400;
+
+/// The snapshot timestamp a pin of `suite` is looked for at when it is not the project's:
+/// the pin's own (`[[archive.snapshot-package]]`), else, for a suite read from a mirror's
+/// state, [`MIRROR_STATE_DELAY`] after its InRelease `Date`. `None`: the project's.
+pub fn pin_snapshot(lock: &Lockfile, own: Option<&str>, suite: &str) -> Option<String> {
+    if let Some(ts) = own {
+        return Some(ts.to_string());
+    }
+    let s = lock.suites.iter().find(|s| s.name == suite)?;
+    if s.snapshot.is_some() || s.index_source.is_none() {
+        // A snapshot state, or a lock from before the source was recorded.
+        return None;
+    }
+    let date = crate::archive::release::parse_date(&s.date)?;
+    let at = u64::try_from(date + MIRROR_STATE_DELAY).ok()?;
+    Some(
+        crate::release::rfc3339(at)
+            .chars()
+            .filter(|c| !matches!(c, '-' | ':'))
+            .collect(),
+    )
+}
 
 /// The reason recorded when a local source does not hold a file (like an HTTP 404).
 pub const LOCAL_NOT_FOUND: &str = "not found (local)";
@@ -82,7 +114,8 @@ pub struct PlannedPin {
     pub what: String,
     pub sha256: String,
     pub size: Option<u64>,
-    /// The snapshot timestamp the pin was taken from, when not the project's.
+    /// The snapshot timestamp the file is looked for at, when not the project's
+    /// ([`pin_snapshot`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
     pub candidates: Vec<Candidate>,
@@ -200,6 +233,40 @@ mod tests {
         assert_eq!(
             urls(candidates(&m, &loc(Some("20240314T094714Z"))))[2],
             "snapshot https://snap.example/archive/debian/20240314T094714Z/pool/main/s/sd/sd_1_amd64.deb"
+        );
+    }
+
+    #[test]
+    fn a_mirror_states_pins_are_looked_for_a_day_after_its_date() {
+        use crate::lockfile::LockedSuite;
+        let suite = |name: &str, source: Option<&str>, snapshot: Option<&str>| LockedSuite {
+            name: name.into(),
+            archive: "debian".into(),
+            index_source: source.map(String::from),
+            index_url: None,
+            snapshot: snapshot.map(String::from),
+            date: "Tue, 01 Dec 2026 08:12:40 UTC".into(),
+            inrelease_sha256: String::new(),
+            components: vec![],
+            architecture: "amd64".into(),
+        };
+        let lock = Lockfile {
+            suites: vec![
+                suite("mirror", Some("apt-sources"), None),
+                suite("snap", Some("snapshot"), Some("20261124T000000Z")),
+                suite("old", None, Some("20261124T000000Z")),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            pin_snapshot(&lock, None, "mirror").as_deref(),
+            Some("20261202T081240Z")
+        );
+        assert_eq!(pin_snapshot(&lock, None, "snap"), None);
+        assert_eq!(pin_snapshot(&lock, None, "old"), None);
+        assert_eq!(
+            pin_snapshot(&lock, Some("20240314T094714Z"), "mirror").as_deref(),
+            Some("20240314T094714Z")
         );
     }
 

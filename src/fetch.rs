@@ -38,9 +38,9 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// Paths inside a Debian archive (`debian`, `debian-security`), tried on every source of
-    /// that archive, in order; all paths name the same content. `snapshot` is the pin's own
-    /// snapshot.debian.org timestamp when it was taken from another state than the
-    /// project's (see [`crate::candidates`]).
+    /// that archive, in order; all paths name the same content. `snapshot` is the
+    /// snapshot.debian.org timestamp to look for them at when it is not the project's
+    /// ([`crate::candidates::pin_snapshot`]).
     Archive {
         archive: String,
         paths: Vec<String>,
@@ -489,7 +489,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
             location: Location::Archive {
                 archive: archive_for_suite(&p.suite).to_string(),
                 paths: vec![p.filename.clone()],
-                snapshot: p.snapshot.clone(),
+                snapshot: crate::candidates::pin_snapshot(lock, p.snapshot.as_deref(), &p.suite),
             },
         });
     }
@@ -502,7 +502,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
                 location: Location::Archive {
                     archive: archive_for_suite(&s.suite).to_string(),
                     paths: vec![format!("{}/{}", s.directory, f.name)],
-                    snapshot: None,
+                    snapshot: crate::candidates::pin_snapshot(lock, None, &s.suite),
                 },
             });
         }

@@ -10,6 +10,8 @@ use support::{TestArchive, TestProject, deb, served_standard_archive, snapshot_s
 
 const PROJECT_TS: &str = "20261124T000000Z";
 const OLD_TS: &str = "20240314T094714Z";
+/// A day after the `Date` of the synthetic archive's InRelease files.
+const MIRROR_STATE_TS: &str = "20261125T000000Z";
 
 /// The `[[package]]` tables of `name` in a lock text.
 fn package_blocks<'a>(lock: &'a str, name: &str) -> Vec<&'a str> {
@@ -317,7 +319,9 @@ fn fetch_plan_lists_every_pin_with_its_candidates_in_the_order_tried() {
         let sha = pin["sha256"].as_str().unwrap();
         assert_eq!(sha.len(), 64);
         assert!(pin["size"].as_u64().unwrap() > 0);
-        assert!(pin.get("snapshot").is_none());
+        // The lock read the mirror's state (InRelease Date 24 Nov 2026 00:00): its files
+        // are looked for on the snapshot a day after it, not at the project's timestamp.
+        assert_eq!(pin["snapshot"], MIRROR_STATE_TS, "{pin}");
         let what = pin["what"].as_str().unwrap();
         let sources: Vec<&str> = pin["candidates"]
             .as_array()
@@ -344,7 +348,7 @@ fn fetch_plan_lists_every_pin_with_its_candidates_in_the_order_tried() {
         [
             format!("{}{path}", f.server.url()),
             format!("file://{}/{in_archive}", local_dir.display()),
-            format!("http://snap.invalid/archive/debian-security/{PROJECT_TS}/{in_archive}"),
+            format!("http://snap.invalid/archive/debian-security/{MIRROR_STATE_TS}/{in_archive}"),
             format!("http://apt.invalid/debian-security/{in_archive}"),
         ]
     );
