@@ -832,10 +832,11 @@ fn read_snapshot_packages(
             });
         }
         let downloader = Downloader::new(Http::new(), Mirrors::new(&config)?, store.clone());
+        let keyring = keyring.for_pinned_old_state();
         let client = ArchiveClient {
             downloader: &downloader,
             store,
-            keyring,
+            keyring: &keyring,
             chatty,
         };
         if chatty {

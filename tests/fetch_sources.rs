@@ -54,13 +54,14 @@ fn all_in_store(p: &TestProject) -> bool {
 fn snapshot_project(
     f: &support::ServedArchive,
     snapshots: &support::TestServer,
+    keyring: &Path,
     packages: &str,
     version: &str,
 ) -> TestProject {
     let mut p = TestProject::new(
         &[("base", &format!("packages = {packages}\n"))],
         &f.server,
-        &f.key.keyring,
+        keyring,
     );
     p.mirror = String::new();
     p.snapshot_url = format!("http://127.0.0.1:{}", snapshots.port);
@@ -76,16 +77,24 @@ fn snapshot_project(
 fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_from_there() {
     let f = served_standard_archive();
     // The older state holds `tool` 0.8-1 only: today's archive (and its mirror) never had it.
+    // Like trixie in 2024, before it had a key of its own, it is signed by the archive key
+    // of another release, which the project's suites would be refused for (lock_trust).
+    let bookworm = support::TestKey::generate("Test Archive Automatic Signing Key (12/bookworm)");
     let old = TestArchive::build(
         &[support::SuiteSpec {
             name: "trixie".into(),
             debs: vec![deb("tool", "0.8-1").field("Depends", "libc6")],
             sources: vec![],
         }],
-        &f.key,
+        &bookworm,
     );
+    let keys = tempfile::tempdir().unwrap();
+    let keyring = keys.path().join("keyring.pgp");
+    let mut both = fs_err::read(&f.key.keyring).unwrap();
+    both.extend(fs_err::read(&bookworm.keyring).unwrap());
+    fs_err::write(&keyring, both).unwrap();
     let (_snap, snap_server) = snapshot_service(&[(PROJECT_TS, &f.archive), (OLD_TS, &old)]);
-    let p = snapshot_project(&f, &snap_server, "[\"app\", \"tool\"]", "0.8-1");
+    let p = snapshot_project(&f, &snap_server, &keyring, "[\"app\", \"tool\"]", "0.8-1");
     p.ok(&["lock"]);
     let lock = p.lock_text();
 
@@ -171,7 +180,7 @@ fn a_package_from_a_second_snapshot_replaces_the_suites_version_and_is_fetched_f
 fn a_snapshot_package_missing_from_its_state_names_package_and_state() {
     let f = served_standard_archive();
     let (_snap, snap_server) = snapshot_service(&[(PROJECT_TS, &f.archive), (OLD_TS, &f.archive)]);
-    let p = snapshot_project(&f, &snap_server, "[\"tool\"]", "0.7-1");
+    let p = snapshot_project(&f, &snap_server, &f.key.keyring, "[\"tool\"]", "0.7-1");
     let stderr = p.fails(&["lock"]);
     assert!(
         stderr.contains(&format!(
