@@ -18,6 +18,11 @@
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo) and
 //! resolves the others preferring the versions already pinned; `--update PKG...` moves only
 //! those packages and what their newest versions force; `--update` re-resolves everything.
+//!
+//! A package of `[[archive.snapshot-package]]` is read from its own snapshot state
+//! ([`read_snapshot_packages`]) and replaces every version of that name in the project's
+//! suites, so every closure that pulls it gets exactly that version; its pin records the
+//! timestamp. A change of such an entry moves that package like `--update PKG`.
 
 use std::path::PathBuf;
 
@@ -755,7 +760,10 @@ fn snapshot_pin_problems(
     let mut out = Vec::new();
     for sp in &a.snapshot_packages {
         for p in lock.packages.iter().filter(|p| p.name == sp.name) {
-            if p.version != sp.version || p.snapshot.as_deref() != Some(sp.snapshot.as_str()) {
+            if p.version != sp.version
+                || p.suite != sp.suite
+                || p.snapshot.as_deref() != Some(sp.snapshot.as_str())
+            {
                 out.push((
                     sp.name.clone(),
                     format!(
