@@ -38,8 +38,14 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// Paths inside a Debian archive (`debian`, `debian-security`), tried on every source of
-    /// that archive, in order; all paths name the same content.
-    Archive { archive: String, paths: Vec<String> },
+    /// that archive, in order; all paths name the same content. `snapshot` is the
+    /// snapshot.debian.org timestamp to look for them at when it is not the project's
+    /// ([`crate::candidates::pin_snapshot`]).
+    Archive {
+        archive: String,
+        paths: Vec<String>,
+        snapshot: Option<String>,
+    },
     /// One plain URL.
     Url(String),
 }
@@ -57,7 +63,7 @@ pub struct MissingPin {
 pub enum FetchError {
     #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: {}{}", .missing.len(), format_missing(.missing), missing_hint(.missing), slow_hint(.missing))]
     Missing { missing: Vec<MissingPin> },
-    #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
+    #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable, or name a local copy of the archive (offline media) with --mirror DIR", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
     Offline {
         store: PathBuf,
         missing: Vec<MissingPin>,
@@ -72,7 +78,7 @@ pub enum FetchError {
 
 /// Whether an attempt got an answer saying the file is not there.
 fn is_gone(a: &Attempt) -> bool {
-    a.error == "HTTP 404" || a.error == "HTTP 410"
+    a.error == "HTTP 404" || a.error == "HTTP 410" || a.error == crate::candidates::LOCAL_NOT_FOUND
 }
 
 /// Whether an attempt never reached the source (no connection, or skipped as unreachable).
@@ -87,8 +93,8 @@ fn missing_hint(missing: &[MissingPin]) -> String {
     let attempts = || missing.iter().flat_map(|m| &m.tried);
     if attempts().all(is_unreachable) {
         return "no source could be reached (every attempt failed to connect): check the network, \
-                or name a reachable mirror with --mirror URL (or HERMETIC_MIRRORS); the pins \
-                are not the problem"
+                or name a reachable mirror with --mirror URL (or HERMETIC_MIRRORS), or a local \
+                copy of the archive with --mirror DIR; the pins are not the problem"
             .into();
     }
     let gone = missing.iter().all(|m| {
@@ -97,8 +103,9 @@ fn missing_hint(missing: &[MissingPin]) -> String {
     if gone {
         let unreachable = attempts().any(is_unreachable);
         return format!(
-            "every source that answered no longer has these files{}: name a mirror or \
-             snapshot that keeps them (--mirror URL, HERMETIC_SNAPSHOT_URL), or re-pin with \
+            "every source that answered no longer has these files{}: name a mirror, \
+             snapshot or local copy that keeps them (--mirror URL or DIR, \
+             HERMETIC_SNAPSHOT_URL), or re-pin with \
              `hermetic lock --update PKG...`, which changes the image's bytes: whoever attests \
              an image built from this pins.lock must rebuild from the new one instead",
             if unreachable {
@@ -158,6 +165,8 @@ type NoticeSink = Box<dyn Fn(&str) + Send + Sync>;
 enum Failure {
     Skipped(Skip),
     Http(HttpError),
+    /// A local (`file://`) source could not give the file; the reason.
+    Local(String),
 }
 
 /// What to do after trying one URL.
@@ -193,18 +202,10 @@ impl Downloader {
     }
 
     fn candidate_urls(&self, location: &Location) -> Vec<String> {
-        match location {
-            Location::Url(u) => vec![u.clone()],
-            Location::Archive { archive, paths } => {
-                let mut urls: Vec<String> = Vec::new();
-                for source in self.mirrors.sources_for(archive) {
-                    for p in paths {
-                        urls.push(format!("{}{}", source.base, p.trim_start_matches('/')));
-                    }
-                }
-                urls
-            }
-        }
+        crate::candidates::candidates(&self.mirrors, location)
+            .into_iter()
+            .map(|c| c.url)
+            .collect()
     }
 
     /// Counts a failure of the source of `url`; says so when that demotes it.
@@ -222,6 +223,10 @@ impl Downloader {
         size: Option<u64>,
         demoted_ok: bool,
     ) -> Result<crate::http::Download, Failure> {
+        // A local copy: no host, no turn, no network.
+        if let Some(local) = crate::candidates::open_local(url) {
+            return local.map_err(Failure::Local);
+        }
         let turn = self
             .mirrors
             .wait_turn(url, demoted_ok)
@@ -276,6 +281,7 @@ impl Downloader {
         let location = Location::Archive {
             archive: archive.to_string(),
             paths: vec![path.to_string()],
+            snapshot: None,
         };
         let mut tried = Vec::new();
         let found = self.each_url(self.candidate_urls(&location), |url, demoted_ok| {
@@ -285,6 +291,13 @@ impl Downloader {
                     tried.push(Attempt {
                         url: url.to_string(),
                         error: SKIPPED_DEAD.into(),
+                    });
+                    return Flow::Next;
+                }
+                Err(Failure::Local(reason)) => {
+                    tried.push(Attempt {
+                        url: url.to_string(),
+                        error: reason,
                     });
                     return Flow::Next;
                 }
@@ -354,6 +367,10 @@ impl Downloader {
                     }
                     Err(Failure::Http(e)) => {
                         attempt_failed(e.reason());
+                        return Flow::Next;
+                    }
+                    Err(Failure::Local(reason)) => {
+                        attempt_failed(reason);
                         return Flow::Next;
                     }
                 };
@@ -440,6 +457,17 @@ pub fn default_downloader(
     ))
 }
 
+/// The downloader of `fetch --offline --mirror DIR`: the local sources `dirs` (`file://`
+/// URLs or directories; anything else is refused by [`Mirrors::new`]) and nothing else: no
+/// snapshot, no apt mirrors, so no request can leave the machine.
+pub fn local_downloader(store: &Store, dirs: &[String]) -> Result<Downloader, FetchError> {
+    let mirrors = Mirrors::new(&crate::mirrors::MirrorConfig {
+        mirrors: dirs.to_vec(),
+        ..Default::default()
+    })?;
+    Ok(Downloader::new(Http::new(), mirrors, store.clone()))
+}
+
 /// One file to have in the store.
 #[derive(Debug, Clone)]
 pub struct FetchItem {
@@ -461,6 +489,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
             location: Location::Archive {
                 archive: archive_for_suite(&p.suite).to_string(),
                 paths: vec![p.filename.clone()],
+                snapshot: crate::candidates::pin_snapshot(lock, p.snapshot.as_deref(), &p.suite),
             },
         });
     }
@@ -473,6 +502,7 @@ pub fn plan(lock: &Lockfile) -> Vec<FetchItem> {
                 location: Location::Archive {
                     archive: archive_for_suite(&s.suite).to_string(),
                     paths: vec![format!("{}/{}", s.directory, f.name)],
+                    snapshot: crate::candidates::pin_snapshot(lock, None, &s.suite),
                 },
             });
         }
@@ -804,6 +834,7 @@ mod tests {
             Location::Archive {
                 archive: "debian-security".into(),
                 paths: vec!["pool/main/b.deb".into()],
+                snapshot: None,
             }
         );
         assert_eq!(
@@ -811,6 +842,7 @@ mod tests {
             Location::Archive {
                 archive: "debian".into(),
                 paths: vec!["pool/main/s/s/s_1.dsc".into()],
+                snapshot: None,
             }
         );
     }

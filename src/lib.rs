@@ -4,7 +4,8 @@
 //! - [`recipe`]: `hermetic.toml` and `recipes/*.toml`, the images a project declares.
 //! - [`debian`]: Debian metadata: versions, deb822, relations, the dependency resolver.
 //! - [`archive`]: the Debian archive client (InRelease, signatures, indexes).
-//! - [`http`], [`mirrors`]: the pooled HTTP client and where files can come from.
+//! - [`http`], [`mirrors`], [`candidates`]: the pooled HTTP client, where files can come from,
+//!   and the URLs each pin is tried from.
 //! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
 //! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
 //! - [`sources`]: upstream sources pinned by content (files, git trees, foreign `.deb`s).
@@ -30,6 +31,7 @@ pub mod archive;
 pub mod beneath;
 pub mod boot;
 pub mod build;
+pub mod candidates;
 pub mod cli;
 pub mod deb;
 pub mod debian;

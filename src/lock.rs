@@ -18,6 +18,11 @@
 //! `hermetic lock` keeps the pins of every recipe whose request did not change (like cargo) and
 //! resolves the others preferring the versions already pinned; `--update PKG...` moves only
 //! those packages and what their newest versions force; `--update` re-resolves everything.
+//!
+//! A package of `[[archive.snapshot-package]]` is read from its own snapshot state
+//! ([`read_snapshot_packages`]) and replaces every version of that name in the project's
+//! suites, so every closure that pulls it gets exactly that version; its pin records the
+//! timestamp. A change of such an entry moves that package like `--update PKG`.
 
 use std::path::PathBuf;
 
@@ -92,6 +97,20 @@ pub enum LockError {
         reason: String,
         used: String,
     },
+    #[error(
+        "[[archive.snapshot-package]] `{name} {version}`: suite `{suite}` of snapshot {snapshot} ({url}) does not list it\nhint: check the version and the timestamp in hermetic.toml (snapshot.debian.org lists each package's versions under /binary/<name>/)"
+    )]
+    SnapshotPackageMissing {
+        name: String,
+        version: String,
+        suite: String,
+        snapshot: String,
+        url: String,
+    },
+    #[error(
+        "[[archive.snapshot-package]] `{name}` is taken from snapshot {snapshot}, but HERMETIC_SNAPSHOT_URL is empty: no source serves old archive states\nhint: unset HERMETIC_SNAPSHOT_URL, or point it at a copy of snapshot.debian.org"
+    )]
+    NoSnapshotSource { name: String, snapshot: String },
     #[error(
         "`hermetic lock --update {package}`: no pin of pins.lock is named `{package}`\nhint: name a pinned package (`hermetic why {package}` lists what pulls a pinned one), or run `hermetic lock --update` to move every pin"
     )]
@@ -270,6 +289,7 @@ pub fn check(
             });
         }
     }
+    problems.extend(snapshot_pin_problems(a, lock).into_iter().map(|(_, p)| p));
     problems.extend(check_closures(lock, &a.architecture));
     problems.extend(crate::sources::lockpins::check_upstream(project, lock)?);
     Ok(problems)
@@ -358,6 +378,15 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             }
         }
     }
+    // A package whose `[[archive.snapshot-package]]` changed moves like `--update PKG`.
+    let mut update_packages = options.update_packages.clone();
+    if let Some(old) = &existing {
+        for (name, _) in snapshot_pin_problems(&project.config.archive, old) {
+            if !update_packages.contains(&name) {
+                update_packages.push(name);
+            }
+        }
+    }
     // The recipes whose pins are kept as they are: unchanged, and holding no pin named by
     // `--update PKG...`.
     let keep: Vec<&LockedRecipe> = match (&existing, options.update || !archive_same) {
@@ -366,7 +395,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
             .filter(|r| old.recipe(&r.name) == Some(*r))
             .filter(|r| {
                 !old.packages.iter().any(|p| {
-                    options.update_packages.contains(&p.name)
+                    update_packages.contains(&p.name)
                         && p.recipes.iter().any(|t| tag_of(t) == r.name)
                 })
             })
@@ -381,7 +410,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         && !options.update
     {
         for p in &old.packages {
-            if options.update_packages.contains(&p.name) {
+            if update_packages.contains(&p.name) {
                 continue;
             }
             let higher = match prefer.get(&p.name) {
@@ -492,6 +521,8 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mut sources = SourceIndex::new();
     let mut suites = Vec::new();
     let mut notices = Vec::new();
+    let (from_snapshots, snapshot_requests) =
+        read_snapshot_packages(project, &store, &keyring, options.chatty)?;
     for suite in &a.suites {
         if options.chatty {
             eprintln!("reading suite {suite}");
@@ -542,12 +573,18 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         for component in &a.components {
             let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
             let text = client.fetch_index(&rel, &p)?;
-            let paragraphs = deb822::parse(&text).map_err(|source| LockError::Index {
+            let mut paragraphs = deb822::parse(&text).map_err(|source| LockError::Index {
                 suite: suite.clone(),
                 path: p.clone(),
                 source,
             })?;
             drop(text);
+            // A package taken from another snapshot replaces every version of the suite.
+            paragraphs.retain(|para| {
+                !from_snapshots
+                    .iter()
+                    .any(|(sp, _)| para.get("Package") == Some(sp.name.as_str()))
+            });
             index
                 .add_packages(suite, &paragraphs)
                 .map_err(|source| LockError::BadIndex {
@@ -585,7 +622,16 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         });
     }
 
-    release_forced(&index, &mut prefer, &options.update_packages);
+    for (sp, para) in &from_snapshots {
+        index
+            .add_packages(&sp.suite, std::slice::from_ref(para))
+            .map_err(|source| LockError::BadIndex {
+                suite: format!("{} (snapshot {})", sp.suite, sp.snapshot),
+                index: format!("package {} {}", sp.name, sp.version),
+                source: Box::new(source),
+            })?;
+    }
+    release_forced(&index, &mut prefer, &update_packages);
     let mut new = Lockfile {
         suites,
         recipes: wanted.clone(),
@@ -627,7 +673,12 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     source: Box::new(source),
                 })?;
             for p in resolution.packages {
+                let snapshot = from_snapshots
+                    .iter()
+                    .find(|(sp, _)| sp.name == p.name && sp.version == p.version.to_string())
+                    .map(|(sp, _)| sp.snapshot.clone());
                 new.packages.push(PinnedPackage {
+                    snapshot,
                     name: p.name,
                     version: p.version.to_string(),
                     architecture: p.architecture,
@@ -693,10 +744,153 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         packages: new.packages.len(),
         sources: new.sources.len(),
         tarballs: new.tarballs.len(),
-        requests: downloader.requests(),
+        requests: downloader.requests() + snapshot_requests,
         notices,
         changes,
     })
+}
+
+/// Where the lock's pins disagree with `[[archive.snapshot-package]]`: a package taken from
+/// another snapshot pinned at another version or state, or a pin recording a snapshot
+/// hermetic.toml no longer asks for. Each is (package name, line).
+fn snapshot_pin_problems(
+    a: &crate::recipe::ArchiveConfig,
+    lock: &Lockfile,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for sp in &a.snapshot_packages {
+        for p in lock.packages.iter().filter(|p| p.name == sp.name) {
+            if p.version != sp.version
+                || p.suite != sp.suite
+                || p.snapshot.as_deref() != Some(sp.snapshot.as_str())
+            {
+                out.push((
+                    sp.name.clone(),
+                    format!(
+                        "package `{}` is pinned at {}{}, hermetic.toml takes {} from snapshot {}",
+                        p.name,
+                        p.version,
+                        p.snapshot
+                            .as_ref()
+                            .map(|t| format!(" of snapshot {t}"))
+                            .unwrap_or_default(),
+                        sp.version,
+                        sp.snapshot
+                    ),
+                ));
+            }
+        }
+    }
+    for p in &lock.packages {
+        if let Some(ts) = &p.snapshot
+            && !a.snapshot_packages.iter().any(|sp| sp.name == p.name)
+        {
+            out.push((
+                p.name.clone(),
+                format!(
+                    "package `{} {}` is pinned from snapshot {ts}, but hermetic.toml no longer takes it from another snapshot",
+                    p.name, p.version
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The package paragraphs `[[archive.snapshot-package]]` names, each read from its suite's
+/// verified InRelease and index at its own snapshot timestamp (on snapshot.debian.org or
+/// `HERMETIC_SNAPSHOT_URL` only: a mirror serves today's state). Returns them with the
+/// requests they answer and the HTTP requests made.
+fn read_snapshot_packages(
+    project: &Project,
+    store: &Store,
+    keyring: &Keyring,
+    chatty: bool,
+) -> Result<
+    (
+        Vec<(crate::recipe::SnapshotPackage, deb822::Paragraph)>,
+        usize,
+    ),
+    LockError,
+> {
+    let a = &project.config.archive;
+    let mut out = Vec::new();
+    let mut requests = 0;
+    // One read per (snapshot, suite).
+    let mut states: Vec<(&str, &str)> = a
+        .snapshot_packages
+        .iter()
+        .map(|p| (p.snapshot.as_str(), p.suite.as_str()))
+        .collect();
+    states.sort();
+    states.dedup();
+    for (ts, suite) in states {
+        let mut config = MirrorConfig::from_env(&[], Some(ts));
+        config.mirrors.clear();
+        config.apt_root = None;
+        let wanted: Vec<&crate::recipe::SnapshotPackage> = a
+            .snapshot_packages
+            .iter()
+            .filter(|p| p.snapshot == ts && p.suite == suite)
+            .collect();
+        if config.snapshot_base.is_none() {
+            return Err(LockError::NoSnapshotSource {
+                name: wanted[0].name.clone(),
+                snapshot: ts.to_string(),
+            });
+        }
+        let downloader = Downloader::new(Http::new(), Mirrors::new(&config)?, store.clone());
+        let keyring = keyring.for_pinned_old_state();
+        let client = ArchiveClient {
+            downloader: &downloader,
+            store,
+            keyring: &keyring,
+            chatty,
+        };
+        if chatty {
+            eprintln!("reading suite {suite} at snapshot {ts}");
+        }
+        let policy = ReleasePolicy {
+            locked_date: None,
+            allow_downgrade: false,
+            now: std::time::SystemTime::now(),
+        };
+        let rel = client.fetch_release(suite, &policy)?;
+        let mut found: Vec<Option<deb822::Paragraph>> = vec![None; wanted.len()];
+        for component in &a.components {
+            let p = format!("{component}/binary-{}/Packages.xz", a.architecture);
+            let text = client.fetch_index(&rel, &p)?;
+            let paragraphs = deb822::parse(&text).map_err(|source| LockError::Index {
+                suite: format!("{suite} (snapshot {ts})"),
+                path: p.clone(),
+                source,
+            })?;
+            for para in paragraphs {
+                if let Some(i) = wanted.iter().position(|w| {
+                    para.get("Package") == Some(w.name.as_str())
+                        && para.get("Version") == Some(w.version.as_str())
+                }) {
+                    found[i].get_or_insert(para);
+                }
+            }
+        }
+        requests += downloader.requests();
+        for (w, para) in wanted.into_iter().zip(found) {
+            match para {
+                Some(para) => out.push((w.clone(), para)),
+                None => {
+                    return Err(LockError::SnapshotPackageMissing {
+                        name: w.name.clone(),
+                        version: w.version.clone(),
+                        suite: suite.to_string(),
+                        snapshot: ts.to_string(),
+                        url: rel.url.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok((out, requests))
 }
 
 /// Where a suite's InRelease came from (see [`LockedSuite::index_source`]).
@@ -762,6 +956,8 @@ fn index_origin(mirrors: &Mirrors, config: &MirrorConfig, rel: &SuiteRelease) ->
                 .cloned()
                 .or_else(|| Some(used.base.clone())),
         ),
+        // A local copy is a mirror the user named.
+        SourceKind::Local => ("mirror", Some(used.base.clone())),
         // The host's mirror is never written into the lock.
         SourceKind::Apt => ("apt-sources", None),
     };

@@ -138,6 +138,11 @@ pub struct PinnedPackage {
     pub sha256: String,
     pub source: String,
     pub source_version: String,
+    /// The snapshot.debian.org timestamp this package was taken from, when it is not the
+    /// project's (`[[archive.snapshot-package]]` of `hermetic.toml`); fetch looks for it
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// Recipe tags: `<recipe>` (installed in the image), `<recipe>:build` (its tools tree),
     /// `<recipe>:kernel` (its kernel build: tools, source and config debs).
     pub recipes: Vec<String>,
@@ -559,6 +564,9 @@ impl Lockfile {
             kv(&mut out, "sha256", &p.sha256);
             kv(&mut out, "source", &p.source);
             kv(&mut out, "source-version", &p.source_version);
+            if let Some(ts) = &p.snapshot {
+                kv(&mut out, "snapshot", ts);
+            }
             for (key, value) in [
                 ("pre-depends", &p.pre_depends),
                 ("depends", &p.depends),
@@ -927,6 +935,21 @@ mod tests {
         let mut again = back.clone();
         again.canonicalize();
         assert_eq!(again.to_toml(), text);
+    }
+
+    #[test]
+    fn a_pin_from_another_snapshot_records_it_and_round_trips() {
+        let mut lock = sample();
+        lock.packages[0].snapshot = Some("20240314T094714Z".into());
+        lock.canonicalize();
+        let text = lock.to_toml();
+        assert!(
+            text.contains("source-version = \"2.0-1\"\nsnapshot = \"20240314T094714Z\"\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("\nsnapshot = ").count(), 2, "{text}");
+        let back = Lockfile::parse(Path::new("pins.lock"), &text).unwrap();
+        assert_eq!(back, lock);
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //!
 //! 1. `--mirror URL` (repeatable), then the space-separated `HERMETIC_MIRRORS`. A URL whose
 //!    last path component is an archive name (`.../debian`, `.../debian-security`) serves that
-//!    archive only; any other URL is a root holding `debian/` and `debian-security/`.
-//! 2. snapshot.debian.org at the project's pinned timestamp
+//!    archive only; any other URL is a root holding `debian/` and `debian-security/`. A
+//!    `file://` URL or a plain directory is a local source (offline media, see
+//!    [`local_layout`]): read from disk, no network.
+//! 2. snapshot.debian.org at the pin's timestamp: the project's, or the pin's own for a
+//!    package taken from another snapshot
 //!    (`https://snapshot.debian.org/archive/<archive>/<timestamp>/`). `HERMETIC_SNAPSHOT_URL`
 //!    replaces `https://snapshot.debian.org` (an empty value leaves snapshot out).
 //! 3. The mirrors of the host's apt configuration (`/etc/apt/sources.list`,
@@ -55,9 +58,18 @@ pub enum MirrorError {
         source: std::io::Error,
     },
     #[error(
-        "mirror `{url}` is not an http:// or https:// URL\nhint: give --mirror (or HERMETIC_MIRRORS) URLs like http://host/debian"
+        "mirror `{url}` is not an http://, https:// or file:// URL, nor a directory\nhint: give --mirror (or HERMETIC_MIRRORS) URLs like http://host/debian, or the directory of a local copy (offline media)"
     )]
     BadUrl { url: String },
+    #[error(
+        "local mirror `{url}`: cannot open directory {path}\nhint: mount the offline media, or name the directory holding `pool/` (or `debian/`, or the .deb files)"
+    )]
+    LocalDir {
+        url: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What kind of source a URL comes from (for messages).
@@ -70,6 +82,18 @@ pub enum SourceKind {
     Snapshot,
     /// The host's apt configuration.
     Apt,
+    /// A `file://` URL or directory given as `--mirror` (offline media).
+    Local,
+}
+
+/// How a local source lays out its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Like a Debian mirror: a file is found at its archive path (`pool/...`, `dists/...`).
+    Archive,
+    /// A flat directory of files by name: `pool/main/k/kmod/kmod_1_amd64.deb` is looked up
+    /// as `kmod_1_amd64.deb`.
+    Flat,
 }
 
 /// One place a given archive can be downloaded from.
@@ -80,12 +104,28 @@ pub struct Source {
     pub archive: String,
     /// URL of the archive root, ending in `/`.
     pub base: String,
+    /// How files are found below `base` ([`Layout::Archive`] except for a flat local
+    /// directory).
+    pub layout: Layout,
+}
+
+impl Source {
+    /// The URL of `path` (inside the archive) on this source.
+    pub fn url_of(&self, path: &str) -> String {
+        let path = path.trim_start_matches('/');
+        match self.layout {
+            Layout::Archive => format!("{}{path}", self.base),
+            Layout::Flat => format!("{}{}", self.base, path.rsplit('/').next().unwrap_or(path)),
+        }
+    }
 }
 
 /// Every source, in order, and what this run learnt about their hosts.
 #[derive(Debug, Default)]
 pub struct Mirrors {
     sources: Vec<Source>,
+    /// snapshot.debian.org (or its replacement) without trailing slash, when used.
+    snapshot_base: Option<String>,
     /// By origin (`scheme://host:port`).
     hosts: Mutex<BTreeMap<String, Host>>,
     /// Signalled whenever a host's state changes (waiters of [`Mirrors::wait_turn`]).
@@ -186,25 +226,10 @@ impl Mirrors {
     pub fn new(config: &MirrorConfig) -> Result<Mirrors, MirrorError> {
         let mut sources = Vec::new();
         for url in &config.mirrors {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(MirrorError::BadUrl { url: url.clone() });
-            }
-            let base = format!("{}/", url.trim_end_matches('/'));
-            match archive_of_uri(url) {
-                Some(archive) => sources.push(Source {
-                    kind: SourceKind::Mirror,
-                    archive: archive.to_string(),
-                    base,
-                }),
-                None => {
-                    for archive in ARCHIVES {
-                        sources.push(Source {
-                            kind: SourceKind::Mirror,
-                            archive: archive.to_string(),
-                            base: format!("{base}{archive}/"),
-                        });
-                    }
-                }
+            if url.starts_with("http://") || url.starts_with("https://") {
+                sources.extend(archive_sources(SourceKind::Mirror, url, Layout::Archive));
+            } else {
+                sources.extend(local_sources(url)?);
             }
         }
         if let (Some(snap_base), Some(ts)) = (&config.snapshot_base, &config.snapshot) {
@@ -212,7 +237,8 @@ impl Mirrors {
                 sources.push(Source {
                     kind: SourceKind::Snapshot,
                     archive: archive.to_string(),
-                    base: format!("{snap_base}/archive/{archive}/{ts}/"),
+                    base: snapshot_state_url(snap_base, archive, ts),
+                    layout: Layout::Archive,
                 });
             }
         }
@@ -224,6 +250,7 @@ impl Mirrors {
                         kind: SourceKind::Apt,
                         archive: archive.to_string(),
                         base,
+                        layout: Layout::Archive,
                     };
                     if !sources.contains(&source) {
                         sources.push(source);
@@ -233,8 +260,17 @@ impl Mirrors {
         }
         Ok(Mirrors {
             sources,
+            snapshot_base: config.snapshot_base.clone(),
             ..Default::default()
         })
+    }
+
+    /// The URL of the snapshot state of `archive` at `timestamp` (ending in `/`), when
+    /// snapshot.debian.org (or `HERMETIC_SNAPSHOT_URL`) is a source of this run.
+    pub fn snapshot_state(&self, archive: &str, timestamp: &str) -> Option<String> {
+        self.snapshot_base
+            .as_ref()
+            .map(|b| snapshot_state_url(b, archive, timestamp))
     }
 
     /// All sources, in order.
@@ -256,7 +292,7 @@ impl Mirrors {
         let urls = self
             .sources_for(archive)
             .into_iter()
-            .map(|s| format!("{}{}", s.base, path.trim_start_matches('/')))
+            .map(|s| s.url_of(path))
             .filter(|u| !self.is_dead(u))
             .collect();
         self.in_order(urls)
@@ -358,6 +394,107 @@ impl Mirrors {
     pub fn is_demoted(&self, url: &str) -> bool {
         self.hosts().get(origin(url)).is_some_and(|h| h.demoted)
     }
+}
+
+/// `<base>/archive/<archive>/<timestamp>/`: one state of snapshot.debian.org.
+fn snapshot_state_url(snapshot_base: &str, archive: &str, timestamp: &str) -> String {
+    format!("{snapshot_base}/archive/{archive}/{timestamp}/")
+}
+
+/// The sources of one URL: the archive its last component names, or both archives below it.
+fn archive_sources(kind: SourceKind, url: &str, layout: Layout) -> Vec<Source> {
+    let base = format!("{}/", url.trim_end_matches('/'));
+    match archive_of_uri(url) {
+        Some(archive) => vec![Source {
+            kind,
+            archive: archive.to_string(),
+            base,
+            layout,
+        }],
+        None => ARCHIVES
+            .into_iter()
+            .map(|archive| Source {
+                kind,
+                archive: archive.to_string(),
+                base: format!("{base}{archive}/"),
+                layout,
+            })
+            .collect(),
+    }
+}
+
+/// The sources of a `file://` URL or a directory, laid out as [`local_layout`] finds it.
+fn local_sources(url: &str) -> Result<Vec<Source>, MirrorError> {
+    let raw = url.strip_prefix("file://").unwrap_or(url);
+    if url.contains("://") && !url.starts_with("file://") || raw.is_empty() {
+        return Err(MirrorError::BadUrl { url: url.into() });
+    }
+    let dir = fs_err::canonicalize(raw).map_err(|source| MirrorError::LocalDir {
+        url: url.into(),
+        path: PathBuf::from(raw),
+        source,
+    })?;
+    let shape = local_layout(&dir).map_err(|source| MirrorError::LocalDir {
+        url: url.into(),
+        path: dir.clone(),
+        source,
+    })?;
+    let base = format!("file://{}", dir.display());
+    Ok(match shape {
+        LocalShape::Root => archive_sources(SourceKind::Local, &base, Layout::Archive),
+        LocalShape::OneArchive(Some(archive)) => vec![Source {
+            kind: SourceKind::Local,
+            archive: archive.into(),
+            base: format!("{base}/"),
+            layout: Layout::Archive,
+        }],
+        LocalShape::OneArchive(None) | LocalShape::Flat => {
+            let layout = if shape == LocalShape::Flat {
+                Layout::Flat
+            } else {
+                Layout::Archive
+            };
+            ARCHIVES
+                .into_iter()
+                .map(|archive| Source {
+                    kind: SourceKind::Local,
+                    archive: archive.into(),
+                    base: format!("{base}/"),
+                    layout,
+                })
+                .collect()
+        }
+    })
+}
+
+/// What a local directory holds (see [`local_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalShape {
+    /// `debian/` and/or `debian-security/` below it, each laid out like a mirror.
+    Root,
+    /// One archive laid out like a mirror (`pool/`, `dists/`): the archive its name says
+    /// (`.../debian-security`), or, under any other name, both (offline media mixing them;
+    /// their pool paths do not collide).
+    OneArchive(Option<&'static str>),
+    /// Neither: the files themselves, by name.
+    Flat,
+}
+
+/// How a local mirror directory is laid out: a root holding `debian/` or
+/// `debian-security/`; a mirror of one archive (it holds `pool/` or `dists/`); else a flat
+/// directory of `.deb` files by name.
+pub fn local_layout(dir: &Path) -> std::io::Result<LocalShape> {
+    fs_err::read_dir(dir)?;
+    if ARCHIVES.iter().any(|a| dir.join(a).is_dir()) {
+        return Ok(LocalShape::Root);
+    }
+    if dir.join("pool").is_dir() || dir.join("dists").is_dir() {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        return Ok(LocalShape::OneArchive(
+            ARCHIVES.into_iter().find(|a| *a == name),
+        ));
+    }
+    Ok(LocalShape::Flat)
 }
 
 /// `scheme://host:port` of a URL.
@@ -671,7 +808,7 @@ mod tests {
     #[test]
     fn bad_mirror_url_is_an_error() {
         let err = Mirrors::new(&MirrorConfig {
-            mirrors: vec!["ftp.example/debian".into()],
+            mirrors: vec!["ftp://ftp.example/debian".into()],
             ..Default::default()
         })
         .unwrap_err();

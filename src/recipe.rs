@@ -92,6 +92,23 @@ pub struct ArchiveConfig {
     pub components: Vec<String>,
     #[serde(default = "default_architecture")]
     pub architecture: String,
+    /// `[[archive.snapshot-package]]`: packages taken from another snapshot state than
+    /// `snapshot`, each replacing its suite's version of that package in every closure
+    /// that pulls it.
+    #[serde(default, rename = "snapshot-package")]
+    pub snapshot_packages: Vec<SnapshotPackage>,
+}
+
+/// One `[[archive.snapshot-package]]`: package `name` at exactly `version`, as suite
+/// `suite` of snapshot.debian.org at `snapshot` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SnapshotPackage {
+    pub name: String,
+    pub version: String,
+    /// A snapshot.debian.org timestamp, `YYYYMMDDTHHMMSSZ`.
+    pub snapshot: String,
+    pub suite: String,
 }
 
 fn default_suites() -> Vec<String> {
@@ -1070,12 +1087,7 @@ fn validate_identity(path: &Path, id: &IdentityConfig) -> Result<(), RecipeError
 }
 
 fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
-    let ts = a.snapshot.as_bytes();
-    let ok = ts.len() == 16
-        && ts[8] == b'T'
-        && ts[15] == b'Z'
-        && ts[..8].iter().chain(&ts[9..15]).all(u8::is_ascii_digit);
-    if !ok {
+    if !crate::archive::is_snapshot_timestamp(&a.snapshot) {
         return Err(RecipeError::Invalid {
             path: path.to_path_buf(),
             key: "archive.snapshot".into(),
@@ -1091,6 +1103,31 @@ fn validate_archive(path: &Path, a: &ArchiveConfig) -> Result<(), RecipeError> {
             key: "archive.suites".into(),
             message: "at least one suite is needed".into(),
         });
+    }
+    for (i, p) in a.snapshot_packages.iter().enumerate() {
+        let invalid = |message: String| RecipeError::Invalid {
+            path: path.to_path_buf(),
+            key: format!("archive.snapshot-package[{i}]"),
+            message,
+        };
+        if !crate::archive::is_snapshot_timestamp(&p.snapshot) {
+            return Err(invalid(format!(
+                "`{}` is not a snapshot.debian.org timestamp like 20240314T094714Z",
+                p.snapshot
+            )));
+        }
+        if !is_simple_name(&p.name) || !is_simple_name(&p.suite) || p.version.trim().is_empty() {
+            return Err(invalid(format!(
+                "`{} {}` of suite `{}` is not a package name, version and suite",
+                p.name, p.version, p.suite
+            )));
+        }
+        if a.snapshot_packages[..i].iter().any(|q| q.name == p.name) {
+            return Err(invalid(format!(
+                "package `{}` is taken from another snapshot twice",
+                p.name
+            )));
+        }
     }
     Ok(())
 }
@@ -1740,6 +1777,43 @@ version = "dev"
         let dir = project(&[("hermetic.toml", "[archive]\nsnapshot = \"yesterday\"\n")]);
         let err = Project::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("archive.snapshot"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_packages_are_read_and_checked() {
+        let entry = |name: &str, ts: &str| {
+            format!(
+                "[[archive.snapshot-package]]\nname = \"{name}\"\nversion = \"255.4-1\"\nsnapshot = \"{ts}\"\nsuite = \"trixie\"\n"
+            )
+        };
+        let ok = format!("{CONFIG}{}", entry("systemd-boot-efi", "20240314T094714Z"));
+        let dir = project(&[("hermetic.toml", &ok)]);
+        let p = Project::load(dir.path()).unwrap();
+        assert_eq!(p.config.archive.snapshot_packages.len(), 1);
+        assert_eq!(
+            p.config.archive.snapshot_packages[0].snapshot,
+            "20240314T094714Z"
+        );
+        for (bad, says) in [
+            (
+                entry("a", "2024-03-14"),
+                "is not a snapshot.debian.org timestamp",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    entry("a", "20240314T094714Z"),
+                    entry("a", "20240101T000000Z")
+                ),
+                "taken from another snapshot twice",
+            ),
+            (entry("../x", "20240314T094714Z"), "is not a package name"),
+        ] {
+            let dir = project(&[("hermetic.toml", &format!("{CONFIG}{bad}"))]);
+            let err = Project::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("archive.snapshot-package["), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -261,14 +261,23 @@ fn image_tree(inputs: &ReleaseInputs, closure: &[usize]) -> Option<PathBuf> {
     })
 }
 
-/// Where a pinned package can be downloaded: its file in the snapshot of its suite. `None`
-/// when the suite was read from a mirror's state, which names no lasting address.
+/// Where a pinned package can be downloaded: its file in the snapshot it was taken from (its
+/// own, `[[archive.snapshot-package]]`), else in the snapshot of its suite. `None` when the
+/// suite was read from a mirror's state, which names no lasting address.
 pub fn package_url(lock: &Lockfile, p: &PinnedPackage) -> Option<String> {
-    let suite = lock.suites.iter().find(|s| s.name == p.suite)?;
-    let snapshot = suite.snapshot.as_deref()?;
+    let snapshot = match &p.snapshot {
+        Some(ts) => ts.as_str(),
+        None => lock
+            .suites
+            .iter()
+            .find(|s| s.name == p.suite)?
+            .snapshot
+            .as_deref()?,
+    };
     Some(format!(
         "{SNAPSHOT_BASE}/archive/{}/{snapshot}/{}",
-        suite.archive, p.filename
+        crate::mirrors::archive_for_suite(&p.suite),
+        p.filename
     ))
 }
 
@@ -722,6 +731,51 @@ mod tests {
         );
         assert_eq!(license_ref("Expat"), "MIT");
         assert_eq!(license_ref("public-domain"), "LicenseRef-public-domain");
+    }
+
+    #[test]
+    fn a_package_url_names_the_snapshot_the_pin_came_from() {
+        use crate::lockfile::LockedSuite;
+        let suite = |name: &str, snapshot: Option<&str>| LockedSuite {
+            name: name.into(),
+            archive: crate::mirrors::archive_for_suite(name).into(),
+            index_source: None,
+            index_url: None,
+            snapshot: snapshot.map(String::from),
+            date: String::new(),
+            inrelease_sha256: String::new(),
+            components: vec!["main".into()],
+            architecture: "amd64".into(),
+        };
+        let lock = Lockfile {
+            suites: vec![
+                suite("trixie", Some("20261124T000000Z")),
+                suite("trixie-security", None),
+            ],
+            ..Default::default()
+        };
+        let pin = |suite: &str, snapshot: Option<&str>| PinnedPackage {
+            suite: suite.into(),
+            filename: "pool/main/s/sd/sd_1_amd64.deb".into(),
+            snapshot: snapshot.map(String::from),
+            ..Default::default()
+        };
+        assert_eq!(
+            package_url(&lock, &pin("trixie", None)).unwrap(),
+            "https://snapshot.debian.org/archive/debian/20261124T000000Z/pool/main/s/sd/sd_1_amd64.deb"
+        );
+        assert_eq!(
+            package_url(&lock, &pin("trixie", Some("20240314T094714Z"))).unwrap(),
+            "https://snapshot.debian.org/archive/debian/20240314T094714Z/pool/main/s/sd/sd_1_amd64.deb"
+        );
+        // A mirror's state names no lasting address; a suite the project does not read
+        // is found by the pin's own snapshot.
+        assert_eq!(package_url(&lock, &pin("trixie-security", None)), None);
+        assert!(
+            package_url(&lock, &pin("sid", Some("20240314T094714Z")))
+                .unwrap()
+                .contains("/archive/debian/20240314T094714Z/")
+        );
     }
 
     #[test]

@@ -107,3 +107,28 @@ fn wrong_bytes_do_not_suggest_relocking() {
     assert!(!stderr.contains("lock --update"), "{stderr}");
     assert!(!stderr.contains("check the network"), "{stderr}");
 }
+
+#[test]
+fn default_sources_all_down_give_the_network_hint_with_local_copies() {
+    let mut f = locked();
+    // No --mirror: the snapshot and the host's apt mirror are the sources, both down.
+    f.project.mirror = String::new();
+    let apt = f.project.apt_root.path().join("etc/apt");
+    fs_err::create_dir_all(&apt).unwrap();
+    let down = closed_port_url();
+    fs_err::write(
+        apt.join("sources.list"),
+        format!("deb {down}debian trixie main\ndeb {down}debian-security trixie-security main\n"),
+    )
+    .unwrap();
+    let stderr = f.project.fails(&["fetch"]);
+    assert!(stderr.contains("no source could be reached"), "{stderr}");
+    assert!(stderr.contains("--mirror DIR"), "{stderr}");
+    assert!(!stderr.contains("re-pin"), "{stderr}");
+    // Each pin names both sources it tried, in order: the snapshot first.
+    let snapshot = stderr
+        .find(&f.project.snapshot_url)
+        .expect("snapshot tried");
+    let apt_line = stderr.find(&format!("{down}debian")).expect("apt tried");
+    assert!(snapshot < apt_line, "{stderr}");
+}

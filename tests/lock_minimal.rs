@@ -3,7 +3,10 @@
 
 mod support;
 
-use support::{TestArchive, TestKey, TestProject, TestServer, deb, standard_suites};
+use support::{
+    TestArchive, TestKey, TestProject, TestServer, deb, served_standard_archive as fixture,
+    standard_suites,
+};
 
 const BASE: &str = "packages = [\"app\"]\nbuild-packages = [\"tool\"]\n";
 
@@ -77,23 +80,6 @@ fn newer_archive(key: &TestKey) -> TestArchive {
         deb("libc6", "2.41-12+deb13u1").field("Priority", "required"),
     ];
     TestArchive::build(&suites, key)
-}
-
-struct Fixture {
-    key: TestKey,
-    _archive: TestArchive,
-    server: TestServer,
-}
-
-fn fixture() -> Fixture {
-    let key = TestKey::generate("archive");
-    let archive = TestArchive::build(&standard_suites(), &key);
-    let server = TestServer::start(archive.root.path());
-    Fixture {
-        key,
-        _archive: archive,
-        server,
-    }
 }
 
 /// The change lines `lock` printed (cargo's right-aligned verbs).

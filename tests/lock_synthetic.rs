@@ -2,24 +2,10 @@
 
 mod support;
 
-use support::{Fault, TestArchive, TestKey, TestProject, TestServer, standard_suites};
-
-struct Fixture {
-    key: TestKey,
-    archive: TestArchive,
-    server: TestServer,
-}
-
-fn fixture() -> Fixture {
-    let key = TestKey::generate("archive");
-    let archive = TestArchive::build(&standard_suites(), &key);
-    let server = TestServer::start(archive.root.path());
-    Fixture {
-        key,
-        archive,
-        server,
-    }
-}
+use support::{
+    Fault, ServedArchive as Fixture, TestArchive, TestKey, TestProject, TestServer,
+    served_standard_archive as fixture, standard_suites,
+};
 
 const BASE: &str =
     "packages = [\"app\"]\nbuild-packages = [\"tool\"]\nsource-packages = [\"hello\"]\n";
@@ -512,14 +498,7 @@ fn a_mirror_state_is_recorded_as_the_mirror_never_as_the_snapshot() {
 #[test]
 fn a_snapshot_state_records_its_url_and_timestamp() {
     let f = fixture();
-    // A snapshot service: /archive/<archive>/<timestamp>/ holds the archive.
-    let snap = tempfile::tempdir().unwrap();
-    for archive in ["debian", "debian-security"] {
-        let dir = snap.path().join("archive").join(archive);
-        fs_err::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(f.archive.path(archive), dir.join("20261124T000000Z")).unwrap();
-    }
-    let server = TestServer::start(snap.path());
+    let (_snap, server) = support::snapshot_service(&[("20261124T000000Z", &f.archive)]);
     let mut p = TestProject::new(&[("base", BASE)], &f.server, &f.key.keyring);
     p.mirror = String::new();
     p.snapshot_url = format!("http://127.0.0.1:{}", server.port);

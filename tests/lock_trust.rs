@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{TestArchive, TestKey, TestProject, TestServer, standard_suites};
+use support::{TestArchive, TestProject, TestServer, served_standard_archive as fixture};
 
 const BASE: &str = "packages = [\"app\"]\nbuild-packages = [\"tool\"]\n";
 
@@ -139,23 +139,6 @@ fn replace_field(text: String, field: &str, value: &str) -> String {
             }
         })
         .collect()
-}
-
-struct Fixture {
-    key: TestKey,
-    archive: TestArchive,
-    server: TestServer,
-}
-
-fn fixture() -> Fixture {
-    let key = TestKey::generate("archive");
-    let archive = TestArchive::build(&standard_suites(), &key);
-    let server = TestServer::start(archive.root.path());
-    Fixture {
-        key,
-        archive,
-        server,
-    }
 }
 
 fn without_package(lock: &str, name: &str) -> String {

@@ -117,7 +117,8 @@ pub fn is_snapshot_url(url: &str) -> bool {
     })
 }
 
-fn is_snapshot_timestamp(s: &str) -> bool {
+/// Whether `s` is a snapshot.debian.org timestamp, `YYYYMMDDTHHMMSSZ`.
+pub fn is_snapshot_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 16
         && b[8] == b'T'
@@ -263,6 +264,7 @@ impl ArchiveClient<'_> {
             let location = Location::Archive {
                 archive: rel.archive.clone(),
                 paths,
+                snapshot: None,
             };
             if self.chatty {
                 eprintln!(

@@ -93,6 +93,15 @@ fn may_sign(scope: Option<&KeyScope>, suite: &str) -> bool {
     codename == scope.codename && scope.security == suite.ends_with("-security")
 }
 
+/// Whether a key may sign an old snapshot state of `suite` read for a package pinned by exact
+/// version ([`Keyring::for_pinned_old_state`]): an archive key of any release signs any
+/// suite but `-security`, a security archive key only `-security` suites. Before a release
+/// has its own key, its suites (testing at the time) are signed by the keys of the stable
+/// releases then (trixie in 2024 by the 11/bullseye and 12/bookworm keys).
+fn may_sign_old_state(scope: Option<&KeyScope>, suite: &str) -> bool {
+    scope.is_none_or(|scope| scope.security == suite.ends_with("-security"))
+}
+
 fn is_self_signature(sig: &Signature, fingerprint: &pgp::types::Fingerprint, id: &KeyId) -> bool {
     sig.issuer_fingerprint().contains(&fingerprint) || sig.issuer().contains(&id)
 }
@@ -169,6 +178,8 @@ fn validity_problem(key: &SignedPublicKey, subkey: Option<usize>, at: i64) -> Op
 pub struct Keyring {
     path: PathBuf,
     keys: Vec<SignedPublicKey>,
+    /// Release-named keys may sign other releases' suites ([`may_sign_old_state`]).
+    old_state: bool,
 }
 
 impl Keyring {
@@ -204,7 +215,22 @@ impl Keyring {
         Ok(Keyring {
             path: path.to_path_buf(),
             keys,
+            old_state: false,
         })
+    }
+
+    /// The same keys for reading an old snapshot state a package is pinned from by exact
+    /// name and version (`[[archive.snapshot-package]]`): a release-named archive key may
+    /// sign another release's suite there ([`may_sign_old_state`]). The state's `Codename`
+    /// is still checked, and a replayed state of that suite could only lack the pinned
+    /// version or list it with the same file (the pool never reuses a version), so the
+    /// release scope protects nothing there, and would refuse every testing state signed
+    /// before its release had a key.
+    pub fn for_pinned_old_state(&self) -> Keyring {
+        Keyring {
+            old_state: true,
+            ..self.clone()
+        }
     }
 
     /// The keyring file.
@@ -278,7 +304,12 @@ impl Keyring {
                 };
                 let fpr = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
                 let scope = key_scope(key);
-                if !may_sign(scope.as_ref(), suite) {
+                let allowed = if self.old_state {
+                    may_sign_old_state(scope.as_ref(), suite)
+                } else {
+                    may_sign(scope.as_ref(), suite)
+                };
+                if !allowed {
                     let scope = scope.expect("a key without scope may sign every suite");
                     refused.push(format!(
                         "  {fpr}: a {}key of release `{}`, not allowed for suite `{suite}`",
@@ -383,6 +414,12 @@ mod tests {
         let s = scope_of("B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8");
         assert!(!may_sign(s.as_ref(), "trixie"));
         assert!(may_sign(s.as_ref(), "bookworm"));
+        // An old state of a pinned package: any release's archive key, not a security one.
+        assert!(may_sign_old_state(s.as_ref(), "trixie"));
+        assert!(!may_sign_old_state(s.as_ref(), "trixie-security"));
+        let s = scope_of("5E04A1E3223A19A20706E20F9904613D4CCE68C6");
+        assert!(may_sign_old_state(s.as_ref(), "bookworm-security"));
+        assert!(!may_sign_old_state(s.as_ref(), "trixie"));
         // Every key of the committed keyring names its release.
         assert!(ring.keys.iter().all(|k| key_scope(k).is_some()));
     }

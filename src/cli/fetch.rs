@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::fetch::{FetchOptions, default_downloader, fetch};
+use crate::fetch::{FetchOptions, default_downloader, fetch, local_downloader};
 use crate::lockfile::Lockfile;
 use crate::recipe::Project;
 use crate::store::Store;
@@ -16,8 +16,9 @@ use crate::store::Store;
 Pins already in the store cost nothing: no network, no re-hash (`hermetic cache verify`
 re-hashes everything). Missing pins are downloaded 8 at a time, size and SHA-256 checked
 while streaming; nothing unverified is ever visible in the store. Files come from --mirror /
-HERMETIC_MIRRORS, then snapshot.debian.org at the pinned timestamp, then the Debian mirrors
-of the host's apt configuration: any copy will do, the hash decides. Two processes may fetch
+HERMETIC_MIRRORS (http(s) URLs, file:// URLs or directories of offline media), then
+snapshot.debian.org at the pin's timestamp, then the Debian mirrors of the host's apt
+configuration: any copy will do, the hash decides. `--plan` lists them per pin. Two processes may fetch
 into the same store at once.
 
 Every transfer is held to limits: connect 10 s, response headers 30 s, at least 8 KiB/s over
@@ -28,12 +29,14 @@ HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE
 the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
 See docs/pins.md.")]
 pub struct Args {
-    /// Never touch the network; fail listing every pin missing from the store.
+    /// Never touch the network: only the store and the local --mirror sources (file://,
+    /// directories); fail listing every pin they do not hold.
     #[arg(long)]
     pub offline: bool,
 
     /// A Debian mirror to try first (repeatable): `http://host/debian`, or a root holding
-    /// `debian/` and `debian-security/`.
+    /// `debian/` and `debian-security/`; or a local copy (offline media): `file:///media/x`
+    /// or a directory, laid out like a mirror (`pool/...`) or holding the files by name.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
 
@@ -42,6 +45,11 @@ pub struct Args {
     /// checked the same way (repeatable).
     #[arg(long = "source-dir", value_name = "DIR")]
     pub source_dirs: Vec<std::path::PathBuf>,
+
+    /// Print each pin's candidate URLs in the order they are tried, and fetch nothing (no
+    /// network; with --json, one JSON document).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 /// Runs `hermetic fetch`.
@@ -61,11 +69,38 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let store = Store::open(&ctx.store)?;
     let snapshot = &project.config.archive.snapshot;
-    let make = || default_downloader(&store, &args.mirrors, snapshot);
+    if args.plan {
+        let mirrors = crate::mirrors::Mirrors::new(&crate::mirrors::MirrorConfig::from_env(
+            &args.mirrors,
+            Some(snapshot),
+        ))?;
+        let pins = crate::candidates::plan(&lock, &mirrors);
+        if ctx.json {
+            println!("{}", serde_json::json!({ "pins": pins }));
+        } else {
+            print!("{}", crate::candidates::render_plan(&pins));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&ctx.store)?;
+    // --offline with local sources: those alone, no network source at all.
+    let local: Vec<String> = args
+        .mirrors
+        .iter()
+        .filter(|m| !m.starts_with("http://") && !m.starts_with("https://"))
+        .cloned()
+        .collect();
+    let offline_local = args.offline && !local.is_empty();
+    let make = || {
+        if offline_local {
+            local_downloader(&store, &local)
+        } else {
+            default_downloader(&store, &args.mirrors, snapshot)
+        }
+    };
     let options = FetchOptions {
-        offline: args.offline,
+        offline: args.offline && !offline_local,
         progress: ctx.chatty(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;

@@ -667,6 +667,43 @@ pub fn standard_suites() -> Vec<SuiteSpec> {
     ]
 }
 
+/// The standard archive ([`standard_suites`]) signed by a fresh key and served on
+/// 127.0.0.1: the fixture of the lock suites.
+pub struct ServedArchive {
+    pub key: TestKey,
+    pub archive: TestArchive,
+    pub server: TestServer,
+}
+
+/// Builds and serves a [`ServedArchive`].
+pub fn served_standard_archive() -> ServedArchive {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    ServedArchive {
+        key,
+        archive,
+        server,
+    }
+}
+
+/// A stand-in for snapshot.debian.org: `/archive/<archive>/<timestamp>/` serves each
+/// archive of each `(timestamp, archive)` state. Keep the directory as long as the server.
+pub fn snapshot_service(states: &[(&str, &TestArchive)]) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    for (timestamp, archive) in states {
+        for name in ["debian", "debian-security"] {
+            let parent = dir.path().join("archive").join(name);
+            fs_err::create_dir_all(&parent).unwrap();
+            if archive.path(name).is_dir() {
+                std::os::unix::fs::symlink(archive.path(name), parent.join(timestamp)).unwrap();
+            }
+        }
+    }
+    let server = TestServer::start(dir.path());
+    (dir, server)
+}
+
 /// A tiny Debian-shaped root made of the host's own `sh`, coreutils and `find` with their
 /// libraries (merged /usr, the usual empty directories and `extra_dirs`): enough for the image
 /// step's copy, recipe steps and clean-up, for tests that publish a fake rootfs or tools
