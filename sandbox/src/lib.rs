@@ -32,6 +32,7 @@ use std::time::Duration;
 
 pub mod doctor;
 pub mod idmap;
+mod pty;
 mod run;
 pub mod seccomp;
 pub mod setid;
@@ -41,7 +42,7 @@ mod sys;
 mod walls;
 
 pub use doctor::{Check, doctor, preflight};
-pub use step::{Capability, IdMapping, Mount, Network, Output, RootSpec, Step};
+pub use step::{Capability, IdMapping, Input, Mount, Network, Output, RootSpec, Step};
 
 /// How the step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

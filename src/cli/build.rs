@@ -85,19 +85,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
     let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
-    // Like cargo: what the build needs and the store lacks is fetched first (a `stat` per
-    // pin when everything is there), unless --offline forbids the network.
-    let make = || {
-        crate::fetch::default_downloader(&store, &args.mirrors, &project.config.archive.snapshot)
-    };
-    let fetch_opts = crate::fetch::FetchOptions {
-        offline: args.offline,
-        progress: ctx.chatty(),
-    };
-    let fetched = crate::fetch::fetch(&store, &lock, &fetch_opts, &make)?;
-    if fetched.fetched > 0 && ctx.chatty() {
-        eprintln!("{fetched}");
-    }
+    fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
     let opts = BuildOptions {
         output_dir: args
             .output
@@ -134,6 +122,30 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         differs,
         release,
     })
+}
+
+/// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when
+/// everything is there), unless `offline` forbids the network.
+pub(crate) fn fetch_first(
+    ctx: &Context,
+    project: &crate::recipe::Project,
+    lock: &crate::lockfile::Lockfile,
+    store: &crate::store::Store,
+    offline: bool,
+    mirrors: &[String],
+) -> anyhow::Result<()> {
+    let make = || {
+        crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot)
+    };
+    let fetch_opts = crate::fetch::FetchOptions {
+        offline,
+        progress: ctx.chatty(),
+    };
+    let fetched = crate::fetch::fetch(store, lock, &fetch_opts, &make)?;
+    if fetched.fetched > 0 && ctx.chatty() {
+        eprintln!("{fetched}");
+    }
+    Ok(())
 }
 
 /// Runs `hermetic build`.
