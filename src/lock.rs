@@ -137,8 +137,8 @@ pub struct LockOptions {
     pub mirrors: Vec<String>,
     /// The store directory (indexes are cached there).
     pub store_dir: PathBuf,
-    /// Say what is happening on standard error.
-    pub chatty: bool,
+    /// What to say on standard error: each suite and recipe; `-v`: each index with its URL.
+    pub report: crate::report::Reporter,
     /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
     pub allow_downgrade: bool,
     /// When the snapshot does not answer, read a later source's state (recorded as such).
@@ -423,12 +423,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     changes: Vec::new(),
                 });
             }
-            if options.chatty {
-                eprintln!(
-                    "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
-                    path.display()
-                );
-            }
+            options.report.line(format_args!(
+                "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
+                path.display()
+            ));
         }
         return Ok(LockOutcome {
             path,
@@ -481,11 +479,15 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mirror_config = MirrorConfig::from_env(&options.mirrors, Some(a.snapshot.as_str()));
     let mirrors = Mirrors::new(&mirror_config)?;
     let downloader = Downloader::new(Http::new(), mirrors, store.clone());
+    {
+        let report = options.report.clone();
+        downloader.on_notice(move |line| report.line(line));
+    }
     let client = ArchiveClient {
         downloader: &downloader,
         store: &store,
         keyring: &keyring,
-        chatty: options.chatty,
+        report: options.report.clone(),
     };
     let need_sources = to_resolve.iter().any(|r| !r.source_packages.is_empty());
     let mut index = PackageIndex::new(&a.architecture);
@@ -493,9 +495,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mut suites = Vec::new();
     let mut notices = Vec::new();
     for suite in &a.suites {
-        if options.chatty {
-            eprintln!("reading suite {suite}");
-        }
+        options.report.line(format_args!("reading suite {suite}"));
         let policy = ReleasePolicy {
             locked_date: existing
                 .as_ref()
@@ -595,9 +595,9 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         carry_over(old, &keep, &mut new);
     }
     for r in &to_resolve {
-        if options.chatty {
-            eprintln!("resolving recipe {}", r.name);
-        }
+        options
+            .report
+            .line(format_args!("resolving recipe {}", r.name));
         let opts = ResolveOptions {
             include_essential: true,
             prefer: prefer.clone(),
@@ -626,6 +626,11 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     closure: closure.word(),
                     source: Box::new(source),
                 })?;
+            options.report.detail(format_args!(
+                "  {tag}: {} requested, {} packages",
+                list.len(),
+                resolution.packages.len()
+            ));
             for p in resolution.packages {
                 new.packages.push(PinnedPackage {
                     name: p.name,

@@ -52,8 +52,8 @@ pub struct ShellOptions {
     pub command: Vec<String>,
     /// The host name inside (the image's name).
     pub hostname: String,
-    /// `-vv`: print the sandbox's command and mounts on standard error.
-    pub show_sandbox: bool,
+    /// `-vv`: the sandbox's command and mounts on standard error.
+    pub report: crate::report::Reporter,
 }
 
 /// Where the writable scratch copy is mounted inside the helper steps ...
@@ -71,7 +71,10 @@ pub fn image_graph(graph: &Graph, target: &str) -> Result<(Graph, usize), ShellE
         target: target.to_string(),
     };
     let (_, output) = graph.targets.first().ok_or_else(no_image)?;
-    let image = *graph.nodes[*output].deps.get("image").ok_or_else(no_image)?;
+    let image = *graph.nodes[*output]
+        .deps
+        .get("image")
+        .ok_or_else(no_image)?;
     if !matches!(graph.nodes[image].kind, NodeKind::Image { .. }) {
         return Err(no_image());
     }
@@ -209,12 +212,10 @@ pub fn run(store: &Store, tree: &Path, options: &ShellOptions) -> Result<Outcome
     }
     // A scratch tree may receive set-id files like an image step's tree (see `helper`).
     step.allow_setid = options.writable;
-    if options.show_sandbox {
-        eprintln!(
-            "sandbox: argv {:?}, root {:?}, mounts {:?}, stdin {:?}, host name {}",
-            step.argv, step.root, step.mounts, step.stdin, step.hostname
-        );
-    }
+    options.report.debug_line(format_args!(
+        "sandbox: {:?} in root {:?}, mounts {:?}, stdin {:?}, host name {}",
+        step.argv, step.root, step.mounts, step.stdin, step.hostname
+    ));
     let outcome = sandbox::run_with(&step, &mut |stream, bytes| {
         use std::io::Write as _;
         // Flushed at once: a prompt has no newline.

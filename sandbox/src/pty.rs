@@ -113,7 +113,9 @@ impl Forward {
     pub(crate) fn after_poll(&mut self, events: &[PollFlags], sink: &mut dyn FnMut(Stream, &[u8])) {
         let (master, stdin) = self.interest();
         let mut events = events.iter().copied();
-        let master_events = master.and_then(|_| events.next()).unwrap_or(PollFlags::empty());
+        let master_events = master
+            .and_then(|_| events.next())
+            .unwrap_or(PollFlags::empty());
         let stdin_events = if stdin { events.next() } else { None }.unwrap_or(PollFlags::empty());
         if !master_events.is_empty() {
             self.read_master(sink);

@@ -856,10 +856,8 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
             crate::sys::set_controlling_terminal(tty.as_fd())
                 .map_err(|e| ChildError::io("take the terminal", "", e))?;
             nix::unistd::dup2_stdin(tty).map_err(|e| ChildError::io("redirect stdin", "", e))?;
-            nix::unistd::dup2_stdout(tty)
-                .map_err(|e| ChildError::io("redirect stdout", "", e))?;
-            nix::unistd::dup2_stderr(tty)
-                .map_err(|e| ChildError::io("redirect stderr", "", e))?;
+            nix::unistd::dup2_stdout(tty).map_err(|e| ChildError::io("redirect stdout", "", e))?;
+            nix::unistd::dup2_stderr(tty).map_err(|e| ChildError::io("redirect stderr", "", e))?;
         }
         (stdin, _) => {
             if stdin != Input::Inherit {

@@ -23,8 +23,9 @@ pub struct BuildOptions {
     pub keep_failed: bool,
     /// Run every step again and compare with what the store holds.
     pub rebuild: bool,
-    /// Print a line per step.
-    pub progress: bool,
+    /// What to say on standard error: a line per step (`-v`: with its key), a spinner on a
+    /// terminal, the sandbox's commands with `-vv`.
+    pub report: crate::report::Reporter,
     /// The value of `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: u64,
     /// `make -j` of the kernel step; `None`: as many as the sandbox has CPUs. Not part of
@@ -80,9 +81,11 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
         let state = if store.has_step(node.key.as_str()) && !opts.rebuild {
             StepState::Cached
         } else {
-            if opts.progress {
-                eprintln!("  running  {}  ({})", node.name, short(node.key.as_str()));
-            }
+            opts.report.line(format_args!(
+                "  running  {}  ({})",
+                node.name,
+                short(node.key.as_str())
+            ));
             let _guard = store.lock(&format!("step-{}", node.key.as_str()))?;
             if store.has_step(node.key.as_str()) && !opts.rebuild {
                 StepState::Cached
@@ -102,9 +105,12 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                     } else {
                         // Keep the new output next to the stored one for inspection.
                         let kept = temp.keep();
-                        if opts.progress {
-                            eprintln!("           the new output is kept at {}", kept.display());
-                            run_diffoscope(&stored, &kept, &diffs);
+                        if opts.report.progress() {
+                            opts.report.line(format_args!(
+                                "           the new output is kept at {}",
+                                kept.display()
+                            ));
+                            run_diffoscope(&stored, &kept, &diffs, &opts.report);
                         }
                         StepState::Differs(diffs)
                     }
@@ -115,17 +121,31 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
             }
         };
         let seconds = started.elapsed().as_secs_f64();
-        if opts.progress {
+        if opts.report.progress() {
             let word = match &state {
                 StepState::Cached => "cached",
                 StepState::Built => "done",
                 StepState::Identical => "same",
                 StepState::Differs(_) => "DIFFERS",
             };
-            eprintln!("  {word:<7}  {}  {}", node.name, human(seconds));
+            if opts.report.verbose() {
+                // `-v`: the whole key, and so whether the store had it ("cached").
+                opts.report.line(format_args!(
+                    "  {word:<7}  {}  {}  {}",
+                    node.name,
+                    node.key.as_str(),
+                    human(seconds)
+                ));
+            } else {
+                opts.report.line(format_args!(
+                    "  {word:<7}  {}  {}",
+                    node.name,
+                    human(seconds)
+                ));
+            }
             if let StepState::Differs(paths) = &state {
                 for p in paths.iter().take(50) {
-                    eprintln!("           differs: {p}");
+                    opts.report.line(format_args!("           differs: {p}"));
                 }
             }
         }
@@ -215,7 +235,7 @@ fn run_node(
                 src: blobs,
                 dst: PathBuf::from(rootfs::DEBS_DIR),
             });
-            run_step(node, &step, &log)?;
+            run_step(node, &step, &log, &opts.report)?;
             remove_mount_points(&tree)?;
             // Every stored tree is a function of its inputs, so that `--rebuild` can check it.
             clean_up(node, &tree, opts, &log)?;
@@ -251,7 +271,7 @@ fn run_node(
                     dst: PathBuf::from("/.hermetic-dest"),
                 },
             ];
-            run_step(node, &copy, &log)?;
+            run_step(node, &copy, &log, &opts.report)?;
             for (n, overlay) in recipe.overlays.iter().enumerate() {
                 let dst = format!("/.hermetic-overlay-{n}");
                 let mut lay = tree_step(node, &tree, opts, &log);
@@ -268,7 +288,7 @@ fn run_node(
                     src: overlay.path.clone(),
                     dst: PathBuf::from(&dst),
                 });
-                run_step(node, &lay, &log)?;
+                run_step(node, &lay, &log, &opts.report)?;
             }
             remove_mount_points(&tree)?;
             // Pinned tarballs and source packages, hard-linked from the store (same file
@@ -381,7 +401,7 @@ fn run_node(
                 step.allow_setid = s.tree == StepTree::Image;
                 let name = format!("{} ({})", node.name, s.name);
                 log_line(&log, &format!("==> step {}", s.name))?;
-                run_step_named(&name, &step, &log)?;
+                run_step_named(&name, &step, &log, &opts.report)?;
                 if step.allow_setid {
                     sandbox::setid::strip(&files).map_err(|e| BuildError::Sandbox {
                         step: name.clone(),
@@ -407,7 +427,7 @@ fn run_node(
                 "IMAGE_VERSION".into(),
                 recipe.version.clone().unwrap_or_default(),
             );
-            run_step(node, &osrel, &log)?;
+            run_step(node, &osrel, &log, &opts.report)?;
             if super::bootable::is_bootable(recipe.format) {
                 let kernel = temp.join(super::bootable::KERNEL_DIR);
                 fs_err::create_dir(&kernel).map_err(BuildError::io(&kernel))?;
@@ -423,7 +443,7 @@ fn run_node(
                     dst: PathBuf::from("/.hermetic-kernel"),
                 });
                 log_line(&log, "==> bootable: /init and the kernel")?;
-                run_step(node, &prep, &log)?;
+                run_step(node, &prep, &log, &opts.report)?;
                 remove_mount_points(&tree)?;
             }
             clean_up(node, &tree, opts, &log)?;
@@ -478,10 +498,11 @@ fn run_node(
                 .jobs
                 .or_else(|| std::thread::available_parallelism().ok())
                 .map_or(1, std::num::NonZeroUsize::get);
-            if opts.progress {
-                eprintln!("           {}: make -j{jobs} (--jobs to change)", node.name);
-            }
-            let reporter = KernelProgress::new(&node.name, opts.progress);
+            opts.report.line(format_args!(
+                "           {}: make -j{jobs} (--jobs to change)",
+                node.name
+            ));
+            let reporter = KernelProgress::new(&node.name, &opts.report);
             let report = |p: &crate::kernel::Progress| reporter.report(p);
             let req = crate::kernel::KernelBuild {
                 tools: dep("tools").join(TREE),
@@ -497,7 +518,7 @@ fn run_node(
                 progress: &report,
             };
             let built = crate::kernel::build_kernel(&req);
-            reporter.finish();
+            drop(reporter);
             let built = built.map_err(|e| kernel_error(e, &log))?;
             for (path, name) in [
                 (&built.bzimage, super::bootable::KERNEL_BZIMAGE),
@@ -608,31 +629,20 @@ fn run_node(
 }
 
 /// Progress of the kernel step: on a terminal a spinner with the elapsed time, the current
-/// part of the build and the latest kbuild line; otherwise, with `--progress` lines, one line a
-/// minute.
+/// part of the build and the latest kbuild line; otherwise plain lines, one a minute.
 struct KernelProgress {
     name: String,
-    spinner: Option<indicatif::ProgressBar>,
-    lines: bool,
+    spinner: crate::report::Progress,
+    report: crate::report::Reporter,
     last: std::cell::Cell<Instant>,
 }
 
 impl KernelProgress {
-    fn new(name: &str, progress: bool) -> KernelProgress {
-        let spinner =
-            (progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-                let pb = indicatif::ProgressBar::new_spinner();
-                pb.set_style(
-                    indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                pb.enable_steady_tick(Duration::from_millis(200));
-                pb
-            });
+    fn new(name: &str, report: &crate::report::Reporter) -> KernelProgress {
         KernelProgress {
             name: name.to_string(),
-            spinner,
-            lines: progress,
+            spinner: report.spinner(),
+            report: report.clone(),
             last: std::cell::Cell::new(Instant::now()),
         }
     }
@@ -643,21 +653,16 @@ impl KernelProgress {
         } else {
             format!("{}: {} ({} lines)", p.step, p.phase, p.lines)
         };
-        if let Some(pb) = &self.spinner {
-            pb.set_message(what);
-        } else if self.lines && self.last.get().elapsed() >= Duration::from_secs(60) {
+        if self.spinner.is_drawn() {
+            self.spinner.set_message(what);
+        } else if self.report.plain_lines() && self.last.get().elapsed() >= Duration::from_secs(60)
+        {
             self.last.set(Instant::now());
-            eprintln!(
+            self.report.line(format_args!(
                 "           {} {}: {what}",
                 self.name,
                 human(p.elapsed.as_secs_f64())
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(pb) = &self.spinner {
-            pb.finish_and_clear();
+            ));
         }
     }
 }
@@ -718,7 +723,7 @@ fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result
     let mut clean = tree_step(node, tree, opts, log);
     clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
     log_line(log, "==> clean-up")?;
-    run_step(node, &clean, log)?;
+    run_step(node, &clean, log, &opts.report)?;
     remove_mount_points(tree)
 }
 
@@ -748,31 +753,36 @@ fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step 
     step
 }
 
-fn run_step(node: &Node, step: &Step, log: &Path) -> Result<(), BuildError> {
-    run_step_named(&node.name, step, log)
+fn run_step(
+    node: &Node,
+    step: &Step,
+    log: &Path,
+    report: &crate::report::Reporter,
+) -> Result<(), BuildError> {
+    run_step_named(&node.name, step, log, report)
 }
 
-fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError> {
+fn run_step_named(
+    name: &str,
+    step: &Step,
+    log: &Path,
+    report: &crate::report::Reporter,
+) -> Result<(), BuildError> {
     // Each sandbox run appends to the step's log.
     let part = log.with_extension("part");
     let mut step = step.clone();
     step.log = Some(part.clone());
+    report.debug_line(format_args!(
+        "           sandbox: {:?} in root {:?}, mounts {:?}",
+        step.argv, step.root, step.mounts
+    ));
     // On a terminal, a spinner shows the elapsed time and the step's latest output line, so
     // that a long step (dpkg, a kernel) is never silent.
-    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(200));
-        Some(pb)
-    } else {
-        None
-    };
+    let spinner = report.spinner();
     let mut pending = Vec::new();
     let outcome = sandbox::run_with(&step, &mut |_, bytes| {
-        if let Some(pb) = &spinner {
+        if spinner.is_drawn() {
+            let pb = &spinner;
             pending.extend_from_slice(bytes);
             if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
                 let text = String::from_utf8_lossy(&pending[..end]);
@@ -787,9 +797,7 @@ fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError>
         step: name.to_string(),
         source: Box::new(source),
     })?;
-    if let Some(pb) = spinner {
-        pb.finish_and_clear();
-    }
+    drop(spinner);
     let text = fs_err::read(&part).unwrap_or_default();
     let mut f = fs_err::OpenOptions::new()
         .create(true)
@@ -887,7 +895,7 @@ fn copy_plain(src: &Path, dst: &Path) -> Result<(), BuildError> {
 }
 
 /// Where diffoscope is installed, shows what differs in the first differing file.
-fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String]) {
+fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String], report: &crate::report::Reporter) {
     let Some(first) = diffs.first() else { return };
     let path = first.split(':').next().unwrap_or(first);
     let Ok(status) = std::process::Command::new("diffoscope")
@@ -896,13 +904,13 @@ fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String]) {
         .stderr(std::process::Stdio::null())
         .status()
     else {
-        eprintln!("           (install diffoscope to see how the files differ)");
+        report.line("           (install diffoscope to see how the files differ)");
         return;
     };
     if !status.success() {
         return;
     }
-    eprintln!("           diffoscope {path}:");
+    report.line(format_args!("           diffoscope {path}:"));
     let _ = std::process::Command::new("diffoscope")
         .arg("--max-report-size=200000")
         .arg(stored.join(path))

@@ -99,7 +99,7 @@ fn build_target(
         output_dir: out_dir.to_path_buf(),
         keep_failed: false,
         rebuild: false,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
         source_date_epoch: project.config.build.source_date_epoch,
         jobs: None,
     };

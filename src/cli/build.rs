@@ -93,7 +93,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
             .unwrap_or_else(|| ctx.project.join("out")),
         keep_failed: args.keep_failed,
         rebuild: args.rebuild,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
         source_date_epoch: project.config.build.source_date_epoch,
         jobs: args.jobs,
     };
@@ -134,16 +134,15 @@ pub(crate) fn fetch_first(
     offline: bool,
     mirrors: &[String],
 ) -> anyhow::Result<()> {
-    let make = || {
-        crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot)
-    };
+    let make =
+        || crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot);
     let fetch_opts = crate::fetch::FetchOptions {
         offline,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
     };
     let fetched = crate::fetch::fetch(store, lock, &fetch_opts, &make)?;
-    if fetched.fetched > 0 && ctx.chatty() {
-        eprintln!("{fetched}");
+    if fetched.fetched > 0 {
+        fetch_opts.report.line(fetched);
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let make = || default_downloader(&store, &args.mirrors, snapshot);
     let options = FetchOptions {
         offline: args.offline,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;
     let upstream = crate::sources::fetch::fetch_upstream(

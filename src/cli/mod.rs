@@ -147,6 +147,11 @@ impl Context {
     pub fn chatty(&self) -> bool {
         self.verbosity >= 0 && !self.json
     }
+
+    /// What `lock`, `fetch` and `build` say while they work (see [`crate::report`]).
+    pub fn reporter(&self) -> crate::report::Reporter {
+        crate::report::Reporter::new(self.verbosity, self.json)
+    }
 }
 
 /// The store used when neither `--store` nor `HERMETIC_STORE` is given.

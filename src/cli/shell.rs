@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             output_dir: scratch.path().join("out"),
             keep_failed: false,
             rebuild: false,
-            progress: ctx.chatty(),
+            report: ctx.reporter(),
             source_date_epoch: project.config.build.source_date_epoch,
             jobs: None,
         };
@@ -78,7 +78,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         writable: args.writable,
         command: args.command,
         hostname: args.target.clone(),
-        show_sandbox: ctx.verbosity >= 2 && !ctx.json,
+        report: ctx.reporter(),
     };
     let outcome = crate::shell::run(&store, &tree, &options)?;
     Ok(ExitCode::from((outcome.shell_code() & 0xff) as u8))
