@@ -70,6 +70,17 @@ pub enum LockError {
         #[source]
         source: Box<ResolveError>,
     },
+    #[error(
+        "{count} requested package(s) are not in {suites} ({arch}):\n{list}\nhint: check the spelling in the recipes; `apt-cache policy NAME` on a {release} machine shows where a package is"
+    )]
+    UnknownPackages {
+        count: usize,
+        suites: String,
+        arch: String,
+        release: String,
+        /// One line per request: the name, its recipe and list, the closest known name.
+        list: String,
+    },
     #[error("cannot resolve recipe `{recipe}` ({closure})")]
     Resolve {
         recipe: String,
@@ -594,6 +605,7 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     if let Some(old) = &existing {
         carry_over(old, &keep, &mut new);
     }
+    unknown_packages(&index, &to_resolve)?;
     for r in &to_resolve {
         options
             .report
@@ -701,6 +713,45 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
         requests: downloader.requests(),
         notices,
         changes,
+    })
+}
+
+/// Fails naming every requested package of `recipes` that the archive does not have (not
+/// only the first one the resolver meets), each with the closest name it has.
+fn unknown_packages(index: &PackageIndex, recipes: &[&LockedRecipe]) -> Result<(), LockError> {
+    let mut lines = Vec::new();
+    for r in recipes {
+        for (closure, list) in [
+            (Closure::Image, &r.packages),
+            (Closure::Build, &r.build_packages),
+            (Closure::Kernel, &r.kernel_packages),
+        ] {
+            for name in index.unknown_requests(list) {
+                let hint = crate::suggest::closest(name, index.names())
+                    .map(|c| format!(": did you mean `{c}`?"))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "  `{name}` (recipe `{}`, {}){hint}",
+                    r.name,
+                    closure.word()
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    lines.dedup();
+    let suites = index.suites();
+    Err(LockError::UnknownPackages {
+        count: lines.len(),
+        suites: suites.join(", "),
+        arch: index.architecture().to_string(),
+        release: suites
+            .first()
+            .map(|s| s.split('-').next().unwrap_or(s).to_string())
+            .unwrap_or_else(|| "Debian".into()),
+        list: lines.join("\n"),
     })
 }
 
