@@ -35,35 +35,7 @@ fn fixture() -> Fixture {
     project.ok(&["lock"]);
     let mini = support::host_tools_tree(&[]);
     fs_err::write(mini.path().join("etc/os-release"), OS_RELEASE).unwrap();
-    let out = project
-        .command(&["--json", "plan", "app"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for r in rows.as_array().unwrap() {
-        let step = r["step"].as_str().unwrap();
-        if step.ends_with("/rootfs") || step.ends_with("/tools") {
-            let entry = project
-                .store
-                .path()
-                .join("v1/steps")
-                .join(r["key"].as_str().unwrap());
-            fs_err::create_dir_all(&entry).unwrap();
-            let st = Command::new("cp")
-                .arg("-a")
-                .arg(mini.path())
-                .arg(entry.join("tree"))
-                .status()
-                .unwrap();
-            assert!(st.success());
-            fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
-        }
-    }
+    project.publish_fake_trees("app", mini.path());
     Fixture {
         _key: key,
         _archive: archive,
@@ -98,21 +70,12 @@ fn piped(project: &TestProject, args: &[&str], input: &str) -> (i32, String, Str
 
 /// The image step's stored tree, from `plan --json`.
 fn image_tree(project: &TestProject) -> std::path::PathBuf {
-    let out = project
-        .command(&["--json", "plan", "app"])
-        .output()
+    let (_, key) = project
+        .plan("app")
+        .into_iter()
+        .find(|(step, _)| step == "app/image")
         .unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["step"] == "app/image")
-        .unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    project.store.path().join("v1/steps").join(key).join("tree")
+    project.step_entry(&key).join("tree")
 }
 
 fn listing(dir: &Path) -> Vec<String> {

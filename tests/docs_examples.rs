@@ -2,6 +2,8 @@
 //! and resolves, with each of its profiles) with the recipe loader, in a copy of this
 //! repository's project.
 
+mod project;
+
 use std::path::Path;
 
 /// The ```toml blocks of a Markdown text, with the line each starts on.
@@ -23,27 +25,14 @@ fn toml_blocks(text: &str) -> Vec<(usize, String)> {
     blocks
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    fs_err::create_dir_all(dst).unwrap();
-    for entry in fs_err::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            fs_err::copy(entry.path(), &to).unwrap();
-        }
-    }
-}
-
 /// A project made of `config` as `hermetic.toml`, this repository's recipes, kernel
 /// fragments and overlays, and the files of a user's project that the recipe example names.
-fn project(config: &str) -> tempfile::TempDir {
+fn docs_project(config: &str) -> tempfile::TempDir {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     fs_err::write(dir.path().join("hermetic.toml"), config).unwrap();
     for sub in ["recipes", "kernel", "overlays"] {
-        copy_dir(&repo.join(sub), &dir.path().join(sub));
+        project::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     fs_err::create_dir_all(dir.path().join("scripts")).unwrap();
     fs_err::write(dir.path().join("scripts/gcp-disk.sh"), "#!/bin/sh\n").unwrap();
@@ -67,7 +56,7 @@ fn every_toml_example_of_the_recipe_docs_loads_as_written() {
     assert!(recipes.len() >= 3, "{recipes:?}");
     let config = &configs[0].1;
     for (line, body) in &recipes {
-        let dir = project(config);
+        let dir = docs_project(config);
         let name = format!("docs-example-{line}");
         fs_err::write(dir.path().join(format!("recipes/{name}.toml")), body).unwrap();
         let loaded = hermetic::recipe::Project::load(dir.path())
