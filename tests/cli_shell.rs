@@ -131,10 +131,16 @@ fn a_piped_shell_builds_the_tree_reads_stdin_and_returns_the_exit_code() {
         "the scratch copy is removed"
     );
 
-    // A command after `--` instead of the shell.
+    // A command after `--` instead of the shell; -vv shows the sandbox's command.
     let (code, stdout, stderr) = piped(p, &["shell", "app", "--", "cat", "/etc/motd"], "");
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, "made by a step\n");
+    let (code, _, stderr) = piped(p, &["-vv", "shell", "app", "--", "true"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("sandbox: [\"true\"] in root ReadOnly("),
+        "{stderr}"
+    );
 
     // A mistyped target is suggested, as for build.
     let (code, _, stderr) = piped(p, &["shell", "apq"], "");
@@ -171,6 +177,20 @@ fn quiet_says_nothing_and_piped_progress_is_plain_lines() {
     assert!(stderr.contains("fetching "), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with("fetched ")),
+        "{stderr}"
+    );
+    // -v: each file with its size in bytes and the URL it came from.
+    let blobs = p.store.path().join("v1/blobs/sha256");
+    for blob in fs_err::read_dir(&blobs).unwrap() {
+        fs_err::remove_file(blob.unwrap().path()).unwrap();
+    }
+    let (code, _, stderr) = piped(p, &["-v", "fetch"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let from_server = format!(" bytes, from {}", p.mirror.trim_end_matches('/'));
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("fetched ") && l.contains(&from_server)),
         "{stderr}"
     );
 
