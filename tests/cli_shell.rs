@@ -28,13 +28,23 @@ struct Fixture {
 /// Locks the project and publishes a fake `rootfs` and `tools` (the host's tools, with an
 /// os-release) into its store, as dpkg would have made them.
 fn fixture() -> Fixture {
+    fixture_with(RECIPE)
+}
+
+fn fixture_with(recipe: &str) -> Fixture {
     let key = TestKey::generate("archive");
     let archive = TestArchive::build(&standard_suites(), &key);
     let server = TestServer::start(archive.root.path());
-    let project = TestProject::new(&[("app", RECIPE)], &server, &key.keyring);
+    let project = TestProject::new(&[("app", recipe)], &server, &key.keyring);
     project.ok(&["lock"]);
     let mini = support::host_tools_tree(&[]);
     fs_err::write(mini.path().join("etc/os-release"), OS_RELEASE).unwrap();
+    // Linked against the C library the tree already has.
+    fs_err::copy(
+        fs_err::canonicalize("/usr/bin/sleep").unwrap(),
+        mini.path().join("usr/bin/sleep"),
+    )
+    .unwrap();
     project.publish_fake_trees("app", mini.path());
     Fixture {
         _key: key,
@@ -275,4 +285,23 @@ fn on_a_terminal_the_shell_gets_a_terminal_and_quiet_draws_no_spinner() {
     assert_eq!(code, 5, "{text}");
     assert!(text.contains("TERMINAL-42"), "{text}");
     assert!(text.contains(OS_RELEASE), "{text}");
+}
+
+#[test]
+fn a_piped_build_says_where_a_long_step_is() {
+    let recipe = "packages = [\"app\"]\nbuild-packages = [\"tool\"]\n\n\
+[[steps]]\nname = \"slow\"\nscript = \"i=0; while [ $i -lt 25 ]; do echo tick $i; sleep 0.5; i=$((i+1)); done\"\n";
+    let f = fixture_with(recipe);
+    let p = &f.project;
+    let out = p.path("out");
+    let (code, _, stderr) = piped(p, &["build", "app", "-o", out.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{stderr}");
+    // About 12 s of output: at least one line in between, naming the step and its output.
+    let between: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("app/image (slow) ") && l.contains(": tick "))
+        .collect();
+    assert!(!between.is_empty(), "{stderr}");
+    let (_, stdout, stderr) = piped(p, &["-q", "build", "app", "-o", out.to_str().unwrap()], "");
+    assert_eq!(stderr, "", "{stdout}");
 }

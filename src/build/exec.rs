@@ -753,6 +753,9 @@ fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step 
     step
 }
 
+/// How often a step that writes output says so when progress is plain lines.
+const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
+
 fn run_step(
     node: &Node,
     step: &Step,
@@ -778,16 +781,29 @@ fn run_step_named(
     ));
     // On a terminal, a spinner shows the elapsed time and the step's latest output line, so
     // that a long step (dpkg, a kernel) is never silent.
+    // Otherwise (a pipe, a log) a line every PLAIN_INTERVAL while the step writes, with
+    // its latest line.
     let spinner = report.spinner();
+    let plain = report.plain_lines();
+    let started = Instant::now();
+    let mut said = started;
     let mut pending = Vec::new();
     let outcome = sandbox::run_with(&step, &mut |_, bytes| {
-        if spinner.is_drawn() {
-            let pb = &spinner;
+        if spinner.is_drawn() || plain {
             pending.extend_from_slice(bytes);
             if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
                 let text = String::from_utf8_lossy(&pending[..end]);
                 if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                    pb.set_message(last.trim().to_string());
+                    if spinner.is_drawn() {
+                        spinner.set_message(last.trim().to_string());
+                    } else if said.elapsed() >= PLAIN_INTERVAL {
+                        said = Instant::now();
+                        report.line(format_args!(
+                            "           {name} {}: {}",
+                            human(started.elapsed().as_secs_f64()),
+                            last.trim()
+                        ));
+                    }
                 }
                 pending.drain(..=end);
             }
