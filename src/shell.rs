@@ -27,7 +27,7 @@ pub enum ShellError {
         source: Box<sandbox::SandboxError>,
     },
     #[error(
-        "cannot {what} {tree}: `{command}` exited with {status}\nhint: the image tree needs `cp` and `find` (coreutils, findutils) for --writable",
+        "cannot {what} {tree}: `{command}` exited with {status}{output}\nhint: the image tree needs `cp` and `find` (coreutils, findutils) for --writable",
         tree = tree.display()
     )]
     Helper {
@@ -35,6 +35,8 @@ pub enum ShellError {
         tree: PathBuf,
         command: String,
         status: i32,
+        /// The last lines it wrote, indented, after a newline; or nothing.
+        output: String,
     },
     #[error("cannot create {path}", path = path.display())]
     Io {
@@ -156,17 +158,26 @@ fn helper(
     // The tree carries Debian's set-id programs; the scratch copy lives in the store's
     // private `tmp/` (0700) and is removed afterwards, as a build's image tree is.
     step.allow_setid = true;
-    let outcome = sandbox::run_with(&step, &mut |_, _| {}).map_err(|e| ShellError::Sandbox {
-        what,
-        tree: tree.to_path_buf(),
-        source: Box::new(e),
-    })?;
+    let mut output = Vec::new();
+    let outcome = sandbox::run_with(&step, &mut |_, bytes| output.extend_from_slice(bytes))
+        .map_err(|e| ShellError::Sandbox {
+            what,
+            tree: tree.to_path_buf(),
+            source: Box::new(e),
+        })?;
     if !outcome.success() {
+        let text = String::from_utf8_lossy(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail: String = lines[lines.len().saturating_sub(10)..]
+            .iter()
+            .map(|l| format!("\n  {l}"))
+            .collect();
         return Err(ShellError::Helper {
             what,
             tree: tree.to_path_buf(),
             command: argv.join(" "),
             status: outcome.shell_code(),
+            output: tail,
         });
     }
     Ok(())
@@ -250,4 +261,21 @@ pub fn run(store: &Store, tree: &Path, options: &ShellOptions) -> Result<Outcome
         tree: tree.to_path_buf(),
         source: Box::new(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_name_is_the_image_name_when_it_can_be_one() {
+        assert_eq!(base_step(RootSpec::HostUsr, "gcp").hostname, "gcp");
+        assert_eq!(base_step(RootSpec::HostUsr, "a_b").hostname, "hermetic");
+        assert_eq!(base_step(RootSpec::HostUsr, "").hostname, "hermetic");
+        let step = base_step(RootSpec::HostUsr, "base");
+        assert_eq!(step.ids, IdMapping::Subordinate);
+        assert_eq!(step.network, Network::None);
+        assert_eq!(step.stdin, Input::Null, "only the shell itself reads stdin");
+        step.validate().unwrap();
+    }
 }

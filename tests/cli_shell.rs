@@ -112,6 +112,13 @@ fn a_piped_shell_builds_the_tree_reads_stdin_and_returns_the_exit_code() {
     assert!(stdout.contains(OS_RELEASE), "{stdout}");
     assert!(stdout.contains("made by a step"), "{stdout}");
     assert!(!p.path("out").exists(), "the shell copies no outputs");
+    // Only the steps of the tree ran: the output step (the format) is not built.
+    let (_, output_key) = p
+        .plan("app")
+        .into_iter()
+        .find(|(step, _)| step == "app/output")
+        .unwrap();
+    assert!(!p.step_entry(&output_key).exists());
     let tree = image_tree(p);
     assert!(tree.join("etc/motd").is_file());
 

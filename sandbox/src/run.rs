@@ -486,7 +486,13 @@ pub(crate) fn run_with(
             .collect();
         drop(fds);
         if let Some(f) = forward.as_mut() {
-            f.after_poll(&terminal_events, sink);
+            f.after_poll(&terminal_events, &mut |stream, bytes| {
+                sink(stream, bytes);
+                // Best effort: an interactive session is not failed by its log.
+                if let Some(log) = log.as_mut() {
+                    let _ = log.write_all(bytes);
+                }
+            });
         }
         let mut k = 0;
         for (slot, which) in open
@@ -536,7 +542,12 @@ pub(crate) fn run_with(
     let duration = start.elapsed();
     // What the step wrote to its terminal last; then the caller's terminal is restored.
     if let Some(mut f) = forward.take() {
-        f.drain(sink);
+        f.drain(&mut |stream, bytes| {
+            sink(stream, bytes);
+            if let Some(log) = log.as_mut() {
+                let _ = log.write_all(bytes);
+            }
+        });
     }
 
     // Read the records.
