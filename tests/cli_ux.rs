@@ -304,3 +304,29 @@ fn every_command_taking_a_target_suggests_a_close_recipe() {
         );
     }
 }
+
+#[test]
+fn lock_says_more_with_v_and_nothing_with_q() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let p = TestProject::new(&[("base", BASE)], &server, &key.keyring);
+    let err = p.ok(&["-v", "lock"]);
+    let mirror = p.mirror.trim_end_matches('/');
+    assert!(
+        err.contains(&format!("read dists/trixie/InRelease, ")) && err.contains(mirror),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("fetched main/binary-amd64/Packages.xz, ") && l.contains(mirror)),
+        "{err}"
+    );
+    assert!(err.contains("  base: 1 requested, "), "{err}");
+    // Again from scratch with -q: the indexes come from the store, and nothing is said.
+    fs_err::remove_file(p.path("pins.lock")).unwrap();
+    let (ok, stdout, stderr) = p.run(&["-q", "lock"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stderr, "");
+    assert!(p.path("pins.lock").is_file());
+}
