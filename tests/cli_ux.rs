@@ -314,7 +314,7 @@ fn lock_says_more_with_v_and_nothing_with_q() {
     let err = p.ok(&["-v", "lock"]);
     let mirror = p.mirror.trim_end_matches('/');
     assert!(
-        err.contains(&format!("read dists/trixie/InRelease, ")) && err.contains(mirror),
+        err.contains("read dists/trixie/InRelease, ") && err.contains(mirror),
         "{err}"
     );
     assert!(
