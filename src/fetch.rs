@@ -9,7 +9,7 @@
 //! the store cost one `stat` each.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 /// Parallel transfers.
 pub const WORKERS: usize = 8;
 /// How often a status line is printed when standard error is not a terminal.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Attempts per URL before moving to the next source.
 const ATTEMPTS_PER_URL: usize = 2;
 
@@ -340,6 +340,19 @@ impl Downloader {
         size: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<PathBuf, Vec<Attempt>> {
+        self.download_from(location, sha256, size, on_bytes)
+            .map(|(path, _)| path)
+    }
+
+    /// [`Downloader::download`], also returning the URL the file came from (`None` when
+    /// another process stored it meanwhile).
+    pub fn download_from(
+        &self,
+        location: &Location,
+        sha256: &str,
+        size: Option<u64>,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(PathBuf, Option<String>), Vec<Attempt>> {
         let mut tried = Vec::new();
         let found = self.each_url(self.candidate_urls(location), |url, demoted_ok| {
             let mut attempt_failed = |error: String| {
@@ -350,7 +363,7 @@ impl Downloader {
             };
             for _ in 0..ATTEMPTS_PER_URL {
                 if self.store.has_blob(sha256) {
-                    return Flow::Done(self.store.blob_path(sha256));
+                    return Flow::Done((self.store.blob_path(sha256), None));
                 }
                 let mut download = match self.get(url, size, demoted_ok) {
                     Ok(d) => d,
@@ -387,7 +400,7 @@ impl Downloader {
                     on_bytes,
                 };
                 match self.store.put_blob_from_reader(sha256, size, &mut reader) {
-                    Ok(path) => return Flow::Done(path),
+                    Ok(path) => return Flow::Done((path, Some(url.to_string()))),
                     // The transfer broke or stalled: the source's fault.
                     Err(e @ StoreError::Read { .. }) => {
                         let stalled = Stalled::find(&e);
@@ -407,8 +420,8 @@ impl Downloader {
             Flow::Next
         });
         match found {
-            Some(path) => Ok(path),
-            None if self.store.has_blob(sha256) => Ok(self.store.blob_path(sha256)),
+            Some(found) => Ok(found),
+            None if self.store.has_blob(sha256) => Ok((self.store.blob_path(sha256), None)),
             None => Err(tried),
         }
     }
@@ -590,8 +603,9 @@ impl std::fmt::Display for Status<'_> {
 pub struct FetchOptions {
     /// Never touch the network; fail listing every missing pin.
     pub offline: bool,
-    /// Show progress: a bar when standard error is a terminal, plain lines otherwise.
-    pub progress: bool,
+    /// What to say: a bar on a terminal, plain lines otherwise (a line per file and a status
+    /// line every few seconds); `-v`: each file with the URL it came from.
+    pub report: crate::report::Reporter,
 }
 
 /// Brings every pin of `lock` into the store. `make_downloader` is only called when
@@ -647,31 +661,20 @@ pub fn fetch(
     todo.sort_by(|a, b| b.size.cmp(&a.size).then(a.sha256.cmp(&b.sha256)));
     let total_bytes: u64 = todo.iter().filter_map(|i| i.size).sum();
     let count = todo.len();
-    // On a terminal, a bar; otherwise (a log, a pipe) plain lines: one per file and a
-    // status line every PROGRESS_INTERVAL.
-    let lines = options.progress && !std::io::stderr().is_terminal();
-    let bar = if options.progress && !lines {
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    // On a terminal, a bar; otherwise (a log, a pipe) plain lines: one per file and a status
+    // line every PROGRESS_INTERVAL.
+    let report = &options.report;
+    let lines = report.plain_lines();
+    let bar = report.byte_bar(total_bytes);
     {
-        let bar = bar.clone();
-        downloader.on_notice(move |line| bar.suspend(|| eprintln!("{line}")));
+        let report = report.clone();
+        downloader.on_notice(move |line| report.line(line));
     }
     if lines {
-        eprintln!(
+        report.line(format_args!(
             "fetching {count} files ({})",
             crate::archive::human_size(total_bytes)
-        );
+        ));
     }
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -703,7 +706,7 @@ pub fn fetch(
                         elapsed: start.elapsed(),
                         in_flight: &names,
                     };
-                    eprintln!("{status}");
+                    report.line(status);
                 }
             });
         }
@@ -721,14 +724,18 @@ pub fn fetch(
                             bar.inc(n);
                             received.fetch_add(n, Ordering::Relaxed);
                         };
-                        let result =
-                            downloader.download(&item.location, &item.sha256, item.size, &on_bytes);
+                        let result = downloader.download_from(
+                            &item.location,
+                            &item.sha256,
+                            item.size,
+                            &on_bytes,
+                        );
                         in_flight
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&i);
                         match result {
-                            Ok(path) => {
+                            Ok((path, url)) => {
                                 let size = item
                                     .size
                                     .or_else(|| fs_err::metadata(&path).ok().map(|m| m.len()))
@@ -736,21 +743,27 @@ pub fn fetch(
                                 bytes.fetch_add(size, Ordering::Relaxed);
                                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                                 bar.set_message(format!("{d}/{count} files"));
-                                if lines {
-                                    eprintln!(
+                                if report.verbose() {
+                                    report.line(format_args!(
+                                        "fetched {}, {size} bytes, from {} [{d}/{count}]",
+                                        item.what,
+                                        url.as_deref().unwrap_or("another process")
+                                    ));
+                                } else if lines {
+                                    report.line(format_args!(
                                         "fetched {}, {} [{d}/{count}]",
                                         item.what,
                                         crate::archive::human_size(size)
-                                    );
+                                    ));
                                 }
                             }
                             Err(tried) => {
                                 if lines {
-                                    eprintln!(
+                                    report.line(format_args!(
                                         "failed {}: {} attempts, listed at the end",
                                         item.what,
                                         tried.len()
-                                    );
+                                    ));
                                 }
                                 failed
                                     .lock()
@@ -773,7 +786,7 @@ pub fn fetch(
         }
         drop(stop);
     });
-    bar.finish_and_clear();
+    drop(bar);
     let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
     if !failed.is_empty() {
         failed.sort_by(|a, b| a.what.cmp(&b.what));

@@ -19,7 +19,9 @@
 //! - [`sign`], [`verify`], [`release`]: minisign signatures, comparing a release with a
 //!   rebuild, and the provenance, SBOM and manifest written next to the outputs.
 //! - [`boot`]: booting images under QEMU, OVMF and swtpm.
+//! - [`shell`]: a shell in the sandbox on an image's built tree.
 //! - [`kernel`]: the kernel from Debian's source: config merge, drop report, patches.
+//! - [`report`]: what commands say while they work (`-q`, `-v`, bars, plain lines).
 //! - [`cli`]: one thin module per command, each calling into the library modules above.
 //! - [`error`]: how errors are printed (`error:`, `Caused by:`, `hint:`).
 //!
@@ -50,6 +52,8 @@ pub mod mirrors;
 pub mod pe;
 pub mod recipe;
 pub mod release;
+pub mod report;
+pub mod shell;
 pub mod sign;
 pub mod sources;
 pub mod store;

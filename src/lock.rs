@@ -75,6 +75,17 @@ pub enum LockError {
         #[source]
         source: Box<ResolveError>,
     },
+    #[error(
+        "{count} requested package(s) are not in {suites} ({arch}):\n{list}\nhint: check the spelling in the recipes; `apt-cache policy NAME` on a {release} machine shows where a package is"
+    )]
+    UnknownPackages {
+        count: usize,
+        suites: String,
+        arch: String,
+        release: String,
+        /// One line per request: the name, its recipe and list, the closest known name.
+        list: String,
+    },
     #[error("cannot resolve recipe `{recipe}` ({closure})")]
     Resolve {
         recipe: String,
@@ -156,8 +167,8 @@ pub struct LockOptions {
     pub mirrors: Vec<String>,
     /// The store directory (indexes are cached there).
     pub store_dir: PathBuf,
-    /// Say what is happening on standard error.
-    pub chatty: bool,
+    /// What to say on standard error: each suite and recipe; `-v`: each index with its URL.
+    pub report: crate::report::Reporter,
     /// Accept an InRelease whose `Date` is older than the one the lock records for its suite.
     pub allow_downgrade: bool,
     /// When the snapshot does not answer, read a later source's state (recorded as such).
@@ -452,12 +463,10 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     changes: Vec::new(),
                 });
             }
-            if options.chatty {
-                eprintln!(
-                    "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
-                    path.display()
-                );
-            }
+            options.report.line(format_args!(
+                "{} records no package relations (format version 1); `hermetic fetch` then `hermetic lock` adds them",
+                path.display()
+            ));
         }
         return Ok(LockOutcome {
             path,
@@ -510,11 +519,15 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mirror_config = MirrorConfig::from_env(&options.mirrors, Some(a.snapshot.as_str()));
     let mirrors = Mirrors::new(&mirror_config)?;
     let downloader = Downloader::new(Http::new(), mirrors, store.clone());
+    {
+        let report = options.report.clone();
+        downloader.on_notice(move |line| report.line(line));
+    }
     let client = ArchiveClient {
         downloader: &downloader,
         store: &store,
         keyring: &keyring,
-        chatty: options.chatty,
+        report: options.report.clone(),
     };
     let need_sources = to_resolve.iter().any(|r| !r.source_packages.is_empty());
     let mut index = PackageIndex::new(&a.architecture);
@@ -522,11 +535,9 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     let mut suites = Vec::new();
     let mut notices = Vec::new();
     let (from_snapshots, snapshot_requests) =
-        read_snapshot_packages(project, &store, &keyring, options.chatty)?;
+        read_snapshot_packages(project, &store, &keyring, &options.report)?;
     for suite in &a.suites {
-        if options.chatty {
-            eprintln!("reading suite {suite}");
-        }
+        options.report.line(format_args!("reading suite {suite}"));
         let policy = ReleasePolicy {
             locked_date: existing
                 .as_ref()
@@ -640,10 +651,11 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
     if let Some(old) = &existing {
         carry_over(old, &keep, &mut new);
     }
+    unknown_packages(&index, &to_resolve)?;
     for r in &to_resolve {
-        if options.chatty {
-            eprintln!("resolving recipe {}", r.name);
-        }
+        options
+            .report
+            .line(format_args!("resolving recipe {}", r.name));
         let opts = ResolveOptions {
             include_essential: true,
             prefer: prefer.clone(),
@@ -672,6 +684,11 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                     closure: closure.word(),
                     source: Box::new(source),
                 })?;
+            options.report.detail(format_args!(
+                "  {tag}: {} requested, {} packages",
+                list.len(),
+                resolution.packages.len()
+            ));
             for p in resolution.packages {
                 let snapshot = from_snapshots
                     .iter()
@@ -805,7 +822,7 @@ fn read_snapshot_packages(
     project: &Project,
     store: &Store,
     keyring: &Keyring,
-    chatty: bool,
+    report: &crate::report::Reporter,
 ) -> Result<
     (
         Vec<(crate::recipe::SnapshotPackage, deb822::Paragraph)>,
@@ -845,11 +862,9 @@ fn read_snapshot_packages(
             downloader: &downloader,
             store,
             keyring: &keyring,
-            chatty,
+            report: report.clone(),
         };
-        if chatty {
-            eprintln!("reading suite {suite} at snapshot {ts}");
-        }
+        report.line(format_args!("reading suite {suite} at snapshot {ts}"));
         let policy = ReleasePolicy {
             locked_date: None,
             allow_downgrade: false,
@@ -891,6 +906,45 @@ fn read_snapshot_packages(
         }
     }
     Ok((out, requests))
+}
+
+/// Fails naming every requested package of `recipes` that the archive does not have (not
+/// only the first one the resolver meets), each with the closest name it has.
+fn unknown_packages(index: &PackageIndex, recipes: &[&LockedRecipe]) -> Result<(), LockError> {
+    let mut lines = Vec::new();
+    for r in recipes {
+        for (closure, list) in [
+            (Closure::Image, &r.packages),
+            (Closure::Build, &r.build_packages),
+            (Closure::Kernel, &r.kernel_packages),
+        ] {
+            for name in index.unknown_requests(list) {
+                let hint = crate::suggest::closest(name, index.names())
+                    .map(|c| format!(": did you mean `{c}`?"))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "  `{name}` (recipe `{}`, {}){hint}",
+                    r.name,
+                    closure.word()
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    lines.dedup();
+    let suites = index.suites();
+    Err(LockError::UnknownPackages {
+        count: lines.len(),
+        suites: suites.join(", "),
+        arch: index.architecture().to_string(),
+        release: suites
+            .first()
+            .map(|s| s.split('-').next().unwrap_or(s).to_string())
+            .unwrap_or_else(|| "Debian".into()),
+        list: lines.join("\n"),
+    })
 }
 
 /// Where a suite's InRelease came from (see [`LockedSuite::index_source`]).

@@ -19,9 +19,14 @@ use crate::lockfile::{BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile, PinnedPacka
 #[derive(Debug, thiserror::Error)]
 pub enum WhyError {
     #[error(
-        "`{target}` is neither a recipe nor a closure of pins.lock (it has: {known})\nhint: name a recipe (`base`), a profile closure (`gcp/devtools`) or a closure tag (`base:build`, `base:kernel`)"
+        "`{target}` is neither a recipe nor a closure of pins.lock (it has: {known})\nhint: {suggestion}name a recipe (`base`), a profile closure (`gcp/devtools`) or a closure tag (`base:build`, `base:kernel`)"
     )]
-    UnknownTarget { target: String, known: String },
+    UnknownTarget {
+        target: String,
+        known: String,
+        /// `did you mean `X`? ` or nothing.
+        suggestion: String,
+    },
     #[error("no closure of {where_} pins `{package}`\nhint: {hint}")]
     NotPinned {
         package: String,
@@ -96,6 +101,10 @@ fn closures<'a>(
     {
         return Err(WhyError::UnknownTarget {
             target: t.to_string(),
+            suggestion: crate::suggest::did_you_mean(
+                t,
+                lock.recipes.iter().map(|r| r.name.as_str()),
+            ),
             known: lock
                 .recipes
                 .iter()

@@ -241,3 +241,92 @@ fn a_closed_pipe_ends_the_output_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn lock_names_every_unknown_package_with_the_closest_name() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let recipe = "packages = [\"ap\", \"libfooo=1.0-1\", \"kubernetes\", \"mail-transport-agent\"]\n\
+                  build-packages = [\"tol\"]\n";
+    let p = TestProject::new(
+        &[("base", recipe), ("other", "packages = [\"libbaz\"]\n")],
+        &server,
+        &key.keyring,
+    );
+    let err = p.fails(&["lock"]);
+    assert!(
+        err.contains("5 requested package(s) are not in trixie, trixie-security (amd64)"),
+        "{err}"
+    );
+    for line in [
+        "`ap` (recipe `base`, packages): did you mean `app`?",
+        "`libfooo` (recipe `base`, packages): did you mean `libfoo`?",
+        "`tol` (recipe `base`, build-packages): did you mean `tool`?",
+        "`libbaz` (recipe `other`, packages): did you mean `libbar`?",
+    ] {
+        assert!(err.contains(line), "{line} missing:\n{err}");
+    }
+    // Far from every name: named without a guess. A virtual package is not unknown.
+    assert!(
+        err.contains("`kubernetes` (recipe `base`, packages)\n"),
+        "{err}"
+    );
+    assert!(!err.contains("`mail-transport-agent`"), "{err}");
+    assert!(err.contains("hint: check the spelling"), "{err}");
+    assert!(!p.path("pins.lock").exists());
+}
+
+#[test]
+fn every_command_taking_a_target_suggests_a_close_recipe() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let p = TestProject::new(
+        &[("base", BASE), ("gcp", "parent = \"base\"\n")],
+        &server,
+        &key.keyring,
+    );
+    p.ok(&["lock"]);
+    let sums = p.path("SHA256SUMS");
+    fs_err::write(&sums, format!("{}  gcp.efi\n", "0".repeat(64))).unwrap();
+    for args in [
+        &["plan", "gpc"][..],
+        &["build", "gpc"],
+        &["verify", "gpc", "--against", sums.to_str().unwrap()],
+        &["shell", "gpc"],
+        &["why", "libc6", "gpc"],
+    ] {
+        let err = p.fails(args);
+        assert!(
+            err.contains("did you mean `gcp`?"),
+            "hermetic {args:?}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn lock_says_more_with_v_and_nothing_with_q() {
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let server = TestServer::start(archive.root.path());
+    let p = TestProject::new(&[("base", BASE)], &server, &key.keyring);
+    let err = p.ok(&["-v", "lock"]);
+    let mirror = p.mirror.trim_end_matches('/');
+    assert!(
+        err.contains("read dists/trixie/InRelease, ") && err.contains(mirror),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("fetched main/binary-amd64/Packages.xz, ") && l.contains(mirror)),
+        "{err}"
+    );
+    assert!(err.contains("  base: 1 requested, "), "{err}");
+    // Again from scratch with -q: the indexes come from the store, and nothing is said.
+    fs_err::remove_file(p.path("pins.lock")).unwrap();
+    let (ok, stdout, stderr) = p.run(&["-q", "lock"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stderr, "");
+    assert!(p.path("pins.lock").is_file());
+}

@@ -64,27 +64,7 @@ fn fixture(recipes: &[(&str, &str)]) -> Fixture {
 impl Fixture {
     /// `(step, key)` of each step of `target`, as `hermetic plan` computes them.
     fn plan(&self, target: &str) -> Vec<(String, String)> {
-        let out = self
-            .project
-            .command(&["--json", "plan", target])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["step"].as_str().unwrap().to_string(),
-                    r["key"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+        self.project.plan(target)
     }
 
     fn key_of(&self, target: &str, step: &str) -> String {

@@ -32,35 +32,7 @@ fn fixture() -> Fixture {
     let project = TestProject::new(&[("app", RECIPE)], &server, &key.keyring);
     project.ok(&["lock"]);
     let mini = mini_tree();
-    let out = project
-        .command(&["--json", "plan", "app"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for r in rows.as_array().unwrap() {
-        let step = r["step"].as_str().unwrap();
-        if step.ends_with("/rootfs") || step.ends_with("/tools") {
-            let entry = project
-                .store
-                .path()
-                .join("v1/steps")
-                .join(r["key"].as_str().unwrap());
-            fs_err::create_dir_all(&entry).unwrap();
-            let st = Command::new("cp")
-                .arg("-a")
-                .arg(mini.path())
-                .arg(entry.join("tree"))
-                .status()
-                .unwrap();
-            assert!(st.success());
-            fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
-        }
-    }
+    project.publish_fake_trees("app", mini.path());
     Fixture {
         _key: key,
         _archive: archive,

@@ -7,6 +7,8 @@
 //! - `run`: the caller's side (fork, id maps, output streaming, timeout, fixed-output check)
 //!   and the three processes inside: outer (namespaces), init (pid 1: mounts, pivot_root,
 //!   /proc; reaps and forwards signals), and the step (privileges, Landlock, seccomp, exec).
+//! - `pty`: the caller's side of a step's own pseudo-terminal ([`Input::Terminal`]): raw
+//!   mode, forwarding both ways, window size.
 //! - `setup`: the mount plan, built behind a trait so that it is unit-tested with a recorder.
 //! - [`idmap`]: single-user and subordinate (`/etc/subuid`, `newuidmap`) id mappings.
 //! - [`seccomp`]: the deny list and why each entry is on it.
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 pub mod doctor;
 pub mod idmap;
+mod pty;
 mod run;
 pub mod seccomp;
 pub mod setid;
@@ -41,7 +44,7 @@ mod sys;
 mod walls;
 
 pub use doctor::{Check, doctor, preflight};
-pub use step::{Capability, IdMapping, Mount, Network, Output, RootSpec, Step};
+pub use step::{Capability, IdMapping, Input, Mount, Network, Output, RootSpec, Step};
 
 /// How the step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use sha2::Digest as _;
 
 use crate::idmap::{self, Invoker};
 use crate::setup::{self, Entry, Kind, MountPlan, PlannedMount, RootPlan, Source};
-use crate::step::{IdMapping, Mount, Network, RootSpec, Step};
+use crate::step::{IdMapping, Input, Mount, Network, RootSpec, Step};
 use crate::{ExitStatus, LandlockStatus, Outcome, SandboxError, Stream, seccomp, walls};
 
 /// The step, turned into what the children need without further decisions.
@@ -51,6 +51,7 @@ pub(crate) struct Prepared {
     invoker: Invoker,
     namespaces: CloneFlags,
     parent_pid: Pid,
+    stdin: Input,
 }
 
 fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SandboxError> {
@@ -255,6 +256,7 @@ pub(crate) fn prepare(step: &Step, invoker: Invoker) -> Result<Prepared, Sandbox
         invoker,
         namespaces,
         parent_pid: nix::unistd::getpid(),
+        stdin: step.stdin,
     })
 }
 
@@ -267,6 +269,8 @@ struct ChildIo {
     to_parent: Option<OwnedFd>,
     /// ... and waits for "maps installed" here.
     from_parent: Option<OwnedFd>,
+    /// [`Input::Terminal`]: the slave side of the step's pseudo-terminal.
+    terminal: Option<OwnedFd>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
@@ -354,6 +358,16 @@ pub(crate) fn run_with(
     let (status_r, status_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let (master, slave) = match step.stdin {
+        Input::Terminal => {
+            let (m, s) = crate::pty::open().map_err(|source| SandboxError::Io {
+                what: "open a pseudo-terminal for the step",
+                source,
+            })?;
+            (Some(m), Some(s))
+        }
+        Input::Null | Input::Inherit => (None, None),
+    };
     let (sync_up, sync_down) = if ranges.is_some() {
         let (up_r, up_w) = pipe()?;
         let (down_r, down_w) = pipe()?;
@@ -370,8 +384,9 @@ pub(crate) fn run_with(
     let outer = match child {
         crate::sys::Forked::Child => {
             // The caller's ends of the pipes are not ours.
-            drop((status_r, out_r, err_r));
+            drop((status_r, out_r, err_r, master));
             let io = ChildIo {
+                terminal: slave,
                 status: status_w,
                 stdout: out_w,
                 stderr: err_w,
@@ -399,8 +414,10 @@ pub(crate) fn run_with(
     };
     // Whatever happens from here on, the tree does not outlive this function.
     let mut reaper = Reaper(Some(outer));
-    drop((status_w, out_w, err_w));
+    drop((status_w, out_w, err_w, slave));
     drop(prepared);
+    // From here on the caller's terminal (if any) is raw until `forward` is dropped.
+    let mut forward = master.map(crate::pty::Forward::new);
 
     // Subordinate ids: wait until outer has its user namespace, then install the maps.
     if let (Some((up_r, up_w)), Some((down_r, down_w))) = (sync_up, sync_down) {
@@ -427,12 +444,18 @@ pub(crate) fn run_with(
     let mut open = [Some(out_r), Some(err_r), Some(status_r)];
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(Option::is_some) {
+        // A forwarded terminal's window size is looked at a few times a second.
+        let most = match &forward {
+            Some(f) if f.is_terminal() => 200,
+            _ => 60_000,
+        };
         let wait = match deadline {
             Some(d) if !timed_out => {
                 let left = d.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                PollTimeout::try_from(left.as_millis().min(most) as u32 + 1)
                     .unwrap_or(PollTimeout::NONE)
             }
+            _ if most < 60_000 => PollTimeout::from(most as u16),
             _ => PollTimeout::NONE,
         };
         let mut fds: Vec<PollFd> = open
@@ -440,6 +463,10 @@ pub(crate) fn run_with(
             .flatten()
             .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
+        let pipes = fds.len();
+        if let Some(f) = &forward {
+            fds.extend(f.poll_fds());
+        }
         match nix::poll::poll(&mut fds, wait) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
@@ -449,11 +476,24 @@ pub(crate) fn run_with(
                 });
             }
         }
-        let ready: Vec<bool> = fds
+        let ready: Vec<bool> = fds[..pipes]
             .iter()
             .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
             .collect();
+        let terminal_events: Vec<PollFlags> = fds[pipes..]
+            .iter()
+            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+            .collect();
         drop(fds);
+        if let Some(f) = forward.as_mut() {
+            f.after_poll(&terminal_events, &mut |stream, bytes| {
+                sink(stream, bytes);
+                // Best effort: an interactive session is not failed by its log.
+                if let Some(log) = log.as_mut() {
+                    let _ = log.write_all(bytes);
+                }
+            });
+        }
         let mut k = 0;
         for (slot, which) in open
             .iter_mut()
@@ -500,6 +540,15 @@ pub(crate) fn run_with(
     }
     reaper.wait();
     let duration = start.elapsed();
+    // What the step wrote to its terminal last; then the caller's terminal is restored.
+    if let Some(mut f) = forward.take() {
+        f.drain(&mut |stream, bytes| {
+            sink(stream, bytes);
+            if let Some(log) = log.as_mut() {
+                let _ = log.write_all(bytes);
+            }
+        });
+    }
 
     // Read the records.
     let mut landlock = LandlockStatus::NotEnforced;
@@ -655,6 +704,7 @@ fn outer(p: &Prepared, io: &ChildIo) -> Result<i32, ChildError> {
         io.to_parent
             .iter()
             .chain(&io.from_parent)
+            .chain(&io.terminal)
             .map(|fd| fd.as_raw_fd()),
     );
     crate::sys::close_all_but(&keep)
@@ -809,12 +859,30 @@ fn exec_step(p: &Prepared, io: &ChildIo) -> Result<(), ChildError> {
     crate::sys::reset_signal_dispositions().map_err(|e| ChildError::io("reset signals", "", e))?;
     nix::unistd::setsid().map_err(|e| ChildError::io("create session", "", e))?;
 
-    // Standard input is /dev/null; output goes to the caller's pipes.
-    let null =
-        fs_err::File::open("/dev/null").map_err(|e| ChildError::io("open", "/dev/null", e))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| ChildError::io("redirect stdin", "/dev/null", e))?;
-    nix::unistd::dup2_stdout(&io.stdout).map_err(|e| ChildError::io("redirect stdout", "", e))?;
-    nix::unistd::dup2_stderr(&io.stderr).map_err(|e| ChildError::io("redirect stderr", "", e))?;
+    // Standard input is /dev/null, the caller's (a pipe or file), or the step's own
+    // pseudo-terminal, which is then also its output and its controlling terminal (before
+    // seccomp, and in this new session). Output goes to the caller's pipes otherwise.
+    match (p.stdin, &io.terminal) {
+        (Input::Terminal, Some(tty)) => {
+            crate::sys::set_controlling_terminal(tty.as_fd())
+                .map_err(|e| ChildError::io("take the terminal", "", e))?;
+            nix::unistd::dup2_stdin(tty).map_err(|e| ChildError::io("redirect stdin", "", e))?;
+            nix::unistd::dup2_stdout(tty).map_err(|e| ChildError::io("redirect stdout", "", e))?;
+            nix::unistd::dup2_stderr(tty).map_err(|e| ChildError::io("redirect stderr", "", e))?;
+        }
+        (stdin, _) => {
+            if stdin != Input::Inherit {
+                let null = fs_err::File::open("/dev/null")
+                    .map_err(|e| ChildError::io("open", "/dev/null", e))?;
+                nix::unistd::dup2_stdin(&null)
+                    .map_err(|e| ChildError::io("redirect stdin", "/dev/null", e))?;
+            }
+            nix::unistd::dup2_stdout(&io.stdout)
+                .map_err(|e| ChildError::io("redirect stdout", "", e))?;
+            nix::unistd::dup2_stderr(&io.stderr)
+                .map_err(|e| ChildError::io("redirect stderr", "", e))?;
+        }
+    }
 
     // Fixed umask and working directory; no core dumps (the host's core_pattern would
     // handle them, outside the sandbox).

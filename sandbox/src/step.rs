@@ -86,6 +86,23 @@ pub enum Output {
     LogOnly,
 }
 
+/// What the step reads on standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Input {
+    /// `/dev/null`. The default: a build step reads nothing.
+    #[default]
+    Null,
+    /// The caller's standard input as it is (a pipe, a file): `echo ls | hermetic shell`.
+    /// For a terminal use [`Input::Terminal`], so that the step never holds the caller's own
+    /// terminal.
+    Inherit,
+    /// A new pseudo-terminal is the step's standard input, output and error and its
+    /// controlling terminal (job control and line editing work). The caller's standard
+    /// input is forwarded to it (its terminal put in raw mode meanwhile, and its window size
+    /// followed); what the step writes arrives as [`crate::Stream::Stdout`].
+    Terminal,
+}
+
 /// The number of ids inside a [`IdMapping::Subordinate`] sandbox (0..=65535).
 pub const SUBORDINATE_IDS: u32 = 65536;
 
@@ -130,6 +147,8 @@ pub struct Step {
     /// [`Step::default_capabilities`].
     pub capabilities: caps::CapsHashSet,
     pub output: Output,
+    /// Standard input (and, for [`Input::Terminal`], a terminal for the output too).
+    pub stdin: Input,
     /// Let the step create set-user-id and set-group-id files. Dangerous: root inside is the
     /// invoking user outside, so a set-id file left in a writable mount is a set-id program of
     /// that user (of the host's root when hermetic runs as root) for everyone who can reach
@@ -165,6 +184,7 @@ impl Step {
             require_landlock: false,
             capabilities: Step::default_capabilities(),
             output: Output::Inherit,
+            stdin: Input::Null,
             allow_setid: false,
         }
     }

@@ -226,3 +226,35 @@ pub(crate) fn remove_xattr(path: &CStr, name: &CStr) -> io::Result<()> {
     let ret = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
     check(ret as libc::c_long).map(|_| ())
 }
+
+/// `ioctl(fd, TIOCGWINSZ)`: the window size of the terminal `fd`.
+pub(crate) fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero winsize is a valid value of this plain C struct.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for the duration of the call; the kernel writes one winsize into
+    // `size`, which is valid and large enough.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    check(ret as libc::c_long).map(|_| size)
+}
+
+/// `ioctl(fd, TIOCSWINSZ)`: sets the window size of the terminal `fd` (the kernel then sends
+/// `SIGWINCH` to its foreground process group).
+pub(crate) fn set_window_size(
+    fd: std::os::fd::BorrowedFd<'_>,
+    size: &libc::winsize,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is open for the duration of the call; the kernel only reads `size`.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, size as *const _) };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// `ioctl(fd, TIOCSCTTY, 0)`: makes the terminal `fd` the controlling terminal of this
+/// process, which must be a session leader without one (and the terminal nobody's).
+pub(crate) fn set_controlling_terminal(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal), no pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) };
+    check(ret as libc::c_long).map(drop)
+}

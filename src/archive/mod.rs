@@ -143,8 +143,8 @@ pub struct ArchiveClient<'a> {
     pub downloader: &'a Downloader,
     pub store: &'a Store,
     pub keyring: &'a Keyring,
-    /// Say on standard error which index is being downloaded.
-    pub chatty: bool,
+    /// Says which index is being downloaded (`-v`: from where).
+    pub report: crate::report::Reporter,
 }
 
 /// Formats a list of attempts, one per line, indented.
@@ -177,6 +177,10 @@ impl ArchiveClient<'_> {
                 tried: format_attempts(&tried),
             }
         })?;
+        self.report.detail(format_args!(
+            "read {path}, {} bytes, from {url}",
+            bytes.len()
+        ));
         let text = String::from_utf8_lossy(&bytes);
         let signed = self.keyring.verify_inrelease(suite, &url, &text)?;
         let release = Release::parse(&signed).map_err(|source| ArchiveError::Release {
@@ -251,6 +255,10 @@ impl ArchiveClient<'_> {
                 path: path.to_string(),
             })?;
         let blob = if self.store.has_blob(&entry.sha256) {
+            self.report.detail(format_args!(
+                "{path} of {} from the store ({})",
+                rel.suite, entry.sha256
+            ));
             self.store.blob_path(&entry.sha256)
         } else {
             let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -266,21 +274,27 @@ impl ArchiveClient<'_> {
                 paths,
                 snapshot: None,
             };
-            if self.chatty {
-                eprintln!(
-                    "downloading {path} of {} ({})",
-                    rel.suite,
-                    human_size(entry.size)
-                );
-            }
-            self.downloader
-                .download(&location, &entry.sha256, Some(entry.size), &|_| {})
+            self.report.line(format_args!(
+                "downloading {path} of {} ({})",
+                rel.suite,
+                human_size(entry.size)
+            ));
+            let (blob, url) = self
+                .downloader
+                .download_from(&location, &entry.sha256, Some(entry.size), &|_| {})
                 .map_err(|tried| ArchiveError::Index {
                     suite: rel.suite.clone(),
                     path: path.to_string(),
                     sha256: entry.sha256.clone(),
                     tried: format_attempts(&tried),
-                })?
+                })?;
+            if let Some(url) = url {
+                self.report.detail(format_args!(
+                    "fetched {path}, {} bytes, from {url}",
+                    entry.size
+                ));
+            }
+            blob
         };
         decompress_xz(&blob).map_err(|source| ArchiveError::Decompress {
             suite: rel.suite.clone(),

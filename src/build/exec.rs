@@ -22,8 +22,9 @@ pub struct BuildOptions {
     pub keep_failed: bool,
     /// Run every step again and compare with what the store holds.
     pub rebuild: bool,
-    /// Print a line per step.
-    pub progress: bool,
+    /// What to say on standard error: a line per step (`-v`: with its key), a spinner on a
+    /// terminal, the sandbox's commands with `-vv`.
+    pub report: crate::report::Reporter,
     /// `make -j` of the kernel step; `None`: as many as the sandbox has CPUs. Not part of
     /// any key: the output does not depend on it.
     pub jobs: Option<std::num::NonZeroUsize>,
@@ -77,9 +78,11 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
         let state = if store.has_step(node.key.as_str()) && !opts.rebuild {
             StepState::Cached
         } else {
-            if opts.progress {
-                eprintln!("  running  {}  ({})", node.name, short(node.key.as_str()));
-            }
+            opts.report.line(format_args!(
+                "  running  {}  ({})",
+                node.name,
+                short(node.key.as_str())
+            ));
             let _guard = store.lock(&format!("step-{}", node.key.as_str()))?;
             if store.has_step(node.key.as_str()) && !opts.rebuild {
                 StepState::Cached
@@ -99,9 +102,12 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                     } else {
                         // Keep the new output next to the stored one for inspection.
                         let kept = temp.keep();
-                        if opts.progress {
-                            eprintln!("           the new output is kept at {}", kept.display());
-                            run_diffoscope(&stored, &kept, &diffs);
+                        if opts.report.progress() {
+                            opts.report.line(format_args!(
+                                "           the new output is kept at {}",
+                                kept.display()
+                            ));
+                            run_diffoscope(&stored, &kept, &diffs, &opts.report);
                         }
                         StepState::Differs(diffs)
                     }
@@ -112,17 +118,31 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
             }
         };
         let seconds = started.elapsed().as_secs_f64();
-        if opts.progress {
+        if opts.report.progress() {
             let word = match &state {
                 StepState::Cached => "cached",
                 StepState::Built => "done",
                 StepState::Identical => "same",
                 StepState::Differs(_) => "DIFFERS",
             };
-            eprintln!("  {word:<7}  {}  {}", node.name, human(seconds));
+            if opts.report.verbose() {
+                // `-v`: the whole key, and so whether the store had it ("cached").
+                opts.report.line(format_args!(
+                    "  {word:<7}  {}  {}  {}",
+                    node.name,
+                    node.key.as_str(),
+                    human(seconds)
+                ));
+            } else {
+                opts.report.line(format_args!(
+                    "  {word:<7}  {}  {}",
+                    node.name,
+                    human(seconds)
+                ));
+            }
             if let StepState::Differs(paths) = &state {
                 for p in paths.iter().take(50) {
-                    eprintln!("           differs: {p}");
+                    opts.report.line(format_args!("           differs: {p}"));
                 }
             }
         }
@@ -211,11 +231,16 @@ pub fn sandbox_id_map() -> Result<crate::treetar::IdMap, BuildError> {
 }
 
 /// Runs the deterministic clean-up ([`cleanup::SCRIPT`]) in `tree`.
-pub(super) fn clean_up(node: &Node, tree: &Path, log: &Path) -> Result<(), BuildError> {
+pub(super) fn clean_up(
+    node: &Node,
+    tree: &Path,
+    log: &Path,
+    report: &crate::report::Reporter,
+) -> Result<(), BuildError> {
     let mut clean = tree_step(node, tree, log);
     clean.argv = vec!["/bin/sh".into(), "-c".into(), cleanup::SCRIPT.into()];
     log_line(log, "==> clean-up")?;
-    run_step(node, &clean, log)?;
+    run_step(node, &clean, log, report)?;
     remove_mount_points(tree)
 }
 
@@ -244,36 +269,57 @@ pub(super) fn tree_step(node: &Node, tree: &Path, log: &Path) -> Step {
     step
 }
 
-pub(super) fn run_step(node: &Node, step: &Step, log: &Path) -> Result<(), BuildError> {
-    run_step_named(&node.name, step, log)
+/// How often a step that writes output says so when progress is plain lines.
+const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
+
+pub(super) fn run_step(
+    node: &Node,
+    step: &Step,
+    log: &Path,
+    report: &crate::report::Reporter,
+) -> Result<(), BuildError> {
+    run_step_named(&node.name, step, log, report)
 }
 
-pub(super) fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError> {
+pub(super) fn run_step_named(
+    name: &str,
+    step: &Step,
+    log: &Path,
+    report: &crate::report::Reporter,
+) -> Result<(), BuildError> {
     // Each sandbox run appends to the step's log.
     let part = log.with_extension("part");
     let mut step = step.clone();
     step.log = Some(part.clone());
+    report.debug_line(format_args!(
+        "           sandbox: {:?} in root {:?}, mounts {:?}",
+        step.argv, step.root, step.mounts
+    ));
     // On a terminal, a spinner shows the elapsed time and the step's latest output line, so
     // that a long step (dpkg, a kernel) is never silent.
-    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(200));
-        Some(pb)
-    } else {
-        None
-    };
+    // Otherwise (a pipe, a log) a line every PLAIN_INTERVAL while the step writes, with
+    // its latest line.
+    let spinner = report.spinner();
+    let plain = report.plain_lines();
+    let started = Instant::now();
+    let mut said = started;
     let mut pending = Vec::new();
     let outcome = sandbox::run_with(&step, &mut |_, bytes| {
-        if let Some(pb) = &spinner {
+        if spinner.is_drawn() || plain {
             pending.extend_from_slice(bytes);
             if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
                 let text = String::from_utf8_lossy(&pending[..end]);
                 if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                    pb.set_message(last.trim().to_string());
+                    if spinner.is_drawn() {
+                        spinner.set_message(last.trim().to_string());
+                    } else if said.elapsed() >= PLAIN_INTERVAL {
+                        said = Instant::now();
+                        report.line(format_args!(
+                            "           {name} {}: {}",
+                            human(started.elapsed().as_secs_f64()),
+                            last.trim()
+                        ));
+                    }
                 }
                 pending.drain(..=end);
             }
@@ -283,9 +329,7 @@ pub(super) fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), 
         step: name.to_string(),
         source: Box::new(source),
     })?;
-    if let Some(pb) = spinner {
-        pb.finish_and_clear();
-    }
+    drop(spinner);
     let text = fs_err::read(&part).unwrap_or_default();
     let mut f = fs_err::OpenOptions::new()
         .create(true)
@@ -383,7 +427,7 @@ pub(super) fn copy_plain(src: &Path, dst: &Path) -> Result<(), BuildError> {
 }
 
 /// Where diffoscope is installed, shows what differs in the first differing file.
-fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String]) {
+fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String], report: &crate::report::Reporter) {
     let Some(first) = diffs.first() else { return };
     let path = first.split(':').next().unwrap_or(first);
     let Ok(status) = std::process::Command::new("diffoscope")
@@ -392,13 +436,13 @@ fn run_diffoscope(stored: &Path, new: &Path, diffs: &[String]) {
         .stderr(std::process::Stdio::null())
         .status()
     else {
-        eprintln!("           (install diffoscope to see how the files differ)");
+        report.line("           (install diffoscope to see how the files differ)");
         return;
     };
     if !status.success() {
         return;
     }
-    eprintln!("           diffoscope {path}:");
+    report.line(format_args!("           diffoscope {path}:"));
     let _ = std::process::Command::new("diffoscope")
         .arg("--max-report-size=200000")
         .arg(stored.join(path))

@@ -99,7 +99,7 @@ fn build_target(
         output_dir: out_dir.to_path_buf(),
         keep_failed: false,
         rebuild: false,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
         jobs: None,
     };
     let report = crate::build::build(&store, &graph, &opts)?;

@@ -85,19 +85,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
     let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
-    // Like cargo: what the build needs and the store lacks is fetched first (a `stat` per
-    // pin when everything is there), unless --offline forbids the network.
-    let make = || {
-        crate::fetch::default_downloader(&store, &args.mirrors, &project.config.archive.snapshot)
-    };
-    let fetch_opts = crate::fetch::FetchOptions {
-        offline: args.offline,
-        progress: ctx.chatty(),
-    };
-    let fetched = crate::fetch::fetch(&store, &lock, &fetch_opts, &make)?;
-    if fetched.fetched > 0 && ctx.chatty() {
-        eprintln!("{fetched}");
-    }
+    fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
     let opts = BuildOptions {
         output_dir: args
             .output
@@ -105,7 +93,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
             .unwrap_or_else(|| ctx.project.join("out")),
         keep_failed: args.keep_failed,
         rebuild: args.rebuild,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
         jobs: args.jobs,
     };
     let report = crate::build::build(&store, &graph, &opts)?;
@@ -133,6 +121,29 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         differs,
         release,
     })
+}
+
+/// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when
+/// everything is there), unless `offline` forbids the network.
+pub(crate) fn fetch_first(
+    ctx: &Context,
+    project: &crate::recipe::Project,
+    lock: &crate::lockfile::Lockfile,
+    store: &crate::store::Store,
+    offline: bool,
+    mirrors: &[String],
+) -> anyhow::Result<()> {
+    let make =
+        || crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot);
+    let fetch_opts = crate::fetch::FetchOptions {
+        offline,
+        report: ctx.reporter(),
+    };
+    let fetched = crate::fetch::fetch(store, lock, &fetch_opts, &make)?;
+    if fetched.fetched > 0 {
+        fetch_opts.report.line(fetched);
+    }
+    Ok(())
 }
 
 /// Runs `hermetic build`.

@@ -207,13 +207,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             // Removing entries while `cache gc` runs would race with it.
             let _in_use = store.use_guard()?;
             let total = (store.blobs()?.len() + store.steps()?.len()) as u64;
-            let bar = if ctx.chatty() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                indicatif::ProgressBar::new(total)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
+            let bar = ctx.reporter().count_bar(total);
             let report = store.verify(&|_| bar.inc(1))?;
-            bar.finish_and_clear();
+            drop(bar);
             if ctx.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -101,7 +101,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let options = FetchOptions {
         offline: args.offline && !offline_local,
-        progress: ctx.chatty(),
+        report: ctx.reporter(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;
     let upstream = crate::sources::fetch::fetch_upstream(

@@ -91,7 +91,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         update_packages: args.update.unwrap_or_default(),
         mirrors: args.mirrors,
         store_dir: ctx.store.clone(),
-        chatty: ctx.chatty(),
+        report: ctx.reporter(),
         allow_downgrade: args.allow_downgrade,
         allow_mirror_state: args.allow_mirror_state,
     };

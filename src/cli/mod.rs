@@ -18,6 +18,7 @@ pub mod lock;
 pub mod measure;
 pub mod plan;
 pub mod sandbox;
+pub mod shell;
 pub mod sign;
 pub mod verify;
 pub mod why;
@@ -80,6 +81,9 @@ pub enum Command {
     Cache(cache::Args),
     /// Run a command in the build sandbox (for debugging and tests).
     Sandbox(sandbox::Args),
+    /// Open a shell (or run CMD) in the sandbox on an image's built tree, read-only unless
+    /// --writable (building the tree first if needed).
+    Shell(shell::Args),
     /// Check that this machine can run the sandbox, and say how to fix what cannot.
     Doctor(doctor::Args),
     /// Predict the TPM PCR values (and TDX RTMRs) a Unified Kernel Image will be measured to.
@@ -143,6 +147,11 @@ impl Context {
     pub fn chatty(&self) -> bool {
         self.verbosity >= 0 && !self.json
     }
+
+    /// What `lock`, `fetch` and `build` say while they work (see [`crate::report`]).
+    pub fn reporter(&self) -> crate::report::Reporter {
+        crate::report::Reporter::new(self.verbosity, self.json)
+    }
 }
 
 /// The store used when neither `--store` nor `HERMETIC_STORE` is given.
@@ -181,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Cache(args) => cache::run(&ctx, args),
         Command::Sandbox(args) => sandbox::run(&ctx, args),
+        Command::Shell(args) => shell::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Measure(args) => measure::run(&ctx, args),
         Command::Diff(args) => diff::run(&ctx, args),

@@ -103,6 +103,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
+    /// Pass standard input to CMD: a terminal through a pseudo-terminal of its own (job
+    /// control and line editing work, `TERM` is passed), a pipe or file as it is. The
+    /// default when standard input is a terminal; otherwise CMD reads /dev/null.
+    #[arg(short = 'i', long = "stdin")]
+    pub stdin: bool,
+
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -172,6 +178,10 @@ fn build_step(args: RunArgs) -> anyhow::Result<Step> {
     step.hostname = args.hostname;
     step.source_date_epoch = args.source_date_epoch;
     step.log = args.log;
+    step.stdin = crate::shell::input_mode(args.stdin);
+    if step.stdin == sandbox::Input::Terminal {
+        crate::shell::pass_term(&mut step);
+    }
     Ok(step)
 }
 
@@ -181,7 +191,11 @@ fn run_step(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let json = ctx.json;
     let outcome = sandbox::run_with(&step, &mut |stream, bytes| {
         let _ = match (stream, json) {
-            (Stream::Stdout, false) => std::io::stdout().lock().write_all(bytes),
+            // Flushed at once: a prompt has no newline.
+            (Stream::Stdout, false) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
             _ => std::io::stderr().lock().write_all(bytes),
         };
     })?;

@@ -274,6 +274,28 @@ impl PackageIndex {
         self.entries.is_empty()
     }
 
+    /// Every package name indexed, in order (for "did you mean").
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// Whether some suite has a package of this name, or one providing it.
+    pub fn knows(&self, name: &str) -> bool {
+        self.by_name.contains_key(name) || self.provided.contains_key(name)
+    }
+
+    /// The requests (`name`, `name=version`, `name:arch`) naming a package that no suite has
+    /// and none provides, so that all of them are reported at once; a request that does not
+    /// parse is left for [`resolve`] to report.
+    pub fn unknown_requests<'r>(&self, requests: &'r [String]) -> Vec<&'r str> {
+        requests
+            .iter()
+            .filter_map(|text| parse_request(text).ok())
+            .filter(|req| !self.knows(req.name))
+            .map(|req| req.name)
+            .collect()
+    }
+
     /// The versions of `name` with their suites, highest first.
     pub fn versions(&self, name: &str) -> impl Iterator<Item = (&Version, &str)> {
         self.by_name.get(name).into_iter().flatten().map(|&i| {

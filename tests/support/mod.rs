@@ -619,6 +619,52 @@ impl TestProject {
     pub fn blob(&self, sha256: &str) -> PathBuf {
         self.store.path().join("v1/blobs/sha256").join(sha256)
     }
+
+    /// `(step, key)` of each step of `target`, as `hermetic plan --json` computes them.
+    pub fn plan(&self, target: &str) -> Vec<(String, String)> {
+        let out = self.command(&["--json", "plan", target]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["step"].as_str().unwrap().into(),
+                    r["key"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+
+    /// The store entry of a step.
+    pub fn step_entry(&self, key: &str) -> PathBuf {
+        self.store.path().join("v1/steps").join(key)
+    }
+
+    /// Publishes a copy of `tree` (e.g. [`host_tools_tree`]) as the store entry of every
+    /// `rootfs` and `tools` step of `target`: what dpkg would have installed, for tests that
+    /// run the image and output steps for real without installing packages.
+    pub fn publish_fake_trees(&self, target: &str, tree: &Path) {
+        for (step, key) in self.plan(target) {
+            if step.ends_with("/rootfs") || step.ends_with("/tools") {
+                let entry = self.step_entry(&key);
+                fs_err::create_dir_all(&entry).unwrap();
+                let st = Command::new("cp")
+                    .arg("-a")
+                    .arg(tree)
+                    .arg(entry.join("tree"))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
+            }
+        }
+    }
 }
 
 /// The standard small archive of the tests:

@@ -53,7 +53,7 @@ pub(in crate::build) fn run(
             dst: PathBuf::from("/.hermetic-dest"),
         },
     ];
-    run_step(node, &copy, log)?;
+    run_step(node, &copy, log, &cx.opts.report)?;
     for (n, overlay) in recipe.overlays.iter().enumerate() {
         let dst = format!("/.hermetic-overlay-{n}");
         let mut lay = tree_step(node, &tree, log);
@@ -70,7 +70,7 @@ pub(in crate::build) fn run(
             src: overlay.path.clone(),
             dst: PathBuf::from(&dst),
         });
-        run_step(node, &lay, log)?;
+        run_step(node, &lay, log, &cx.opts.report)?;
     }
     remove_mount_points(&tree)?;
     // Pinned tarballs and source packages, hard-linked from the store (same file
@@ -184,7 +184,7 @@ pub(in crate::build) fn run(
         step.allow_setid = s.tree == StepTree::Image;
         let name = format!("{} ({})", node.name, s.name);
         log_line(log, &format!("==> step {}", s.name))?;
-        run_step_named(&name, &step, log)?;
+        run_step_named(&name, &step, log, &cx.opts.report)?;
         if step.allow_setid {
             sandbox::setid::strip(&files).map_err(|e| BuildError::Sandbox {
                 step: name.clone(),
@@ -210,7 +210,7 @@ pub(in crate::build) fn run(
         "IMAGE_VERSION".into(),
         recipe.version.clone().unwrap_or_default(),
     );
-    run_step(node, &osrel, log)?;
+    run_step(node, &osrel, log, &cx.opts.report)?;
     if crate::build::bootable::is_bootable(recipe.format) {
         let kernel = temp.join(crate::build::bootable::KERNEL_DIR);
         fs_err::create_dir(&kernel).map_err(BuildError::io(&kernel))?;
@@ -226,9 +226,9 @@ pub(in crate::build) fn run(
             dst: PathBuf::from("/.hermetic-kernel"),
         });
         log_line(log, "==> bootable: /init and the kernel")?;
-        run_step(node, &prep, log)?;
+        run_step(node, &prep, log, &cx.opts.report)?;
         remove_mount_points(&tree)?;
     }
-    clean_up(node, &tree, log)?;
+    clean_up(node, &tree, log, &cx.opts.report)?;
     Ok(())
 }

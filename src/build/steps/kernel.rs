@@ -67,10 +67,11 @@ pub(in crate::build) fn run(
         .jobs
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, std::num::NonZeroUsize::get);
-    if opts.progress {
-        eprintln!("           {}: make -j{jobs} (--jobs to change)", node.name);
-    }
-    let reporter = KernelProgress::new(&node.name, opts.progress);
+    opts.report.line(format_args!(
+        "           {}: make -j{jobs} (--jobs to change)",
+        node.name
+    ));
+    let reporter = KernelProgress::new(&node.name, &opts.report);
     let report = |p: &crate::kernel::Progress| reporter.report(p);
     let req = crate::kernel::KernelBuild {
         tools: dep("tools").join(TREE),
@@ -87,7 +88,7 @@ pub(in crate::build) fn run(
         progress: &report,
     };
     let built = crate::kernel::build_kernel(&req);
-    reporter.finish();
+    drop(reporter);
     let built = built.map_err(|e| kernel_error(e, log))?;
     for (path, name) in [
         (&built.bzimage, crate::build::bootable::KERNEL_BZIMAGE),
@@ -116,31 +117,20 @@ pub(in crate::build) fn run(
 }
 
 /// Progress of the kernel step: on a terminal a spinner with the elapsed time, the current
-/// part of the build and the latest kbuild line; otherwise, with `--progress` lines, one line a
-/// minute.
+/// part of the build and the latest kbuild line; otherwise plain lines, one a minute.
 struct KernelProgress {
     name: String,
-    spinner: Option<indicatif::ProgressBar>,
-    lines: bool,
+    spinner: crate::report::Progress,
+    report: crate::report::Reporter,
     last: std::cell::Cell<Instant>,
 }
 
 impl KernelProgress {
-    fn new(name: &str, progress: bool) -> KernelProgress {
-        let spinner =
-            (progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-                let pb = indicatif::ProgressBar::new_spinner();
-                pb.set_style(
-                    indicatif::ProgressStyle::with_template("  {spinner} {elapsed:>4} {wide_msg}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                pb.enable_steady_tick(Duration::from_millis(200));
-                pb
-            });
+    fn new(name: &str, report: &crate::report::Reporter) -> KernelProgress {
         KernelProgress {
             name: name.to_string(),
-            spinner,
-            lines: progress,
+            spinner: report.spinner(),
+            report: report.clone(),
             last: std::cell::Cell::new(Instant::now()),
         }
     }
@@ -151,21 +141,16 @@ impl KernelProgress {
         } else {
             format!("{}: {} ({} lines)", p.step, p.phase, p.lines)
         };
-        if let Some(pb) = &self.spinner {
-            pb.set_message(what);
-        } else if self.lines && self.last.get().elapsed() >= Duration::from_secs(60) {
+        if self.spinner.is_drawn() {
+            self.spinner.set_message(what);
+        } else if self.report.plain_lines() && self.last.get().elapsed() >= Duration::from_secs(60)
+        {
             self.last.set(Instant::now());
-            eprintln!(
+            self.report.line(format_args!(
                 "           {} {}: {what}",
                 self.name,
                 human(p.elapsed.as_secs_f64())
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(pb) = &self.spinner {
-            pb.finish_and_clear();
+            ));
         }
     }
 }

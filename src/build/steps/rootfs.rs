@@ -46,9 +46,9 @@ pub(in crate::build) fn run(
         src: blobs,
         dst: PathBuf::from(rootfs::DEBS_DIR),
     });
-    run_step(node, &step, log)?;
+    run_step(node, &step, log, &cx.opts.report)?;
     remove_mount_points(&tree)?;
     // Every stored tree is a function of its inputs, so that `--rebuild` can check it.
-    clean_up(node, &tree, log)?;
+    clean_up(node, &tree, log, &cx.opts.report)?;
     Ok(())
 }
