@@ -327,6 +327,10 @@ impl Downloader {
         size: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<PathBuf, Vec<Attempt>> {
+        // A shared cache first (checked by the same hash); then the mirrors.
+        if let Some(path) = crate::cache::substitute_blob(&self.store, sha256, size, on_bytes) {
+            return Ok(path);
+        }
         let mut tried = Vec::new();
         let found = self.each_url(self.candidate_urls(location), |url, demoted_ok| {
             let mut attempt_failed = |error: String| {

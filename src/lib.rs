@@ -28,6 +28,7 @@ pub mod archive;
 pub mod beneath;
 pub mod boot;
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod deb;
 pub mod debian;

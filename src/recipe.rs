@@ -121,6 +121,9 @@ pub struct ProjectConfig {
     pub archive: ArchiveConfig,
     #[serde(default)]
     pub build: BuildConfig,
+    /// Shared caches to substitute from (see docs/cache.md).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// A source tarball pinned by URL and SHA-256.

@@ -42,6 +42,9 @@ pub struct Args {
     /// checked the same way (repeatable).
     #[arg(long = "source-dir", value_name = "DIR")]
     pub source_dirs: Vec<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub cache: super::cache::UseArgs,
 }
 
 /// Runs `hermetic fetch`.
@@ -62,6 +65,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let store = Store::open(&ctx.store)?;
+    if !args.offline {
+        super::cache::activate(ctx, &project, &args.cache)?;
+    }
     let snapshot = &project.config.archive.snapshot;
     let make = || default_downloader(&store, &args.mirrors, snapshot);
     let options = FetchOptions {
@@ -87,5 +93,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     } else if ctx.verbosity >= 0 {
         eprintln!("{summary}");
     }
+    super::cache::print_report(ctx);
     Ok(ExitCode::SUCCESS)
 }
