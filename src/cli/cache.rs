@@ -58,7 +58,7 @@ in chunks. See docs/cache.md.")]
     Pull {
         /// Caches to pull from (REGISTRY/REPOSITORY), besides --cache and hermetic.toml's.
         #[arg(value_name = "REGISTRY/REPO")]
-        caches: Vec<String>,
+        from: Vec<String>,
         #[command(flatten)]
         use_args: UseArgs,
     },
@@ -417,8 +417,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        CacheCommand::Pull { caches, use_args } => {
-            pull(ctx, caches, use_args)?;
+        CacheCommand::Pull { from, use_args } => {
+            pull(ctx, from, use_args)?;
             print_report(ctx);
             Ok(ExitCode::SUCCESS)
         }
