@@ -354,6 +354,15 @@ fn a_pushed_store_builds_elsewhere_without_running_a_step_or_the_mirror() {
     assert_eq!(again["steps_pushed"], 0, "{again}");
     assert_eq!(again["steps_present"], 4, "{again}");
 
+    // Another repository of the same registry mounts the blobs instead of receiving them.
+    let (mounted, _) = json_err(
+        &f.a,
+        &["cache", "push", &reg.cache("team/other"), "--mount-from", "team/hermetic"],
+        &[],
+    );
+    assert_eq!(mounted["blobs_mounted"], pinned, "{mounted}");
+    assert_eq!(mounted["blobs_pushed"], 0, "{mounted}");
+
     // Another machine: empty store, the registry as cache, the mirror never asked.
     let b = f.machine();
     let before = f.server.requests();
@@ -635,4 +644,197 @@ fn base64_encode(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A token service for the registry's `auth.token` realm: answers every GET with a JWT
+/// (RS256, its certificate in `x5c`) granting pull and push on `repo`, signed with the
+/// `openssl` command; refuses (401) a request whose basic credentials are not `ci:s3cret`
+/// (and gives anonymous requests a token too, as a public registry does). Records the
+/// request lines.
+struct TokenService {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    bundle: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const SERVICE: &str = "hermetic-test-registry";
+
+impl TokenService {
+    fn start(repo: &str) -> TokenService {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .arg("/CN=hermetic test token issuer")
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is needed");
+        assert!(ok.success());
+        let pem = fs_err::read_to_string(&cert).unwrap();
+        let der_b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = format!(r#"{{"typ":"JWT","alg":"RS256","x5c":["{der_b64}"]}}"#);
+        let claims = format!(
+            r#"{{"iss":"hermetic-test","sub":"ci","aud":"{SERVICE}","exp":{},"nbf":{},"iat":{},"jti":"1","access":[{{"type":"repository","name":"{repo}","actions":["pull","push"]}}]}}"#,
+            now + 3600,
+            now - 60,
+            now - 60
+        );
+        let signing_input = format!(
+            "{}.{}",
+            base64url(header.as_bytes()),
+            base64url(claims.as_bytes())
+        );
+        let input_file = dir.path().join("input");
+        fs_err::write(&input_file, &signing_input).unwrap();
+        let sig = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .arg(&input_file)
+            .output()
+            .unwrap();
+        assert!(sig.status.success());
+        let token = format!("{signing_input}.{}", base64url(&sig.stdout));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let good = format!("Basic {}", base64_encode(b"ci:s3cret"));
+        std::thread::spawn(move || {
+            use std::io::{BufRead as _, Write as _};
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut auth = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                let refused = auth.as_ref().is_some_and(|a| *a != good);
+                log.lock().unwrap().push((path, auth));
+                let mut stream = stream;
+                let body = if refused {
+                    String::from("{\"details\":\"bad credentials\"}")
+                } else {
+                    format!("{{\"token\":\"{token}\"}}")
+                };
+                let status = if refused { "401 Unauthorized" } else { "200 OK" };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenService {
+            port,
+            seen,
+            bundle: cert,
+            _dir: dir,
+        }
+    }
+
+    fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+}
+
+fn base64url(data: &[u8]) -> String {
+    base64_encode(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+#[test]
+fn bearer_tokens_come_from_the_realm_the_registry_names() {
+    let f = Fixture::new();
+    let tokens = TokenService::start("tok");
+    let reg = Registry::start(Auth::Token(
+        tokens.realm(),
+        SERVICE.into(),
+        tokens.bundle.clone(),
+    ));
+    let cache = reg.cache("tok");
+    f.build_a();
+
+    // Wrong credentials: the token service refuses, and the error says whose.
+    let mut wrong = f.a.command(&["cache", "push", &cache]);
+    wrong
+        .env("HERMETIC_REGISTRY_USER", "ci")
+        .env("HERMETIC_REGISTRY_PASSWORD", "wrong");
+    let out = wrong.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&tokens.realm()) && stderr.contains("HTTP status 401") && stderr.contains("as ci"),
+        "{stderr}"
+    );
+
+    let (report, _) = json_err(
+        &f.a,
+        &["cache", "push", &cache, "--key", &f.key("trusted.key")],
+        &[
+            ("HERMETIC_REGISTRY_USER", "ci"),
+            ("HERMETIC_REGISTRY_PASSWORD", "s3cret"),
+        ],
+    );
+    assert_eq!(report["steps_pushed"], 4, "{report}");
+    let seen = tokens.seen.lock().unwrap().clone();
+    let good = format!("Basic {}", base64_encode(b"ci:s3cret"));
+    assert!(
+        seen.iter().any(|(path, auth)| path.contains(&format!("service={SERVICE}"))
+            && path.contains("scope=repository%3Atok%3Apull%2Cpush")
+            && auth.as_deref() == Some(good.as_str())),
+        "{seen:?}"
+    );
+
+    // Another machine pulls anonymously (the token service gives pull tokens to anyone).
+    let b = f.machine();
+    let before = tokens.seen.lock().unwrap().len();
+    let (report, _) = json_err(
+        &b,
+        &[
+            "build",
+            "img",
+            "--cache",
+            &cache,
+            "--cache-key",
+            &f.key("trusted.key.pub"),
+        ],
+        &[],
+    );
+    for (step, state) in states(&report) {
+        assert_eq!(state, "cached", "{step}");
+    }
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert!(
+        seen[before..]
+            .iter()
+            .any(|(path, auth)| path.contains("scope=repository%3Atok%3Apull") && auth.is_none()),
+        "{seen:?}"
+    );
 }
