@@ -42,6 +42,9 @@ test_packages=(
   sbsigntool openssl
   # signatures: `hermetic sign` is checked against Debian's minisign
   minisign
+  # shared caches: a real OCI registry (distribution 2.8, run by the test, not as a service),
+  # htpasswd -B for its basic auth; openssl signs the tokens of the test's token realm
+  docker-registry apache2-utils
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 
