@@ -182,14 +182,17 @@ impl Fixture {
             }
         }
         for name in ["trusted", "other"] {
-            let out = f
-                .a
-                .command(&["sign", "--generate-key"])
-                .arg(f.keys.path().join(format!("{name}.key")))
-                .env_remove("HERMETIC_SIGN_PASSWORD")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out =
+                f.a.command(&["sign", "--generate-key"])
+                    .arg(f.keys.path().join(format!("{name}.key")))
+                    .env_remove("HERMETIC_SIGN_PASSWORD")
+                    .output()
+                    .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         f
     }
@@ -357,7 +360,13 @@ fn a_pushed_store_builds_elsewhere_without_running_a_step_or_the_mirror() {
     // Another repository of the same registry mounts the blobs instead of receiving them.
     let (mounted, _) = json_err(
         &f.a,
-        &["cache", "push", &reg.cache("team/other"), "--mount-from", "team/hermetic"],
+        &[
+            "cache",
+            "push",
+            &reg.cache("team/other"),
+            "--mount-from",
+            "team/hermetic",
+        ],
         &[],
     );
     assert_eq!(mounted["blobs_mounted"], pinned, "{mounted}");
@@ -389,9 +398,17 @@ fn a_pushed_store_builds_elsewhere_without_running_a_step_or_the_mirror() {
         &f.server.log()[before..]
     );
     assert_eq!(store_blobs(&b), pinned_a);
-    assert!(stderr.contains("pulled") && stderr.contains("img/image"), "{stderr}");
+    assert!(
+        stderr.contains("pulled") && stderr.contains("img/image"),
+        "{stderr}"
+    );
     // The step that ran on A is the one B holds: its marker file came through the registry.
-    let image_key = &f.plan(&b).into_iter().find(|(s, _)| s == "img/image").unwrap().1;
+    let image_key = &f
+        .plan(&b)
+        .into_iter()
+        .find(|(s, _)| s == "img/image")
+        .unwrap()
+        .1;
     let marker = b
         .store
         .path()
@@ -435,12 +452,24 @@ fn unsigned_and_wrongly_signed_step_outputs_are_refused() {
     }
     // The wrong key is named by its id.
     let c = f.machine();
-    let stderr = c.ok(&["cache", "pull", &other, "--cache-key", &f.key("trusted.key.pub")]);
+    let stderr = c.ok(&[
+        "cache",
+        "pull",
+        &other,
+        "--cache-key",
+        &f.key("trusted.key.pub"),
+    ]);
     assert!(stderr.contains("was made by the key"), "{stderr}");
 
     // Trusting the key that signed: accepted.
     let d = f.machine();
-    d.ok(&["cache", "pull", &other, "--cache-key", &f.key("other.key.pub")]);
+    d.ok(&[
+        "cache",
+        "pull",
+        &other,
+        "--cache-key",
+        &f.key("other.key.pub"),
+    ]);
     assert_eq!(store_steps(&d).len(), 4);
 }
 
@@ -493,14 +522,13 @@ fn an_interrupted_push_resumes_without_sending_finished_blobs_again() {
     let cache = reg.cache(repo);
     f.build_a();
     // Small chunks: the 2 MiB pin and the step archives take hundreds of PATCH requests.
-    let mut child = f
-        .a
-        .command(&["cache", "push", &cache])
-        .env("HERMETIC_CACHE_CHUNK_SIZE", "4096")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        f.a.command(&["cache", "push", &cache])
+            .env("HERMETIC_CACHE_CHUNK_SIZE", "4096")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let start = Instant::now();
     loop {
         let patches = reg.log_text().matches("\"PATCH /v2/resume/").count();
@@ -520,10 +548,15 @@ fn an_interrupted_push_resumes_without_sending_finished_blobs_again() {
     std::thread::sleep(Duration::from_millis(200));
     let first = reg.log_text();
     let first_lines: Vec<&str> = first.lines().collect();
-    let finished_first: BTreeSet<String> =
-        Registry::completed_uploads(&first_lines, repo).into_iter().collect();
+    let finished_first: BTreeSet<String> = Registry::completed_uploads(&first_lines, repo)
+        .into_iter()
+        .collect();
 
-    let (report, _) = json_err(&f.a, &["cache", "push", &cache], &[("HERMETIC_CACHE_CHUNK_SIZE", "65536")]);
+    let (report, _) = json_err(
+        &f.a,
+        &["cache", "push", &cache],
+        &[("HERMETIC_CACHE_CHUNK_SIZE", "65536")],
+    );
     let all = reg.log_text();
     let second_lines: Vec<&str> = all.lines().skip(first_lines.len()).collect();
     let finished_second = Registry::completed_uploads(&second_lines, repo);
@@ -534,7 +567,11 @@ fn an_interrupted_push_resumes_without_sending_finished_blobs_again() {
         );
     }
     let unique: BTreeSet<&String> = finished_second.iter().collect();
-    assert_eq!(unique.len(), finished_second.len(), "a blob was uploaded twice");
+    assert_eq!(
+        unique.len(),
+        finished_second.len(),
+        "a blob was uploaded twice"
+    );
     assert!(report["blobs_resumed"].as_u64().unwrap() >= 1, "{report}");
     assert!(
         second_lines
@@ -597,7 +634,10 @@ fn basic_auth_takes_credentials_from_the_environment_or_the_docker_config() {
     let out = wrong.output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refused access") && stderr.contains("as ci"), "{stderr}");
+    assert!(
+        stderr.contains("refused access") && stderr.contains("as ci"),
+        "{stderr}"
+    );
 
     json_err(
         &f.a,
@@ -624,7 +664,11 @@ fn basic_auth_takes_credentials_from_the_environment_or_the_docker_config() {
     cmd.env("DOCKER_CONFIG", docker.path())
         .env_remove("HERMETIC_REGISTRY_USER");
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(store_blobs(&c), pinned(&f.a));
     assert_eq!(f.server.requests(), before, "the mirror was asked");
 }
@@ -633,7 +677,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -653,12 +701,15 @@ fn base64_encode(data: &[u8]) -> String {
 /// request lines.
 struct TokenService {
     port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
     bundle: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 const SERVICE: &str = "hermetic-test-registry";
+
+/// The request paths a token service saw, with their `Authorization` header.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
 
 impl TokenService {
     fn start(repo: &str) -> TokenService {
@@ -666,7 +717,9 @@ impl TokenService {
         let key = dir.path().join("key.pem");
         let cert = dir.path().join("cert.pem");
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
             .arg("/CN=hermetic test token issuer")
             .arg("-keyout")
             .arg(&key)
@@ -677,10 +730,7 @@ impl TokenService {
             .expect("openssl is needed");
         assert!(ok.success());
         let pem = fs_err::read_to_string(&cert).unwrap();
-        let der_b64: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -741,7 +791,11 @@ impl TokenService {
                 } else {
                     format!("{{\"token\":\"{token}\"}}")
                 };
-                let status = if refused { "401 Unauthorized" } else { "200 OK" };
+                let status = if refused {
+                    "401 Unauthorized"
+                } else {
+                    "200 OK"
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -790,7 +844,9 @@ fn bearer_tokens_come_from_the_realm_the_registry_names() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&tokens.realm()) && stderr.contains("HTTP status 401") && stderr.contains("as ci"),
+        stderr.contains(&tokens.realm())
+            && stderr.contains("HTTP status 401")
+            && stderr.contains("as ci"),
         "{stderr}"
     );
 
@@ -806,9 +862,10 @@ fn bearer_tokens_come_from_the_realm_the_registry_names() {
     let seen = tokens.seen.lock().unwrap().clone();
     let good = format!("Basic {}", base64_encode(b"ci:s3cret"));
     assert!(
-        seen.iter().any(|(path, auth)| path.contains(&format!("service={SERVICE}"))
-            && path.contains("scope=repository%3Atok%3Apull%2Cpush")
-            && auth.as_deref() == Some(good.as_str())),
+        seen.iter()
+            .any(|(path, auth)| path.contains(&format!("service={SERVICE}"))
+                && path.contains("scope=repository%3Atok%3Apull%2Cpush")
+                && auth.as_deref() == Some(good.as_str())),
         "{seen:?}"
     );
 

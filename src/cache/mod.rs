@@ -242,14 +242,20 @@ mod tests {
             "re g/a",
         ] {
             let err = CacheRef::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("is not a cache") && err.contains("hint:"), "{bad}: {err}");
+            assert!(
+                err.contains("is not a cache") && err.contains("hint:"),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn the_statement_names_key_and_layer() {
         let s = statement("ab", "sha256:cd", 7);
-        assert_eq!(s, "hermetic step output v1\nkey ab\nlayer sha256:cd\nsize 7\n");
+        assert_eq!(
+            s,
+            "hermetic step output v1\nkey ab\nlayer sha256:cd\nsize 7\n"
+        );
         assert_eq!(step_tag("ab"), "step-ab");
     }
 }

@@ -159,10 +159,7 @@ impl Registry {
                 .and_then(|h| auth::parse_challenge(&h))
                 .ok_or_else(|| self.denied(url, &response))?;
             let authorization = self.answer(&challenge)?;
-            *self
-                .authorization
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(authorization);
+            *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(authorization);
         }
     }
 
@@ -270,7 +267,11 @@ impl Registry {
     }
 
     /// Starts the download of blob `digest`; `None` when the repository does not have it.
-    pub fn get_blob(&self, digest: &str, size: Option<u64>) -> Result<Option<Download>, CacheError> {
+    pub fn get_blob(
+        &self,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<Option<Download>, CacheError> {
         let url = self.url(&format!("blobs/{digest}"));
         let response = self.send("GET", &url, &[], Body::Empty)?;
         match response.status().as_u16() {
@@ -374,10 +375,7 @@ impl Registry {
                     &location,
                     &[
                         ("Content-Type", "application/octet-stream".into()),
-                        (
-                            "Content-Range",
-                            format!("{offset}-{}", offset + len - 1),
-                        ),
+                        ("Content-Range", format!("{offset}-{}", offset + len - 1)),
                     ],
                     Body::File { path, offset, len },
                 )?;
@@ -414,7 +412,10 @@ impl Registry {
         }
         Ok(Some(
             header(&response, "range")
-                .and_then(|r| r.split_once('-').and_then(|(_, end)| end.parse::<u64>().ok()))
+                .and_then(|r| {
+                    r.split_once('-')
+                        .and_then(|(_, end)| end.parse::<u64>().ok())
+                })
                 .map(|end| end + 1)
                 .unwrap_or(0),
         ))
@@ -498,7 +499,10 @@ fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Str
 }
 
 /// Reads a small response body (a manifest, a token: at most 4 MiB).
-fn read_small(response: ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>, CacheError> {
+fn read_small(
+    response: ureq::http::Response<ureq::Body>,
+    url: &str,
+) -> Result<Vec<u8>, CacheError> {
     let mut out = Vec::new();
     response
         .into_body()

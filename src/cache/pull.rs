@@ -202,9 +202,14 @@ impl Substituter {
         let Some(raw) = registry.get_manifest(&super::step_tag(key))? else {
             return Ok(None);
         };
-        let manifest = ImageManifest::from_reader(&raw[..])
-            .map_err(|e| Refusal::Untrusted(format!("its manifest is not an OCI manifest ({e})")))?;
-        if manifest.artifact_type().as_ref().map(|t| t.to_string()).as_deref()
+        let manifest = ImageManifest::from_reader(&raw[..]).map_err(|e| {
+            Refusal::Untrusted(format!("its manifest is not an OCI manifest ({e})"))
+        })?;
+        if manifest
+            .artifact_type()
+            .as_ref()
+            .map(|t| t.to_string())
+            .as_deref()
             != Some(STEP_ARTIFACT)
         {
             return Err(Refusal::Untrusted(format!(
@@ -219,7 +224,9 @@ impl Substituter {
             )));
         }
         let [layer] = manifest.layers().as_slice() else {
-            return Err(Refusal::Untrusted("its manifest has not exactly one layer".into()));
+            return Err(Refusal::Untrusted(
+                "its manifest has not exactly one layer".into(),
+            ));
         };
         if layer.media_type().to_string() != STEP_LAYER {
             return Err(Refusal::Untrusted(format!(
@@ -231,7 +238,9 @@ impl Substituter {
             .strip_prefix("sha256:")
             .filter(|h| crate::store::is_sha256(h))
         else {
-            return Err(Refusal::Untrusted(format!("its layer digest {digest} is not SHA-256")));
+            return Err(Refusal::Untrusted(format!(
+                "its layer digest {digest} is not SHA-256"
+            )));
         };
         let size = layer.size();
         self.check_signature(&annotations, key, &digest, size)?;

@@ -101,9 +101,10 @@ pub fn push(
     steps: &[StepToPush],
     opts: &PushOptions,
 ) -> Result<PushReport, CacheError> {
-    let sessions = store.root().join("cache-push").join(&crate::store::sha256_hex(
-        registry.cache.to_string().as_bytes(),
-    )[..16]);
+    let sessions = store
+        .root()
+        .join("cache-push")
+        .join(&crate::store::sha256_hex(registry.cache.to_string().as_bytes())[..16]);
     let report = Mutex::new(PushReport {
         cache: registry.cache.to_string(),
         ..PushReport::default()
@@ -127,14 +128,21 @@ pub fn push(
         for _ in 0..WORKERS {
             scope.spawn(|| {
                 loop {
-                    if first_error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                    if first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_some()
+                    {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = todo.get(i) else { return };
                     match push_pin(store, registry, item, &sessions) {
                         Ok(None) => {
-                            report.lock().unwrap_or_else(|e| e.into_inner()).blobs_missing += 1;
+                            report
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .blobs_missing += 1;
                         }
                         Ok(Some((outcome, layer))) => {
                             let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,7 +190,10 @@ pub fn push(
     if !layers.is_empty() {
         // One manifest names every pushed pin, so that the registry keeps them.
         let joined: String = layers.iter().map(|(h, _)| h.as_str()).collect();
-        let tag = format!("pins-{}", &crate::store::sha256_hex(joined.as_bytes())[..32]);
+        let tag = format!(
+            "pins-{}",
+            &crate::store::sha256_hex(joined.as_bytes())[..32]
+        );
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -256,7 +267,11 @@ fn push_pin(
         .len();
     let digest = format!("sha256:{}", item.sha256);
     let outcome = registry.upload_blob(&digest, &path, size, &sessions.join(&item.sha256))?;
-    let mut layer = Descriptor::new(MediaType::Other(PIN_LAYER.into()), size, parse_digest(&digest)?);
+    let mut layer = Descriptor::new(
+        MediaType::Other(PIN_LAYER.into()),
+        size,
+        parse_digest(&digest)?,
+    );
     layer.set_annotations(Some(HashMap::from([(
         "org.opencontainers.image.title".to_string(),
         item.what.clone(),
@@ -298,7 +313,10 @@ fn push_step(
     };
     let mut annotations = HashMap::from([
         (ANN_KEY.to_string(), step.key.clone()),
-        (ANN_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (
+            ANN_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
     ]);
     if let Some(name) = &step.name {
         annotations.insert(ANN_NAME.to_string(), name.clone());
@@ -324,7 +342,9 @@ fn push_step(
         .annotations(annotations)
         .build()
         .map_err(|e| manifest_error(&label, e))?;
-    let text = manifest.to_string().map_err(|e| manifest_error(&label, e))?;
+    let text = manifest
+        .to_string()
+        .map_err(|e| manifest_error(&label, e))?;
     registry.put_manifest(&tag, text.as_bytes())?;
     if opts.progress {
         eprintln!(
@@ -350,7 +370,7 @@ fn already_there(manifest: &[u8], key: &str, signer: Option<&SecretKey>) -> bool
     let (Some(sig), [layer]) = (annotations.get(ANN_SIGNATURE), m.layers().as_slice()) else {
         return false;
     };
-    let statement = super::statement(key, &layer.digest().to_string(), layer.size());
+    let statement = super::statement(key, layer.digest().as_ref(), layer.size());
     crate::sign::verify_bytes(
         statement.as_bytes(),
         std::path::Path::new("statement"),

@@ -126,12 +126,9 @@ pub fn extract(
         problem,
     };
     // Directories get their modes and times once everything inside them is written.
-    let mut dirs: Vec<(PathBuf, u32, i64, u32, u32)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut tar = tar::Archive::new(archive);
-    for entry in tar
-        .entries()
-        .map_err(|e| malformed(e.to_string()))?
-    {
+    for entry in tar.entries().map_err(|e| malformed(e.to_string()))? {
         let mut entry = entry.map_err(|e| malformed(e.to_string()))?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
@@ -159,7 +156,7 @@ pub fn extract(
             tar::EntryType::Directory => {
                 fs_err::create_dir(&dest).map_err(write_err(&dest))?;
                 chown(key, &dest, uid, gid)?;
-                dirs.push((dest, mode, mtime, uid, gid));
+                dirs.push((dest, mode, mtime));
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -190,12 +187,10 @@ pub fn extract(
                         path: name.clone(),
                         problem: "is a hard link to a path that is not plain and relative".into(),
                     })?;
-                check_parents(&root, &target_rel).map_err(|problem| {
-                    StepArchiveError::Hostile {
-                        key: key.to_string(),
-                        path: name.clone(),
-                        problem: format!("is a hard link whose target {problem}"),
-                    }
+                check_parents(&root, &target_rel).map_err(|problem| StepArchiveError::Hostile {
+                    key: key.to_string(),
+                    path: name.clone(),
+                    problem: format!("is a hard link whose target {problem}"),
                 })?;
                 let source = root.join(&target_rel);
                 let is_file = fs_err::symlink_metadata(&source).is_ok_and(|m| m.is_file());
@@ -228,20 +223,22 @@ pub fn extract(
             }
             tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => continue,
             other => {
-                return Err(malformed(format!("{name} is of an unknown kind ({other:?})")));
+                return Err(malformed(format!(
+                    "{name} is of an unknown kind ({other:?})"
+                )));
             }
         }
         chown(key, &dest, uid, gid)?;
         if kind != tar::EntryType::Symlink {
             // After chown, which clears the set-id bits.
             fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| write_err(&dest)(e.into()))?;
+                .map_err(write_err(&dest))?;
         }
         set_mtime(&dest, mtime).map_err(write_err(&dest))?;
     }
-    for (dir, mode, mtime, _, _) in dirs.iter().rev() {
+    for (dir, mode, mtime) in dirs.iter().rev() {
         fs_err::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| write_err(dir)(e.into()))?;
+            .map_err(write_err(dir))?;
         set_mtime(dir, *mtime).map_err(write_err(dir))?;
     }
     Ok(temp)
@@ -265,7 +262,10 @@ fn plain_relative(raw: &[u8]) -> Option<PathBuf> {
 /// Every parent of `rel` below `root` must be a directory extracted before, not a link.
 fn check_parents(root: &Path, rel: &Path) -> Result<(), String> {
     let mut cur = root.to_path_buf();
-    let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+    let parents: Vec<_> = rel
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
     for c in parents {
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
@@ -318,8 +318,14 @@ fn chown(key: &str, path: &Path, uid: u32, gid: u32) -> Result<(), StepArchiveEr
 
 fn set_mtime(path: &Path, mtime: i64) -> std::io::Result<()> {
     let t = TimeSpec::new(mtime, 0);
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .map_err(std::io::Error::from)
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// `O_NOFOLLOW` for a new file (never through a link a hostile archive left).
@@ -373,7 +379,11 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
             h.set_mode(0o755);
-            h.set_size(if *kind == tar::EntryType::Regular { 3 } else { 0 });
+            h.set_size(if *kind == tar::EntryType::Regular {
+                3
+            } else {
+                0
+            });
             {
                 let gnu = h.as_gnu_mut().unwrap();
                 gnu.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -382,7 +392,11 @@ mod tests {
                 }
             }
             h.set_cksum();
-            let data: &[u8] = if *kind == tar::EntryType::Regular { b"abc" } else { b"" };
+            let data: &[u8] = if *kind == tar::EntryType::Regular {
+                b"abc"
+            } else {
+                b""
+            };
             b.append(&h, data).unwrap();
         }
         b.into_inner().unwrap()
@@ -393,11 +407,16 @@ mod tests {
         use tar::EntryType::*;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let cases: &[(&[(&str, tar::EntryType, &str)], &str)] = &[
+        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+        let cases: &[(Entries, &str)] = &[
             (&[("../escape", Regular, "")], "not a plain relative path"),
             (&[("/etc/x", Regular, "")], "not a plain relative path"),
             (
-                &[("tree/", Directory, ""), ("tree/l", Symlink, "/etc"), ("tree/l/passwd", Regular, "")],
+                &[
+                    ("tree/", Directory, ""),
+                    ("tree/l", Symlink, "/etc"),
+                    ("tree/l/passwd", Regular, ""),
+                ],
                 "goes through the symbolic link tree/l",
             ),
             (&[("a/b", Regular, "")], "not a directory of the archive"),
@@ -427,7 +446,10 @@ mod tests {
             fs_err::read_link(t.path().join("tree/l")).unwrap(),
             PathBuf::from("f")
         );
-        let mode = fs_err::metadata(t.path().join("tree/f")).unwrap().permissions().mode();
+        let mode = fs_err::metadata(t.path().join("tree/f"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o755);
     }
 }

@@ -216,16 +216,16 @@ fn push(
         key,
         progress: ctx.chatty(),
     };
-    Ok(crate::cache::push::push(&store, &registry, &pins, &steps, &opts)?)
+    Ok(crate::cache::push::push(
+        &store, &registry, &pins, &steps, &opts,
+    )?)
 }
 
 fn pull(ctx: &Context, caches: Vec<String>, mut use_args: UseArgs) -> anyhow::Result<()> {
     let (project, lock, store) = super::plan::load(ctx)?;
     use_args.caches.extend(caches);
     activate(ctx, &project, &use_args)?;
-    let make = || {
-        crate::fetch::default_downloader(&store, &[], &project.config.archive.snapshot)
-    };
+    let make = || crate::fetch::default_downloader(&store, &[], &project.config.archive.snapshot);
     let fetched = crate::fetch::fetch(
         &store,
         &lock,
