@@ -401,7 +401,8 @@ impl Downloader {
     }
 }
 
-fn error_text(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, `: `-separated.
+pub fn error_text(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

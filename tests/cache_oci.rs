@@ -301,6 +301,21 @@ fn states(report: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Builds `img` on machine `p` from `cache`, trusting the key A pushed with; asserts that no
+/// step ran. Returns the build report and standard error.
+fn build_from_cache(f: &Fixture, p: &TestProject, cache: &str) -> (serde_json::Value, String) {
+    let trusted = f.key("trusted.key.pub");
+    let (report, stderr) = json_err(
+        p,
+        &["build", "img", "--cache", cache, "--cache-key", &trusted],
+        &[],
+    );
+    for (step, state) in states(&report) {
+        assert_eq!(state, "cached", "{step} ran on another machine:\n{stderr}");
+    }
+    (report, stderr)
+}
+
 fn store_steps(p: &TestProject) -> Vec<String> {
     match fs_err::read_dir(p.store.path().join("v1/steps")) {
         Ok(entries) => entries
@@ -375,21 +390,7 @@ fn a_pushed_store_builds_elsewhere_without_running_a_step_or_the_mirror() {
     // Another machine: empty store, the registry as cache, the mirror never asked.
     let b = f.machine();
     let before = f.server.requests();
-    let (report, stderr) = json_err(
-        &b,
-        &[
-            "build",
-            "img",
-            "--cache",
-            &cache,
-            "--cache-key",
-            &f.key("trusted.key.pub"),
-        ],
-        &[],
-    );
-    for (step, state) in states(&report) {
-        assert_eq!(state, "cached", "{step} ran on machine B:\n{stderr}");
-    }
+    let (report, stderr) = build_from_cache(&f, &b, &cache);
     assert_eq!(output_hash(&b, &report), built_a);
     assert_eq!(
         f.server.requests(),
@@ -572,13 +573,23 @@ fn an_interrupted_push_resumes_without_sending_finished_blobs_again() {
         finished_second.len(),
         "a blob was uploaded twice"
     );
-    assert!(report["blobs_resumed"].as_u64().unwrap() >= 1, "{report}");
+    // The session the killed push left open was asked how far it got. distribution answers
+    // 204 with its Range when the kill fell between two chunks; when it fell inside a chunk
+    // the registry holds bytes its session token does not account for and refuses the
+    // session (404): then the blob is sent again from the start, in a new session.
+    let asked: Vec<&&str> = second_lines
+        .iter()
+        .filter(|l| l.contains("\"GET /v2/resume/blobs/uploads/"))
+        .collect();
     assert!(
-        second_lines
-            .iter()
-            .any(|l| l.contains("\"GET /v2/resume/blobs/uploads/") && l.contains("\" 204 ")),
-        "the open upload session was not asked where it stopped"
+        !asked.is_empty(),
+        "the upload session of the killed push was not asked where it stopped"
     );
+    if asked.iter().any(|l| l.contains("\" 204 ")) {
+        assert!(report["blobs_resumed"].as_u64().unwrap() >= 1, "{report}");
+    } else {
+        assert_eq!(report["blobs_resumed"], 0, "{report}");
+    }
     let pinned_n = pinned(&f.a).len() as u64;
     assert_eq!(
         report["blobs_present"].as_u64().unwrap() + report["blobs_pushed"].as_u64().unwrap(),
@@ -596,6 +607,18 @@ fn an_interrupted_push_resumes_without_sending_finished_blobs_again() {
     c.ok(&["fetch", "--cache", &cache]);
     assert_eq!(store_blobs(&c), pinned(&f.a));
     assert_eq!(f.server.requests(), before, "the mirror was asked");
+}
+
+/// `hermetic cache push CACHE` as user `ci` with a wrong password: fails; its stderr.
+fn push_with_wrong_password(p: &TestProject, cache: &str) -> String {
+    let out = p
+        .command(&["cache", "push", cache])
+        .env("HERMETIC_REGISTRY_USER", "ci")
+        .env("HERMETIC_REGISTRY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn nix_kill(pid: u32) {
@@ -627,13 +650,7 @@ fn basic_auth_takes_credentials_from_the_environment_or_the_docker_config() {
         stderr.contains("asks for a user name and password") && stderr.contains("hint:"),
         "{stderr}"
     );
-    let mut wrong = f.a.command(&["cache", "push", &cache]);
-    wrong
-        .env("HERMETIC_REGISTRY_USER", "ci")
-        .env("HERMETIC_REGISTRY_PASSWORD", "wrong");
-    let out = wrong.output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = push_with_wrong_password(&f.a, &cache);
     assert!(
         stderr.contains("refused access") && stderr.contains("as ci"),
         "{stderr}"
@@ -836,13 +853,7 @@ fn bearer_tokens_come_from_the_realm_the_registry_names() {
     f.build_a();
 
     // Wrong credentials: the token service refuses, and the error says whose.
-    let mut wrong = f.a.command(&["cache", "push", &cache]);
-    wrong
-        .env("HERMETIC_REGISTRY_USER", "ci")
-        .env("HERMETIC_REGISTRY_PASSWORD", "wrong");
-    let out = wrong.output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = push_with_wrong_password(&f.a, &cache);
     assert!(
         stderr.contains(&tokens.realm())
             && stderr.contains("HTTP status 401")
@@ -872,21 +883,7 @@ fn bearer_tokens_come_from_the_realm_the_registry_names() {
     // Another machine pulls anonymously (the token service gives pull tokens to anyone).
     let b = f.machine();
     let before = tokens.seen.lock().unwrap().len();
-    let (report, _) = json_err(
-        &b,
-        &[
-            "build",
-            "img",
-            "--cache",
-            &cache,
-            "--cache-key",
-            &f.key("trusted.key.pub"),
-        ],
-        &[],
-    );
-    for (step, state) in states(&report) {
-        assert_eq!(state, "cached", "{step}");
-    }
+    build_from_cache(&f, &b, &cache);
     let seen = tokens.seen.lock().unwrap().clone();
     assert!(
         seen[before..]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use oci_spec::image::ImageManifest;
 
 use crate::archive::human_size;
+use crate::fetch::error_text as chain;
 use crate::sign::PublicKey;
 use crate::store::{Store, StoreError};
 
@@ -348,18 +349,6 @@ pub fn substitute_blob(
 /// [`Substituter::step`] of the installed substituter; `false` without one.
 pub fn substitute_step(store: &Store, key: &str, name: &str) -> bool {
     ACTIVE.get().is_some_and(|s| s.step(store, key, name))
-}
-
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 struct Counted<'a> {

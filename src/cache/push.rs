@@ -224,7 +224,7 @@ pub fn push(
                 report.step_bytes += bytes;
             }
             Err(e @ CacheError::Step(_)) => {
-                eprintln!("warning: not pushed: {}", super::pull::chain(&e));
+                eprintln!("warning: not pushed: {}", crate::fetch::error_text(&e));
                 report.steps_failed += 1;
             }
             Err(e) => return Err(e),
