@@ -513,6 +513,21 @@ fn a_corrupt_blob_in_the_registry_is_refused_and_the_mirror_used() {
     assert_eq!(store_blobs(&c), pinned(&f.a));
     let good = fs_err::read(c.blob(&victim)).unwrap();
     assert_eq!(sha256_hex(&good), victim);
+
+    // A cache that cannot be reached costs one warning; the mirror serves every pin.
+    let d = f.machine();
+    let closed = format!("127.0.0.1:{}/gone", free_port());
+    let (summary, stderr) = json_err(&d, &["fetch", "--cache", &closed], &[]);
+    assert_eq!(
+        stderr.matches("is not asked again in this run").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains(&closed), "{stderr}");
+    assert_eq!(
+        summary["fetched"].as_u64().unwrap(),
+        pinned(&f.a).len() as u64
+    );
 }
 
 #[test]

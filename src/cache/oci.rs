@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::http::{Download, Http, HttpError, SendBody};
+use crate::http::{Download, Http, SendBody};
 
 use super::auth::{self, Challenge, Credentials};
 use super::{CacheError, CacheRef};
@@ -533,11 +533,6 @@ fn save_session(session: &Path, location: &str) -> Result<(), CacheError> {
     let tmp = PathBuf::from(format!("{}.new", session.display()));
     fs_err::write(&tmp, location).map_err(io)?;
     fs_err::rename(&tmp, session).map_err(io)
-}
-
-/// Whether an error of this registry means it cannot be reached at all.
-pub fn unreachable(e: &CacheError) -> bool {
-    matches!(e, CacheError::Http { source, .. } if matches!(source, HttpError::Unreachable { .. }))
 }
 
 #[cfg(test)]

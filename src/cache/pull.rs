@@ -98,12 +98,16 @@ impl Substituter {
         }
     }
 
-    /// Notes a failure of `cache`; an unreachable one is skipped for the rest of the run.
+    /// Notes a failure of `cache` (unreachable, refused access, a server error): it is not
+    /// asked again in this run, and that is said once.
     fn failed(&self, cache: &Cache, e: &CacheError) {
-        if super::oci::unreachable(e) {
-            cache.dead.store(true, Ordering::Relaxed);
+        if !cache.dead.swap(true, Ordering::Relaxed) {
+            self.notice(&format!(
+                "warning: {}; cache {} is not asked again in this run",
+                chain(e),
+                cache.registry.cache
+            ));
         }
-        self.notice(&format!("warning: {}", chain(e)));
     }
 
     /// Brings blob `sha256` into the store from the first cache that has it with that hash.
