@@ -6,6 +6,8 @@
 #
 #   scripts/bench-cache.sh [TARGET]      TARGET defaults to `base`; `gcp` builds the kernel
 #                                        cold (20-40 minutes on two cores).
+#   HERMETIC_BIN=target/debug/hermetic scripts/bench-cache.sh   times that binary instead of
+#                                        building a release one.
 #
 # Needs Debian's docker-registry (scripts/setup.sh --tests), run here on a free port of
 # 127.0.0.1 with its storage in a temporary directory, and root or subordinate ids for the
@@ -14,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:-base}
 command -v docker-registry >/dev/null || { echo "docker-registry is missing: bash scripts/setup.sh --tests" >&2; exit 1; }
-cargo build --release -q
-bin=$PWD/target/release/hermetic
+# HERMETIC_BIN: a hermetic binary to time instead of a fresh release build.
+if [ -z "${HERMETIC_BIN:-}" ]; then cargo build --release -q; fi
+bin=${HERMETIC_BIN:-$PWD/target/release/hermetic}
 work=$(mktemp -d)
 registry_pid=
 cleanup() {

@@ -170,7 +170,7 @@ impl Substituter {
             if cache.dead.load(Ordering::Relaxed) {
                 continue;
             }
-            match self.step_from(store, &cache.registry, key, name) {
+            match self.step_from(store, &cache.registry, key) {
                 Ok(Some(bytes)) => {
                     self.stats.steps.fetch_add(1, Ordering::Relaxed);
                     self.stats.step_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -202,7 +202,6 @@ impl Substituter {
         store: &Store,
         registry: &Registry,
         key: &str,
-        name: &str,
     ) -> Result<Option<u64>, Refusal> {
         let Some(raw) = registry.get_manifest(&super::step_tag(key))? else {
             return Ok(None);
@@ -280,7 +279,6 @@ impl Substituter {
         store
             .publish_step(key, tree)
             .map_err(|e| Refusal::Failed(e.into()))?;
-        let _ = name;
         Ok(Some(n))
     }
 
