@@ -767,6 +767,25 @@ mod tests {
     }
 
     #[test]
+    fn bytes_in_memory_verify_like_files() {
+        let key = SecretKey::generate().unwrap();
+        let sig = key.sign(b"statement", "comment").unwrap();
+        let (what, name, pubkey) = (Path::new("s"), Path::new("sig"), Path::new("k.pub"));
+        let ok = verify_bytes(b"statement", what, &sig, name, &key.public(), pubkey).unwrap();
+        assert_eq!(ok, "comment");
+        let err = verify_bytes(b"statemenT", what, &sig, name, &key.public(), pubkey);
+        assert!(
+            matches!(err, Err(SignError::BadSignature { .. })),
+            "{err:?}"
+        );
+        let other = SecretKey::generate().unwrap().public();
+        let err = verify_bytes(b"statement", what, &sig, name, &other, pubkey);
+        assert!(matches!(err, Err(SignError::WrongKey { .. })), "{err:?}");
+        let err = verify_bytes(b"statement", what, "junk", name, &key.public(), pubkey);
+        assert!(matches!(err, Err(SignError::Malformed { .. })), "{err:?}");
+    }
+
+    #[test]
     fn a_legacy_signature_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::generate().unwrap();

@@ -170,15 +170,11 @@ impl Substituter {
             if cache.dead.load(Ordering::Relaxed) {
                 continue;
             }
-            match self.step_from(store, &cache.registry, key) {
+            match self.step_from(store, &cache.registry, key, name) {
                 Ok(Some(bytes)) => {
                     self.stats.steps.fetch_add(1, Ordering::Relaxed);
                     self.stats.step_bytes.fetch_add(bytes, Ordering::Relaxed);
-                    self.notice(&format!(
-                        "  pulled   {name}  ({}) from {}",
-                        human_size(bytes),
-                        cache.registry.cache
-                    ));
+                    self.notice(&format!("  pulled   {name}  ({})", human_size(bytes)));
                     return true;
                 }
                 Ok(None) => {}
@@ -202,6 +198,7 @@ impl Substituter {
         store: &Store,
         registry: &Registry,
         key: &str,
+        name: &str,
     ) -> Result<Option<u64>, Refusal> {
         let Some(raw) = registry.get_manifest(&super::step_tag(key))? else {
             return Ok(None);
@@ -248,6 +245,12 @@ impl Substituter {
         };
         let size = layer.size();
         self.check_signature(&annotations, key, &digest, size)?;
+        // A kernel's output is large: say what is coming before the wait.
+        self.notice(&format!(
+            "  pulling  {name}  ({}, signed) from {}",
+            human_size(size),
+            registry.cache
+        ));
         // Signed: the layer is the output of `key`, and its bytes are checked by their hash
         // while they stream into a temporary file of the store.
         let Some(mut download) = registry.get_blob(&digest, Some(size))? else {
