@@ -464,14 +464,45 @@ fn unsigned_and_wrongly_signed_step_outputs_are_refused() {
 
     // Trusting the key that signed: accepted.
     let d = f.machine();
-    d.ok(&[
-        "cache",
-        "pull",
-        &other,
-        "--cache-key",
-        &f.key("other.key.pub"),
-    ]);
+    let trust_other = ["--cache-key".to_string(), f.key("other.key.pub")];
+    d.ok(&["cache", "pull", &other, &trust_other[0], &trust_other[1]]);
     assert_eq!(store_steps(&d).len(), 4);
+
+    // Signed, but its layer damaged in the registry: refused, named; the others are taken.
+    let image_key = f
+        .plan(&f.a)
+        .into_iter()
+        .find(|(s, _)| s == "img/image")
+        .unwrap()
+        .1;
+    let link = reg
+        .root
+        .path()
+        .join("data/docker/registry/v2/repositories/other-key/_manifests/tags")
+        .join(format!("step-{image_key}"))
+        .join("current/link");
+    let manifest_digest = fs_err::read_to_string(link).unwrap();
+    let manifest_hex = manifest_digest.trim().strip_prefix("sha256:").unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(reg.blob_data(manifest_hex)).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let layer_hex = layer.strip_prefix("sha256:").unwrap();
+    let data = reg.blob_data(layer_hex);
+    let mut bytes = fs_err::read(&data).unwrap();
+    let at = bytes.len() - 2000;
+    bytes[at] ^= 0x01;
+    fs_err::write(&data, &bytes).unwrap();
+    let e = f.machine();
+    let stderr = e.ok(&["cache", "pull", &other, &trust_other[0], &trust_other[1]]);
+    assert!(
+        stderr.contains("refused the output of img/image")
+            && stderr.contains(layer_hex)
+            && stderr.contains("not the signed one"),
+        "{stderr}"
+    );
+    let steps = store_steps(&e);
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(!steps.contains(&image_key));
 }
 
 #[test]
