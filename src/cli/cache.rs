@@ -110,8 +110,8 @@ pub struct UseArgs {
         value_delimiter = ','
     )]
     pub cache_keys: Vec<std::path::PathBuf>,
-    /// Use no shared cache, not even those of hermetic.toml.
-    #[arg(long, conflicts_with = "caches")]
+    /// Use no shared cache, not even those of HERMETIC_CACHES or hermetic.toml.
+    #[arg(long)]
     pub no_cache: bool,
 }
 
