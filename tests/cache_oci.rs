@@ -464,8 +464,14 @@ fn unsigned_and_wrongly_signed_step_outputs_are_refused() {
 
     // Trusting the key that signed: accepted.
     let d = f.machine();
-    let trust_other = ["--cache-key".to_string(), f.key("other.key.pub")];
-    d.ok(&["cache", "pull", &other, &trust_other[0], &trust_other[1]]);
+    // (the cache and the key named by hermetic.toml's [cache] table)
+    fs_err::copy(f.key("other.key.pub"), d.path("ci-cache.pub")).unwrap();
+    let mut config = fs_err::read_to_string(d.path("hermetic.toml")).unwrap();
+    config.push_str(&format!(
+        "[cache]\nurls = [\"{other}\"]\ntrusted-keys = [\"ci-cache.pub\"]\n"
+    ));
+    fs_err::write(d.path("hermetic.toml"), config).unwrap();
+    d.ok(&["cache", "pull"]);
     assert_eq!(store_steps(&d).len(), 4);
 
     // Signed, but its layer damaged in the registry: refused, named; the others are taken.
@@ -492,8 +498,16 @@ fn unsigned_and_wrongly_signed_step_outputs_are_refused() {
     let at = bytes.len() - 2000;
     bytes[at] ^= 0x01;
     fs_err::write(&data, &bytes).unwrap();
+    // (the cache and the key named by the environment)
     let e = f.machine();
-    let stderr = e.ok(&["cache", "pull", &other, &trust_other[0], &trust_other[1]]);
+    let out = e
+        .command(&["cache", "pull"])
+        .env("HERMETIC_CACHES", &other)
+        .env("HERMETIC_CACHE_KEYS", f.key("other.key.pub"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("refused the output of img/image")
             && stderr.contains(layer_hex)
