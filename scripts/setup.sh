@@ -44,6 +44,9 @@ test_packages=(
   minisign
   # the BuilderNet persistent-setup script's loop-device test (LUKS2 on a loop device)
   cryptsetup-bin
+  # shared caches: a real OCI registry (distribution 2.8, run by the test, not as a service),
+  # htpasswd -B for its basic auth; openssl signs the tokens of the test's token realm
+  docker-registry apache2-utils
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 

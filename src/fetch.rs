@@ -353,6 +353,10 @@ impl Downloader {
         size: Option<u64>,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(PathBuf, Option<String>), Vec<Attempt>> {
+        // A shared cache first (checked by the same hash); then the mirrors.
+        if let Some(path) = crate::cache::substitute_blob(&self.store, sha256, size, on_bytes) {
+            return Ok((path, None));
+        }
         let mut tried = Vec::new();
         let found = self.each_url(self.candidate_urls(location), |url, demoted_ok| {
             let mut attempt_failed = |error: String| {
@@ -427,7 +431,8 @@ impl Downloader {
     }
 }
 
-fn error_text(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, `: `-separated.
+pub fn error_text(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

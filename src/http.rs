@@ -270,6 +270,14 @@ pub struct Download {
     pub content_length: Option<u64>,
 }
 
+/// The body of a request made with [`Http::send`].
+pub enum SendBody<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A reader and the number of bytes it yields (sent as `Content-Length`).
+    Reader(&'a mut dyn Read, u64),
+}
+
 /// The pooled HTTP client.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -322,42 +330,54 @@ impl Http {
         &self.limits
     }
 
-    /// Starts a GET of `url`; a status other than 200 is an error. The body is held to the
-    /// minimum rate, and to the deadline of `expected_size` bytes (else of the announced
-    /// `Content-Length`, if any).
-    pub fn get(&self, url: &str, expected_size: Option<u64>) -> Result<Download, HttpError> {
-        let response = self.agent.get(url).call().map_err(|source| {
-            if is_connect_error(&source) {
-                HttpError::Unreachable {
-                    url: url.to_string(),
-                    source,
-                }
-            } else if let ureq::Error::Timeout(t) = &source {
-                HttpError::NoResponse {
-                    url: url.to_string(),
-                    after: match t {
-                        ureq::Timeout::PerRead | ureq::Timeout::PerWrite => self.limits.window,
-                        _ => self.limits.response,
-                    },
-                }
-            } else {
-                HttpError::Request {
-                    url: url.to_string(),
-                    source,
-                }
-            }
-        })?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(HttpError::Status {
-                url: url.to_string(),
-                status,
-            });
+    /// Sends one request of any method with `headers` and `body` (streamed, with its
+    /// `Content-Length` when given) and returns the response whatever its status; only a
+    /// failure to get an answer is an error. For the registry protocol of [`crate::cache`],
+    /// which needs HEAD, PUT, POST and PATCH and reads statuses and headers itself.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: SendBody<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, HttpError> {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
         }
+        let length = match &body {
+            SendBody::Empty => 0,
+            SendBody::Bytes(b) => b.len() as u64,
+            SendBody::Reader(_, n) => *n,
+        };
+        if method != "GET" && method != "HEAD" {
+            request = request.header("Content-Length", length.to_string());
+        }
+        let bad = |e| HttpError::Request {
+            url: url.to_string(),
+            source: ureq::Error::Http(e),
+        };
+        let sent = match body {
+            SendBody::Empty => self.agent.run(request.body(()).map_err(bad)?),
+            SendBody::Bytes(b) => self.agent.run(request.body(b).map_err(bad)?),
+            SendBody::Reader(r, _) => self
+                .agent
+                .run(request.body(ureq::SendBody::from_reader(r)).map_err(bad)?),
+        };
+        sent.map_err(|source| self.request_error(url, source))
+    }
+
+    /// The body of a response to [`Http::send`], held to the limits like [`Http::get`]'s.
+    pub fn watched_body(
+        &self,
+        response: ureq::http::Response<ureq::Body>,
+        url: &str,
+        expected_size: Option<u64>,
+    ) -> Download {
         let body = response.into_body();
         let content_length = body.content_length();
         let size = expected_size.or(content_length);
-        Ok(Download {
+        Download {
             reader: Box::new(Watched::new(
                 body.into_with_config().limit(u64::MAX).reader(),
                 url,
@@ -365,7 +385,48 @@ impl Http {
                 size,
             )),
             content_length,
-        })
+        }
+    }
+
+    fn request_error(&self, url: &str, source: ureq::Error) -> HttpError {
+        if is_connect_error(&source) {
+            HttpError::Unreachable {
+                url: url.to_string(),
+                source,
+            }
+        } else if let ureq::Error::Timeout(t) = &source {
+            HttpError::NoResponse {
+                url: url.to_string(),
+                after: match t {
+                    ureq::Timeout::PerRead | ureq::Timeout::PerWrite => self.limits.window,
+                    _ => self.limits.response,
+                },
+            }
+        } else {
+            HttpError::Request {
+                url: url.to_string(),
+                source,
+            }
+        }
+    }
+
+    /// Starts a GET of `url`; a status other than 200 is an error. The body is held to the
+    /// minimum rate, and to the deadline of `expected_size` bytes (else of the announced
+    /// `Content-Length`, if any).
+    pub fn get(&self, url: &str, expected_size: Option<u64>) -> Result<Download, HttpError> {
+        let response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|source| self.request_error(url, source))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(HttpError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        Ok(self.watched_body(response, url, expected_size))
     }
 
     /// GETs `url` whole into memory.

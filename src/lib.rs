@@ -12,6 +12,7 @@
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
 //! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
+//! - [`cache`]: shared caches of pins and signed step outputs on OCI registries.
 //! - [`beneath`]: reading what a step made without following its symbolic links.
 //! - [`treetar`]: deterministic tar archives of trees.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
@@ -33,6 +34,7 @@ pub mod archive;
 pub mod beneath;
 pub mod boot;
 pub mod build;
+pub mod cache;
 pub mod candidates;
 pub mod cli;
 pub mod deb;

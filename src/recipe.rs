@@ -183,6 +183,9 @@ pub struct ProjectConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Shared caches to substitute from (see docs/cache.md).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// A source tarball pinned by URL and SHA-256.

@@ -604,6 +604,46 @@ pub fn verify_file(
     key_path: &Path,
 ) -> Result<String, SignError> {
     let sig = SignatureFile::read(sig_path)?;
+    check_signature(&sig, sig_path, file, key, key_path, |prehashed| {
+        if prehashed {
+            Ok(blake2b512_file(file)?.to_vec())
+        } else {
+            fs_err::read(file).map_err(read_err(file))
+        }
+    })
+}
+
+/// Checks the signature `sig_text` (a `.minisig` file's text, named `sig_name` in messages)
+/// of `data` (named `what`) against `key` (from `key_path`); returns the trusted comment.
+pub fn verify_bytes(
+    data: &[u8],
+    what: &Path,
+    sig_text: &str,
+    sig_name: &Path,
+    key: &PublicKey,
+    key_path: &Path,
+) -> Result<String, SignError> {
+    let sig = SignatureFile::parse(sig_name, sig_text)?;
+    check_signature(&sig, sig_name, what, key, key_path, |prehashed| {
+        Ok(if prehashed {
+            blake2b512(data).to_vec()
+        } else {
+            data.to_vec()
+        })
+    })
+}
+
+/// The checks of [`verify_file`] and [`verify_bytes`]: the key id, the signature over what
+/// `signed` gives (the BLAKE2b-512 of the data for a prehashed signature, else the data),
+/// and the global signature over the trusted comment.
+fn check_signature(
+    sig: &SignatureFile,
+    sig_path: &Path,
+    file: &Path,
+    key: &PublicKey,
+    key_path: &Path,
+    signed: impl FnOnce(bool) -> Result<Vec<u8>, SignError>,
+) -> Result<String, SignError> {
     if sig.key_id != key.key_id {
         return Err(SignError::WrongKey {
             signature: sig_path.to_path_buf(),
@@ -612,13 +652,11 @@ pub fn verify_file(
             expected: key_id_hex(&key.key_id),
         });
     }
+    let message = signed(sig.prehashed)?;
     let ok = if sig.prehashed {
-        key.key
-            .verify_strict(&blake2b512_file(file)?, &sig.signature)
-            .is_ok()
+        key.key.verify_strict(&message, &sig.signature).is_ok()
     } else {
-        let data = fs_err::read(file).map_err(read_err(file))?;
-        key.key.verify(&data, &sig.signature).is_ok()
+        key.key.verify(&message, &sig.signature).is_ok()
     };
     if !ok {
         return Err(SignError::BadSignature {
@@ -636,10 +674,10 @@ pub fn verify_file(
     {
         return Err(SignError::BadTrustedComment {
             signature: sig_path.to_path_buf(),
-            comment: sig.trusted_comment,
+            comment: sig.trusted_comment.clone(),
         });
     }
-    Ok(sig.trusted_comment)
+    Ok(sig.trusted_comment.clone())
 }
 
 /// The signature file of `file`: `file.minisig`.
@@ -726,6 +764,25 @@ mod tests {
         };
         let err = verify_file(&file, &sig, &impostor, Path::new("p")).unwrap_err();
         assert!(matches!(err, SignError::BadSignature { .. }), "{err}");
+    }
+
+    #[test]
+    fn bytes_in_memory_verify_like_files() {
+        let key = SecretKey::generate().unwrap();
+        let sig = key.sign(b"statement", "comment").unwrap();
+        let (what, name, pubkey) = (Path::new("s"), Path::new("sig"), Path::new("k.pub"));
+        let ok = verify_bytes(b"statement", what, &sig, name, &key.public(), pubkey).unwrap();
+        assert_eq!(ok, "comment");
+        let err = verify_bytes(b"statemenT", what, &sig, name, &key.public(), pubkey);
+        assert!(
+            matches!(err, Err(SignError::BadSignature { .. })),
+            "{err:?}"
+        );
+        let other = SecretKey::generate().unwrap().public();
+        let err = verify_bytes(b"statement", what, &sig, name, &other, pubkey);
+        assert!(matches!(err, Err(SignError::WrongKey { .. })), "{err:?}");
+        let err = verify_bytes(b"statement", what, "junk", name, &key.public(), pubkey);
+        assert!(matches!(err, Err(SignError::Malformed { .. })), "{err:?}");
     }
 
     #[test]

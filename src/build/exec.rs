@@ -75,7 +75,11 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
     for (i, node) in graph.nodes.iter().enumerate() {
         let started = Instant::now();
         let stored = store.step_path(node.key.as_str());
-        let state = if store.has_step(node.key.as_str()) && !opts.rebuild {
+        // A step output from a shared cache, when one signed by a trusted key has it.
+        let state = if !opts.rebuild
+            && (store.has_step(node.key.as_str())
+                || crate::cache::substitute_step(store, node.key.as_str(), &node.name))
+        {
             StepState::Cached
         } else {
             opts.report.line(format_args!(

@@ -63,6 +63,9 @@ pub struct Args {
     /// writing FILE.minisig next to each (see `hermetic sign`).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cache: super::cache::UseArgs,
 }
 
 /// A finished `hermetic build`.
@@ -85,6 +88,9 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
     let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+    if !args.offline {
+        super::cache::activate(ctx, &project, &args.cache)?;
+    }
     fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
     let opts = BuildOptions {
         output_dir: args
@@ -178,6 +184,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         for (path, hash) in report.outputs.iter().chain(release.iter()) {
             println!("{hash}  {}", output_dir.join(path).display());
         }
+        super::cache::print_report(ctx);
         if args.rebuild {
             if *differs {
                 eprintln!("the rebuild is NOT identical to the stored outputs");

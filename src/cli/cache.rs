@@ -1,4 +1,4 @@
-//! `hermetic cache`: inspect and verify the store.
+//! `hermetic cache`: inspect, verify and clean the store; push to and pull from shared caches.
 
 use std::process::ExitCode;
 
@@ -27,6 +27,41 @@ removed: `hermetic fetch` downloads the blobs again, the next build rebuilds the
 Entries published by an older hermetic have no digest in their marker: they are listed as
 unverifiable, not checked; delete such an entry's directory to have it rebuilt with one.")]
     Verify,
+    /// Push the pinned files of the store and its step outputs to a registry (a shared
+    /// cache), e.g. `hermetic cache push registry.example.com/team/hermetic --key ci.key`.
+    #[command(after_long_help = "\
+Pushed: every pin of pins.lock the store has (as blobs under their SHA-256, named by one
+manifest tagged pins-<hash>), and the stored output of every step of the project's recipes
+(as an artifact manifest tagged step-<key>, its layer the tar of the store entry). Nothing is
+sent twice: a blob the repository has is skipped (HEAD), one in a --mount-from repository is
+mounted, and an upload a killed push left open is resumed. With --key each step output is
+signed; other machines accept a step output only when signed by a key they trust
+(--cache-key). Credentials: HERMETIC_REGISTRY_USER and HERMETIC_REGISTRY_PASSWORD, else
+~/.docker/config.json. Blobs larger than HERMETIC_CACHE_CHUNK_SIZE bytes (16 MiB) are sent
+in chunks. See docs/cache.md.")]
+    Push {
+        /// The cache: REGISTRY/REPOSITORY (`http://` for a plain-HTTP registry; localhost and
+        /// 127.0.0.1 are spoken to in HTTP).
+        #[arg(value_name = "REGISTRY/REPO")]
+        cache: String,
+        /// Sign each step output with this minisign secret key (HERMETIC_SIGN_PASSWORD for
+        /// an encrypted one).
+        #[arg(long, value_name = "SECRET_KEY")]
+        key: Option<std::path::PathBuf>,
+        /// Another repository of the same registry to mount blobs from instead of uploading
+        /// them (repeatable).
+        #[arg(long = "mount-from", value_name = "REPO")]
+        mount_from: Vec<String>,
+    },
+    /// Take the pins of pins.lock and the step outputs of the project from shared caches into
+    /// the store (what `fetch` and `build` do with `--cache` on their way).
+    Pull {
+        /// Caches to pull from (REGISTRY/REPOSITORY), besides --cache and hermetic.toml's.
+        #[arg(value_name = "REGISTRY/REPO")]
+        from: Vec<String>,
+        #[command(flatten)]
+        use_args: UseArgs,
+    },
     /// Print the store directory.
     Dir,
     /// Remove the step entries no image of this project uses, and with --blobs the files
@@ -51,6 +86,173 @@ run also removes these when it opens the store), and the failed trees that `buil
         #[arg(long)]
         blobs: bool,
     },
+}
+
+/// The options of `fetch`, `build` and `cache pull` that name shared caches.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UseArgs {
+    /// A shared cache (REGISTRY/REPOSITORY) to take pinned files from before the mirrors, and
+    /// step outputs signed by a trusted key before running a step (repeatable; adds to
+    /// hermetic.toml's `[cache] urls`).
+    #[arg(
+        long = "cache",
+        value_name = "REGISTRY/REPO",
+        env = "HERMETIC_CACHES",
+        value_delimiter = ','
+    )]
+    pub caches: Vec<String>,
+    /// A minisign public key whose signed step outputs are accepted (repeatable; adds to
+    /// `[cache] trusted-keys`).
+    #[arg(
+        long = "cache-key",
+        value_name = "PUBLIC_KEY",
+        env = "HERMETIC_CACHE_KEYS",
+        value_delimiter = ','
+    )]
+    pub cache_keys: Vec<std::path::PathBuf>,
+    /// Use no shared cache, not even those of HERMETIC_CACHES or hermetic.toml.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl UseArgs {
+    /// No cache at all (for `verify`, whose rebuild must not take outputs from anywhere).
+    pub fn none() -> UseArgs {
+        UseArgs {
+            no_cache: true,
+            ..UseArgs::default()
+        }
+    }
+}
+
+/// Installs the caches of `args` and of the project's `[cache]` table for this run.
+pub fn activate(
+    ctx: &Context,
+    project: &crate::recipe::Project,
+    args: &UseArgs,
+) -> anyhow::Result<()> {
+    if args.no_cache {
+        return Ok(());
+    }
+    let mut urls: Vec<String> = args.caches.clone();
+    urls.extend(project.config.cache.urls.iter().cloned());
+    urls.retain(|u| !u.trim().is_empty());
+    urls.dedup();
+    if urls.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<std::path::PathBuf> = args.cache_keys.clone();
+    keys.extend(
+        project
+            .config
+            .cache
+            .trusted_keys
+            .iter()
+            .map(|k| project.root.join(k)),
+    );
+    let mut trusted = Vec::new();
+    for path in keys {
+        let key = crate::sign::PublicKey::read(&path)
+            .with_context(|| format!("cannot read the trusted cache key {}", path.display()))?;
+        trusted.push((path, key));
+    }
+    let http = crate::http::Http::new();
+    let mut registries = Vec::new();
+    for url in &urls {
+        let cache = crate::cache::CacheRef::parse(url.trim())?;
+        registries.push(crate::cache::oci::Registry::new(http.clone(), cache)?);
+    }
+    let mut substituter = crate::cache::Substituter::new(registries, trusted);
+    substituter.verbose = ctx.verbosity >= 0;
+    crate::cache::install(substituter);
+    Ok(())
+}
+
+/// Prints what the caches gave, if any was asked.
+pub fn print_report(ctx: &Context) {
+    if ctx.chatty()
+        && let Some(line) = crate::cache::report()
+    {
+        eprintln!("{line}");
+    }
+}
+
+fn push(
+    ctx: &Context,
+    cache: &str,
+    key: Option<&std::path::Path>,
+    mount_from: Vec<String>,
+) -> anyhow::Result<crate::cache::push::PushReport> {
+    let (project, lock, store) = super::plan::load(ctx)?;
+    let _in_use = store.use_guard()?;
+    let key = key
+        .map(crate::sign::SecretKey::read)
+        .transpose()
+        .context("cannot read the signing key")?;
+    let mut registry = crate::cache::oci::Registry::new(
+        crate::http::Http::new(),
+        crate::cache::CacheRef::parse(cache)?,
+    )?;
+    registry.push = true;
+    registry.mount_from = mount_from;
+    let pins = crate::fetch::plan(&lock);
+    let live = crate::build::live_steps(&project, &lock)?;
+    let mut names = std::collections::BTreeMap::new();
+    for recipe in project.recipes.keys() {
+        let graph = crate::build::plan(&project, &lock, std::slice::from_ref(recipe), &[])?;
+        for node in graph.nodes {
+            names.insert(node.key.as_str().to_string(), node.name);
+        }
+    }
+    let steps: Vec<crate::cache::push::StepToPush> = live
+        .into_iter()
+        .filter(|k| store.has_step(k))
+        .map(|k| crate::cache::push::StepToPush {
+            name: names.get(&k).cloned(),
+            key: k,
+        })
+        .collect();
+    let opts = crate::cache::push::PushOptions {
+        key,
+        progress: ctx.chatty(),
+    };
+    Ok(crate::cache::push::push(
+        &store, &registry, &pins, &steps, &opts,
+    )?)
+}
+
+fn pull(ctx: &Context, caches: Vec<String>, mut use_args: UseArgs) -> anyhow::Result<()> {
+    let (project, lock, store) = super::plan::load(ctx)?;
+    use_args.caches.extend(caches);
+    activate(ctx, &project, &use_args)?;
+    let make = || crate::fetch::default_downloader(&store, &[], &project.config.archive.snapshot);
+    let fetched = crate::fetch::fetch(
+        &store,
+        &lock,
+        &crate::fetch::FetchOptions {
+            offline: false,
+            report: ctx.reporter(),
+        },
+        &make,
+    )?;
+    if ctx.chatty() && fetched.fetched > 0 {
+        eprintln!("{fetched}");
+    }
+    let _in_use = store.use_guard()?;
+    let mut names = std::collections::BTreeMap::new();
+    for recipe in project.recipes.keys() {
+        let graph = crate::build::plan(&project, &lock, std::slice::from_ref(recipe), &[])?;
+        for node in graph.nodes {
+            names.insert(node.key.as_str().to_string(), node.name);
+        }
+    }
+    for key in crate::build::live_steps(&project, &lock)? {
+        if !store.has_step(&key) {
+            let name = names.get(&key).cloned().unwrap_or_else(|| key.clone());
+            crate::cache::substitute_step(&store, &key, &name);
+        }
+    }
+    Ok(())
 }
 
 /// What `hermetic cache gc` removed (or would remove).
@@ -196,6 +398,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     report.tmp_in_use
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCommand::Push {
+            cache,
+            key,
+            mount_from,
+        } => {
+            let report = push(ctx, &cache, key.as_deref(), mount_from)?;
+            if ctx.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if ctx.verbosity >= 0 {
+                eprintln!("{report}");
+            }
+            Ok(if report.steps_failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        CacheCommand::Pull { from, use_args } => {
+            pull(ctx, from, use_args)?;
+            print_report(ctx);
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Dir => {

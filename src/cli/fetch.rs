@@ -50,6 +50,8 @@ pub struct Args {
     /// network; with --json, one JSON document).
     #[arg(long)]
     pub plan: bool,
+    #[command(flatten)]
+    pub cache: super::cache::UseArgs,
 }
 
 /// Runs `hermetic fetch`.
@@ -84,6 +86,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::open(&ctx.store)?;
+    if !args.offline {
+        super::cache::activate(ctx, &project, &args.cache)?;
+    }
     // --offline with local sources: those alone, no network source at all.
     let local: Vec<String> = args
         .mirrors
@@ -122,5 +127,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     } else if ctx.verbosity >= 0 {
         eprintln!("{summary}");
     }
+    super::cache::print_report(ctx);
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         sign: None,
         offline: false,
         mirrors: Vec::new(),
+        cache: super::cache::UseArgs::none(),
     };
     let built = super::build::execute(ctx, &build_args)?;
     let rebuilt: BTreeMap<String, (String, PathBuf)> = built
