@@ -8,6 +8,7 @@
 //!   and the URLs each pin is tried from.
 //! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
 //! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
+//! - [`hash`]: SHA-256 digests as text, of bytes, streams and files.
 //! - [`sources`]: upstream sources pinned by content (files, git trees, foreign `.deb`s).
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
@@ -39,6 +40,7 @@ pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod fetch;
+pub mod hash;
 pub mod http;
 pub mod image;
 pub mod kernel;

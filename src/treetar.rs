@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::hash::{HashingWriter, digest_stream};
 
 /// Errors writing or reading tree archives. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -158,25 +158,6 @@ fn walk(root: &Path) -> Result<Vec<Node>, TreeTarError> {
     // extraction).
     out.sort_by(|a, b| a.rel.split(|&c| c == b'/').cmp(b.rel.split(|&c| c == b'/')));
     Ok(out)
-}
-
-/// Counts and hashes what passes through.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 const BLOCK: usize = 512;
@@ -336,11 +317,7 @@ pub fn write_tree(
     opts: &TarOptions,
 ) -> Result<Summary, TreeTarError> {
     let nodes = walk(root)?;
-    let mut out = HashingWriter {
-        inner: out,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let mut out = HashingWriter::new(out);
     let werr = |source| TreeTarError::Write {
         root: root.to_path_buf(),
         source,
@@ -445,8 +422,7 @@ pub fn write_tree(
     }
     out.write_all(&[0u8; 2 * BLOCK]).map_err(werr)?;
     out.flush().map_err(werr)?;
-    summary.bytes = out.bytes;
-    summary.sha256 = hex::encode(out.hasher.finalize());
+    (summary.sha256, summary.bytes) = out.finish();
     Ok(summary)
 }
 
@@ -496,22 +472,12 @@ pub struct ManifestEntry {
 /// A tree by relative path (`""` for the root; no `./`, no trailing `/`).
 pub type Manifest = BTreeMap<Vec<u8>, ManifestEntry>;
 
-fn hash_reader(path: &Path, mut r: impl Read) -> Result<(u64, [u8; 32]), TreeTarError> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|source| TreeTarError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hasher.finalize().into()))
+fn hash_reader(path: &Path, r: impl Read) -> Result<(u64, [u8; 32]), TreeTarError> {
+    let (digest, len) = digest_stream(r).map_err(|source| TreeTarError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((len, digest))
 }
 
 /// The manifest of a directory tree (`lstat`, never following symlinks).
