@@ -14,7 +14,8 @@
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
 //! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
 //! - [`beneath`]: reading what a step made without following its symbolic links.
-//! - [`treetar`]: deterministic tar archives of trees.
+//! - [`treewalk`], [`treetar`], [`tarheader`]: walking a tree in a fixed order, deterministic
+//!   tar archives of trees, and the tar header fields every tar writer shares.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
 //! - [`sign`], [`verify`], [`release`]: minisign signatures, comparing a release with a
@@ -56,6 +57,7 @@ pub mod sign;
 pub mod sources;
 pub mod store;
 pub mod suggest;
+pub mod tarheader;
 pub mod treetar;
 pub mod verify;
 pub mod why;

@@ -29,6 +29,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::hash::{HashingWriter, digest_stream};
+use crate::tarheader::{
+    self as th, BLOCK, MAX_OCTAL_7, MAX_OCTAL_11, put_number, put_text, set_checksum, write_padding,
+};
 
 /// Errors writing or reading tree archives. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -160,10 +163,6 @@ fn walk(root: &Path) -> Result<Vec<Node>, TreeTarError> {
     Ok(out)
 }
 
-const BLOCK: usize = 512;
-const MAX_OCTAL_7: u64 = 0o7777777;
-const MAX_OCTAL_11: u64 = 0o77777777777;
-
 /// One entry's header values.
 struct HeaderValues<'a> {
     name: &'a [u8],
@@ -175,19 +174,6 @@ struct HeaderValues<'a> {
     typeflag: u8,
     link: &'a [u8],
     dev: (u64, u64),
-}
-
-/// Writes `value` as zero-padded octal filling `field` but its last byte (a NUL).
-fn octal(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let s = format!("{value:0digits$o}");
-    debug_assert_eq!(
-        s.len(),
-        digits,
-        "value {value} overflows a {digits}-digit field"
-    );
-    field[..digits].copy_from_slice(s.as_bytes());
-    field[digits] = 0;
 }
 
 /// Splits a name over ustar's `prefix` (155) and `name` (100) fields, if it fits.
@@ -219,27 +205,22 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 }
 
 fn ustar_header(v: &HeaderValues<'_>, name: (&[u8], &[u8]), link: &[u8]) -> [u8; BLOCK] {
+    // The callers keep every number within its octal field (larger ones go to pax).
     let mut h = [0u8; BLOCK];
-    h[0..name.1.len()].copy_from_slice(name.1);
-    octal(&mut h[100..108], u64::from(v.mode));
-    octal(&mut h[108..116], v.uid);
-    octal(&mut h[116..124], v.gid);
-    octal(&mut h[124..136], v.size);
-    octal(&mut h[136..148], v.mtime);
-    h[156] = v.typeflag;
-    h[157..157 + link.len()].copy_from_slice(link);
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    // uname (265..297) and gname (297..329) stay empty: owners are numeric.
-    octal(&mut h[329..337], v.dev.0);
-    octal(&mut h[337..345], v.dev.1);
-    h[345..345 + name.0.len()].copy_from_slice(name.0);
-    // The checksum is computed with its own field as spaces, then written as six octal
-    // digits, a NUL and a space.
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
+    put_text(&mut h, th::NAME, name.1);
+    put_number(&mut h[th::MODE], u64::from(v.mode));
+    put_number(&mut h[th::UID], v.uid);
+    put_number(&mut h[th::GID], v.gid);
+    put_number(&mut h[th::SIZE], v.size);
+    put_number(&mut h[th::MTIME], v.mtime);
+    h[th::TYPEFLAG] = v.typeflag;
+    put_text(&mut h, th::LINKNAME, link);
+    put_text(&mut h, th::MAGIC_VERSION, b"ustar\x0000");
+    // uname and gname stay empty: owners are numeric.
+    put_number(&mut h[th::DEVMAJOR], v.dev.0);
+    put_number(&mut h[th::DEVMINOR], v.dev.1);
+    put_text(&mut h, th::PREFIX, name.0);
+    set_checksum(&mut h);
     h
 }
 
@@ -299,15 +280,7 @@ fn write_header(out: &mut impl Write, v: &HeaderValues<'_>) -> std::io::Result<(
 
 fn write_padded(out: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
     out.write_all(data)?;
-    pad(out, data.len() as u64)
-}
-
-fn pad(out: &mut impl Write, len: u64) -> std::io::Result<()> {
-    let rem = (len % BLOCK as u64) as usize;
-    if rem != 0 {
-        out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
-    }
-    Ok(())
+    write_padding(out, data.len() as u64)
 }
 
 /// Writes the tree at `root` as a deterministic tar to `out` (see the module documentation).
@@ -416,7 +389,7 @@ pub fn write_tree(
             if n != v.size {
                 return Err(TreeTarError::Changed { path });
             }
-            pad(&mut out, n).map_err(werr)?;
+            write_padding(&mut out, n).map_err(werr)?;
             summary.files += 1;
         }
     }
