@@ -59,5 +59,6 @@ pub mod store;
 pub mod suggest;
 pub mod tarheader;
 pub mod treetar;
+pub mod treewalk;
 pub mod verify;
 pub mod why;

@@ -32,6 +32,8 @@ use crate::hash::{HashingWriter, digest_stream};
 use crate::tarheader::{
     self as th, BLOCK, MAX_OCTAL_7, MAX_OCTAL_11, put_number, put_text, set_checksum, write_padding,
 };
+pub use crate::treewalk::IdMap;
+use crate::treewalk::{Order, WalkError, walk};
 
 /// Errors writing or reading tree archives. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,12 @@ pub enum TreeTarError {
     Tar { path: PathBuf, message: String },
 }
 
+impl From<WalkError> for TreeTarError {
+    fn from(WalkError { path, source }: WalkError) -> Self {
+        TreeTarError::Read { path, source }
+    }
+}
+
 /// Options of [`write_tree`].
 #[derive(Debug, Clone, Default)]
 pub struct TarOptions {
@@ -67,40 +75,6 @@ pub struct TarOptions {
     /// Translate the tree's host ids into the ids they stand for inside the build sandbox
     /// (a tree made with subordinate ids). Ignored when [`TarOptions::owner`] is set.
     pub id_map: Option<IdMap>,
-}
-
-/// How the ids of a tree made in a user namespace map back to the ids inside it: host id
-/// `root` is 0, host ids `start..start + count` are `1..=count`; any other host id was not
-/// mapped inside and is written as 65534 (`nobody`), the overflow id the kernel shows for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdMap {
-    pub root_uid: u32,
-    pub uid_start: u32,
-    pub root_gid: u32,
-    pub gid_start: u32,
-    pub count: u32,
-}
-
-impl IdMap {
-    fn map(host: u32, root: u32, start: u32, count: u32) -> u32 {
-        if host == root {
-            0
-        } else if host >= start && host - start < count {
-            host - start + 1
-        } else {
-            65534
-        }
-    }
-
-    /// The id inside for host uid `host`.
-    pub fn uid(&self, host: u32) -> u32 {
-        Self::map(host, self.root_uid, self.uid_start, self.count)
-    }
-
-    /// The id inside for host gid `host`.
-    pub fn gid(&self, host: u32) -> u32 {
-        Self::map(host, self.root_gid, self.gid_start, self.count)
-    }
 }
 
 /// What [`write_tree`] wrote.
@@ -116,51 +90,6 @@ pub struct Summary {
     pub sha256: String,
     /// Sockets found in the tree and left out, relative to the root.
     pub sockets_skipped: Vec<PathBuf>,
-}
-
-/// A path found under the root, before writing.
-struct Node {
-    /// Relative to the root, no leading `./`; empty for the root.
-    rel: Vec<u8>,
-    meta: std::fs::Metadata,
-}
-
-/// Lists `root` recursively (`lstat`, never following symlinks).
-fn walk(root: &Path) -> Result<Vec<Node>, TreeTarError> {
-    let read = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TreeTarError::Read { path, source }
-    };
-    let meta = fs_err::symlink_metadata(root).map_err(read(root))?;
-    let mut out = vec![Node {
-        rel: Vec::new(),
-        meta,
-    }];
-    let mut i = 0;
-    while i < out.len() {
-        if out[i].meta.is_dir() {
-            let rel = out[i].rel.clone();
-            let dir = root.join(OsStr::from_bytes(&rel));
-            for entry in fs_err::read_dir(&dir).map_err(read(&dir))? {
-                let entry = entry.map_err(read(&dir))?;
-                let path = entry.path();
-                let meta = fs_err::symlink_metadata(&path).map_err(read(&path))?;
-                let mut child = rel.clone();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(entry.file_name().as_bytes());
-                out.push(Node { rel: child, meta });
-            }
-        }
-        i += 1;
-    }
-    // By components, so that a directory's subtree is contiguous (`a`, `a/c`, `a-b`; plain
-    // byte order would put `a-b` between `a` and `a/c`, and GNU tar, which restores a
-    // directory's mtime once it has left it, would then leave `a` with the time of
-    // extraction).
-    out.sort_by(|a, b| a.rel.split(|&c| c == b'/').cmp(b.rel.split(|&c| c == b'/')));
-    Ok(out)
 }
 
 /// One entry's header values.
@@ -289,7 +218,7 @@ pub fn write_tree(
     out: impl Write,
     opts: &TarOptions,
 ) -> Result<Summary, TreeTarError> {
-    let nodes = walk(root)?;
+    let nodes = walk(root, true, Order::Components)?;
     let mut out = HashingWriter::new(out);
     let werr = |source| TreeTarError::Write {
         root: root.to_path_buf(),
@@ -306,7 +235,7 @@ pub fn write_tree(
     for node in &nodes {
         let m = &node.meta;
         let ft = m.file_type();
-        let path = root.join(OsStr::from_bytes(&node.rel));
+        let path = node.path(root);
         if ft.is_socket() {
             summary
                 .sockets_skipped
@@ -315,24 +244,20 @@ pub fn write_tree(
         }
         let mut name = b"./".to_vec();
         name.extend_from_slice(&node.rel);
-        let mtime = u64::try_from(m.mtime())
-            .unwrap_or(0)
-            .min(opts.source_date_epoch);
+        let (uid, gid) = match opts.owner {
+            Some(owner) => owner,
+            None => {
+                let (uid, gid) = node.ids(opts.id_map);
+                (u64::from(uid), u64::from(gid))
+            }
+        };
         let mut v = HeaderValues {
             name: &[],
             mode: m.mode() & 0o7777,
-            uid: match (opts.owner, opts.id_map) {
-                (Some(o), _) => o.0,
-                (None, Some(map)) => u64::from(map.uid(m.uid())),
-                (None, None) => u64::from(m.uid()),
-            },
-            gid: match (opts.owner, opts.id_map) {
-                (Some(o), _) => o.1,
-                (None, Some(map)) => u64::from(map.gid(m.gid())),
-                (None, None) => u64::from(m.gid()),
-            },
+            uid,
+            gid,
             size: 0,
-            mtime,
+            mtime: node.clamped_mtime(opts.source_date_epoch),
             typeflag: b'0',
             link: b"",
             dev: (0, 0),
@@ -357,10 +282,7 @@ pub fn write_tree(
             }
             v.typeflag = b'5';
         } else if ft.is_symlink() {
-            link_target = fs_err::read_link(&path).map_err(|source| TreeTarError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            link_target = node.link_target(&path)?;
             v.typeflag = b'2';
             v.link = link_target.as_os_str().as_bytes();
         } else if ft.is_file() {
@@ -456,10 +378,10 @@ fn hash_reader(path: &Path, r: impl Read) -> Result<(u64, [u8; 32]), TreeTarErro
 /// The manifest of a directory tree (`lstat`, never following symlinks).
 pub fn manifest_dir(root: &Path) -> Result<Manifest, TreeTarError> {
     let mut out = Manifest::new();
-    for node in walk(root)? {
+    for node in walk(root, true, Order::Components)? {
         let m = &node.meta;
         let ft = m.file_type();
-        let path = root.join(OsStr::from_bytes(&node.rel));
+        let path = node.path(root);
         let kind = if ft.is_dir() {
             EntryType::Directory
         } else if ft.is_file() {
@@ -497,10 +419,7 @@ pub fn manifest_dir(root: &Path) -> Result<Manifest, TreeTarError> {
                 e.sha256 = Some(sha);
             }
             EntryType::Symlink => {
-                let t = fs_err::read_link(&path).map_err(|source| TreeTarError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let t = node.link_target(&path)?;
                 e.target = Some(t.into_os_string().into_encoded_bytes());
             }
             EntryType::CharDevice | EntryType::BlockDevice => {
@@ -746,28 +665,6 @@ pub fn compare(
     opts: CompareOptions,
 ) -> Result<Vec<TreeDifference>, TreeTarError> {
     Ok(compare_manifests(&a.manifest()?, &b.manifest()?, opts))
-}
-
-#[cfg(test)]
-mod id_map_tests {
-    use super::IdMap;
-
-    #[test]
-    fn host_ids_map_back_to_sandbox_ids() {
-        let m = IdMap {
-            root_uid: 1000,
-            uid_start: 100000,
-            root_gid: 1000,
-            gid_start: 200000,
-            count: 65535,
-        };
-        assert_eq!(m.uid(1000), 0);
-        assert_eq!(m.uid(100000), 1);
-        assert_eq!(m.uid(100041), 42);
-        assert_eq!(m.gid(200041), 42);
-        assert_eq!(m.uid(100000 + 65535), 65534);
-        assert_eq!(m.uid(0), 65534);
-    }
 }
 
 #[cfg(test)]
