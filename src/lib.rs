@@ -8,13 +8,15 @@
 //!   and the URLs each pin is tried from.
 //! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
 //! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
+//! - [`hash`]: SHA-256 digests as text, of bytes, streams and files.
 //! - [`sources`]: upstream sources pinned by content (files, git trees, foreign `.deb`s).
 //! - [`deb`]: reading and safely extracting `.deb` files.
 //! - [`key`]: canonical encoding of step inputs, the key each step is stored under.
 //! - [`build`]: recipes to a graph of keyed steps, run in the sandbox, stored.
 //! - [`cache`]: shared caches of pins and signed step outputs on OCI registries.
 //! - [`beneath`]: reading what a step made without following its symbolic links.
-//! - [`treetar`]: deterministic tar archives of trees.
+//! - [`treewalk`], [`treetar`], [`tarheader`]: walking a tree in a fixed order, deterministic
+//!   tar archives of trees, and the tar header fields every tar writer shares.
 //! - [`image`]: byte-deterministic output formats (cpio, UKI, FAT, GPT, VHD, GCP, qcow2).
 //! - [`pe`], [`measure`]: reading PE files and predicting measured-boot values.
 //! - [`sign`], [`verify`], [`release`]: minisign signatures, comparing a release with a
@@ -43,6 +45,7 @@ pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod fetch;
+pub mod hash;
 pub mod http;
 pub mod image;
 pub mod kernel;
@@ -60,6 +63,8 @@ pub mod sign;
 pub mod sources;
 pub mod store;
 pub mod suggest;
+pub mod tarheader;
 pub mod treetar;
+pub mod treewalk;
 pub mod verify;
 pub mod why;

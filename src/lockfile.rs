@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::store::is_sha256;
+use crate::hash::is_sha256;
 
 /// The format version this hermetic writes. Version 2 added the relationship fields of
 /// `[[package]]` (`pre-depends`, `depends`, `provides`, `multi-arch`).

@@ -1188,7 +1188,7 @@ fn validate_sources(
             _ => "sha256",
         };
         if let Some(h) = pin.content_hash()
-            && !crate::store::is_sha256(h)
+            && !crate::hash::is_sha256(h)
         {
             return Err(invalid(
                 format!("sources[{i}].{field}"),

@@ -168,7 +168,7 @@ pub fn write_release_files(
             file.write_all(&f.bytes).map_err(werr(&tmp))?;
         }
         fs_err::rename(&tmp, &path).map_err(werr(&path))?;
-        written.push((PathBuf::from(&f.name), crate::store::sha256_hex(&f.bytes)));
+        written.push((PathBuf::from(&f.name), crate::hash::sha256_hex(&f.bytes)));
     }
     Ok(written)
 }
@@ -662,7 +662,7 @@ fn spdx(
         "relationships": relationships,
     });
     // The namespace must be unique per document: derive it from everything else in it.
-    let hash = crate::store::sha256_hex(&to_bytes(&doc));
+    let hash = crate::hash::sha256_hex(&to_bytes(&doc));
     doc["documentNamespace"] = json!(format!(
         "https://spdx.org/spdxdocs/hermetic-{target}-{hash}"
     ));

@@ -47,6 +47,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::hash::{hash_stream, is_sha256, sha256_hex};
+
 /// The layout version: a store written by an incompatible hermetic lives under another name.
 pub const LAYOUT: &str = "v1";
 
@@ -365,23 +367,6 @@ pub enum TmpPolicy {
     /// By the collector, which holds the gc lock (no build, fetch or lock runs): entries
     /// without an owner lock go whatever their age too. `dry_run` removes nothing.
     Collect { dry_run: bool },
-}
-
-/// Whether `s` is a lowercase hexadecimal SHA-256.
-pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The lowercase hexadecimal SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// The SHA-256 and length of everything `r` yields.
-pub fn hash_stream(mut r: impl Read) -> io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let n = io::copy(&mut r, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), n))
 }
 
 /// The digest of a step entry: the SHA-256 of one record per path below `dir` (not `dir`

@@ -28,7 +28,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::hash::{HashingWriter, digest_stream};
+use crate::tarheader::{
+    self as th, BLOCK, MAX_OCTAL_7, MAX_OCTAL_11, put_number, put_text, set_checksum, write_padding,
+};
+pub use crate::treewalk::IdMap;
+use crate::treewalk::{Order, WalkError, walk};
 
 /// Errors writing or reading tree archives. Each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,12 @@ pub enum TreeTarError {
     Tar { path: PathBuf, message: String },
 }
 
+impl From<WalkError> for TreeTarError {
+    fn from(WalkError { path, source }: WalkError) -> Self {
+        TreeTarError::Read { path, source }
+    }
+}
+
 /// Options of [`write_tree`].
 #[derive(Debug, Clone, Default)]
 pub struct TarOptions {
@@ -64,40 +75,6 @@ pub struct TarOptions {
     /// Translate the tree's host ids into the ids they stand for inside the build sandbox
     /// (a tree made with subordinate ids). Ignored when [`TarOptions::owner`] is set.
     pub id_map: Option<IdMap>,
-}
-
-/// How the ids of a tree made in a user namespace map back to the ids inside it: host id
-/// `root` is 0, host ids `start..start + count` are `1..=count`; any other host id was not
-/// mapped inside and is written as 65534 (`nobody`), the overflow id the kernel shows for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdMap {
-    pub root_uid: u32,
-    pub uid_start: u32,
-    pub root_gid: u32,
-    pub gid_start: u32,
-    pub count: u32,
-}
-
-impl IdMap {
-    fn map(host: u32, root: u32, start: u32, count: u32) -> u32 {
-        if host == root {
-            0
-        } else if host >= start && host - start < count {
-            host - start + 1
-        } else {
-            65534
-        }
-    }
-
-    /// The id inside for host uid `host`.
-    pub fn uid(&self, host: u32) -> u32 {
-        Self::map(host, self.root_uid, self.uid_start, self.count)
-    }
-
-    /// The id inside for host gid `host`.
-    pub fn gid(&self, host: u32) -> u32 {
-        Self::map(host, self.root_gid, self.gid_start, self.count)
-    }
 }
 
 /// What [`write_tree`] wrote.
@@ -115,74 +92,6 @@ pub struct Summary {
     pub sockets_skipped: Vec<PathBuf>,
 }
 
-/// A path found under the root, before writing.
-struct Node {
-    /// Relative to the root, no leading `./`; empty for the root.
-    rel: Vec<u8>,
-    meta: std::fs::Metadata,
-}
-
-/// Lists `root` recursively (`lstat`, never following symlinks).
-fn walk(root: &Path) -> Result<Vec<Node>, TreeTarError> {
-    let read = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TreeTarError::Read { path, source }
-    };
-    let meta = fs_err::symlink_metadata(root).map_err(read(root))?;
-    let mut out = vec![Node {
-        rel: Vec::new(),
-        meta,
-    }];
-    let mut i = 0;
-    while i < out.len() {
-        if out[i].meta.is_dir() {
-            let rel = out[i].rel.clone();
-            let dir = root.join(OsStr::from_bytes(&rel));
-            for entry in fs_err::read_dir(&dir).map_err(read(&dir))? {
-                let entry = entry.map_err(read(&dir))?;
-                let path = entry.path();
-                let meta = fs_err::symlink_metadata(&path).map_err(read(&path))?;
-                let mut child = rel.clone();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(entry.file_name().as_bytes());
-                out.push(Node { rel: child, meta });
-            }
-        }
-        i += 1;
-    }
-    // By components, so that a directory's subtree is contiguous (`a`, `a/c`, `a-b`; plain
-    // byte order would put `a-b` between `a` and `a/c`, and GNU tar, which restores a
-    // directory's mtime once it has left it, would then leave `a` with the time of
-    // extraction).
-    out.sort_by(|a, b| a.rel.split(|&c| c == b'/').cmp(b.rel.split(|&c| c == b'/')));
-    Ok(out)
-}
-
-/// Counts and hashes what passes through.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-const BLOCK: usize = 512;
-const MAX_OCTAL_7: u64 = 0o7777777;
-const MAX_OCTAL_11: u64 = 0o77777777777;
-
 /// One entry's header values.
 struct HeaderValues<'a> {
     name: &'a [u8],
@@ -194,19 +103,6 @@ struct HeaderValues<'a> {
     typeflag: u8,
     link: &'a [u8],
     dev: (u64, u64),
-}
-
-/// Writes `value` as zero-padded octal filling `field` but its last byte (a NUL).
-fn octal(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let s = format!("{value:0digits$o}");
-    debug_assert_eq!(
-        s.len(),
-        digits,
-        "value {value} overflows a {digits}-digit field"
-    );
-    field[..digits].copy_from_slice(s.as_bytes());
-    field[digits] = 0;
 }
 
 /// Splits a name over ustar's `prefix` (155) and `name` (100) fields, if it fits.
@@ -238,27 +134,22 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 }
 
 fn ustar_header(v: &HeaderValues<'_>, name: (&[u8], &[u8]), link: &[u8]) -> [u8; BLOCK] {
+    // The callers keep every number within its octal field (larger ones go to pax).
     let mut h = [0u8; BLOCK];
-    h[0..name.1.len()].copy_from_slice(name.1);
-    octal(&mut h[100..108], u64::from(v.mode));
-    octal(&mut h[108..116], v.uid);
-    octal(&mut h[116..124], v.gid);
-    octal(&mut h[124..136], v.size);
-    octal(&mut h[136..148], v.mtime);
-    h[156] = v.typeflag;
-    h[157..157 + link.len()].copy_from_slice(link);
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    // uname (265..297) and gname (297..329) stay empty: owners are numeric.
-    octal(&mut h[329..337], v.dev.0);
-    octal(&mut h[337..345], v.dev.1);
-    h[345..345 + name.0.len()].copy_from_slice(name.0);
-    // The checksum is computed with its own field as spaces, then written as six octal
-    // digits, a NUL and a space.
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
+    put_text(&mut h, th::NAME, name.1);
+    put_number(&mut h[th::MODE], u64::from(v.mode));
+    put_number(&mut h[th::UID], v.uid);
+    put_number(&mut h[th::GID], v.gid);
+    put_number(&mut h[th::SIZE], v.size);
+    put_number(&mut h[th::MTIME], v.mtime);
+    h[th::TYPEFLAG] = v.typeflag;
+    put_text(&mut h, th::LINKNAME, link);
+    put_text(&mut h, th::MAGIC_VERSION, b"ustar\x0000");
+    // uname and gname stay empty: owners are numeric.
+    put_number(&mut h[th::DEVMAJOR], v.dev.0);
+    put_number(&mut h[th::DEVMINOR], v.dev.1);
+    put_text(&mut h, th::PREFIX, name.0);
+    set_checksum(&mut h);
     h
 }
 
@@ -318,15 +209,7 @@ fn write_header(out: &mut impl Write, v: &HeaderValues<'_>) -> std::io::Result<(
 
 fn write_padded(out: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
     out.write_all(data)?;
-    pad(out, data.len() as u64)
-}
-
-fn pad(out: &mut impl Write, len: u64) -> std::io::Result<()> {
-    let rem = (len % BLOCK as u64) as usize;
-    if rem != 0 {
-        out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
-    }
-    Ok(())
+    write_padding(out, data.len() as u64)
 }
 
 /// Writes the tree at `root` as a deterministic tar to `out` (see the module documentation).
@@ -335,12 +218,8 @@ pub fn write_tree(
     out: impl Write,
     opts: &TarOptions,
 ) -> Result<Summary, TreeTarError> {
-    let nodes = walk(root)?;
-    let mut out = HashingWriter {
-        inner: out,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let nodes = walk(root, true, Order::Components)?;
+    let mut out = HashingWriter::new(out);
     let werr = |source| TreeTarError::Write {
         root: root.to_path_buf(),
         source,
@@ -356,7 +235,7 @@ pub fn write_tree(
     for node in &nodes {
         let m = &node.meta;
         let ft = m.file_type();
-        let path = root.join(OsStr::from_bytes(&node.rel));
+        let path = node.path(root);
         if ft.is_socket() {
             summary
                 .sockets_skipped
@@ -365,24 +244,20 @@ pub fn write_tree(
         }
         let mut name = b"./".to_vec();
         name.extend_from_slice(&node.rel);
-        let mtime = u64::try_from(m.mtime())
-            .unwrap_or(0)
-            .min(opts.source_date_epoch);
+        let (uid, gid) = match opts.owner {
+            Some(owner) => owner,
+            None => {
+                let (uid, gid) = node.ids(opts.id_map);
+                (u64::from(uid), u64::from(gid))
+            }
+        };
         let mut v = HeaderValues {
             name: &[],
             mode: m.mode() & 0o7777,
-            uid: match (opts.owner, opts.id_map) {
-                (Some(o), _) => o.0,
-                (None, Some(map)) => u64::from(map.uid(m.uid())),
-                (None, None) => u64::from(m.uid()),
-            },
-            gid: match (opts.owner, opts.id_map) {
-                (Some(o), _) => o.1,
-                (None, Some(map)) => u64::from(map.gid(m.gid())),
-                (None, None) => u64::from(m.gid()),
-            },
+            uid,
+            gid,
             size: 0,
-            mtime,
+            mtime: node.clamped_mtime(opts.source_date_epoch),
             typeflag: b'0',
             link: b"",
             dev: (0, 0),
@@ -407,10 +282,7 @@ pub fn write_tree(
             }
             v.typeflag = b'5';
         } else if ft.is_symlink() {
-            link_target = fs_err::read_link(&path).map_err(|source| TreeTarError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            link_target = node.link_target(&path)?;
             v.typeflag = b'2';
             v.link = link_target.as_os_str().as_bytes();
         } else if ft.is_file() {
@@ -439,14 +311,13 @@ pub fn write_tree(
             if n != v.size {
                 return Err(TreeTarError::Changed { path });
             }
-            pad(&mut out, n).map_err(werr)?;
+            write_padding(&mut out, n).map_err(werr)?;
             summary.files += 1;
         }
     }
     out.write_all(&[0u8; 2 * BLOCK]).map_err(werr)?;
     out.flush().map_err(werr)?;
-    summary.bytes = out.bytes;
-    summary.sha256 = hex::encode(out.hasher.finalize());
+    (summary.sha256, summary.bytes) = out.finish();
     Ok(summary)
 }
 
@@ -496,31 +367,21 @@ pub struct ManifestEntry {
 /// A tree by relative path (`""` for the root; no `./`, no trailing `/`).
 pub type Manifest = BTreeMap<Vec<u8>, ManifestEntry>;
 
-fn hash_reader(path: &Path, mut r: impl Read) -> Result<(u64, [u8; 32]), TreeTarError> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|source| TreeTarError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hasher.finalize().into()))
+fn hash_reader(path: &Path, r: impl Read) -> Result<(u64, [u8; 32]), TreeTarError> {
+    let (digest, len) = digest_stream(r).map_err(|source| TreeTarError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((len, digest))
 }
 
 /// The manifest of a directory tree (`lstat`, never following symlinks).
 pub fn manifest_dir(root: &Path) -> Result<Manifest, TreeTarError> {
     let mut out = Manifest::new();
-    for node in walk(root)? {
+    for node in walk(root, true, Order::Components)? {
         let m = &node.meta;
         let ft = m.file_type();
-        let path = root.join(OsStr::from_bytes(&node.rel));
+        let path = node.path(root);
         let kind = if ft.is_dir() {
             EntryType::Directory
         } else if ft.is_file() {
@@ -558,10 +419,7 @@ pub fn manifest_dir(root: &Path) -> Result<Manifest, TreeTarError> {
                 e.sha256 = Some(sha);
             }
             EntryType::Symlink => {
-                let t = fs_err::read_link(&path).map_err(|source| TreeTarError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let t = node.link_target(&path)?;
                 e.target = Some(t.into_os_string().into_encoded_bytes());
             }
             EntryType::CharDevice | EntryType::BlockDevice => {
@@ -807,28 +665,6 @@ pub fn compare(
     opts: CompareOptions,
 ) -> Result<Vec<TreeDifference>, TreeTarError> {
     Ok(compare_manifests(&a.manifest()?, &b.manifest()?, opts))
-}
-
-#[cfg(test)]
-mod id_map_tests {
-    use super::IdMap;
-
-    #[test]
-    fn host_ids_map_back_to_sandbox_ids() {
-        let m = IdMap {
-            root_uid: 1000,
-            uid_start: 100000,
-            root_gid: 1000,
-            gid_start: 200000,
-            count: 65535,
-        };
-        assert_eq!(m.uid(1000), 0);
-        assert_eq!(m.uid(100000), 1);
-        assert_eq!(m.uid(100041), 42);
-        assert_eq!(m.gid(200041), 42);
-        assert_eq!(m.uid(100000 + 65535), 65534);
-        assert_eq!(m.uid(0), 65534);
-    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ fn parse_sums_line(line: &str) -> Result<(String, String), ()> {
         .or_else(|| rest.strip_prefix('*'))
         .ok_or(())?;
     let hash = hash.to_ascii_lowercase();
-    if !crate::store::is_sha256(&hash) || name.is_empty() || name.contains('/') {
+    if !crate::hash::is_sha256(&hash) || name.is_empty() || name.contains('/') {
         return Err(());
     }
     Ok((name.to_string(), hash))
@@ -117,10 +117,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
-    let f = fs_err::File::open(path).map_err(io(path))?;
-    crate::store::hash_stream(f)
-        .map(|(hash, _)| hash)
-        .map_err(io(path))
+    crate::hash::sha256_file(path).map_err(io(path))
 }
 
 fn file_name(p: &Path) -> String {
@@ -288,7 +285,7 @@ fn parse_sha256_text(origin: &str, text: &str, of: &str) -> Result<String, Verif
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if !crate::store::is_sha256(&hash) {
+    if !crate::hash::is_sha256(&hash) {
         return Err(VerifyError::BadSumsLine {
             origin: origin.to_string(),
             line: format!("{line} (for {of})"),
@@ -644,7 +641,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs_err::write(d.join("x.efi"), b"x").unwrap();
-        let x = crate::store::sha256_hex(b"x");
+        let x = crate::hash::sha256_hex(b"x");
         fs_err::write(d.join(SUMS), format!("{x}  x.efi\n{A}  gone.efi\n")).unwrap();
         let p = read_local(d).unwrap();
         assert_eq!(p.files["x.efi"].as_deref(), Some(x.as_str()));

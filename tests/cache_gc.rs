@@ -89,7 +89,7 @@ fn gc_keeps_what_the_project_uses() {
     fake_step(store, &half_done, 50_000, false);
     // A blob the lock does not pin (an older pin, say).
     let stray = b"a superseded package";
-    let stray_hash = hermetic::store::sha256_hex(stray);
+    let stray_hash = hermetic::hash::sha256_hex(stray);
     fs_err::write(store.join("v1/blobs/sha256").join(&stray_hash), stray).unwrap();
     let blobs_before = fs_err::read_dir(store.join("v1/blobs/sha256"))
         .unwrap()

@@ -149,7 +149,7 @@ fn substituted_debs_are_refused_at_use_and_removed() {
         &store,
         &p,
         &err,
-        &format!("its SHA-256 is {}", hermetic::store::sha256_hex(&flipped)),
+        &format!("its SHA-256 is {}", hermetic::hash::sha256_hex(&flipped)),
     );
 
     // A flipped byte inside a compressed data.tar breaks decompression: the error still says

@@ -17,14 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use sha2::{Digest, Sha256};
-
 const SUITE: &str = "trixie";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use hermetic::hash::sha256_hex;
 
 /// The first non-security Debian URI of the host's apt sources (deb822 or one-line style).
 pub fn parse_mirror(sources: &str) -> Option<String> {

@@ -14,8 +14,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::fetch::{Attempt, Downloader, Location};
+use crate::hash::sha256_hex;
 use crate::mirrors::archive_for_suite;
-use crate::store::{Store, StoreError, sha256_hex};
+use crate::store::{Store, StoreError};
 
 pub use release::{Release, ReleaseError, parse_date};
 pub use signature::{Keyring, SignatureError};

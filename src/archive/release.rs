@@ -68,7 +68,7 @@ impl Release {
                         line: lineno,
                         text: line.trim().to_string(),
                     })?;
-                    if !crate::store::is_sha256(hash) {
+                    if !crate::hash::is_sha256(hash) {
                         return Err(ReleaseError::BadEntry {
                             line: lineno,
                             text: line.trim().to_string(),

@@ -239,7 +239,7 @@ fn parse_sums(text: &str, strict: bool) -> Result<BTreeMap<String, String>, Stri
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let parsed = line.split_once("  ").filter(|(hash, name)| {
-            crate::store::is_sha256(hash) && check_name("", OsStr::new(name)).is_ok()
+            crate::hash::is_sha256(hash) && check_name("", OsStr::new(name)).is_ok()
         });
         let Some((hash, name)) = parsed else {
             if strict {
@@ -682,7 +682,7 @@ mod tests {
         write_sums("s", &files, &out, None).unwrap();
         assert_eq!(
             fs_err::read_to_string(&out).unwrap(),
-            format!("{}  a.tar\n", crate::store::sha256_hex(b"A"))
+            format!("{}  a.tar\n", crate::hash::sha256_hex(b"A"))
         );
         // An existing file is never written through.
         let e = write_sums("s", &files, &out, None).unwrap_err();

@@ -37,6 +37,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::treewalk::{IdMap, Order, WalkError, walk};
+
 /// The zstd level [`InitrdOptions::default`] uses. 19 is zstd's highest level without
 /// `--ultra`: its window (8 MiB) is well inside what the kernel's initramfs decompressor
 /// accepts, and the image runs from memory, so a smaller initrd is less to load and hash.
@@ -51,6 +53,12 @@ const S_IFBLK: u32 = 0o060000;
 
 const TRAILER_NAME: &[u8] = b"TRAILER!!!";
 const HEADER_LEN: usize = 110;
+
+impl From<WalkError> for CpioError {
+    fn from(WalkError { path, source }: WalkError) -> Self {
+        CpioError::Read { path, source }
+    }
+}
 
 /// Errors of the cpio and initrd writers.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +110,8 @@ pub struct CpioOptions {
     /// Every mtime later than this (seconds since the Unix epoch) is replaced by it.
     pub source_date_epoch: u32,
     /// Translate the tree's host ids into the ids of the build sandbox that made it (see
-    /// [`crate::treetar::IdMap`]); `None` writes the ids as they are.
-    pub id_map: Option<crate::treetar::IdMap>,
+    /// [`IdMap`]); `None` writes the ids as they are.
+    pub id_map: Option<IdMap>,
 }
 
 /// Options of [`write_initrd_zstd`].
@@ -337,46 +345,6 @@ pub fn dev_minor(dev: u64) -> u32 {
     (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
 }
 
-/// A scanned entry of the tree.
-struct Scanned {
-    rel: Vec<u8>,
-    meta: std::fs::Metadata,
-}
-
-/// Lists the tree below `root` (root itself excluded), sorted by path bytes.
-fn scan(root: &Path) -> Result<Vec<Scanned>, CpioError> {
-    let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        let rd = fs_err::read_dir(&dir).map_err(|source| CpioError::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in rd {
-            let entry = entry.map_err(|source| CpioError::Read {
-                path: dir.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            let meta = fs_err::symlink_metadata(&path).map_err(|source| CpioError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let mut child = rel.clone();
-            if !child.is_empty() {
-                child.push(b'/');
-            }
-            child.extend_from_slice(entry.file_name().as_bytes());
-            if meta.is_dir() {
-                stack.push((path, child.clone()));
-            }
-            out.push(Scanned { rel: child, meta });
-        }
-    }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
-}
-
 /// Writes the tree below `root` (root itself not included: the kernel's rootfs provides
 /// `/`) as a newc archive to `out`, padded to 512 bytes. See the module docs for every
 /// field.
@@ -385,7 +353,7 @@ pub fn write_tree<W: Write>(
     out: W,
     opts: &CpioOptions,
 ) -> Result<CpioSummary, CpioError> {
-    let entries = scan(root)?;
+    let entries = walk(root, false, Order::Bytes)?;
 
     // Link counts from the tree: subdirectories per directory, links per (dev, ino) group.
     let mut subdirs: HashMap<&[u8], u32> = HashMap::new();
@@ -411,7 +379,7 @@ pub fn write_tree<W: Write>(
     let mut buf = vec![0u8; 1 << 20];
     for (i, e) in entries.iter().enumerate() {
         let m = &e.meta;
-        let path = root.join(std::ffi::OsStr::from_bytes(&e.rel));
+        let path = e.path(root);
         let mode = m.mode();
         let kind = mode & S_IFMT;
         let key = (m.dev(), m.ino());
@@ -447,17 +415,13 @@ pub fn write_tree<W: Write>(
         } else {
             (0, 0)
         };
-        let mtime = u32::try_from(m.mtime().max(0))
-            .unwrap_or(u32::MAX)
-            .min(opts.source_date_epoch);
+        let epoch = opts.source_date_epoch;
+        let mtime = u32::try_from(e.clamped_mtime(epoch.into())).unwrap_or(epoch);
         let link_target;
         let (size, inline): (u64, Option<&[u8]>) = match kind {
             S_IFREG if group.is_none_or(|g| g.1 == i) => (m.len(), None),
             S_IFLNK => {
-                link_target = fs_err::read_link(&path).map_err(|source| CpioError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                link_target = e.link_target(&path)?;
                 let t = link_target.as_os_str().as_bytes();
                 (t.len() as u64, Some(t))
             }
@@ -467,11 +431,12 @@ pub fn write_tree<W: Write>(
             path: path.clone(),
             size,
         })?;
+        let (uid, gid) = e.ids(opts.id_map);
         let header = Header {
             ino,
             mode,
-            uid: opts.id_map.map_or(m.uid(), |map| map.uid(m.uid())),
-            gid: opts.id_map.map_or(m.gid(), |map| map.gid(m.gid())),
+            uid,
+            gid,
             nlink,
             mtime,
             filesize,

@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 
 use super::sink::for_each_chunk;
+use crate::tarheader::{self as th, put_number, put_text, set_checksum};
 
-const BLOCK: u64 = 512;
+const BLOCK: u64 = th::BLOCK as u64;
 const RECORD: u64 = 10_240;
 /// The deflate level.
 pub const GZIP_LEVEL: u32 = 6;
@@ -91,37 +92,20 @@ pub fn sparse_map(path: &Path) -> Result<(Vec<Extent>, u64), GcpError> {
     Ok((map, size))
 }
 
-/// Writes `value` into a numeric field: octal digits and a NUL, or GNU's base-256 when the
-/// value does not fit.
-fn put_number(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    if digits * 3 >= 64 || value < (1u64 << (3 * digits)) {
-        let s = format!("{value:0digits$o}");
-        field[..digits].copy_from_slice(s.as_bytes());
-        field[digits] = 0;
-    } else {
-        field.fill(0);
-        field[0] = 0x80;
-        let bytes = value.to_be_bytes();
-        let n = field.len();
-        field[n - 8..].copy_from_slice(&bytes);
-    }
-}
-
 /// The header block and the sparse extension blocks of `disk.raw`.
 pub fn headers(map: &[Extent], size: u64) -> Vec<u8> {
     let stored: u64 = map.iter().map(|e| e.len).sum();
-    let mut h = [0u8; 512];
-    h[..8].copy_from_slice(b"disk.raw");
-    put_number(&mut h[100..108], 0o644);
-    put_number(&mut h[108..116], 0);
-    put_number(&mut h[116..124], 0);
-    put_number(&mut h[124..136], stored);
-    put_number(&mut h[136..148], 0);
-    h[156] = b'S';
-    h[257..265].copy_from_slice(b"ustar  \0");
-    h[265..269].copy_from_slice(b"root");
-    h[297..301].copy_from_slice(b"root");
+    let mut h = [0u8; th::BLOCK];
+    put_text(&mut h, th::NAME, b"disk.raw");
+    put_number(&mut h[th::MODE], 0o644);
+    put_number(&mut h[th::UID], 0);
+    put_number(&mut h[th::GID], 0);
+    put_number(&mut h[th::SIZE], stored);
+    put_number(&mut h[th::MTIME], 0);
+    h[th::TYPEFLAG] = b'S';
+    put_text(&mut h, th::MAGIC_VERSION, b"ustar  \0");
+    put_text(&mut h, th::UNAME, b"root");
+    put_text(&mut h, th::GNAME, b"root");
     let put_entry = |block: &mut [u8], at: usize, e: &Extent| {
         put_number(&mut block[at..at + 12], e.offset);
         put_number(&mut block[at + 12..at + 24], e.len);
@@ -136,14 +120,10 @@ pub fn headers(map: &[Extent], size: u64) -> Vec<u8> {
     };
     h[482] = u8::from(!rest.is_empty());
     put_number(&mut h[483..495], size);
-    h[148..156].fill(b' ');
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..154].copy_from_slice(format!("{sum:06o}").as_bytes());
-    h[154] = 0;
-    h[155] = b' ';
+    set_checksum(&mut h);
     let mut out = h.to_vec();
     for (k, chunk) in rest.iter().enumerate() {
-        let mut x = [0u8; 512];
+        let mut x = [0u8; th::BLOCK];
         for (i, e) in chunk.iter().enumerate() {
             put_entry(&mut x, 24 * i, e);
         }
@@ -195,7 +175,7 @@ pub fn write_import_tar<W: Write>(raw: &Path, out: &mut W) -> Result<u64, GcpErr
     }
     // Pad the data to a block, add the two zero blocks that end the archive, and pad to
     // GNU tar's record size.
-    let mut pad = (BLOCK - written % BLOCK) % BLOCK + 2 * BLOCK;
+    let mut pad = th::padding(written) + 2 * BLOCK;
     pad += (RECORD - (written + pad) % RECORD) % RECORD;
     io::copy(&mut io::Read::take(io::repeat(0), pad), out).map_err(write_err)?;
     Ok(written + pad)
@@ -225,16 +205,6 @@ pub fn write_import_tar_gz(raw: &Path, out: &Path) -> Result<(), GcpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_octal_and_base256() {
-        let mut f = [0u8; 12];
-        put_number(&mut f, 0o644);
-        assert_eq!(&f, b"00000000644\0");
-        put_number(&mut f, 8u64 << 30);
-        assert_eq!(f[0], 0x80);
-        assert_eq!(&f[4..], &(8u64 << 30).to_be_bytes());
-    }
 
     #[test]
     fn header_checksum_matches_definition() {

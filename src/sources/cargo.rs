@@ -15,8 +15,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::hash::is_sha256;
 use crate::http::Http;
-use crate::store::{Store, StoreError, is_sha256};
+use crate::store::{Store, StoreError};
 
 /// crates.io's download URL of a `.crate`.
 pub const CRATES_IO_DOWNLOAD: &str =

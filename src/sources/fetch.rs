@@ -10,10 +10,11 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::hash::is_sha256;
 use crate::http::Http;
 use crate::sources::pin::SourcePin;
 use crate::sources::treehash::{self, TreeHashError};
-use crate::store::{Store, StoreError, is_sha256};
+use crate::store::{Store, StoreError};
 
 /// One place a source was looked for, and why it did not do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +154,7 @@ pub fn compute_content_hash(
         let hash = match pin {
             SourcePin::Git { .. } => treehash::tree_hash_archive_as(tmp, Path::new(origin))
                 .map_err(|e| error_chain(&e))?,
-            _ => sha256_file(tmp).map_err(|e| e.to_string())?,
+            _ => crate::hash::sha256_file(tmp).map_err(|e| e.to_string())?,
         };
         let mut f = fs_err::File::open(tmp).map_err(|e| e.to_string())?;
         put(store, pin, &hash, &mut f, origin)?;
@@ -194,10 +195,6 @@ pub fn compute_content_hash(
         }
     }
     Err(SourceError::Unavailable { what, attempts })
-}
-
-fn sha256_file(path: &Path) -> io::Result<String> {
-    crate::store::hash_stream(fs_err::File::open(path)?).map(|(hash, _)| hash)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

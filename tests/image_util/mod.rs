@@ -120,11 +120,7 @@ pub fn golden(name: &str, actual: &str) {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    let mut f = fs_err::File::open(path).unwrap();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex::encode(h.finalize())
+    hermetic::hash::sha256_file(path).unwrap()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so test inputs are the same everywhere.

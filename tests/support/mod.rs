@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use hermetic::hash::sha256_hex;
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
