@@ -237,7 +237,7 @@ impl Substituter {
         let digest = layer.digest().to_string();
         let Some(sha256) = digest
             .strip_prefix("sha256:")
-            .filter(|h| crate::store::is_sha256(h))
+            .filter(|h| crate::hash::is_sha256(h))
         else {
             return Err(Refusal::Untrusted(format!(
                 "its layer digest {digest} is not SHA-256"

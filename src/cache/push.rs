@@ -104,12 +104,12 @@ pub fn push(
     let sessions = store
         .root()
         .join("cache-push")
-        .join(&crate::store::sha256_hex(registry.cache.to_string().as_bytes())[..16]);
+        .join(&crate::hash::sha256_hex(registry.cache.to_string().as_bytes())[..16]);
     let report = Mutex::new(PushReport {
         cache: registry.cache.to_string(),
         ..PushReport::default()
     });
-    let config_digest = format!("sha256:{}", crate::store::sha256_hex(EMPTY_CONFIG));
+    let config_digest = format!("sha256:{}", crate::hash::sha256_hex(EMPTY_CONFIG));
     registry.upload_bytes(&config_digest, EMPTY_CONFIG)?;
     let config = Descriptor::new(
         MediaType::EmptyJSON,
@@ -190,10 +190,7 @@ pub fn push(
     if !layers.is_empty() {
         // One manifest names every pushed pin, so that the registry keeps them.
         let joined: String = layers.iter().map(|(h, _)| h.as_str()).collect();
-        let tag = format!(
-            "pins-{}",
-            &crate::store::sha256_hex(joined.as_bytes())[..32]
-        );
+        let tag = format!("pins-{}", &crate::hash::sha256_hex(joined.as_bytes())[..32]);
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
