@@ -522,7 +522,7 @@ pub fn tree_hash_zip(name: &Path, reader: impl Read + Seek) -> Result<String, Tr
 /// The raw names of a zip's central directory, read from its end-of-central-directory
 /// record. A zip64 archive (more than 65535 entries) gives an empty list: its duplicates
 /// are then left to the reader's own checks.
-fn central_directory_names(r: &mut (impl Read + Seek)) -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn central_directory_names(r: &mut (impl Read + Seek)) -> io::Result<Vec<Vec<u8>>> {
     let len = r.seek(io::SeekFrom::End(0))?;
     let tail_len = len.min(22 + 65535);
     r.seek(io::SeekFrom::Start(len - tail_len))?;
