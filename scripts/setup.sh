@@ -44,6 +44,8 @@ test_packages=(
   minisign
   # the BuilderNet persistent-setup script's loop-device test (LUKS2 on a loop device)
   cryptsetup-bin
+  # Go modules pinned by go.sum (tests/sources_go.rs): the real `go` writes go.sum and builds
+  golang-go
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 
