@@ -24,7 +24,12 @@ const GO: &str = "/usr/bin/go";
 
 /// `(module, version, go.mod, files)` of the modules the test packs. `example.com/Upper/caps`
 /// has upper case letters (escaped `!u` by the proxy protocol); `greet` needs `strutil`.
-fn packed_modules() -> Vec<(&'static str, &'static str, String, Vec<(&'static str, &'static str)>)> {
+fn packed_modules() -> Vec<(
+    &'static str,
+    &'static str,
+    String,
+    Vec<(&'static str, &'static str)>,
+)> {
     vec![
         (
             "example.com/greet",
@@ -153,7 +158,12 @@ impl Fixture {
         let f = Fixture { dir, server };
         write_program(&f.program());
         fs_err::create_dir(f.path("host-go")).unwrap();
-        host_go(&f.program(), &f.path("host-go"), &f.proxy(), &["mod", "tidy"]);
+        host_go(
+            &f.program(),
+            &f.path("host-go"),
+            &f.proxy(),
+            &["mod", "tidy"],
+        );
         f
     }
 
@@ -180,7 +190,13 @@ impl Fixture {
 /// One `go build` in the sandbox: the tree read-only at `/<tag>-src`, the plan's module
 /// cache, a fresh scratch directory, the host's /usr (its `go`) read-only, no network.
 /// Gives the binary.
-fn sandboxed_build(store: &Store, modules: &GoModules, tree: &Path, at: &Path, tag: &str) -> Vec<u8> {
+fn sandboxed_build(
+    store: &Store,
+    modules: &GoModules,
+    tree: &Path,
+    at: &Path,
+    tag: &str,
+) -> Vec<u8> {
     fs_err::create_dir_all(at).unwrap();
     let mut build = GoBuild::new(&["."], &format!("/{tag}-out/hello"));
     build.go = GO.into();
@@ -249,9 +265,17 @@ fn our_h1_is_gos_and_proxied_modules_build_identically_offline() {
     for m in &modules {
         let dir = f.path("proxy").join(escape_path(&m.path)).join("@v");
         let zip = fs_err::File::open(dir.join(format!("{}.zip", m.version))).unwrap();
-        assert_eq!(m.h1.as_deref(), Some(h1_zip(zip).unwrap().as_str()), "{m:?}");
+        assert_eq!(
+            m.h1.as_deref(),
+            Some(h1_zip(zip).unwrap().as_str()),
+            "{m:?}"
+        );
         let go_mod = fs_err::read(dir.join(format!("{}.mod", m.version))).unwrap();
-        assert_eq!(m.mod_h1.as_deref(), Some(h1_go_mod(&go_mod).as_str()), "{m:?}");
+        assert_eq!(
+            m.mod_h1.as_deref(),
+            Some(h1_go_mod(&go_mod).as_str()),
+            "{m:?}"
+        );
     }
 
     let store = Store::open(&f.path("store")).unwrap();
@@ -278,20 +302,46 @@ fn our_h1_is_gos_and_proxied_modules_build_identically_offline() {
     copy_tree(&f.program(), &tree_b);
     let a = sandboxed_build(&store, &proxied, &f.program(), &f.path("build-a"), "a");
     let b = sandboxed_build(&store, &proxied, &tree_b, &f.path("b/build"), "bb");
-    assert!(a == b, "the two builds differ ({} and {} bytes)", a.len(), b.len());
-    for leak in [f.dir.path().to_str().unwrap(), "/a-src", "/bb-src", "/a-modcache"] {
-        assert!(!contains(&a, leak), "the binary holds the build path {leak}");
+    assert!(
+        a == b,
+        "the two builds differ ({} and {} bytes)",
+        a.len(),
+        b.len()
+    );
+    for leak in [
+        f.dir.path().to_str().unwrap(),
+        "/a-src",
+        "/bb-src",
+        "/a-modcache",
+    ] {
+        assert!(
+            !contains(&a, leak),
+            "the binary holds the build path {leak}"
+        );
     }
     // The laid-out cache is what go expects: the download cache and the unpacked module.
     let cache = f.path("build-a/modcache");
-    assert!(cache.join("cache/download/example.com/!upper/caps/@v/v1.2.0.ziphash").is_file());
-    assert!(cache.join("example.com/!upper/caps@v1.2.0/caps.go").is_file());
+    assert!(
+        cache
+            .join("cache/download/example.com/!upper/caps/@v/v1.2.0.ziphash")
+            .is_file()
+    );
+    assert!(
+        cache
+            .join("example.com/!upper/caps@v1.2.0/caps.go")
+            .is_file()
+    );
 }
 
 #[test]
 fn vendored_program_builds_identically_with_no_module_fetched() {
     let f = Fixture::new();
-    host_go(&f.program(), &f.path("host-go"), &f.proxy(), &["mod", "vendor"]);
+    host_go(
+        &f.program(),
+        &f.path("host-go"),
+        &f.proxy(),
+        &["mod", "vendor"],
+    );
     let modules = go_modules(&f.program()).unwrap();
     let GoModules::Vendor { vendored } = &modules else {
         panic!("expected vendor mode, got {modules:?}");
@@ -325,7 +375,10 @@ fn tampered_zip_on_the_proxy_is_refused_and_nothing_of_it_stored() {
         module,
         version,
         &go_mod,
-        &[("greet.go", "package greet\n\nfunc Hello(n string) string { return \"pwned\" }\n")],
+        &[(
+            "greet.go",
+            "package greet\n\nfunc Hello(n string) string { return \"pwned\" }\n",
+        )],
     );
     let zip_path = f
         .path("proxy")
@@ -348,7 +401,10 @@ fn tampered_zip_on_the_proxy_is_refused_and_nothing_of_it_stored() {
             ..
         } => {
             assert_eq!((m.as_str(), v.as_str()), (module, version));
-            assert_eq!(url, &format!("{}/example.com/greet/@v/v1.0.0.zip", f.proxy()));
+            assert_eq!(
+                url,
+                &format!("{}/example.com/greet/@v/v1.0.0.zip", f.proxy())
+            );
             assert_eq!((e, a), (&expected, &actual));
         }
         other => panic!("expected a mismatch, got {other}"),
@@ -360,7 +416,10 @@ fn tampered_zip_on_the_proxy_is_refused_and_nothing_of_it_stored() {
     assert!(!store.has_step(&zip_key(&expected).unwrap()));
     assert!(!store.has_step(&zip_key(&actual).unwrap()));
     assert!(
-        fs_err::read_dir(store.root().join("tmp")).unwrap().next().is_none(),
+        fs_err::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
         "a temporary file was left in the store"
     );
     // The module cache cannot be laid out without it: the build is refused before go runs.
@@ -400,4 +459,145 @@ fn requirement_without_go_sum_line_is_refused_by_name() {
     fs_err::write(dir.path().join("go.sum"), "example.com/a v1.0.0 h2:abc\n").unwrap();
     let err = go_modules(dir.path()).unwrap_err().to_string();
     assert!(err.contains("go.sum:1") && err.contains("h2:abc"), "{err}");
+}
+
+/// A tar.gz of the directory `dir` with every path under `prefix`.
+fn tar_gz_of(dir: &Path, prefix: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(prefix.trim_end_matches('/'), dir).unwrap();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&b.into_inner().unwrap()).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn lock_records_go_modules_check_covers_them_fetch_fills_the_store() {
+    use support::{TestArchive, TestKey, TestProject, standard_suites};
+    let key = TestKey::generate("archive");
+    let archive = TestArchive::build(&standard_suites(), &key);
+    let root = archive.root.path();
+    write_proxy(&root.join("goproxy"));
+    let server = TestServer::start(root);
+    let url = server.url();
+    let proxy = format!("{url}goproxy");
+    // The program with go's own go.sum, packed as a release tarball.
+    let work = tempfile::tempdir().unwrap();
+    let program = work.path().join("hello");
+    write_program(&program);
+    fs_err::create_dir(work.path().join("host-go")).unwrap();
+    host_go(
+        &program,
+        &work.path().join("host-go"),
+        &proxy,
+        &["mod", "tidy"],
+    );
+    let go_sum = fs_err::read_to_string(program.join("go.sum")).unwrap();
+    fs_err::create_dir_all(root.join("upstream")).unwrap();
+    fs_err::write(
+        root.join("upstream/hello.tar.gz"),
+        tar_gz_of(&program, "hello-1.0/"),
+    )
+    .unwrap();
+    let recipe = format!(
+        "packages = [\"app\"]\n\
+         [[sources]]\nkind = \"file\"\nname = \"hello.tar.gz\"\nurls = [\"{url}upstream/hello.tar.gz\"]\n\
+         [[sources]]\nkind = \"go-modules\"\nname = \"hello-modules\"\nsource = \"hello.tar.gz\"\nproxy = [\"{proxy}\"]\n"
+    );
+    let p = TestProject::new(&[("base", &recipe)], &server, &key.keyring);
+
+    // lock: the module list is go's go.sum, line for line.
+    p.ok(&["lock"]);
+    let lock = p.lock_text();
+    assert!(lock.contains("kind = \"go-modules\""), "{lock}");
+    assert!(lock.contains("modules-sha256 = \""), "{lock}");
+    assert_eq!(go_sum.lines().count(), 6, "{go_sum}");
+    for line in go_sum.lines() {
+        assert!(
+            lock.contains(&format!("\"{line}\"")),
+            "{line} missing:\n{lock}"
+        );
+    }
+    p.ok(&["lock", "--check"]);
+    // An unchanged lock reads nothing again.
+    let before = server.requests();
+    p.ok(&["lock"]);
+    assert_eq!(
+        server.requests(),
+        before,
+        "an unchanged lock touched the network"
+    );
+
+    // fetch: every module file into the store, then all there offline.
+    let stderr = p.ok(&["fetch"]);
+    assert!(
+        stderr.contains("upstream sources: 1 fetched, 1 already"),
+        "{stderr}"
+    );
+    let store = Store::open(p.store.path()).unwrap();
+    let modules = match go_modules(&program).unwrap() {
+        GoModules::Proxy { modules } => modules,
+        other => panic!("{other:?}"),
+    };
+    for m in &modules {
+        assert!(
+            store.has_step(&zip_key(m.h1.as_ref().unwrap()).unwrap()),
+            "{m:?}"
+        );
+    }
+    let stderr = p.ok(&["fetch", "--offline"]);
+    assert!(
+        stderr.contains("upstream sources: 0 fetched, 2 already"),
+        "{stderr}"
+    );
+
+    // --check: a module list edited in the lock, and a source re-pinned without relocking.
+    let greet_h1 = modules[1].h1.clone().unwrap();
+    assert_eq!(modules[1].path, "example.com/greet");
+    let edited = lock.replacen(
+        &greet_h1,
+        "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        1,
+    );
+    fs_err::write(p.path("pins.lock"), &edited).unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains("go modules `hello-modules`")
+            && stderr.contains("module list in pins.lock hashes to"),
+        "{stderr}"
+    );
+    let tarball_sha =
+        support::sha256_hex(&fs_err::read(root.join("upstream/hello.tar.gz")).unwrap());
+    let repinned = lock.replace(
+        &format!("\nsha256 = \"{tarball_sha}\""),
+        &format!("\nsha256 = \"{}\"", "0".repeat(64)),
+    );
+    assert_ne!(repinned, lock);
+    fs_err::write(p.path("pins.lock"), repinned).unwrap();
+    let stderr = p.fails(&["lock", "--check"]);
+    assert!(
+        stderr.contains(&format!(
+            "were read from source `hello.tar.gz` at {tarball_sha}"
+        )),
+        "{stderr}"
+    );
+    fs_err::write(p.path("pins.lock"), &lock).unwrap();
+
+    // Another store, the proxy's greet zip tampered: fetch refuses it by name, stores none.
+    let q = TestProject::new(&[("base", &recipe)], &server, &key.keyring);
+    fs_err::copy(p.path("pins.lock"), q.path("pins.lock")).unwrap();
+    let (module, version, go_mod, _) = packed_modules().remove(0);
+    fs_err::write(
+        root.join("goproxy/example.com/greet/@v/v1.0.0.zip"),
+        pack_zip(module, version, &go_mod, &[("greet.go", "package greet\n")]),
+    )
+    .unwrap();
+    let stderr = q.fails(&["fetch"]);
+    assert!(
+        stderr.contains("module `example.com/greet v1.0.0`")
+            && stderr.contains(&greet_h1)
+            && stderr.contains(&format!("{proxy}/example.com/greet/@v/v1.0.0.zip")),
+        "{stderr}"
+    );
+    let q_store = Store::open(q.store.path()).unwrap();
+    assert!(!q_store.has_step(&zip_key(&greet_h1).unwrap()));
 }

@@ -22,6 +22,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::http::Http;
+use crate::sources::pin::SourcePin;
 use crate::store::{Store, StoreError};
 
 /// The public Go module proxy, the default `proxy` of a module fetch.
@@ -144,6 +145,18 @@ pub enum GoModError {
         #[source]
         source: io::Error,
     },
+    #[error("{what} is not locked (no `modules-sha256`)\nhint: run `hermetic lock`")]
+    NotLocked { what: String },
+    #[error(
+        "{what}: its module list in pins.lock hashes to {actual}, not its modules-sha256 {expected}\nhint: the list was edited; run `hermetic lock` to read it again from the source"
+    )]
+    ListMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{}: {message}", .archive.display())]
+    Archive { archive: PathBuf, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -233,9 +246,7 @@ impl io::Write for HashWriter<'_> {
 /// The 32 digest bytes of an `h1:` hash, as hex (a store key); `None` if it is not one.
 pub fn h1_hex(h1: &str) -> Option<String> {
     let b64 = h1.strip_prefix("h1:")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     (bytes.len() == 32).then(|| hex::encode(bytes))
 }
 
@@ -245,7 +256,11 @@ pub fn h1_hex(h1: &str) -> Option<String> {
 /// The modules of the `go.sum` at `path`, sorted, one per `module version` with its zip
 /// and `go.mod` hashes. Only `h1:` hashes are accepted.
 pub fn parse_go_sum(path: &Path) -> Result<Vec<GoModule>, GoModError> {
-    let text = read_text(path)?;
+    parse_go_sum_text(path, &read_text(path)?)
+}
+
+/// [`parse_go_sum`] of the text of a go.sum; `path` is named in messages.
+pub fn parse_go_sum_text(path: &Path, text: &str) -> Result<Vec<GoModule>, GoModError> {
     let mut by_key: BTreeMap<(String, String), GoModule> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let bad = |message: String| GoModError::Malformed {
@@ -315,7 +330,11 @@ pub struct Replace {
 /// Parses the directives of a `go.mod` that pinning needs (`module`, `require`, `replace`;
 /// others are skipped), single-line and block forms, `//` comments, quoted paths.
 pub fn parse_go_mod(path: &Path) -> Result<GoMod, GoModError> {
-    let text = read_text(path)?;
+    parse_go_mod_text(path, &read_text(path)?)
+}
+
+/// [`parse_go_mod`] of the text of a go.mod; `path` is named in messages.
+pub fn parse_go_mod_text(path: &Path, text: &str) -> Result<GoMod, GoModError> {
     let mut out = GoMod::default();
     let mut block: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -394,7 +413,10 @@ pub fn parse_go_mod(path: &Path) -> Result<GoMod, GoModError> {
 /// The `module@version`s a `vendor/modules.txt` lists (its `# module version` lines; a
 /// `# old => new version` replacement counts as its replacement).
 pub fn parse_modules_txt(path: &Path) -> Result<Vec<String>, GoModError> {
-    let text = read_text(path)?;
+    Ok(parse_modules_txt_text(&read_text(path)?))
+}
+
+fn parse_modules_txt_text(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("# ") else {
@@ -409,31 +431,71 @@ pub fn parse_modules_txt(path: &Path) -> Result<Vec<String>, GoModError> {
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    out
 }
 
 /// The modules of the Go module at `dir` (a directory of a source tree): `vendor/` when it
 /// has a `vendor/modules.txt`, else the modules of its `go.sum`, each requirement of its
 /// `go.mod` (after replacements) checked to have a go.sum line.
 pub fn go_modules(dir: &Path) -> Result<GoModules, GoModError> {
-    let modules_txt = dir.join("vendor/modules.txt");
-    if modules_txt.is_file() {
-        return Ok(GoModules::Vendor {
-            vendored: parse_modules_txt(&modules_txt)?,
-        });
-    }
-    let go_mod_path = dir.join("go.mod");
-    let go_mod = parse_go_mod(&go_mod_path)?;
-    let go_sum_path = dir.join("go.sum");
-    let modules = if go_sum_path.is_file() {
-        parse_go_sum(&go_sum_path)?
-    } else {
-        Vec::new()
+    let read = |name: &str| -> Result<Option<String>, GoModError> {
+        let path = dir.join(name);
+        if path.is_file() {
+            read_text(&path).map(Some)
+        } else {
+            Ok(None)
+        }
     };
+    let go_mod = read("go.mod")?.unwrap_or_default();
+    let files = ModuleFiles {
+        dir: dir.to_path_buf(),
+        go_mod,
+        go_sum: read("go.sum")?,
+        modules_txt: read("vendor/modules.txt")?,
+    };
+    files.modules()
+}
+
+/// The files of a Go module that say which modules it needs.
+#[derive(Debug, Clone, Default)]
+struct ModuleFiles {
+    /// Where they are (a directory, or `<archive>/<dir>`), for messages.
+    dir: PathBuf,
+    go_mod: String,
+    go_sum: Option<String>,
+    modules_txt: Option<String>,
+}
+
+impl ModuleFiles {
+    fn modules(&self) -> Result<GoModules, GoModError> {
+        if let Some(text) = &self.modules_txt {
+            return Ok(GoModules::Vendor {
+                vendored: parse_modules_txt_text(text),
+            });
+        }
+        let go_mod = parse_go_mod_text(&self.dir.join("go.mod"), &self.go_mod)?;
+        let go_sum_path = self.dir.join("go.sum");
+        let modules = match &self.go_sum {
+            Some(text) => parse_go_sum_text(&go_sum_path, text)?,
+            None => Vec::new(),
+        };
+        check_required(&go_mod, &modules, go_sum_path)?;
+        Ok(GoModules::Proxy { modules })
+    }
+}
+
+/// Each requirement of `go_mod` (after replacements; a directory replacement needs no
+/// module) has a line in go.sum.
+fn check_required(
+    go_mod: &GoMod,
+    modules: &[GoModule],
+    go_sum_path: PathBuf,
+) -> Result<(), GoModError> {
     for (module, version) in &go_mod.require {
-        let replaced = go_mod.replace.iter().find(|r| {
-            &r.old == module && r.old_version.as_ref().is_none_or(|v| v == version)
-        });
+        let replaced = go_mod
+            .replace
+            .iter()
+            .find(|r| &r.old == module && r.old_version.as_ref().is_none_or(|v| v == version));
         let (module, version) = match replaced {
             Some(Replace { dir: Some(_), .. }) => continue,
             Some(Replace {
@@ -452,7 +514,7 @@ pub fn go_modules(dir: &Path) -> Result<GoModules, GoModError> {
             });
         }
     }
-    Ok(GoModules::Proxy { modules })
+    Ok(())
 }
 
 fn read_text(path: &Path) -> Result<String, GoModError> {
@@ -571,8 +633,7 @@ pub fn fetch_modules(
             if n > limit {
                 return Err(download_err(format!("larger than {limit} bytes")));
             }
-            out.sync_all()
-                .map_err(|e| download_err(e.to_string()))?;
+            out.sync_all().map_err(|e| download_err(e.to_string()))?;
             drop(out);
             let actual = hash_file(&path, ext).map_err(|e| download_err(e))?;
             if &actual != h1 {
@@ -598,7 +659,11 @@ pub fn fetch_modules(
 
 /// The store key and file name of one module file (`ext` `zip` or `mod`).
 fn entry_of(m: &GoModule, h1: &str, ext: &str) -> Result<(String, &'static str), GoModError> {
-    let key = if ext == "zip" { zip_key(h1) } else { mod_key(h1) };
+    let key = if ext == "zip" {
+        zip_key(h1)
+    } else {
+        mod_key(h1)
+    };
     let key = key.ok_or_else(|| GoModError::BadModule {
         path: PathBuf::from("go.sum"),
         module: m.describe(),
@@ -642,6 +707,259 @@ fn stored_file(store: &Store, m: &GoModule, h1: &str, ext: &str) -> Result<PathB
         });
     }
     Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------
+// `go-modules` pins in pins.lock
+
+/// `modules-sha256` of a `go-modules` pin: SHA-256 of `hermetic-go-modules-v1\n`, then
+/// `vendor\n` for a vendored module, then each line of `modules` and `\n`, in order.
+pub fn modules_sha256(vendored: bool, lines: &[String]) -> String {
+    let mut text = String::from("hermetic-go-modules-v1\n");
+    if vendored {
+        text.push_str("vendor\n");
+    }
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    crate::store::sha256_hex(text.as_bytes())
+}
+
+/// The go.sum lines of `modules`, in go.sum order (by module and version, the zip line
+/// before the `/go.mod` line).
+pub fn go_sum_lines(modules: &[GoModule]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in modules {
+        if let Some(h) = &m.h1 {
+            out.push(format!("{} {} {h}", m.path, m.version));
+        }
+        if let Some(h) = &m.mod_h1 {
+            out.push(format!("{} {}/go.mod {h}", m.path, m.version));
+        }
+    }
+    out
+}
+
+/// `pin` (a `go-modules` pin) with what `hermetic lock` read from its source tree, whose
+/// content hash is `source_hash`.
+pub fn locked_pin(pin: &SourcePin, source_hash: &str, found: &GoModules) -> SourcePin {
+    let mut pin = pin.clone();
+    if let SourcePin::GoModules {
+        source_hash: sh,
+        vendored,
+        modules,
+        modules_sha256: hash,
+        ..
+    } = &mut pin
+    {
+        *sh = Some(source_hash.to_string());
+        (*vendored, *modules) = match found {
+            GoModules::Vendor { vendored } => (true, vendored.clone()),
+            GoModules::Proxy { modules } => (false, go_sum_lines(modules)),
+        };
+        *hash = Some(modules_sha256(*vendored, modules));
+    }
+    pin
+}
+
+/// The modules a locked `go-modules` pin records, after checking its list against its
+/// `modules-sha256` (a list edited by hand is refused).
+pub fn pin_modules(pin: &SourcePin) -> Result<GoModules, GoModError> {
+    let SourcePin::GoModules {
+        vendored,
+        modules,
+        modules_sha256: Some(expected),
+        ..
+    } = pin
+    else {
+        return Err(GoModError::NotLocked {
+            what: pin.describe(),
+        });
+    };
+    let actual = modules_sha256(*vendored, modules);
+    if &actual != expected {
+        return Err(GoModError::ListMismatch {
+            what: pin.describe(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    if *vendored {
+        return Ok(GoModules::Vendor {
+            vendored: modules.clone(),
+        });
+    }
+    let modules = parse_go_sum_text(Path::new("pins.lock"), &(modules.join("\n") + "\n"))?;
+    Ok(GoModules::Proxy { modules })
+}
+
+/// Whether every file a locked `go-modules` pin needs is in the store (a vendored one needs
+/// none).
+pub fn pin_in_store(store: &Store, pin: &SourcePin) -> bool {
+    match pin_modules(pin) {
+        Ok(GoModules::Vendor { .. }) => true,
+        Ok(GoModules::Proxy { modules }) => modules.iter().all(|m| {
+            [(&m.mod_h1, "mod"), (&m.h1, "zip")]
+                .into_iter()
+                .all(|(h, ext)| match h {
+                    None => true,
+                    Some(h) => entry_of(m, h, ext).is_ok_and(|(key, _)| store.has_step(&key)),
+                })
+        }),
+        Err(_) => false,
+    }
+}
+
+/// Has the modules of a locked `go-modules` pin in the store (see [`fetch_modules`]),
+/// through its proxies in order: a proxy that cannot serve a file gives way to the next; a
+/// file that does not match its hash is an error at once. With `offline` nothing is
+/// downloaded and a missing file is an error.
+pub fn fetch_pin(
+    store: &Store,
+    http: &Http,
+    pin: &SourcePin,
+    offline: bool,
+) -> Result<GoFetch, GoModError> {
+    let GoModules::Proxy { modules } = pin_modules(pin)? else {
+        return Ok(GoFetch::default());
+    };
+    if offline {
+        for m in &modules {
+            for (h, ext) in [(&m.mod_h1, "mod"), (&m.h1, "zip")] {
+                if let Some(h) = h {
+                    stored_file(store, m, h, ext)?;
+                }
+            }
+        }
+        return Ok(GoFetch {
+            fetched: 0,
+            already: modules.len(),
+        });
+    }
+    let mut last = None;
+    for proxy in pin.urls() {
+        match fetch_modules(store, http, &modules, &proxy) {
+            Ok(done) => return Ok(done),
+            Err(e @ GoModError::Download { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(GoModError::NotLocked {
+        what: pin.describe(),
+    }))
+}
+
+/// The modules of the Go module at `dir` (`/`-separated, empty for the root) of a source
+/// archive (a tar in any compression, or a zip), read without unpacking it. As for the tree
+/// hash, one top-level directory holding every entry is stripped first.
+pub fn go_modules_of_archive(archive: &Path, dir: &str) -> Result<GoModules, GoModError> {
+    let dir = dir.trim_matches('/');
+    let wanted = |rel: &str| -> bool {
+        ["go.mod", "go.sum", "vendor/modules.txt"]
+            .iter()
+            .any(|f| rel == *f || rel.ends_with(&format!("/{f}")))
+    };
+    let aerr = |message: String| GoModError::Archive {
+        archive: archive.to_path_buf(),
+        message,
+    };
+    let mut paths: Vec<String> = Vec::new();
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    let mut take = |name: &[u8], reader: &mut dyn Read| -> Result<(), GoModError> {
+        let name = String::from_utf8_lossy(name);
+        let norm: Vec<&str> = name
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let norm = norm.join("/");
+        if norm.is_empty() {
+            return Ok(());
+        }
+        if wanted(&norm) {
+            let mut text = String::new();
+            reader
+                .take(MAX_GO_MOD)
+                .read_to_string(&mut text)
+                .map_err(|e| aerr(format!("entry `{name}`: {e}")))?;
+            texts.insert(norm.clone(), text);
+        }
+        paths.push(norm);
+        Ok(())
+    };
+    let mut file = fs_err::File::open(archive).map_err(|source| GoModError::Read {
+        path: archive.to_path_buf(),
+        source,
+    })?;
+    let mut head = [0u8; 8];
+    let n = file.read(&mut head).map_err(|e| aerr(e.to_string()))?;
+    file.rewind().map_err(|e| aerr(e.to_string()))?;
+    let kind = crate::sources::treehash::ArchiveKind::sniff(&head[..n]);
+    if kind == crate::sources::treehash::ArchiveKind::Zip {
+        let mut zip =
+            zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| aerr(e.to_string()))?;
+        for i in 0..zip.len() {
+            let mut f = zip.by_index(i).map_err(|e| aerr(e.to_string()))?;
+            if f.is_dir() {
+                continue;
+            }
+            let name = f.name_raw().to_vec();
+            take(&name, &mut f)?;
+        }
+    } else {
+        let reader = crate::sources::treehash::decompressed(kind, io::BufReader::new(file))
+            .map_err(|e| aerr(e.to_string()))?;
+        let mut tar = tar::Archive::new(reader);
+        for entry in tar.entries().map_err(|e| aerr(e.to_string()))? {
+            let mut entry = entry.map_err(|e| aerr(e.to_string()))?;
+            if !matches!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                continue;
+            }
+            let name = entry.path_bytes().into_owned();
+            take(&name, &mut entry)?;
+        }
+    }
+    // One top-level directory holding everything (GitHub's `<repo>-<commit>/`) is stripped.
+    let top = paths
+        .first()
+        .and_then(|p| p.split_once('/'))
+        .map(|(t, _)| t.to_string());
+    let strip = top.filter(|t| {
+        paths.iter().all(|p| {
+            p.strip_prefix(t.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        })
+    });
+    let get = |rel: &str| -> Option<String> {
+        let full = match (&strip, dir.is_empty()) {
+            (Some(t), true) => format!("{t}/{rel}"),
+            (Some(t), false) => format!("{t}/{dir}/{rel}"),
+            (None, true) => rel.to_string(),
+            (None, false) => format!("{dir}/{rel}"),
+        };
+        texts.get(&full).cloned()
+    };
+    let label = if dir.is_empty() {
+        archive.to_path_buf()
+    } else {
+        archive.join(dir)
+    };
+    let Some(go_mod) = get("go.mod") else {
+        return Err(aerr(format!(
+            "no go.mod at `{}`",
+            if dir.is_empty() { "." } else { dir }
+        )));
+    };
+    ModuleFiles {
+        dir: label,
+        go_mod,
+        go_sum: get("go.sum"),
+        modules_txt: get("vendor/modules.txt"),
+    }
+    .modules()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -731,7 +1049,9 @@ fn unpack_module(m: &GoModule, reader: impl Read + Seek, dir: &Path) -> Result<(
             return Err(hostile(&name, "not a plain relative path"));
         }
         let file_type = file.unix_mode().map(|m| m & 0o170000);
-        if file.is_dir() || file.is_symlink() || !matches!(file_type, None | Some(0) | Some(0o100000))
+        if file.is_dir()
+            || file.is_symlink()
+            || !matches!(file_type, None | Some(0) | Some(0o100000))
         {
             return Err(hostile(&name, "not a regular file"));
         }
@@ -747,8 +1067,7 @@ fn unpack_module(m: &GoModule, reader: impl Read + Seek, dir: &Path) -> Result<(
             .map_err(io_err)?;
         io::copy(&mut (&mut file).take(MAX_ZIP), &mut out).map_err(io_err)?;
         use std::os::unix::fs::PermissionsExt as _;
-        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o444))
-            .map_err(io_err)?;
+        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o444)).map_err(io_err)?;
     }
     Ok(())
 }
@@ -927,7 +1246,11 @@ mod tests {
         ] {
             assert!(check_module(Path::new("go.sum"), m, v).is_err(), "{m} {v}");
         }
-        check_module(Path::new("go.sum"), "github.com/Foo/bar.v2", "v2.0.0+incompatible")
-            .unwrap();
+        check_module(
+            Path::new("go.sum"),
+            "github.com/Foo/bar.v2",
+            "v2.0.0+incompatible",
+        )
+        .unwrap();
     }
 }
