@@ -22,14 +22,17 @@ use support::TestServer;
 
 const GO: &str = "/usr/bin/go";
 
-/// `(module, version, go.mod, files)` of the modules the test packs. `example.com/Upper/caps`
-/// has upper case letters (escaped `!u` by the proxy protocol); `greet` needs `strutil`.
-fn packed_modules() -> Vec<(
+/// A module the test packs: `(module, version, go.mod, files)`.
+type Packed = (
     &'static str,
     &'static str,
     String,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+/// The modules the test packs. `example.com/Upper/caps` has upper case letters (escaped
+/// `!u` by the proxy protocol); `greet` needs `strutil`.
+fn packed_modules() -> Vec<Packed> {
     vec![
         (
             "example.com/greet",

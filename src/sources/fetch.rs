@@ -38,7 +38,7 @@ pub enum SourceError {
         attempts: Vec<SourceAttempt>,
     },
     #[error(transparent)]
-    Go(#[from] crate::sources::gomod::GoModError),
+    Go(Box<crate::sources::gomod::GoModError>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -86,7 +86,8 @@ pub fn fetch_source(
     offline: bool,
 ) -> Result<PathBuf, SourceError> {
     if let SourcePin::GoModules { .. } = pin {
-        crate::sources::gomod::fetch_pin(store, http, pin, offline)?;
+        crate::sources::gomod::fetch_pin(store, http, pin, offline)
+            .map_err(|e| SourceError::Go(Box::new(e)))?;
         return Ok(store.root().to_path_buf());
     }
     let what = pin.describe();

@@ -96,13 +96,13 @@ pub enum GoModError {
         why: String,
     },
     #[error(
-        "module `{module} {version}` from {url}: the {what} has hash {actual}, go.sum says {expected}; nothing stored\nhint: the proxy served other content than the one go.sum pins; check the GOPROXY, and run `go mod tidy` only if the change is expected"
+        "module `{module} {version}` from {url}: the {} has hash {actual}, go.sum says {expected}; nothing stored\nhint: the proxy served other content than the one go.sum pins; check the GOPROXY, and run `go mod tidy` only if the change is expected",
+        if .url.ends_with(".zip") { "zip" } else { "go.mod" }
     )]
     Mismatch {
         module: String,
         version: String,
         url: String,
-        what: &'static str,
         expected: String,
         actual: String,
     },
@@ -635,14 +635,13 @@ pub fn fetch_modules(
             }
             out.sync_all().map_err(|e| download_err(e.to_string()))?;
             drop(out);
-            let actual = hash_file(&path, ext).map_err(|e| download_err(e))?;
+            let actual = hash_file(&path, ext).map_err(download_err)?;
             if &actual != h1 {
                 // `tmp` is dropped: nothing of the download stays.
                 return Err(GoModError::Mismatch {
                     module: m.path.clone(),
                     version: m.version.clone(),
                     url,
-                    what: if ext == "zip" { "zip" } else { "go.mod" },
                     expected: h1.clone(),
                     actual,
                 });
