@@ -508,7 +508,7 @@ fn lock_records_go_modules_check_covers_them_fetch_fills_the_store() {
     );
     let p = TestProject::new(&[("base", &recipe)], &server, &key.keyring);
 
-    // lock: the module list is go's go.sum, line for line.
+    // lock: the module list is go's go.sum, line for line, one a line.
     p.ok(&["lock"]);
     let lock = p.lock_text();
     assert!(lock.contains("kind = \"go-modules\""), "{lock}");
@@ -516,7 +516,7 @@ fn lock_records_go_modules_check_covers_them_fetch_fills_the_store() {
     assert_eq!(go_sum.lines().count(), 6, "{go_sum}");
     for line in go_sum.lines() {
         assert!(
-            lock.contains(&format!("\"{line}\"")),
+            lock.contains(&format!("\n{line}\n")),
             "{line} missing:\n{lock}"
         );
     }

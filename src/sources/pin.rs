@@ -64,7 +64,8 @@ pub enum SourcePin {
         source_hash: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         vendored: bool,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// Written as one multi-line string, an entry a line (go.sum's own layout).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "lines")]
         modules: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         modules_sha256: Option<String>,
@@ -156,5 +157,30 @@ impl SourcePin {
                 name, source, dir, ..
             } => format!("go modules `{name}` (of `{dir}` in source `{source}`)"),
         }
+    }
+}
+
+/// A list of lines as one string, each line ended by `\n`: long lists stay readable and
+/// diff line by line in `pins.lock`. Blank lines are ignored when reading.
+mod lines {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::new();
+        for l in v {
+            text.push_str(l);
+            text.push('\n');
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 }
