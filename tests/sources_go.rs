@@ -604,3 +604,73 @@ fn lock_records_go_modules_check_covers_them_fetch_fills_the_store() {
     let q_store = Store::open(q.store.path()).unwrap();
     assert!(!q_store.has_step(&zip_key(&greet_h1).unwrap()));
 }
+
+#[test]
+fn module_zip_entries_outside_their_prefix_are_refused_when_the_cache_is_laid_out() {
+    // go.sum pins whatever zip it was given: a zip whose entries escape the module's own
+    // `<module>@<version>/` is stored (its hash matches) but never unpacked.
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = dir.path().join("proxy");
+    for (bad, why) in [
+        (
+            "example.com/evil@v1.0.0/../../escape.go",
+            "not a plain relative path",
+        ),
+        (
+            "example.com/other@v1.0.0/x.go",
+            "outside `example.com/evil@v1.0.0/`",
+        ),
+    ] {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file("example.com/evil@v1.0.0/go.mod", opts)
+            .unwrap();
+        w.write_all(b"module example.com/evil\n").unwrap();
+        w.start_file(bad, opts).unwrap();
+        w.write_all(b"package evil\n").unwrap();
+        let bytes = w.finish().unwrap().into_inner();
+        let at = proxy.join("example.com/evil/@v");
+        fs_err::create_dir_all(&at).unwrap();
+        fs_err::write(at.join("v1.0.0.zip"), &bytes).unwrap();
+        let server = TestServer::start(&proxy);
+        let module = GoModule {
+            path: "example.com/evil".into(),
+            version: "v1.0.0".into(),
+            h1: Some(h1_zip(std::io::Cursor::new(&bytes)).unwrap()),
+            mod_h1: None,
+        };
+        let store = Store::open(&dir.path().join(format!("store-{}", why.len()))).unwrap();
+        let url = server.url();
+        fetch_modules(
+            &store,
+            &Http::new(),
+            std::slice::from_ref(&module),
+            url.trim_end_matches('/'),
+        )
+        .unwrap();
+        let cache = dir.path().join(format!("cache-{}", why.len()));
+        let err = go_build_plan(
+            &store,
+            &GoModules::Proxy {
+                modules: vec![module],
+            },
+            &GoBuild::new(&["."], "/out/x"),
+            &cache,
+        )
+        .unwrap_err();
+        match &err {
+            GoModError::Hostile {
+                module,
+                entry,
+                why: w,
+                ..
+            } => {
+                assert_eq!((module.as_str(), entry.as_str()), ("example.com/evil", bad));
+                assert!(w.contains(why), "{err}");
+            }
+            other => panic!("expected a refused entry, got {other}"),
+        }
+        assert!(!dir.path().join("escape.go").exists());
+        assert!(!cache.join("escape.go").exists());
+    }
+}
