@@ -200,6 +200,21 @@ fn sandboxed_build(
     at: &Path,
     tag: &str,
 ) -> Vec<u8> {
+    let binary = try_sandboxed_build(store, modules, tree, at, tag)
+        .unwrap_or_else(|log| panic!("go build failed: {log}"));
+    let out = Command::new(&binary).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, world GO!\n");
+    fs_err::read(binary).unwrap()
+}
+
+/// [`sandboxed_build`] that may fail: the binary's host path, or the build's log.
+fn try_sandboxed_build(
+    store: &Store,
+    modules: &GoModules,
+    tree: &Path,
+    at: &Path,
+    tag: &str,
+) -> Result<PathBuf, String> {
     fs_err::create_dir_all(at).unwrap();
     let mut build = GoBuild::new(&["."], &format!("/{tag}-out/hello"));
     build.go = GO.into();
@@ -230,15 +245,10 @@ fn sandboxed_build(
     step.output = sandbox::Output::LogOnly;
     step.log = Some(at.join("build.log"));
     let outcome = sandbox::run(&step).unwrap();
-    assert!(
-        outcome.success(),
-        "go build failed: {}",
-        fs_err::read_to_string(at.join("build.log")).unwrap_or_default()
-    );
-    let binary = at.join("out/hello");
-    let out = Command::new(&binary).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, world GO!\n");
-    fs_err::read(binary).unwrap()
+    if !outcome.success() {
+        return Err(fs_err::read_to_string(at.join("build.log")).unwrap_or_default());
+    }
+    Ok(at.join("out/hello"))
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -300,11 +310,23 @@ fn our_h1_is_gos_and_proxied_modules_build_identically_offline() {
 
     // Two builds: different host paths for the tree, cache and output, different paths
     // inside the sandbox too.
+    // Without the module cache the same build cannot get its modules anywhere (GOPROXY=off,
+    // a read-only cache, no network in the sandbox): go tries and fails.
+    let served = f.server.requests();
+    let none = GoModules::Proxy {
+        modules: Vec::new(),
+    };
+    let log = try_sandboxed_build(&store, &none, &f.program(), &f.path("empty"), "e")
+        .expect_err("built without its modules");
+    assert!(log.contains("example.com/greet"), "{log}");
+    assert!(!f.path("empty/out/hello").exists());
+
     let proxied = GoModules::Proxy { modules };
     let tree_b = f.path("elsewhere/deeper/program");
     copy_tree(&f.program(), &tree_b);
     let a = sandboxed_build(&store, &proxied, &f.program(), &f.path("build-a"), "a");
     let b = sandboxed_build(&store, &proxied, &tree_b, &f.path("b/build"), "bb");
+    assert_eq!(f.server.requests(), served, "a build reached the proxy");
     assert!(
         a == b,
         "the two builds differ ({} and {} bytes)",

@@ -1235,6 +1235,29 @@ mod tests {
     }
 
     #[test]
+    fn go_mod_requirements_and_replacements() {
+        let text = "// c\nmodule \"example.com/m\"\n\ngo 1.22\n\nrequire example.com/a v1.0.0\nrequire (\n\texample.com/b v0.1.0 // indirect\n\texample.com/local v0.0.0\n)\n\nreplace example.com/b v0.1.0 => example.com/b2 v0.2.0\nreplace (\n\texample.com/local => ./local\n)\n";
+        let go_mod = parse_go_mod_text(Path::new("go.mod"), text).unwrap();
+        assert_eq!(go_mod.module, "example.com/m");
+        assert_eq!(go_mod.require.len(), 3);
+        let sum = "example.com/a v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\
+                   example.com/b2 v0.2.0/go.mod h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n";
+        let modules = parse_go_sum_text(Path::new("go.sum"), sum).unwrap();
+        // b is replaced by b2 (in go.sum), local by a directory (needs nothing).
+        check_required(&go_mod, &modules, "go.sum".into()).unwrap();
+        let without_b2 = &modules[..1];
+        let err = check_required(&go_mod, without_b2, "go.sum".into()).unwrap_err();
+        assert!(err.to_string().contains("`example.com/b2 v0.2.0`"), "{err}");
+        // The lock's list round-trips through its hash.
+        let lines = go_sum_lines(&modules);
+        assert_eq!(
+            lines.join("\n") + "\n",
+            sum.replace("                   ", "")
+        );
+        assert_ne!(modules_sha256(false, &lines), modules_sha256(true, &lines));
+    }
+
+    #[test]
     fn module_names_that_are_not_file_names_are_refused() {
         for (m, v) in [
             ("../x", "v1.0.0"),
