@@ -851,9 +851,13 @@ pub fn fetch_pin(
 
 /// The modules of the Go module at `dir` (`/`-separated, empty for the root) of a source
 /// archive (a tar in any compression, or a zip), read without unpacking it. As for the tree
-/// hash, one top-level directory holding every entry is stripped first.
+/// hash, while one top-level directory holds every entry, it is stripped first.
 pub fn go_modules_of_archive(archive: &Path, dir: &str) -> Result<GoModules, GoModError> {
-    let dir = dir.trim_matches('/');
+    let dir: Vec<&str> = dir
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let dir = dir.join("/");
     let wanted = |rel: &str| -> bool {
         ["go.mod", "go.sum", "vendor/modules.txt"]
             .iter()
@@ -921,35 +925,33 @@ pub fn go_modules_of_archive(archive: &Path, dir: &str) -> Result<GoModules, GoM
             take(&name, &mut entry)?;
         }
     }
-    // One top-level directory holding everything (GitHub's `<repo>-<commit>/`) is stripped.
-    let top = paths
-        .first()
-        .and_then(|p| p.split_once('/'))
-        .map(|(t, _)| t.to_string());
-    let strip = top.filter(|t| {
-        paths.iter().all(|p| {
-            p.strip_prefix(t.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-        })
-    });
+    // While one top-level directory holds everything (GitHub's `<repo>-<commit>/`), it is
+    // stripped: the tree hash's rule.
+    let mut strip = String::new();
+    while let Some((top, _)) = paths.first().and_then(|p| p[strip.len()..].split_once('/')) {
+        let candidate = format!("{strip}{top}/");
+        if !paths.iter().all(|p| p.starts_with(&candidate)) {
+            break;
+        }
+        strip = candidate;
+    }
     let get = |rel: &str| -> Option<String> {
-        let full = match (&strip, dir.is_empty()) {
-            (Some(t), true) => format!("{t}/{rel}"),
-            (Some(t), false) => format!("{t}/{dir}/{rel}"),
-            (None, true) => rel.to_string(),
-            (None, false) => format!("{dir}/{rel}"),
+        let full = if dir.is_empty() {
+            format!("{strip}{rel}")
+        } else {
+            format!("{strip}{dir}/{rel}")
         };
         texts.get(&full).cloned()
     };
     let label = if dir.is_empty() {
         archive.to_path_buf()
     } else {
-        archive.join(dir)
+        archive.join(&dir)
     };
     let Some(go_mod) = get("go.mod") else {
         return Err(aerr(format!(
             "no go.mod at `{}`",
-            if dir.is_empty() { "." } else { dir }
+            if dir.is_empty() { "." } else { &dir }
         )));
     };
     ModuleFiles {
@@ -1255,6 +1257,49 @@ mod tests {
             sum.replace("                   ", "")
         );
         assert_ne!(modules_sha256(false, &lines), modules_sha256(true, &lines));
+    }
+
+    #[test]
+    fn module_files_are_read_from_a_tarball_or_zip_below_its_top_directory() {
+        let go_mod = "module example.com/x\n\nrequire example.com/a v1.0.0\n";
+        let go_sum = "example.com/a v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n";
+        let files = [
+            ("r-1/README", "hi\n"),
+            ("r-1/cmd/x/go.mod", go_mod),
+            ("r-1/cmd/x/go.sum", go_sum),
+            ("r-1/cmd/x/main.go", "package main\n"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let tgz = dir.path().join("src.tar.gz");
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            fs_err::File::create(&tgz).unwrap(),
+            flate2::Compression::default(),
+        ));
+        for (name, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(body.len() as u64);
+            b.append_data(&mut h, name, body.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+        let zip_path = dir.path().join("src.zip");
+        let mut z = zip::ZipWriter::new(fs_err::File::create(&zip_path).unwrap());
+        for (name, body) in files {
+            z.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            io::Write::write_all(&mut z, body.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+        for archive in [&tgz, &zip_path] {
+            let GoModules::Proxy { modules } = go_modules_of_archive(archive, "./cmd/x/").unwrap()
+            else {
+                panic!("not proxied");
+            };
+            assert_eq!(modules.len(), 1);
+            assert_eq!(modules[0].path, "example.com/a");
+            let err = go_modules_of_archive(archive, "").unwrap_err().to_string();
+            assert!(err.contains("no go.mod at `.`"), "{err}");
+        }
     }
 
     #[test]
