@@ -47,6 +47,8 @@ test_packages=(
   # shared caches: a real OCI registry (distribution 2.8, run by the test, not as a service),
   # htpasswd -B for its basic auth; openssl signs the tokens of the test's token realm
   docker-registry apache2-utils
+  # Go modules pinned by go.sum (tests/sources_go.rs): the real `go` writes go.sum and builds
+  golang-go
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 

@@ -1183,10 +1183,7 @@ fn validate_sources(
                 format!("`{name}` appears twice"),
             ));
         }
-        let field = match pin {
-            SourcePin::Git { .. } => "tree-sha256",
-            _ => "sha256",
-        };
+        let field = pin.hash_field();
         if let Some(h) = pin.content_hash()
             && !crate::hash::is_sha256(h)
         {

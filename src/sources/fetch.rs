@@ -39,6 +39,8 @@ pub enum SourceError {
         attempts: Vec<SourceAttempt>,
     },
     #[error(transparent)]
+    Go(Box<crate::sources::gomod::GoModError>),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -68,12 +70,15 @@ pub fn stored_path(store: &Store, pin: &SourcePin) -> Option<PathBuf> {
                 .has_step(&key)
                 .then(|| store.step_path(&key).join("archive"))
         }
+        // Many store entries, one per module file: see `gomod::pin_in_store`.
+        SourcePin::GoModules { .. } => None,
         _ => store.has_blob(hash).then(|| store.blob_path(hash)),
     }
 }
 
 /// Has `pin` in the store: already there, or from the first of `source_dirs` and then its
-/// URLs that gives a copy matching its hash. Gives the stored path.
+/// URLs that gives a copy matching its hash. Gives the stored path (for a `go-modules`
+/// pin, whose modules are many entries, the store's root; see `gomod::fetch_pin`).
 pub fn fetch_source(
     store: &Store,
     http: &Http,
@@ -81,14 +86,16 @@ pub fn fetch_source(
     source_dirs: &[PathBuf],
     offline: bool,
 ) -> Result<PathBuf, SourceError> {
+    if let SourcePin::GoModules { .. } = pin {
+        crate::sources::gomod::fetch_pin(store, http, pin, offline)
+            .map_err(|e| SourceError::Go(Box::new(e)))?;
+        return Ok(store.root().to_path_buf());
+    }
     let what = pin.describe();
     let Some(expected) = pin.content_hash() else {
         return Err(SourceError::NoHash {
             what,
-            field: match pin {
-                SourcePin::Git { .. } => "tree-sha256",
-                _ => "sha256",
-            },
+            field: pin.hash_field(),
         });
     };
     if !is_sha256(expected) {
@@ -350,7 +357,12 @@ pub fn fetch_upstream(
     let mut done = UpstreamFetch::default();
     let mut errors = Vec::new();
     for u in &lock.upstream {
-        if stored_path(store, &u.pin).is_some() {
+        if let SourcePin::GoModules { .. } = &u.pin {
+            if crate::sources::gomod::pin_in_store(store, &u.pin) {
+                done.already += 1;
+                continue;
+            }
+        } else if stored_path(store, &u.pin).is_some() {
             done.already += 1;
             continue;
         }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::http::Http;
 use crate::lockfile::{Lockfile, LockfileError, PinnedUpstream};
 use crate::recipe::{Project, RecipeError};
-use crate::sources::fetch::compute_content_hash;
+use crate::sources::fetch::{compute_content_hash, fetch_source};
+use crate::sources::gomod;
 use crate::sources::pin::SourcePin;
 use crate::store::{Store, StoreError};
 
@@ -36,6 +37,19 @@ fn spec(pin: &SourcePin) -> SourcePin {
     match &mut p {
         SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => *sha256 = None,
         SourcePin::Git { tree_sha256, .. } => *tree_sha256 = None,
+        // What `hermetic lock` read from the source tree is not part of the request.
+        SourcePin::GoModules {
+            source_hash,
+            vendored,
+            modules,
+            modules_sha256,
+            ..
+        } => {
+            *source_hash = None;
+            *vendored = false;
+            modules.clear();
+            *modules_sha256 = None;
+        }
     }
     p
 }
@@ -98,6 +112,28 @@ pub fn check_upstream(project: &Project, lock: &Lockfile) -> Result<Vec<String>,
                         "{what}: the recipe pins {h}, the lock {}",
                         u.pin.content_hash().unwrap_or("nothing")
                     ));
+                }
+                if let SourcePin::GoModules {
+                    source,
+                    source_hash,
+                    ..
+                } = &u.pin
+                {
+                    let now = lock
+                        .upstream
+                        .iter()
+                        .find(|s| s.pin.name() == source)
+                        .and_then(|s| s.pin.content_hash());
+                    if now != source_hash.as_deref() {
+                        problems.push(format!(
+                            "{what} were read from source `{source}` at {}, the lock pins it at {}",
+                            source_hash.as_deref().unwrap_or("no hash"),
+                            now.unwrap_or("no hash")
+                        ));
+                    }
+                    if let Err(e) = gomod::pin_modules(&u.pin) {
+                        problems.push(e.to_string().lines().next().unwrap_or("").to_string());
+                    }
                 }
                 if u.recipes != w.recipes {
                     problems.push(format!(
@@ -169,6 +205,10 @@ pub fn lock_upstream(
     let mut store = None;
     let http = Http::new();
     let mut pinned = Vec::new();
+    // `go-modules` pins are read from another source's tree: after every other pin.
+    let (go, wanted): (Vec<_>, Vec<_>) = wanted
+        .into_iter()
+        .partition(|w| matches!(w.pin, SourcePin::GoModules { .. }));
     for w in wanted {
         let kept = previous
             .into_iter()
@@ -214,8 +254,88 @@ pub fn lock_upstream(
             recipes: w.recipes,
         });
     }
+    for w in go {
+        let pin = match lock_go_modules(
+            &w.pin,
+            &pinned,
+            previous,
+            &lock,
+            &mut store,
+            store_dir,
+            &http,
+            source_dirs,
+        ) {
+            Ok((pin, computed)) => {
+                outcome.computed += usize::from(computed);
+                pin
+            }
+            Err(reason) => {
+                outcome
+                    .unpinned
+                    .push(format!("could not pin {}: {reason}", w.pin.describe()));
+                w.pin.clone()
+            }
+        };
+        pinned.push(PinnedUpstream {
+            pin,
+            recipes: w.recipes,
+        });
+    }
     lock.upstream = pinned;
     lock.canonicalize();
     outcome.written = lock.write_if_changed(path)?;
     Ok(outcome)
+}
+
+/// Locks one `go-modules` pin: the content hash its source has in `pinned` decides; a pin
+/// recorded for that hash in `previous` or `lock` is kept, else the modules are read from
+/// the source tree (fetched into the store if needed). Gives the pin and whether it was
+/// computed, or why it could not be.
+#[allow(clippy::too_many_arguments)]
+fn lock_go_modules(
+    want: &SourcePin,
+    pinned: &[PinnedUpstream],
+    previous: Option<&Lockfile>,
+    lock: &Lockfile,
+    store: &mut Option<Store>,
+    store_dir: &Path,
+    http: &Http,
+    source_dirs: &[PathBuf],
+) -> Result<(SourcePin, bool), String> {
+    let SourcePin::GoModules { source, dir, .. } = want else {
+        unreachable!("only go-modules pins are passed");
+    };
+    let src = pinned
+        .iter()
+        .find(|u| u.pin.name() == source)
+        .ok_or_else(|| format!("no source `{source}` is declared"))?;
+    let src_hash = src
+        .pin
+        .content_hash()
+        .ok_or_else(|| format!("source `{source}` has no content hash"))?;
+    let kept = previous
+        .into_iter()
+        .chain(std::iter::once(lock))
+        .flat_map(|l| l.upstream.iter())
+        .find(|u| {
+            spec(&u.pin) == spec(want)
+                && matches!(&u.pin, SourcePin::GoModules { source_hash: Some(h), .. } if h == src_hash)
+                && gomod::pin_modules(&u.pin).is_ok()
+        });
+    if let Some(k) = kept {
+        return Ok((k.pin.clone(), false));
+    }
+    if store.is_none() {
+        *store = Some(Store::open(store_dir).map_err(|e| e.to_string())?);
+    }
+    let store = store.as_ref().expect("opened above");
+    let archive = fetch_source(store, http, &src.pin, source_dirs, false).map_err(|e| {
+        let text = e.to_string();
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or("").to_string();
+        lines.next().map(|l| l.trim().to_string()).unwrap_or(first)
+    })?;
+    let found = gomod::go_modules_of_archive(&archive, dir)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())?;
+    Ok((gomod::locked_pin(want, src_hash, &found), true))
 }

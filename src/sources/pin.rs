@@ -1,4 +1,5 @@
 //! A source pin: what a recipe's `[[sources]]` entry names and what makes it trusted.
+//! `go-modules` pins are derived from another source's `go.sum` (see `sources::gomod`).
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,31 @@ pub enum SourcePin {
         #[serde(default)]
         drop_maintainer_scripts: bool,
     },
+    /// The Go modules of the Go module at `dir` of the source `source` (another
+    /// `[[sources]]` entry of the recipe), pinned by the `h1:` hashes of its `go.sum`, or its
+    /// `vendor/` directory (then nothing is fetched). `hermetic lock` reads them from the
+    /// source tree and records `source-hash` (the source's content hash they were read at),
+    /// `vendored`, `modules` (go.sum lines, or the vendored `module@version`s) and
+    /// `modules-sha256`, the hash of that list (`crate::sources::gomod::modules_sha256`).
+    #[serde(rename_all = "kebab-case")]
+    GoModules {
+        name: String,
+        source: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        dir: String,
+        /// GOPROXY URLs, tried in order; `https://proxy.golang.org` when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxy: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_hash: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        vendored: bool,
+        /// Written as one multi-line string, an entry a line (go.sum's own layout).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "lines")]
+        modules: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        modules_sha256: Option<String>,
+    },
 }
 
 impl SourcePin {
@@ -52,7 +78,8 @@ impl SourcePin {
         match self {
             SourcePin::File { name, .. }
             | SourcePin::Git { name, .. }
-            | SourcePin::Deb { name, .. } => name,
+            | SourcePin::Deb { name, .. }
+            | SourcePin::GoModules { name, .. } => name,
         }
     }
 
@@ -61,6 +88,16 @@ impl SourcePin {
         match self {
             SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => sha256.as_deref(),
             SourcePin::Git { tree_sha256, .. } => tree_sha256.as_deref(),
+            SourcePin::GoModules { modules_sha256, .. } => modules_sha256.as_deref(),
+        }
+    }
+
+    /// The recipe key of [`SourcePin::content_hash`].
+    pub fn hash_field(&self) -> &'static str {
+        match self {
+            SourcePin::File { .. } | SourcePin::Deb { .. } => "sha256",
+            SourcePin::Git { .. } => "tree-sha256",
+            SourcePin::GoModules { .. } => "modules-sha256",
         }
     }
 
@@ -70,6 +107,7 @@ impl SourcePin {
         match &mut pin {
             SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => *sha256 = Some(hash),
             SourcePin::Git { tree_sha256, .. } => *tree_sha256 = Some(hash),
+            SourcePin::GoModules { modules_sha256, .. } => *modules_sha256 = Some(hash),
         }
         pin
     }
@@ -79,6 +117,10 @@ impl SourcePin {
         match self {
             SourcePin::File { urls, .. } => urls.clone(),
             SourcePin::Deb { url, .. } => vec![url.clone()],
+            SourcePin::GoModules { proxy, .. } if proxy.is_empty() => {
+                vec![crate::sources::gomod::DEFAULT_GOPROXY.to_string()]
+            }
+            SourcePin::GoModules { proxy, .. } => proxy.clone(),
             SourcePin::Git {
                 repo,
                 commit,
@@ -108,6 +150,37 @@ impl SourcePin {
             SourcePin::Git {
                 name, repo, commit, ..
             } => format!("git source `{name}` ({repo} at {commit})"),
+            SourcePin::GoModules {
+                name, source, dir, ..
+            } if dir.is_empty() => format!("go modules `{name}` (of source `{source}`)"),
+            SourcePin::GoModules {
+                name, source, dir, ..
+            } => format!("go modules `{name}` (of `{dir}` in source `{source}`)"),
         }
+    }
+}
+
+/// A list of lines as one string, each line ended by `\n`: long lists stay readable and
+/// diff line by line in `pins.lock`. Blank lines are ignored when reading.
+mod lines {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::new();
+        for l in v {
+            text.push_str(l);
+            text.push('\n');
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 }

@@ -331,31 +331,31 @@ fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The tar stream inside `reader`, compressed as `kind` (a zip is not one).
+pub fn decompressed<'a>(
+    kind: ArchiveKind,
+    reader: impl Read + 'a,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match kind {
+        ArchiveKind::Tar => Box::new(reader),
+        ArchiveKind::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        ArchiveKind::TarXz => Box::new(liblzma::read::XzDecoder::new(reader)),
+        ArchiveKind::TarZst => Box::new(zstd::stream::read::Decoder::new(reader)?),
+        ArchiveKind::Zip => return Err(io::Error::other("a zip is not a tar stream")),
+    })
+}
+
 /// The tree hash of a tar stream compressed as `kind`; `name` is used in messages.
 pub fn tree_hash_tar(
     name: &Path,
     kind: ArchiveKind,
     reader: impl Read,
 ) -> Result<String, TreeHashError> {
-    let reader: Box<dyn Read> = match kind {
-        ArchiveKind::Tar => Box::new(reader),
-        ArchiveKind::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        ArchiveKind::TarXz => Box::new(liblzma::read::XzDecoder::new(reader)),
-        ArchiveKind::TarZst => Box::new(zstd::stream::read::Decoder::new(reader).map_err(|e| {
-            TreeHashError::Archive {
-                archive: name.to_path_buf(),
-                entry: None,
-                source: e,
-            }
-        })?),
-        ArchiveKind::Zip => {
-            return Err(TreeHashError::Archive {
-                archive: name.to_path_buf(),
-                entry: None,
-                source: io::Error::other("a zip is not a tar stream"),
-            });
-        }
-    };
+    let reader = decompressed(kind, reader).map_err(|e| TreeHashError::Archive {
+        archive: name.to_path_buf(),
+        entry: None,
+        source: e,
+    })?;
     let mut tree = TreeBuilder::new(name);
     let archive_err = |entry: Option<String>, source| TreeHashError::Archive {
         archive: name.to_path_buf(),
@@ -522,7 +522,7 @@ pub fn tree_hash_zip(name: &Path, reader: impl Read + Seek) -> Result<String, Tr
 /// The raw names of a zip's central directory, read from its end-of-central-directory
 /// record. A zip64 archive (more than 65535 entries) gives an empty list: its duplicates
 /// are then left to the reader's own checks.
-fn central_directory_names(r: &mut (impl Read + Seek)) -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn central_directory_names(r: &mut (impl Read + Seek)) -> io::Result<Vec<Vec<u8>>> {
     let len = r.seek(io::SeekFrom::End(0))?;
     let tail_len = len.min(22 + 65535);
     r.seek(io::SeekFrom::Start(len - tail_len))?;
