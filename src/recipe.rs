@@ -239,6 +239,8 @@ pub struct ProfileFile {
     pub version: Option<String>,
     #[serde(default)]
     pub cmdline: Option<String>,
+    #[serde(default)]
+    pub overlay_modes: BTreeMap<String, String>,
 }
 
 /// The `[kernel]` table of a recipe, as written: the kernel built from Debian's source.
@@ -356,6 +358,10 @@ pub struct RecipeFile {
     /// Directories under `overlays/` laid over the image tree, in order.
     #[serde(default)]
     pub overlays: Vec<String>,
+    /// Modes of overlay paths that git cannot express (`"etc/sudoers.d/x" = "0440"`), as
+    /// octal strings; see `docs/recipes.md`.
+    #[serde(default)]
+    pub overlay_modes: BTreeMap<String, String>,
     /// Variables every step of the image sees.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
@@ -440,6 +446,9 @@ pub struct ResolvedRecipe {
     pub format: OutputFormat,
     /// Overlays in the order they are laid (parents' first; a repeated one keeps its first place).
     pub overlays: Vec<ResolvedOverlay>,
+    /// Modes of overlay paths (relative to the image's root) from the `[overlay-modes]`
+    /// tables: parents' tables merged, the child winning.
+    pub overlay_modes: BTreeMap<String, u32>,
     /// The image's environment: parents' tables merged, the child winning.
     pub environment: BTreeMap<String, String>,
     /// Steps in run order: the root ancestor's first.
@@ -697,6 +706,7 @@ impl Project {
             cmdline: None,
             format: OutputFormat::Directory,
             overlays: Vec::new(),
+            overlay_modes: BTreeMap::new(),
             environment: BTreeMap::new(),
             steps: Vec::new(),
             kernel: None,
@@ -724,6 +734,7 @@ impl Project {
                 format: f.format,
                 version: &f.version,
                 cmdline: &f.cmdline,
+                overlay_modes: &f.overlay_modes,
             };
             self.apply(&mut resolved, &mut format, r, None, &layer)?;
             for p in &selected {
@@ -739,6 +750,7 @@ impl Project {
                         format: pf.format,
                         version: &pf.version,
                         cmdline: &pf.cmdline,
+                        overlay_modes: &pf.overlay_modes,
                     };
                     self.apply(&mut resolved, &mut format, r, Some(p), &layer)?;
                 }
@@ -784,6 +796,19 @@ impl Project {
         }
         if layer.version.is_some() {
             resolved.version = layer.version.clone();
+        }
+        for (path, mode) in layer.overlay_modes {
+            // Checked when the project was loaded.
+            if let Some(mode) = parse_mode(mode) {
+                let normal: Vec<String> = Path::new(path)
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                resolved.overlay_modes.insert(normal.join("/"), mode);
+            }
         }
         if layer.cmdline.is_some() {
             resolved.cmdline = layer.cmdline.clone();
@@ -952,6 +977,7 @@ struct Layer<'a> {
     format: Option<OutputFormat>,
     version: &'a Option<String>,
     cmdline: &'a Option<String>,
+    overlay_modes: &'a BTreeMap<String, String>,
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeError> {
@@ -1097,6 +1123,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         format: f.format,
         version: &f.version,
         cmdline: &f.cmdline,
+        overlay_modes: &f.overlay_modes,
     };
     validate_layer(root, "", &layer, &invalid)?;
     validate_sources(&f.sources, &invalid)?;
@@ -1121,6 +1148,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
             format: p.format,
             version: &p.version,
             cmdline: &p.cmdline,
+            overlay_modes: &p.overlay_modes,
         };
         validate_layer(root, &format!("profiles.{name}."), &layer, &invalid)?;
     }
@@ -1193,6 +1221,21 @@ fn validate_layer(
         }
     }
     validate_environment(&format!("{prefix}environment"), l.environment, invalid)?;
+    for (path, mode) in l.overlay_modes {
+        let key = format!("{prefix}overlay-modes.\"{path}\"");
+        if !is_plain_relative(path.trim_end_matches('/')) {
+            return Err(invalid(
+                key,
+                format!("`{path}` must be a path relative to the image's root, without `..`"),
+            ));
+        }
+        if parse_mode(mode).is_none() {
+            return Err(invalid(
+                key,
+                format!("`{mode}` is not a file mode: 3 or 4 octal digits, e.g. \"0440\""),
+            ));
+        }
+    }
     let mut step_names = BTreeSet::new();
     for (i, s) in l.steps.iter().enumerate() {
         let key = |k: &str| format!("{prefix}steps[{i}].{k}");
@@ -1258,6 +1301,14 @@ fn validate_layer(
         }
     }
     Ok(())
+}
+
+/// An `[overlay-modes]` value: 3 or 4 octal digits (`"0440"`, `"755"`).
+pub fn parse_mode(text: &str) -> Option<u32> {
+    if !(3..=4).contains(&text.len()) || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(text, 8).ok()
 }
 
 fn validate_environment(
