@@ -18,13 +18,15 @@ systemctl --root="$root" mask \
   systemd-confext.service systemd-sysext.service systemd-pstore.service
 
 # Accounts that run commands through sudo must not be expired (sysusers locks `u!` users
-# with an expiry date) and must not look like "password must be changed" (last change 0,
-# which SOURCE_DATE_EPOCH=0 gives): the seed's `chage --expiredate -1` and `--lastday 1`.
+# with an expiry date: the seed's `chage --expiredate -1`) and must not look like "password
+# must be changed" (a last change on day 0, which SOURCE_DATE_EPOCH=0 gives: the seed's
+# `chage --lastday 1`). The last change is emptied (aging off) rather than set to 1, because
+# hermetic's clean-up sets every non-empty one to the day of SOURCE_DATE_EPOCH.
 # shadow fields: name:password:lastchg:min:max:warn:inactive:expire:reserved
 shadow="$root/etc/shadow"
 awk -F: -v OFS=: '
   $1 == "config-watchdog" || $1 == "operator-api" { $8 = "" }
-  $1 == "bnet" || $1 == "operator-api" { $3 = 1 }
+  $1 == "bnet" || $1 == "operator-api" { $3 = "" }
   { print }
 ' "$shadow" > "$BUILDDIR/shadow"
 for user in bnet config-watchdog operator-api; do

@@ -177,6 +177,49 @@ impl Beneath {
         Ok(FileKind::of(&st))
     }
 
+    /// Opens the directory `rel` (`""` is the root) as an `O_PATH` descriptor, for the `*at`
+    /// calls of a caller that writes beneath the root: no component, the last included, may
+    /// be a symbolic link.
+    pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<OwnedFd, BeneathError> {
+        let rel = rel.as_ref();
+        if !rel
+            .components()
+            .any(|c| matches!(c, Component::Normal(_)))
+        {
+            if rel.components().all(|c| c == Component::CurDir) {
+                return self.dir.try_clone().map_err(|e| self.io_err(rel, e));
+            }
+            return Err(self.outside(rel));
+        }
+        let (parent, name) = self.parent(rel)?;
+        let st = nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| self.io(rel, e))?;
+        match FileKind::of(&st) {
+            FileKind::Directory => {}
+            FileKind::Symlink => {
+                return Err(BeneathError::Symlink {
+                    root: self.root.clone(),
+                    path: rel.to_path_buf(),
+                    link: rel.to_path_buf(),
+                });
+            }
+            kind => {
+                return Err(BeneathError::NotRegular {
+                    root: self.root.clone(),
+                    path: rel.to_path_buf(),
+                    kind,
+                });
+            }
+        }
+        nix::fcntl::openat(
+            &parent,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io(rel, e))
+    }
+
     /// Opens the regular file `rel` for reading.
     pub fn open_file(&self, rel: impl AsRef<Path>) -> Result<fs_err::File, BeneathError> {
         let rel = rel.as_ref();
