@@ -182,10 +182,7 @@ impl Beneath {
     /// be a symbolic link.
     pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<OwnedFd, BeneathError> {
         let rel = rel.as_ref();
-        if !rel
-            .components()
-            .any(|c| matches!(c, Component::Normal(_)))
-        {
+        if !rel.components().any(|c| matches!(c, Component::Normal(_))) {
             if rel.components().all(|c| c == Component::CurDir) {
                 return self.dir.try_clone().map_err(|e| self.io_err(rel, e));
             }

@@ -57,8 +57,16 @@ fn repository() -> tempfile::TempDir {
     )
     .unwrap();
     fs_err::write(o.join("usr/bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
-    fs_err::set_permissions(o.join("usr/bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    fs_err::write(o.join("etc/sudoers.d/bnet"), "bnet ALL=(ALL) NOPASSWD:ALL\n").unwrap();
+    fs_err::set_permissions(
+        o.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    fs_err::write(
+        o.join("etc/sudoers.d/bnet"),
+        "bnet ALL=(ALL) NOPASSWD:ALL\n",
+    )
+    .unwrap();
     fs_err::write(
         o.join("home/bnet/.ssh/authorized_keys"),
         "__BUILDERNET_SSH_PUBLIC_KEY__\n",
@@ -162,8 +170,14 @@ fn clones_under_umask_002_and_022_give_the_same_tree_and_key() {
 
     let (tar_a, tree_a, key_a) = lay_and_tar(&loose);
     let (tar_b, tree_b, key_b) = lay_and_tar(&strict);
-    assert_eq!(key_a, key_b, "the step key's view of the overlay depends on the umask");
-    assert!(tar_a == tar_b, "the laid trees differ between umask 002 and 022");
+    assert_eq!(
+        key_a, key_b,
+        "the step key's view of the overlay depends on the umask"
+    );
+    assert!(
+        tar_a == tar_b,
+        "the laid trees differ between umask 002 and 022"
+    );
 
     for tree in [tree_a.path(), tree_b.path()] {
         assert_eq!(mode(&tree.join("etc/systemd/system/hub.service")), 0o644);
@@ -289,7 +303,10 @@ fn an_unknown_placeholder_is_an_error_naming_file_and_line() {
     // `lay` refuses it too (nothing half-substituted reaches the image).
     let tree = image_tree();
     let err = overlay::lay(tree.path(), &prepared, &environment()).unwrap_err();
-    assert!(matches!(err, OverlayError::UnknownPlaceholder { line: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, OverlayError::UnknownPlaceholder { line: 3, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -328,7 +328,12 @@ pub fn check_placeholders(
     env: &BTreeMap<String, String>,
 ) -> Result<(), OverlayError> {
     for o in overlays {
-        for e in o.manifest.entries.iter().filter(|e| e.kind == EntryType::File) {
+        for e in o
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryType::File)
+        {
             let file = o.overlay.path.join(OsStr::from_bytes(&e.path));
             let content = fs_err::read(&file).map_err(io(&file))?;
             substitute(&content, env).map_err(|err| placeholder_error(&file, err, env))?;
@@ -386,15 +391,14 @@ pub fn lay(
                     Err(err) => return Err(io(tree.join(rel))(err.into())),
                 };
             let target = tree.join(rel);
-            let conflict = |ours: &'static str, theirs: FileKind, hint: &'static str| {
-                OverlayError::Conflict {
+            let conflict =
+                |ours: &'static str, theirs: FileKind, hint: &'static str| OverlayError::Conflict {
                     overlay: o.overlay.name.clone(),
                     path: rel.display().to_string(),
                     ours,
                     theirs,
                     hint,
-                }
-            };
+                };
             let mode = Mode::from_bits_truncate(e.mode);
             match e.kind {
                 EntryType::Directory => {
@@ -466,8 +470,7 @@ pub fn lay(
                         continue;
                     }
                     let content = fs_err::read(&source).map_err(io(&source))?;
-                    if e.sha256.as_deref() != Some(hex::encode(Sha256::digest(&content)).as_str())
-                    {
+                    if e.sha256.as_deref() != Some(hex::encode(Sha256::digest(&content)).as_str()) {
                         return Err(OverlayError::Changed { file: source });
                     }
                     let content = substitute(&content, env)
@@ -535,7 +538,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, b"URL=https://hub.example\nlun 10/x 10,\n".to_vec());
-        assert_eq!(substitute(b"no settings here _BUILDERNET_", &e).unwrap(), b"no settings here _BUILDERNET_".to_vec());
+        assert_eq!(
+            substitute(b"no settings here _BUILDERNET_", &e).unwrap(),
+            b"no settings here _BUILDERNET_".to_vec()
+        );
     }
 
     #[test]
