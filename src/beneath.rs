@@ -90,7 +90,7 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn of(st: &FileStat) -> FileKind {
+    pub(crate) fn of(st: &FileStat) -> FileKind {
         match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
             SFlag::S_IFREG => FileKind::Regular,
             SFlag::S_IFDIR => FileKind::Directory,
@@ -189,32 +189,21 @@ impl Beneath {
             return Err(self.outside(rel));
         }
         let (parent, name) = self.parent(rel)?;
-        let st = nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| self.io(rel, e))?;
-        match FileKind::of(&st) {
-            FileKind::Directory => {}
-            FileKind::Symlink => {
-                return Err(BeneathError::Symlink {
-                    root: self.root.clone(),
-                    path: rel.to_path_buf(),
-                    link: rel.to_path_buf(),
-                });
-            }
-            kind => {
-                return Err(BeneathError::NotRegular {
-                    root: self.root.clone(),
-                    path: rel.to_path_buf(),
-                    kind,
-                });
-            }
-        }
+        // O_NOFOLLOW with O_DIRECTORY: a link (or anything but a directory) fails to open.
         nix::fcntl::openat(
             &parent,
             name,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| self.io(rel, e))
+        .map_err(|e| match self.kind(rel) {
+            Ok(FileKind::Symlink) => BeneathError::Symlink {
+                root: self.root.clone(),
+                path: rel.to_path_buf(),
+                link: rel.to_path_buf(),
+            },
+            _ => self.io(rel, e),
+        })
     }
 
     /// Opens the regular file `rel` for reading.
@@ -492,6 +481,33 @@ mod tests {
                     "{path}: {e:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn open_dir_opens_directories_and_refuses_links_anywhere_in_the_path() {
+        let t = tree();
+        let host = tempfile::tempdir().unwrap();
+        symlink(host.path(), t.path().join("usr/hostlink")).unwrap();
+        symlink("usr", t.path().join("usr3")).unwrap();
+        for b in both(t.path()) {
+            assert!(b.open_dir("usr/lib").is_ok());
+            assert!(b.open_dir("").is_ok());
+            for (path, link) in [("usr/hostlink", "usr/hostlink"), ("usr3/lib", "usr3")] {
+                let e = b.open_dir(path).unwrap_err();
+                assert!(
+                    matches!(&e, BeneathError::Symlink { link: l, .. } if l == Path::new(link)),
+                    "{path}: {e:?}"
+                );
+            }
+            assert!(matches!(
+                b.open_dir("usr/lib/os-release").unwrap_err(),
+                BeneathError::Io { .. }
+            ));
+            assert!(matches!(
+                b.open_dir("../x").unwrap_err(),
+                BeneathError::Outside { .. }
+            ));
         }
     }
 

@@ -386,7 +386,7 @@ pub fn lay(
             let parent = image.open_dir(parent_rel)?;
             let existing =
                 match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) => Some(kind_of(st.st_mode)),
+                    Ok(st) => Some(FileKind::of(&st)),
                     Err(nix::errno::Errno::ENOENT) => None,
                     Err(err) => return Err(io(tree.join(rel))(err.into())),
                 };
@@ -499,20 +499,6 @@ pub fn lay(
         }
     }
     Ok(())
-}
-
-fn kind_of(st_mode: u32) -> FileKind {
-    use nix::sys::stat::SFlag;
-    match SFlag::from_bits_truncate(st_mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFREG => FileKind::Regular,
-        SFlag::S_IFDIR => FileKind::Directory,
-        SFlag::S_IFLNK => FileKind::Symlink,
-        SFlag::S_IFIFO => FileKind::Fifo,
-        SFlag::S_IFSOCK => FileKind::Socket,
-        SFlag::S_IFCHR => FileKind::CharDevice,
-        SFlag::S_IFBLK => FileKind::BlockDevice,
-        _ => FileKind::Unknown,
-    }
 }
 
 #[cfg(test)]
