@@ -20,13 +20,14 @@ systemctl --root="$root" mask \
 # Accounts that run commands through sudo must not be expired (sysusers locks `u!` users
 # with an expiry date: the seed's `chage --expiredate -1`) and must not look like "password
 # must be changed" (a last change on day 0, which SOURCE_DATE_EPOCH=0 gives: the seed's
-# `chage --lastday 1`). The last change is emptied (aging off) rather than set to 1, because
-# hermetic's clean-up sets every non-empty one to the day of SOURCE_DATE_EPOCH.
+# `chage --lastday 1` for bnet and operator-api; config-watchdog uses sudo too). The last
+# change is emptied (aging off) rather than set to 1, because hermetic's clean-up sets
+# every non-empty one to the day of SOURCE_DATE_EPOCH.
 # shadow fields: name:password:lastchg:min:max:warn:inactive:expire:reserved
 shadow="$root/etc/shadow"
 awk -F: -v OFS=: '
   $1 == "config-watchdog" || $1 == "operator-api" { $8 = "" }
-  $1 == "bnet" || $1 == "operator-api" { $3 = "" }
+  $1 == "bnet" || $1 == "config-watchdog" || $1 == "operator-api" { $3 = "" }
   { print }
 ' "$shadow" > "$BUILDDIR/shadow"
 for user in bnet config-watchdog operator-api; do
