@@ -355,3 +355,143 @@ fn links_of_the_image_are_replaced_or_refused_never_followed() {
     assert!(text.contains("`lib`") && text.contains("usr/lib"), "{text}");
     assert!(!tree.path().join("usr/lib/udev").exists());
 }
+
+mod support;
+
+/// `hermetic` on the checkout `dir` with the store `store` and `project`'s archive settings.
+fn hermetic_in(
+    project: &support::TestProject,
+    dir: &Path,
+    store: &Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
+        .arg("-C")
+        .arg(dir)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("HERMETIC_MIRRORS", &project.mirror)
+        .env("HERMETIC_SNAPSHOT_URL", &project.snapshot_url)
+        .env("HERMETIC_APT_ROOT", project.apt_root.path())
+        .env("HERMETIC_KEYRING", &project.keyring)
+        .env_remove("HERMETIC_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The whole `hermetic build` of a tar image with an overlay, from two clones of the same
+/// project made under umask 002 and 022, each with a store of its own: the same image step
+/// key and the same tar, byte for byte. The rootfs step is a tiny tree of the host's tools
+/// (no package installation); the image step (overlay, os-release, clean-up) and the tar
+/// run for real, in the sandbox.
+#[test]
+fn hermetic_build_from_clones_under_umask_002_and_022_gives_the_same_tar() {
+    let recipe = "format = \"tar\"\npackages = [\"app\"]\noverlays = [\"layer\"]\n\
+        [environment]\nBUILDERNET_BUILDERHUB_URL = \"10.0.2.2:7000\"\n\
+        BUILDERNET_SSH_PUBLIC_KEY = \"ssh-ed25519 AAAAtest bnet\"\n\
+        [overlay-modes]\n\"etc/sudoers.d/bnet\" = \"0440\"\n\"home/bnet/.ssh\" = \"0700\"\n\
+        \"home/bnet/.ssh/authorized_keys\" = \"0600\"\n";
+    let key = support::TestKey::generate("archive");
+    let archive = support::TestArchive::build(&support::standard_suites(), &key);
+    let server = support::TestServer::start(archive.root.path());
+    let project = support::TestProject::new(&[("img", recipe)], &server, &key.keyring);
+    // The overlay of `repository()`, inside the project, all of it committed.
+    let layer = repository();
+    sh(
+        project.dir.path(),
+        &format!("cp -a {}/overlays .", layer.path().display()),
+    );
+    project.ok(&["lock"]);
+    sh(
+        project.dir.path(),
+        "git init -q . && git add -A && git commit -q -m project",
+    );
+
+    let mut results = Vec::new();
+    for umask in ["002", "022"] {
+        let place = tempfile::tempdir().unwrap();
+        let checkout = clone_under_umask(project.dir.path(), umask, place.path());
+        let store = tempfile::tempdir().unwrap();
+        let (ok, plan, err) = hermetic_in(
+            &project,
+            &checkout,
+            store.path(),
+            &["--json", "plan", "img"],
+        );
+        assert!(ok, "{err}");
+        let rows: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        let key_of = |step: &str| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["step"] == step)
+                .unwrap_or_else(|| panic!("no {step} in {plan}"))["key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        // The rootfs step, published as the tiny tree.
+        let entry = store.path().join("v1/steps").join(key_of("img/rootfs"));
+        fs_err::create_dir_all(&entry).unwrap();
+        let mini = support::host_tools_tree(&[]);
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(mini.path())
+            .arg(entry.join("tree"))
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
+        let out = place.path().join("out");
+        let (ok, stdout, err) = hermetic_in(
+            &project,
+            &checkout,
+            store.path(),
+            &["build", "img", "--output", out.to_str().unwrap()],
+        );
+        assert!(ok, "umask {umask}: {stdout}{err}");
+        let tar = fs_err::read(out.join("img.tar")).unwrap();
+        results.push((key_of("img/image"), tar, place, checkout, store));
+    }
+    assert_eq!(results[0].0, results[1].0, "the image step keys differ");
+    assert!(results[0].1 == results[1].1, "the tars differ");
+
+    let mut modes = BTreeMap::new();
+    let mut archive = tar::Archive::new(&results[0].1[..]);
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let h = entry.header();
+        modes.insert(
+            path,
+            (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap()),
+        );
+    }
+    for (path, mode) in [
+        ("./etc/systemd/system/hub.service", 0o644),
+        ("./usr/bin/tool", 0o755),
+        ("./etc/sudoers.d/bnet", 0o440),
+        ("./home/bnet/.ssh/", 0o700),
+        ("./home/bnet/.ssh/authorized_keys", 0o600),
+    ] {
+        assert_eq!(modes.get(path), Some(&(mode, 0, 0)), "{path}: {modes:?}");
+    }
+
+    // A setting the environment lacks fails the build before anything runs, naming the file
+    // and the line.
+    let (_, _, _, checkout, store) = &results[1];
+    let file = checkout.join("overlays/layer/etc/systemd/system/hub.service");
+    fs_err::write(&file, "[Service]\n\nExecStart=/x __BUILDERNET_NOT_SET\n").unwrap();
+    let (ok, stdout, err) = hermetic_in(&project, checkout, store.path(), &["build", "img"]);
+    assert!(!ok, "{stdout}{err}");
+    assert!(
+        err.contains(&format!("{}:3:", file.display())) && err.contains("BUILDERNET_NOT_SET"),
+        "{err}"
+    );
+}
