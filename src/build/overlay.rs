@@ -43,6 +43,10 @@ use crate::key::{KeyError, TreeEntry, TreeHashOptions, TreeManifest};
 use crate::recipe::ResolvedOverlay;
 use crate::treetar::EntryType;
 
+/// Part of the key of every image with overlays; change it when what [`lay`] does with the
+/// same overlays changes.
+pub const LAYING_VERSION: &str = "laid-by-hermetic-1";
+
 /// What a build-time setting looks like in an overlay file: `__BUILDERNET_<NAME>`.
 pub const PLACEHOLDER_PREFIX: &[u8] = b"__BUILDERNET_";
 

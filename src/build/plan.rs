@@ -182,6 +182,14 @@ pub fn plan(
                 tree: prepared.manifest,
             });
         }
+        if !recipe.overlays.is_empty() {
+            // How overlays are laid changed (hermetic writes them, settings substituted, an
+            // existing directory keeps its mode): a stored image laid by `cp` is not reused.
+            // Images without overlays keep their keys.
+            inputs
+                .settings
+                .insert("overlays".into(), super::overlay::LAYING_VERSION.into());
+        }
         for step in &recipe.steps {
             let mut content = step.script.clone().into_bytes();
             // The step's own environment, tree and sources change its result too.
