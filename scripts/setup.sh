@@ -42,6 +42,8 @@ test_packages=(
   sbsigntool openssl
   # signatures: `hermetic sign` is checked against Debian's minisign
   minisign
+  # overlay modes: the tests clone an overlay with git under two umasks
+  git
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 
