@@ -365,24 +365,9 @@ fn hermetic_in(
     store: &Path,
     args: &[&str],
 ) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hermetic"))
-        .arg("-C")
-        .arg(dir)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("HERMETIC_MIRRORS", &project.mirror)
-        .env("HERMETIC_SNAPSHOT_URL", &project.snapshot_url)
-        .env("HERMETIC_APT_ROOT", project.apt_root.path())
-        .env("HERMETIC_KEYRING", &project.keyring)
-        .env_remove("HERMETIC_STORE")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = project.command_at(dir, store, args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 /// The whole `hermetic build` of a tar image with an overlay, from two clones of the same
