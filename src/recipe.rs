@@ -1587,6 +1587,37 @@ version = "dev"
     }
 
     #[test]
+    fn overlay_modes_merge_child_and_profile_winning() {
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            (
+                "recipes/base.toml",
+                "[overlay-modes]\n\"etc/a\" = \"0440\"\n\"./etc/b/\" = \"0700\"\n",
+            ),
+            (
+                "recipes/child.toml",
+                "parent = \"base\"\n[overlay-modes]\n\"etc/a\" = \"0400\"\n\
+                 [profiles.p.overlay-modes]\n\"etc/c\" = \"755\"\n",
+            ),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let plain = p.resolve("child").unwrap();
+        assert_eq!(
+            plain.overlay_modes,
+            BTreeMap::from([("etc/a".to_string(), 0o400), ("etc/b".to_string(), 0o700)])
+        );
+        let with = p
+            .resolve_with_profiles("child", &["p".to_string()])
+            .unwrap();
+        assert_eq!(with.overlay_modes.get("etc/c"), Some(&0o755));
+        assert_eq!(parse_mode("0440"), Some(0o440));
+        assert_eq!(parse_mode("7777"), Some(0o7777));
+        for bad in ["44", "08", "04400", "rwx", ""] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn semantic_errors_name_file_and_key() {
         let cases = [
             (
@@ -1629,6 +1660,18 @@ version = "dev"
                 "key `tarballs[0].sha256`",
             ),
             ("version = \"1 0\"\n", "key `version`"),
+            (
+                "[overlay-modes]\n\"etc/x\" = \"0999\"\n",
+                "key `overlay-modes.\"etc/x\"`: `0999` is not a file mode",
+            ),
+            (
+                "[overlay-modes]\n\"../etc/x\" = \"0440\"\n",
+                "key `overlay-modes.\"../etc/x\"`",
+            ),
+            (
+                "[profiles.dev.overlay-modes]\n\"etc/x\" = \"44\"\n",
+                "key `profiles.dev.overlay-modes.\"etc/x\"`",
+            ),
         ];
         for (recipe, want) in cases {
             let err = load_err(recipe);
