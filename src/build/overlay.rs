@@ -378,131 +378,166 @@ pub fn lay(
     env: &BTreeMap<String, String>,
 ) -> Result<(), OverlayError> {
     let image = Beneath::open(tree)?;
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
     for o in overlays {
         for e in &o.manifest.entries {
             let rel = Path::new(OsStr::from_bytes(&e.path));
-            let (parent_rel, name) = match (rel.parent(), rel.file_name()) {
-                (Some(p), Some(n)) => (p, n),
-                _ => continue,
+            let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                continue;
             };
-            let parent = image.open_dir(parent_rel)?;
-            let existing =
-                match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) => Some(FileKind::of(&st)),
-                    Err(nix::errno::Errno::ENOENT) => None,
-                    Err(err) => return Err(io(tree.join(rel))(err.into())),
-                };
-            let target = tree.join(rel);
-            let conflict =
-                |ours: &'static str, theirs: FileKind, hint: &'static str| OverlayError::Conflict {
-                    overlay: o.overlay.name.clone(),
-                    path: rel.display().to_string(),
-                    ours,
-                    theirs,
-                    hint,
-                };
-            let mode = Mode::from_bits_truncate(e.mode);
+            let place = Place {
+                parent: image.open_dir(parent)?,
+                name,
+                rel,
+                target: tree.join(rel),
+                overlay: &o.overlay.name,
+            };
             match e.kind {
-                EntryType::Directory => {
-                    match existing {
-                        None => {
-                            nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
-                                .map_err(|err| io(&target)(err.into()))?;
-                        }
-                        Some(FileKind::Directory) if !o.explicit.contains(&e.path) => continue,
-                        Some(FileKind::Directory) => {}
-                        Some(FileKind::Symlink) => {
-                            return Err(conflict(
-                                "a directory",
-                                FileKind::Symlink,
-                                "hermetic does not write through links of the image; put the files at the path the link points to (e.g. usr/lib/ rather than lib/)",
-                            ));
-                        }
-                        Some(other) => {
-                            return Err(conflict(
-                                "a directory",
-                                other,
-                                "rename the overlay's directory or remove the file in a step",
-                            ));
-                        }
-                    }
-                    let dir = nix::fcntl::openat(
-                        &parent,
-                        name,
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|err| io(&target)(err.into()))?;
-                    nix::unistd::fchown(dir.as_fd(), Some(uid), Some(gid))
-                        .map_err(|err| io(&target)(err.into()))?;
-                    nix::sys::stat::fchmod(dir.as_fd(), mode)
-                        .map_err(|err| io(&target)(err.into()))?;
+                EntryType::Directory => place.directory(e, o.explicit.contains(&e.path))?,
+                EntryType::Symlink => {
+                    place.clear_for("a symbolic link")?;
+                    place.symlink(e.target.as_deref().unwrap_or_default())?;
                 }
-                EntryType::File | EntryType::Symlink => {
-                    match existing {
-                        None => {}
-                        Some(FileKind::Directory) => {
-                            return Err(conflict(
-                                if e.kind == EntryType::File {
-                                    "a file"
-                                } else {
-                                    "a symbolic link"
-                                },
-                                FileKind::Directory,
-                                "an overlay replaces files and links, never a directory of the image",
-                            ));
-                        }
-                        // A file or link of the image is replaced, never written through.
-                        Some(_) => nix::unistd::unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir)
-                            .map_err(|err| io(&target)(err.into()))?,
-                    }
+                EntryType::File => {
+                    place.clear_for("a file")?;
                     let source = o.overlay.path.join(rel);
-                    if e.kind == EntryType::Symlink {
-                        let link = e.target.as_deref().unwrap_or_default();
-                        nix::unistd::symlinkat(OsStr::from_bytes(link), &parent, name)
-                            .map_err(|err| io(&target)(err.into()))?;
-                        nix::unistd::fchownat(
-                            &parent,
-                            name,
-                            Some(uid),
-                            Some(gid),
-                            AtFlags::AT_SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|err| io(&target)(err.into()))?;
-                        continue;
-                    }
                     let content = fs_err::read(&source).map_err(io(&source))?;
+                    // The content the key was computed from, or nothing.
                     if e.sha256.as_deref() != Some(hex::encode(Sha256::digest(&content)).as_str()) {
                         return Err(OverlayError::Changed { file: source });
                     }
                     let content = substitute(&content, env)
                         .map_err(|err| placeholder_error(&source, err, env))?;
-                    let fd = nix::fcntl::openat(
-                        &parent,
-                        name,
-                        OFlag::O_WRONLY
-                            | OFlag::O_CREAT
-                            | OFlag::O_EXCL
-                            | OFlag::O_NOFOLLOW
-                            | OFlag::O_CLOEXEC,
-                        Mode::from_bits_truncate(0o600),
-                    )
-                    .map_err(|err| io(&target)(err.into()))?;
-                    let mut file = std::fs::File::from(fd);
-                    file.write_all(&content).map_err(io(&target))?;
-                    nix::unistd::fchown(file.as_fd(), Some(uid), Some(gid))
-                        .map_err(|err| io(&target)(err.into()))?;
-                    // After the chown, which may clear set-id bits.
-                    nix::sys::stat::fchmod(file.as_fd(), mode)
-                        .map_err(|err| io(&target)(err.into()))?;
+                    place.file(&content, e.mode)?;
                 }
                 _ => unreachable!("manifest() lets only directories, files and links through"),
             }
         }
     }
     Ok(())
+}
+
+/// One path of the image tree an overlay entry goes to: its parent directory, opened
+/// beneath the tree's root, and its name there.
+struct Place<'a> {
+    parent: std::os::fd::OwnedFd,
+    name: &'a OsStr,
+    rel: &'a Path,
+    /// For messages: the path on the host.
+    target: PathBuf,
+    overlay: &'a str,
+}
+
+impl Place<'_> {
+    fn io(&self, err: nix::errno::Errno) -> OverlayError {
+        io(&self.target)(err.into())
+    }
+
+    /// What the image has at this place (not followed), if anything.
+    fn existing(&self) -> Result<Option<FileKind>, OverlayError> {
+        match nix::sys::stat::fstatat(&self.parent, self.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileKind::of(&st))),
+            Err(nix::errno::Errno::ENOENT) => Ok(None),
+            Err(err) => Err(self.io(err)),
+        }
+    }
+
+    fn conflict(&self, ours: &'static str, theirs: FileKind, hint: &'static str) -> OverlayError {
+        OverlayError::Conflict {
+            overlay: self.overlay.to_string(),
+            path: self.rel.display().to_string(),
+            ours,
+            theirs,
+            hint,
+        }
+    }
+
+    /// Root's uid and gid inside the sandbox: the ids hermetic runs as.
+    fn chown(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), OverlayError> {
+        nix::unistd::fchown(fd, Some(nix::unistd::getuid()), Some(nix::unistd::getgid()))
+            .map_err(|err| self.io(err))
+    }
+
+    /// A directory: made when missing; an existing one keeps its mode unless `explicit`
+    /// (named by `[overlay-modes]`).
+    fn directory(&self, e: &TreeEntry, explicit: bool) -> Result<(), OverlayError> {
+        match self.existing()? {
+            None => {
+                nix::sys::stat::mkdirat(&self.parent, self.name, Mode::from_bits_truncate(0o700))
+                    .map_err(|err| self.io(err))?
+            }
+            Some(FileKind::Directory) if !explicit => return Ok(()),
+            Some(FileKind::Directory) => {}
+            Some(FileKind::Symlink) => {
+                return Err(self.conflict(
+                    "a directory",
+                    FileKind::Symlink,
+                    "hermetic does not write through links of the image; put the files at the path the link points to (e.g. usr/lib/ rather than lib/)",
+                ));
+            }
+            Some(other) => {
+                return Err(self.conflict(
+                    "a directory",
+                    other,
+                    "rename the overlay's directory or remove the file in a step",
+                ));
+            }
+        }
+        let dir = nix::fcntl::openat(
+            &self.parent,
+            self.name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| self.io(err))?;
+        self.chown(dir.as_fd())?;
+        nix::sys::stat::fchmod(dir.as_fd(), Mode::from_bits_truncate(e.mode))
+            .map_err(|err| self.io(err))
+    }
+
+    /// Removes a file or link of the image at this place (the link itself, never what it
+    /// points to); a directory there is an error.
+    fn clear_for(&self, ours: &'static str) -> Result<(), OverlayError> {
+        match self.existing()? {
+            None => Ok(()),
+            Some(FileKind::Directory) => Err(self.conflict(
+                ours,
+                FileKind::Directory,
+                "an overlay replaces files and links, never a directory of the image",
+            )),
+            Some(_) => nix::unistd::unlinkat(&self.parent, self.name, UnlinkatFlags::NoRemoveDir)
+                .map_err(|err| self.io(err)),
+        }
+    }
+
+    fn symlink(&self, target: &[u8]) -> Result<(), OverlayError> {
+        nix::unistd::symlinkat(OsStr::from_bytes(target), &self.parent, self.name)
+            .map_err(|err| self.io(err))?;
+        nix::unistd::fchownat(
+            &self.parent,
+            self.name,
+            Some(nix::unistd::getuid()),
+            Some(nix::unistd::getgid()),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| self.io(err))
+    }
+
+    /// A new regular file (`O_EXCL`: nothing is there after [`Place::clear_for`]).
+    fn file(&self, content: &[u8], mode: u32) -> Result<(), OverlayError> {
+        let fd = nix::fcntl::openat(
+            &self.parent,
+            self.name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|err| self.io(err))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(content).map_err(io(&self.target))?;
+        self.chown(file.as_fd())?;
+        // After the chown, which may clear set-id bits.
+        nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode))
+            .map_err(|err| self.io(err))
+    }
 }
 
 #[cfg(test)]
