@@ -49,6 +49,8 @@ test_packages=(
   docker-registry apache2-utils
   # Go modules pinned by go.sum (tests/sources_go.rs): the real `go` writes go.sum and builds
   golang-go
+  # overlay modes: the tests clone an overlay with git under two umasks
+  git
 )
 if $tests; then packages+=("${test_packages[@]}"); fi
 

@@ -90,7 +90,7 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn of(st: &FileStat) -> FileKind {
+    pub(crate) fn of(st: &FileStat) -> FileKind {
         match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
             SFlag::S_IFREG => FileKind::Regular,
             SFlag::S_IFDIR => FileKind::Directory,
@@ -175,6 +175,35 @@ impl Beneath {
         let st = nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| self.io(rel, e))?;
         Ok(FileKind::of(&st))
+    }
+
+    /// Opens the directory `rel` (`""` is the root) as an `O_PATH` descriptor, for the `*at`
+    /// calls of a caller that writes beneath the root: no component, the last included, may
+    /// be a symbolic link.
+    pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<OwnedFd, BeneathError> {
+        let rel = rel.as_ref();
+        if !rel.components().any(|c| matches!(c, Component::Normal(_))) {
+            if rel.components().all(|c| c == Component::CurDir) {
+                return self.dir.try_clone().map_err(|e| self.io_err(rel, e));
+            }
+            return Err(self.outside(rel));
+        }
+        let (parent, name) = self.parent(rel)?;
+        // O_NOFOLLOW with O_DIRECTORY: a link (or anything but a directory) fails to open.
+        nix::fcntl::openat(
+            &parent,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match self.kind(rel) {
+            Ok(FileKind::Symlink) => BeneathError::Symlink {
+                root: self.root.clone(),
+                path: rel.to_path_buf(),
+                link: rel.to_path_buf(),
+            },
+            _ => self.io(rel, e),
+        })
     }
 
     /// Opens the regular file `rel` for reading.
@@ -452,6 +481,33 @@ mod tests {
                     "{path}: {e:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn open_dir_opens_directories_and_refuses_links_anywhere_in_the_path() {
+        let t = tree();
+        let host = tempfile::tempdir().unwrap();
+        symlink(host.path(), t.path().join("usr/hostlink")).unwrap();
+        symlink("usr", t.path().join("usr3")).unwrap();
+        for b in both(t.path()) {
+            assert!(b.open_dir("usr/lib").is_ok());
+            assert!(b.open_dir("").is_ok());
+            for (path, link) in [("usr/hostlink", "usr/hostlink"), ("usr3/lib", "usr3")] {
+                let e = b.open_dir(path).unwrap_err();
+                assert!(
+                    matches!(&e, BeneathError::Symlink { link: l, .. } if l == Path::new(link)),
+                    "{path}: {e:?}"
+                );
+            }
+            assert!(matches!(
+                b.open_dir("usr/lib/os-release").unwrap_err(),
+                BeneathError::Io { .. }
+            ));
+            assert!(matches!(
+                b.open_dir("../x").unwrap_err(),
+                BeneathError::Outside { .. }
+            ));
         }
     }
 

@@ -304,6 +304,8 @@ pub struct ProfileFile {
     pub version: Option<String>,
     #[serde(default)]
     pub cmdline: Option<String>,
+    #[serde(default)]
+    pub overlay_modes: BTreeMap<String, String>,
 }
 
 /// The `[kernel]` table of a recipe, as written: the kernel built from Debian's source.
@@ -421,6 +423,10 @@ pub struct RecipeFile {
     /// Directories under `overlays/` laid over the image tree, in order.
     #[serde(default)]
     pub overlays: Vec<String>,
+    /// Modes of overlay paths that git cannot express (`"etc/sudoers.d/x" = "0440"`), as
+    /// octal strings; see `docs/recipes.md`.
+    #[serde(default)]
+    pub overlay_modes: BTreeMap<String, String>,
     /// Variables every step of the image sees.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
@@ -505,6 +511,9 @@ pub struct ResolvedRecipe {
     pub format: OutputFormat,
     /// Overlays in the order they are laid (parents' first; a repeated one keeps its first place).
     pub overlays: Vec<ResolvedOverlay>,
+    /// Modes of overlay paths (relative to the image's root) from the `[overlay-modes]`
+    /// tables: parents' tables merged, the child winning.
+    pub overlay_modes: BTreeMap<String, u32>,
     /// The image's environment: parents' tables merged, the child winning.
     pub environment: BTreeMap<String, String>,
     /// Steps in run order: the root ancestor's first.
@@ -763,6 +772,7 @@ impl Project {
             cmdline: None,
             format: OutputFormat::Directory,
             overlays: Vec::new(),
+            overlay_modes: BTreeMap::new(),
             environment: BTreeMap::new(),
             steps: Vec::new(),
             kernel: None,
@@ -790,6 +800,7 @@ impl Project {
                 format: f.format,
                 version: &f.version,
                 cmdline: &f.cmdline,
+                overlay_modes: &f.overlay_modes,
             };
             self.apply(&mut resolved, &mut format, r, None, &layer)?;
             for p in &selected {
@@ -805,6 +816,7 @@ impl Project {
                         format: pf.format,
                         version: &pf.version,
                         cmdline: &pf.cmdline,
+                        overlay_modes: &pf.overlay_modes,
                     };
                     self.apply(&mut resolved, &mut format, r, Some(p), &layer)?;
                 }
@@ -850,6 +862,19 @@ impl Project {
         }
         if layer.version.is_some() {
             resolved.version = layer.version.clone();
+        }
+        for (path, mode) in layer.overlay_modes {
+            // Checked when the project was loaded.
+            if let Some(mode) = parse_mode(mode) {
+                let normal: Vec<String> = Path::new(path)
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                resolved.overlay_modes.insert(normal.join("/"), mode);
+            }
         }
         if layer.cmdline.is_some() {
             resolved.cmdline = layer.cmdline.clone();
@@ -1018,6 +1043,7 @@ struct Layer<'a> {
     format: Option<OutputFormat>,
     version: &'a Option<String>,
     cmdline: &'a Option<String>,
+    overlay_modes: &'a BTreeMap<String, String>,
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecipeError> {
@@ -1238,6 +1264,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         format: f.format,
         version: &f.version,
         cmdline: &f.cmdline,
+        overlay_modes: &f.overlay_modes,
     };
     validate_layer(root, "", &layer, &invalid)?;
     validate_sources(&f.sources, &invalid)?;
@@ -1262,6 +1289,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
             format: p.format,
             version: &p.version,
             cmdline: &p.cmdline,
+            overlay_modes: &p.overlay_modes,
         };
         validate_layer(root, &format!("profiles.{name}."), &layer, &invalid)?;
     }
@@ -1334,6 +1362,21 @@ fn validate_layer(
         }
     }
     validate_environment(&format!("{prefix}environment"), l.environment, invalid)?;
+    for (path, mode) in l.overlay_modes {
+        let key = format!("{prefix}overlay-modes.\"{path}\"");
+        if !is_plain_relative(path.trim_end_matches('/')) {
+            return Err(invalid(
+                key,
+                format!("`{path}` must be a path relative to the image's root, without `..`"),
+            ));
+        }
+        if parse_mode(mode).is_none() {
+            return Err(invalid(
+                key,
+                format!("`{mode}` is not a file mode: 3 or 4 octal digits, e.g. \"0440\""),
+            ));
+        }
+    }
     let mut step_names = BTreeSet::new();
     for (i, s) in l.steps.iter().enumerate() {
         let key = |k: &str| format!("{prefix}steps[{i}].{k}");
@@ -1399,6 +1442,14 @@ fn validate_layer(
         }
     }
     Ok(())
+}
+
+/// An `[overlay-modes]` value: 3 or 4 octal digits (`"0440"`, `"755"`).
+pub fn parse_mode(text: &str) -> Option<u32> {
+    if !(3..=4).contains(&text.len()) || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(text, 8).ok()
 }
 
 fn validate_environment(
@@ -1677,6 +1728,37 @@ version = "dev"
     }
 
     #[test]
+    fn overlay_modes_merge_child_and_profile_winning() {
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            (
+                "recipes/base.toml",
+                "[overlay-modes]\n\"etc/a\" = \"0440\"\n\"./etc/b/\" = \"0700\"\n",
+            ),
+            (
+                "recipes/child.toml",
+                "parent = \"base\"\n[overlay-modes]\n\"etc/a\" = \"0400\"\n\
+                 [profiles.p.overlay-modes]\n\"etc/c\" = \"755\"\n",
+            ),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let plain = p.resolve("child").unwrap();
+        assert_eq!(
+            plain.overlay_modes,
+            BTreeMap::from([("etc/a".to_string(), 0o400), ("etc/b".to_string(), 0o700)])
+        );
+        let with = p
+            .resolve_with_profiles("child", &["p".to_string()])
+            .unwrap();
+        assert_eq!(with.overlay_modes.get("etc/c"), Some(&0o755));
+        assert_eq!(parse_mode("0440"), Some(0o440));
+        assert_eq!(parse_mode("7777"), Some(0o7777));
+        for bad in ["44", "08", "04400", "rwx", ""] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn semantic_errors_name_file_and_key() {
         let cases = [
             (
@@ -1719,6 +1801,18 @@ version = "dev"
                 "key `tarballs[0].sha256`",
             ),
             ("version = \"1 0\"\n", "key `version`"),
+            (
+                "[overlay-modes]\n\"etc/x\" = \"0999\"\n",
+                "key `overlay-modes.\"etc/x\"`: `0999` is not a file mode",
+            ),
+            (
+                "[overlay-modes]\n\"../etc/x\" = \"0440\"\n",
+                "key `overlay-modes.\"../etc/x\"`",
+            ),
+            (
+                "[profiles.dev.overlay-modes]\n\"etc/x\" = \"44\"\n",
+                "key `profiles.dev.overlay-modes.\"etc/x\"`",
+            ),
         ];
         for (recipe, want) in cases {
             let err = load_err(recipe);

@@ -31,7 +31,7 @@ fn docs_project(config: &str) -> tempfile::TempDir {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     fs_err::write(dir.path().join("hermetic.toml"), config).unwrap();
-    for sub in ["recipes", "kernel", "overlays"] {
+    for sub in ["recipes", "kernel", "overlays", "scripts"] {
         project::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     fs_err::create_dir_all(dir.path().join("scripts")).unwrap();

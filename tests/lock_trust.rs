@@ -433,7 +433,8 @@ fn a_key_expired_at_the_release_date_is_refused() {
 
 // ---- case 5 on the committed project (no network) ----
 
-/// A copy of the repository's project (recipes, kernel, pins.lock) in a temporary directory.
+/// A copy of the repository's project (recipes, kernel, overlays, scripts, pins.lock) in a
+/// temporary directory.
 fn committed_project() -> tempfile::TempDir {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
@@ -441,6 +442,9 @@ fn committed_project() -> tempfile::TempDir {
     fs_err::copy(repo.join("pins.lock"), dir.path().join("pins.lock")).unwrap();
     copy_tree(&repo.join("recipes"), &dir.path().join("recipes"));
     copy_tree(&repo.join("kernel"), &dir.path().join("kernel"));
+    // Recipes name overlays and step scripts; loading the project checks that they exist.
+    copy_tree(&repo.join("overlays"), &dir.path().join("overlays"));
+    copy_tree(&repo.join("scripts"), &dir.path().join("scripts"));
     dir
 }
 

@@ -18,6 +18,7 @@ pub mod bootable;
 pub mod cleanup;
 pub mod exec;
 pub mod outputs;
+pub mod overlay;
 pub mod plan;
 pub mod rootfs;
 mod steps;
@@ -100,6 +101,14 @@ pub enum BuildError {
     Output(Box<outputs::OutputError>),
     #[error(transparent)]
     Beneath(Box<crate::beneath::BeneathError>),
+    #[error(transparent)]
+    Overlay(Box<overlay::OverlayError>),
+}
+
+impl From<overlay::OverlayError> for BuildError {
+    fn from(e: overlay::OverlayError) -> BuildError {
+        BuildError::Overlay(Box::new(e))
+    }
 }
 
 impl From<outputs::OutputError> for BuildError {

@@ -186,18 +186,21 @@ pub fn plan(
         inputs
             .settings
             .insert("source-date-epoch".into(), sde.to_string());
-        for overlay in &recipe.overlays {
-            let tree = crate::key::tree_manifest(
-                &overlay.path,
-                TreeHashOptions {
-                    owners: false,
-                    mtimes: false,
-                },
-            )?;
+        // The overlays as they will be laid: modes from the recipe and git, not the checkout
+        // (the recipe's environment, which fills their settings, is in the key above).
+        for prepared in super::overlay::prepare(&recipe.overlays, &recipe.overlay_modes)? {
             inputs.overlays.push(OverlayInput {
-                name: overlay.name.clone(),
-                tree,
+                name: prepared.overlay.name.clone(),
+                tree: prepared.manifest,
             });
+        }
+        if !recipe.overlays.is_empty() {
+            // How overlays are laid changed (hermetic writes them, settings substituted, an
+            // existing directory keeps its mode): a stored image laid by `cp` is not reused.
+            // Images without overlays keep their keys.
+            inputs
+                .settings
+                .insert("overlays".into(), super::overlay::LAYING_VERSION.into());
         }
         for step in &recipe.steps {
             let mut content = step.script.clone().into_bytes();

@@ -575,11 +575,17 @@ impl TestProject {
 
     /// The `hermetic` command, set up for this project (not yet run).
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_at(self.dir.path(), self.store.path(), args)
+    }
+
+    /// The `hermetic` command with this project's archive settings, on another copy of the
+    /// project (`dir`, e.g. a clone) and another store.
+    pub fn command_at(&self, dir: &Path, store: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hermetic"));
         cmd.arg("-C")
-            .arg(self.dir.path())
+            .arg(dir)
             .arg("--store")
-            .arg(self.store.path())
+            .arg(store)
             .args(args)
             .env("HERMETIC_MIRRORS", &self.mirror)
             .env("HERMETIC_SNAPSHOT_URL", &self.snapshot_url)

@@ -27,6 +27,10 @@ pub(in crate::build) fn run(
         ..
     } = *cx;
     let dep = |role: &str| cx.dep(role);
+    // The overlays as the key saw them; a setting without a value fails the build before
+    // anything runs.
+    let overlays = crate::build::overlay::from_key(recipe, &node.inputs.overlays);
+    crate::build::overlay::check_placeholders(&overlays, &recipe.environment)?;
     let tree = temp.join(TREE);
     fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
     let files = temp.join(FILES);
@@ -54,24 +58,9 @@ pub(in crate::build) fn run(
         },
     ];
     run_step(node, &copy, log, &cx.opts.report)?;
-    for (n, overlay) in recipe.overlays.iter().enumerate() {
-        let dst = format!("/.hermetic-overlay-{n}");
-        let mut lay = tree_step(node, &tree, log);
-        lay.argv = vec![
-            "/bin/cp".into(),
-            "-R".into(),
-            "--preserve=mode,links".into(),
-            "--no-target-directory".into(),
-            "--remove-destination".into(),
-            dst.clone(),
-            "/".into(),
-        ];
-        lay.mounts.push(Mount::ReadOnly {
-            src: overlay.path.clone(),
-            dst: PathBuf::from(&dst),
-        });
-        run_step(node, &lay, log, &cx.opts.report)?;
-    }
+    // Laid by hermetic itself, beneath the tree's root: modes from the recipe and git,
+    // build-time settings substituted (overlay.rs).
+    crate::build::overlay::lay(&tree, &overlays, &recipe.environment)?;
     remove_mount_points(&tree)?;
     // Pinned tarballs and source packages, hard-linked from the store (same file
     // system) under their names.
