@@ -270,6 +270,7 @@ fn run_node(
                 });
                 run_step(node, &lay, &log)?;
             }
+            super::program::install_into_image(store, graph, node, &tree, opts)?;
             remove_mount_points(&tree)?;
             // Pinned tarballs and source packages, hard-linked from the store (same file
             // system) under their names.
@@ -524,6 +525,7 @@ fn run_node(
             // The build tree is gigabytes and not an output.
             fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
         }
+        NodeKind::Program(p) => super::program::run(store, graph, node, p, temp, opts)?,
         NodeKind::Output {
             format,
             stem,
@@ -724,7 +726,7 @@ fn clean_up(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Result
 
 /// A sandbox step with `tree` as its writable root, subordinate ids, no network, set-id files
 /// allowed.
-fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step {
+pub(super) fn tree_step(node: &Node, tree: &Path, opts: &BuildOptions, log: &Path) -> Step {
     let mut step = Step::new(["/bin/true"]);
     step.root = RootSpec::Writable(tree.to_path_buf());
     step.ids = IdMapping::Subordinate;
@@ -752,7 +754,7 @@ fn run_step(node: &Node, step: &Step, log: &Path) -> Result<(), BuildError> {
     run_step_named(&node.name, step, log)
 }
 
-fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError> {
+pub(super) fn run_step_named(name: &str, step: &Step, log: &Path) -> Result<(), BuildError> {
     // Each sandbox run appends to the step's log.
     let part = log.with_extension("part");
     let mut step = step.clone();
@@ -837,7 +839,7 @@ fn keep_log(log: &Path) -> PathBuf {
     }
 }
 
-fn log_line(log: &Path, line: &str) -> Result<(), BuildError> {
+pub(super) fn log_line(log: &Path, line: &str) -> Result<(), BuildError> {
     let mut f = fs_err::OpenOptions::new()
         .create(true)
         .append(true)

@@ -11,6 +11,9 @@
 //! - `kernel-tools` and `kernel` (bootable formats of a recipe with a `[kernel]` table): the
 //!   tools tree of the kernel's build-packages, and the kernel built from Debian's source in
 //!   it (see [`crate::kernel`]);
+//! - `cargo-tools` and `cargo-<name>` (a recipe with `[[cargo]]` builds): the toolchain tree
+//!   and each Rust program built from pinned sources and crates (see [`program`]); the
+//!   image step installs their files;
 //! - `output`: the image written in its format (`directory`, `tar`, or a bootable format
 //!   around the built kernel or the one a package put in `/boot`).
 
@@ -19,6 +22,7 @@ pub mod cleanup;
 pub mod exec;
 pub mod outputs;
 pub mod plan;
+pub mod program;
 pub mod rootfs;
 
 pub use exec::{BuildOptions, BuildReport, StepReport, StepState, build};
@@ -99,6 +103,8 @@ pub enum BuildError {
     Output(Box<outputs::OutputError>),
     #[error(transparent)]
     Beneath(Box<crate::beneath::BeneathError>),
+    #[error(transparent)]
+    Crate(Box<crate::sources::cargo::CrateError>),
 }
 
 impl From<outputs::OutputError> for BuildError {

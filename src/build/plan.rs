@@ -48,6 +48,8 @@ pub enum NodeKind {
     },
     /// Build the kernel from Debian's source in the `tools` tree.
     Kernel(Box<KernelStep>),
+    /// Build a program from pinned sources in the `tools` tree (see [`super::program`]).
+    Program(Box<super::program::ProgramStep>),
     /// Write the image tree in the recipe's format.
     Output {
         format: OutputFormat,
@@ -64,6 +66,7 @@ impl NodeKind {
             NodeKind::Rootfs { .. } => "rootfs",
             NodeKind::Image { .. } => "image",
             NodeKind::Kernel(_) => "kernel",
+            NodeKind::Program(_) => "program",
             NodeKind::Output { .. } => "output",
         }
     }
@@ -92,7 +95,7 @@ pub struct Graph {
 }
 
 impl Graph {
-    fn add(&mut self, node: Node) -> usize {
+    pub(super) fn add(&mut self, node: Node) -> usize {
         if let Some(i) = self.nodes.iter().position(|n| n.key == node.key) {
             return i;
         }
@@ -256,6 +259,9 @@ pub fn plan(
         if let Some(t) = tools {
             deps.insert("tools".to_string(), t);
         }
+        deps.extend(super::program::program_nodes(
+            &mut graph, lock, &recipe, sde,
+        )?);
         depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {
             name: format!("{}/image", recipe.name),
@@ -328,7 +334,7 @@ fn depend_on(inputs: &mut StepInputs, graph: &Graph, deps: &BTreeMap<String, usi
 }
 
 /// The pins of `lock` carrying `tag`.
-fn tagged_debs(lock: &Lockfile, tag: &str) -> Vec<DebPin> {
+pub(super) fn tagged_debs(lock: &Lockfile, tag: &str) -> Vec<DebPin> {
     lock.packages
         .iter()
         .filter(|p| p.recipes.iter().any(|r| r == tag))
@@ -441,7 +447,7 @@ fn rootfs_node(
 }
 
 /// A tree installed from `debs` (an image's rootfs or a tools tree).
-fn tree_node(
+pub(super) fn tree_node(
     recipe: &ResolvedRecipe,
     tag: &str,
     mut debs: Vec<DebPin>,

@@ -98,6 +98,8 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     if fetched.fetched > 0 && ctx.chatty() {
         eprintln!("{fetched}");
     }
+    // The sources and crates of `[[cargo]]` builds, the same way.
+    crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
     let opts = BuildOptions {
         output_dir: args
             .output
