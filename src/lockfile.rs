@@ -987,6 +987,19 @@ mod tests {
                 },
                 recipes: vec!["base".into()],
             }],
+            cargo: vec![LockedCargo {
+                source: "m".into(),
+                dir: "tools/x".into(),
+                source_hash: "cd".repeat(32),
+                crates: ["zz", "aa", "aa"]
+                    .iter()
+                    .map(|n| LockedCrateEntry {
+                        name: n.to_string(),
+                        version: "1.0.0".into(),
+                        checksum: "ef".repeat(32),
+                    })
+                    .collect(),
+            }],
         }
     }
 
@@ -998,6 +1011,8 @@ mod tests {
         assert_eq!(lock.packages[0].name, "aa");
         assert_eq!(lock.packages[0].recipes, ["base", "base:build"]);
         assert_eq!(lock.recipes[0].packages, ["aa", "zz"]);
+        let crates: Vec<&str> = lock.cargo[0].crates.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(crates, ["aa", "zz"], "crates sorted, duplicates dropped");
         let image: Vec<&str> = lock
             .image_packages("base")
             .iter()

@@ -1892,6 +1892,70 @@ version = "dev"
         assert!(p.resolve("base").unwrap().kernel.is_some());
     }
 
+    const RG_SOURCE: &str = "[[sources]]\nkind = \"file\"\nname = \"ripgrep\"\nurls = [\"https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate\"]\n";
+
+    #[test]
+    fn cargo_builds_are_inherited_by_name_and_default_to_debians_toolchain() {
+        let base = format!(
+            "{RG_SOURCE}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+        );
+        let child = "parent = \"base\"\n[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\nprofile = \"dev\"\nbuild-packages = [\"rustc-web\", \"cargo-web\"]\ninstall = { \"rg\" = \"/usr/local/bin/rg\" }\n";
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/base.toml", &base),
+            ("recipes/child.toml", child),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let b = p.resolve("base").unwrap();
+        let rg = &b.cargo["rg"];
+        assert_eq!(rg.profile, "release");
+        assert_eq!(rg.profile_dir(), "release");
+        assert_eq!(b.cargo_packages(), ["cargo", "gcc", "libc6-dev", "rustc"]);
+        let c = p.resolve("child").unwrap();
+        assert_eq!(c.cargo.len(), 1);
+        assert_eq!(c.cargo["rg"].profile_dir(), "debug");
+        assert_eq!(c.cargo["rg"].install["rg"], "/usr/local/bin/rg");
+        assert_eq!(c.cargo_packages(), ["cargo-web", "rustc-web"]);
+    }
+
+    #[test]
+    fn bad_cargo_tables_name_file_and_key() {
+        let cases = [
+            ("name = \"r g\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].name`"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = {}", "key `cargo[0].install`: nothing to install"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"../rg\" = \"/usr/bin/rg\" }", "`../rg` is not a relative path"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"usr/bin/rg\" }", "`usr/bin/rg` is not an absolute path"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/\" }", "`/` is not an absolute path"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\ndir = \"/abs\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].dir`"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\nfeatures = [\"--locked\"]\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].features`"),
+            ("name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].build-packages`"),
+        ];
+        for (table, want) in cases {
+            let err = load_err(&format!("{RG_SOURCE}[[cargo]]\n{table}\n"));
+            assert!(err.contains(want), "{table:?}: {err}");
+            assert!(err.contains("r.toml"), "{table:?}: {err}");
+        }
+        // The source must be a tree the lineage declares.
+        for (sources, want) in [
+            ("", "no `[[sources]]` entry named `ripgrep`"),
+            (
+                "[[sources]]\nkind = \"deb\"\nname = \"ripgrep\"\nurl = \"https://example.invalid/rg.deb\"\n",
+                "`ripgrep` is a deb source",
+            ),
+        ] {
+            let recipe = format!(
+                "{sources}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+            );
+            let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+            let err = Project::load(dir.path())
+                .and_then(|p| p.resolve("r"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("r.toml: key `cargo[0].source`"), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
     #[test]
     fn bad_kernel_tables_name_file_and_key() {
         let err =
