@@ -455,7 +455,10 @@ impl Lockfile {
                 return Err(invalid(
                     "cargo",
                     i,
-                    format!("cargo source `{}`: `{}` is not a SHA-256", c.source, c.source_hash),
+                    format!(
+                        "cargo source `{}`: `{}` is not a SHA-256",
+                        c.source, c.source_hash
+                    ),
                 ));
             }
             if let Some(k) = c.crates.iter().find(|k| !is_sha256(&k.checksum)) {
@@ -501,7 +504,8 @@ impl Lockfile {
             c.crates.dedup();
         }
         self.cargo.sort();
-        self.cargo.dedup_by(|a, b| a.source == b.source && a.dir == b.dir);
+        self.cargo
+            .dedup_by(|a, b| a.source == b.source && a.dir == b.dir);
         self.suites.sort();
         self.suites.dedup_by(|a, b| a.name == b.name);
         for r in &mut self.recipes {
@@ -1011,7 +1015,11 @@ mod tests {
         assert_eq!(lock.packages[0].name, "aa");
         assert_eq!(lock.packages[0].recipes, ["base", "base:build"]);
         assert_eq!(lock.recipes[0].packages, ["aa", "zz"]);
-        let crates: Vec<&str> = lock.cargo[0].crates.iter().map(|c| c.name.as_str()).collect();
+        let crates: Vec<&str> = lock.cargo[0]
+            .crates
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(crates, ["aa", "zz"], "crates sorted, duplicates dropped");
         let image: Vec<&str> = lock
             .image_packages("base")

@@ -1207,7 +1207,10 @@ fn validate_cargo(
         if !is_simple_name(&c.name) {
             return Err(invalid(
                 key("name"),
-                format!("`{}` is not a simple name (letters, digits, `._-+~`)", c.name),
+                format!(
+                    "`{}` is not a simple name (letters, digits, `._-+~`)",
+                    c.name
+                ),
             ));
         }
         if !names.insert(&c.name) {
@@ -1227,7 +1230,8 @@ fn validate_cargo(
                 format!("`{}` is not a cargo profile name", c.profile),
             ));
         }
-        let arg_ok = |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains(char::is_whitespace);
+        let arg_ok =
+            |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains(char::is_whitespace);
         for (field, values) in [
             ("package", c.package.iter().collect::<Vec<_>>()),
             ("bins", c.bins.iter().collect()),
@@ -1264,7 +1268,10 @@ fn validate_cargo(
             if !relative_ok(from) {
                 return Err(invalid(
                     key("install"),
-                    format!("`{from}` is not a relative path under target/{}/", c.profile_dir()),
+                    format!(
+                        "`{from}` is not a relative path under target/{}/",
+                        c.profile_dir()
+                    ),
                 ));
             }
             let rest = to.strip_prefix('/').unwrap_or("");
@@ -1921,14 +1928,38 @@ version = "dev"
     #[test]
     fn bad_cargo_tables_name_file_and_key() {
         let cases = [
-            ("name = \"r g\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].name`"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = {}", "key `cargo[0].install`: nothing to install"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"../rg\" = \"/usr/bin/rg\" }", "`../rg` is not a relative path"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"usr/bin/rg\" }", "`usr/bin/rg` is not an absolute path"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/\" }", "`/` is not an absolute path"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\ndir = \"/abs\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].dir`"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\nfeatures = [\"--locked\"]\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].features`"),
-            ("name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }", "key `cargo[0].build-packages`"),
+            (
+                "name = \"r g\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].name`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = {}",
+                "key `cargo[0].install`: nothing to install",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"../rg\" = \"/usr/bin/rg\" }",
+                "`../rg` is not a relative path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"usr/bin/rg\" }",
+                "`usr/bin/rg` is not an absolute path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/\" }",
+                "`/` is not an absolute path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ndir = \"/abs\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].dir`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nfeatures = [\"--locked\"]\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].features`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].build-packages`",
+            ),
         ];
         for (table, want) in cases {
             let err = load_err(&format!("{RG_SOURCE}[[cargo]]\n{table}\n"));

@@ -203,7 +203,12 @@ fn ripgrep_builds_bit_identically_from_vendored_crates_offline() {
             p.display()
         );
     }
-    for sandbox_dir in ["/work/src", "/work/vendor", "/work/cargo-home", "/work/target"] {
+    for sandbox_dir in [
+        "/work/src",
+        "/work/vendor",
+        "/work/cargo-home",
+        "/work/target",
+    ] {
         assert!(!contains(&rg_a, sandbox_dir), "rg holds {sandbox_dir}");
     }
     assert!(contains(&rg_a, "/usr/src/crates/grep-searcher-"));

@@ -138,7 +138,9 @@ fn the_crates_of_a_cargo_lock_are_locked_checked_and_fetched_by_checksum() {
     fs_err::write(p.path("pins.lock"), &lock[..cut + 1]).unwrap();
     let err = p.fails(&["lock", "--check"]);
     assert!(
-        err.contains("the crates of source `app-src` (a cargo build of recipe `base`) are not in the lock"),
+        err.contains(
+            "the crates of source `app-src` (a cargo build of recipe `base`) are not in the lock"
+        ),
         "{err}"
     );
     fs_err::write(p.path("pins.lock"), &lock).unwrap();
@@ -148,7 +150,10 @@ fn the_crates_of_a_cargo_lock_are_locked_checked_and_fetched_by_checksum() {
     assert!(err.contains("crates: 1 fetched, 0 already"), "{err}");
     assert!(p.blob(&checksum).is_file());
     assert!(
-        s.server.log().iter().any(|l| l.contains("/crates/itoa-1.0.11.crate")),
+        s.server
+            .log()
+            .iter()
+            .any(|l| l.contains("/crates/itoa-1.0.11.crate")),
         "{:?}",
         s.server.log()
     );
@@ -174,7 +179,10 @@ fn a_crate_whose_bytes_do_not_match_its_cargo_lock_checksum_is_refused() {
     let (ok, err) = s.fetch();
     assert!(!ok, "{err}");
     assert!(err.contains("crate `itoa 1.0.11`"), "{err}");
-    assert!(err.contains(&format!("Cargo.lock says {checksum}")), "{err}");
+    assert!(
+        err.contains(&format!("Cargo.lock says {checksum}")),
+        "{err}"
+    );
     assert!(err.contains(&sha256_hex(&other)), "{err}");
     assert!(!s.project.blob(&checksum).exists());
     assert!(!s.project.blob(&sha256_hex(&other)).exists());
@@ -188,7 +196,10 @@ fn a_git_dependency_is_refused_naming_the_crate() {
     let s = Setup::new(&app_source(&checksum, extra));
     let err = s.project.fails(&["lock"]);
     assert!(err.contains("package `gitdep 0.1.0`"), "{err}");
-    assert!(err.contains("git+https://example.invalid/gitdep.git"), "{err}");
+    assert!(
+        err.contains("git+https://example.invalid/gitdep.git"),
+        "{err}"
+    );
 }
 
 #[test]

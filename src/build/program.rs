@@ -134,9 +134,10 @@ pub fn program_nodes(
             .pins
             .insert(format!("source:{}", build.source), hash.clone());
         for c in &crates {
-            inputs
-                .pins
-                .insert(format!("crate:{}-{}", c.name, c.version), c.checksum.clone());
+            inputs.pins.insert(
+                format!("crate:{}-{}", c.name, c.version),
+                c.checksum.clone(),
+            );
         }
         let options = serde_json::to_string(build).unwrap_or_default();
         inputs.settings.insert("cargo".into(), options);
@@ -358,7 +359,11 @@ pub fn run(
         let rel = to.trim_start_matches('/');
         let dst = tree.join(rel);
         let mut parent = tree.clone();
-        for c in Path::new(rel).parent().into_iter().flat_map(Path::components) {
+        for c in Path::new(rel)
+            .parent()
+            .into_iter()
+            .flat_map(Path::components)
+        {
             parent.push(c);
             if !parent.exists() {
                 fs_err::create_dir(&parent).map_err(BuildError::io(&parent))?;
@@ -392,8 +397,13 @@ fn set_mode_and_time(path: &Path, sde: u64, file: bool) -> Result<(), BuildError
     fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(BuildError::io(path))?;
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sde);
-    let f = std::fs::File::open(path).map_err(BuildError::io(path))?;
-    f.set_times(std::fs::FileTimes::new().set_modified(time).set_accessed(time))
+    let f = fs_err::File::open(path).map_err(BuildError::io(path))?;
+    f.file()
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_modified(time)
+                .set_accessed(time),
+        )
         .map_err(BuildError::io(path))
 }
 

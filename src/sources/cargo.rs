@@ -594,7 +594,10 @@ pub fn fetch_locked_crates(
     offline: bool,
 ) -> Result<(usize, usize), CrateError> {
     let all = locked_crates_of(lock);
-    let missing: Vec<&LockedCrate> = all.iter().filter(|c| !store.has_blob(&c.checksum)).collect();
+    let missing: Vec<&LockedCrate> = all
+        .iter()
+        .filter(|c| !store.has_blob(&c.checksum))
+        .collect();
     let already = all.len() - missing.len();
     if missing.is_empty() {
         return Ok((already, 0));
@@ -615,14 +618,18 @@ pub fn fetch_locked_crates(
 pub fn verified_source(store: &Store, pin: &SourcePin) -> Result<PathBuf, CrateError> {
     let what = pin.describe();
     let Some(expected) = pin.content_hash() else {
-        return Err(CrateError::Source(crate::sources::fetch::SourceError::NoHash {
-            what,
-            field: "sha256",
-        }));
+        return Err(CrateError::Source(
+            crate::sources::fetch::SourceError::NoHash {
+                what,
+                field: "sha256",
+            },
+        ));
     };
     let Some(path) = crate::sources::fetch::stored_path(store, pin) else {
         let path = match pin {
-            SourcePin::Git { .. } => store.step_path(&crate::sources::fetch::git_step_key(expected)),
+            SourcePin::Git { .. } => {
+                store.step_path(&crate::sources::fetch::git_step_key(expected))
+            }
             _ => store.blob_path(expected),
         };
         return Err(CrateError::SourceMissing { what, path });
@@ -630,13 +637,11 @@ pub fn verified_source(store: &Store, pin: &SourcePin) -> Result<PathBuf, CrateE
     let (field, actual) = match pin {
         SourcePin::Git { .. } => (
             "tree-sha256",
-            crate::sources::treehash::tree_hash_archive(&path).map_err(|e| {
-                CrateError::Unpack {
-                    what: what.clone(),
-                    archive: path.clone(),
-                    entry: "(archive)".into(),
-                    why: e.to_string(),
-                }
+            crate::sources::treehash::tree_hash_archive(&path).map_err(|e| CrateError::Unpack {
+                what: what.clone(),
+                archive: path.clone(),
+                entry: "(archive)".into(),
+                why: e.to_string(),
             })?,
         ),
         _ => {
@@ -694,7 +699,8 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
             K::TarGz => Box::new(flate2::read::MultiGzDecoder::new(f)),
             K::TarXz => Box::new(liblzma::read::XzDecoder::new(f)),
             K::TarZst => Box::new(
-                zstd::stream::read::Decoder::new(f).map_err(|e| refuse("(archive)", e.to_string()))?,
+                zstd::stream::read::Decoder::new(f)
+                    .map_err(|e| refuse("(archive)", e.to_string()))?,
             ),
             K::Zip => {
                 return Err(refuse(
@@ -709,13 +715,21 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
     let mut top_file = false;
     {
         let mut tar = tar::Archive::new(open()?);
-        for entry in tar.entries().map_err(|e| refuse("(archive)", e.to_string()))? {
+        for entry in tar
+            .entries()
+            .map_err(|e| refuse("(archive)", e.to_string()))?
+        {
             let entry = entry.map_err(|e| refuse("(archive)", e.to_string()))?;
             let kind = entry.header().entry_type();
-            if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            if matches!(
+                kind,
+                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+            ) {
                 continue;
             }
-            let path = entry.path().map_err(|e| refuse("(archive)", e.to_string()))?;
+            let path = entry
+                .path()
+                .map_err(|e| refuse("(archive)", e.to_string()))?;
             let normal: Vec<_> = path
                 .components()
                 .filter(|c| matches!(c, Component::Normal(_)))
@@ -738,10 +752,16 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
         source,
     };
     let mut tar = tar::Archive::new(open()?);
-    for entry in tar.entries().map_err(|e| refuse("(archive)", e.to_string()))? {
+    for entry in tar
+        .entries()
+        .map_err(|e| refuse("(archive)", e.to_string()))?
+    {
         let mut entry = entry.map_err(|e| refuse("(archive)", e.to_string()))?;
         let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
             continue;
         }
         let raw = entry.path_bytes().into_owned();
@@ -802,9 +822,15 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
                     .link_name()
                     .map_err(|e| refuse(&shown, e.to_string()))?
                     .ok_or_else(|| refuse(&shown, "a symbolic link without target".into()))?;
-                std::os::unix::fs::symlink(&link, &target).map_err(|_| refuse(&shown, "a path twice".into()))?;
+                std::os::unix::fs::symlink(&link, &target)
+                    .map_err(|_| refuse(&shown, "a path twice".into()))?;
             }
-            _ => return Err(refuse(&shown, "not a regular file, directory or symbolic link".into())),
+            _ => {
+                return Err(refuse(
+                    &shown,
+                    "not a regular file, directory or symbolic link".into(),
+                ));
+            }
         }
     }
     Ok(())
