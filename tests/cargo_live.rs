@@ -11,9 +11,13 @@
 //! It locks afresh into temporary projects, as the mirror drops superseded versions. About
 //! 8 minutes a build on two cores (the toolchain tree, then cargo).
 
+mod project;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
+
+use project::run;
 
 fn hermetic() -> &'static str {
     env!("CARGO_BIN_EXE_hermetic")
@@ -39,19 +43,6 @@ source = "ripgrep"
 bins = ["rg"]
 install = { "rg" = "/usr/bin/rg" }
 "#;
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run hermetic");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A project at `dir` with this repository's settings and keys and the `rg` recipe.
 fn write_project(dir: &Path) {

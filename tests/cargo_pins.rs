@@ -100,6 +100,16 @@ impl Setup {
         format!("{}crates/{{name}}-{{version}}.crate", self.server.url())
     }
 
+    /// The project's store and its one locked source pin.
+    fn store_and_pin(&self) -> (hermetic::store::Store, hermetic::sources::pin::SourcePin) {
+        let p = &self.project;
+        let store = hermetic::store::Store::open(p.store.path()).unwrap();
+        let lock = hermetic::lockfile::Lockfile::read(&p.path("pins.lock"))
+            .unwrap()
+            .unwrap();
+        (store, lock.upstream[0].pin.clone())
+    }
+
     fn fetch(&self) -> (bool, String) {
         let out = self
             .project
@@ -232,11 +242,8 @@ fn a_tampered_source_archive_is_refused_naming_the_source() {
         fs_err::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     fs_err::write(&blob, &tampered).unwrap();
-    let store = hermetic::store::Store::open(p.store.path()).unwrap();
-    let lock = hermetic::lockfile::Lockfile::read(&p.path("pins.lock"))
-        .unwrap()
-        .unwrap();
-    let pin = &lock.upstream[0].pin;
+    let (store, pin) = s.store_and_pin();
+    let pin = &pin;
     let dest = tempfile::tempdir().unwrap();
     let err = hermetic::sources::cargo::unpack_source(&store, pin, &dest.path().join("src"))
         .unwrap_err()
@@ -253,11 +260,8 @@ fn a_source_tree_is_unpacked_without_its_top_directory_and_its_crates_read() {
     let s = Setup::new(&app_source(&checksum, ""));
     let p = &s.project;
     p.ok(&["lock"]);
-    let store = hermetic::store::Store::open(p.store.path()).unwrap();
-    let lock = hermetic::lockfile::Lockfile::read(&p.path("pins.lock"))
-        .unwrap()
-        .unwrap();
-    let pin = &lock.upstream[0].pin;
+    let (store, pin) = s.store_and_pin();
+    let pin = &pin;
     let dest = tempfile::tempdir().unwrap();
     let tree = dest.path().join("src");
     hermetic::sources::cargo::unpack_source(&store, pin, &tree).unwrap();
