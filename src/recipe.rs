@@ -1281,6 +1281,16 @@ fn validate_cargo(
                     format!("`{to}` is not an absolute path of a file in the image"),
                 ));
             }
+            // Merged /usr: these are links in the image, not directories.
+            let first = rest.split('/').next().unwrap_or("");
+            if ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].contains(&first) {
+                return Err(invalid(
+                    key("install"),
+                    format!(
+                        "`{to}` lies under /{first}, a link to /usr/{first} in the image; install to /usr/{first}/... instead"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -1947,6 +1957,10 @@ version = "dev"
             (
                 "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/\" }",
                 "`/` is not an absolute path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/bin/rg\" }",
+                "install to /usr/bin/... instead",
             ),
             (
                 "name = \"rg\"\nsource = \"ripgrep\"\ndir = \"/abs\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }",

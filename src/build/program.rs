@@ -349,9 +349,9 @@ pub fn run(
     super::exec::log_line(&log, &format!("==> {}", cargo_argv(build).join(" ")))?;
     super::exec::run_step_named(&node.name, &cmd, &log)?;
 
-    // Copy the declared files out, read beneath the profile's directory.
-    let out_dir = target.join(build.profile_dir());
-    let built = crate::beneath::Beneath::open(&out_dir)?;
+    // Copy the declared files out, read beneath the target directory hermetic made (the
+    // build may have made `target/<profile>` a link to anywhere).
+    let built = crate::beneath::Beneath::open(&target)?;
     let tree = temp.join(TREE);
     fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
     let mut made_dirs = Vec::new();
@@ -370,7 +370,8 @@ pub fn run(
                 made_dirs.push(parent.clone());
             }
         }
-        super::outputs::copy_beneath(&built, from, &dst)?;
+        let from = format!("{}/{from}", build.profile_dir());
+        super::outputs::copy_beneath(&built, &from, &dst)?;
         set_mode_and_time(&dst, opts.source_date_epoch, true)?;
     }
     // Deepest first, so a parent's time is set after its children were made.
