@@ -262,6 +262,7 @@ pub fn plan(
         deps.extend(super::program::program_nodes(
             &mut graph, lock, &recipe, sde,
         )?);
+        super::program::add_deb_sources(&mut inputs, lock, &recipe)?;
         depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {
             name: format!("{}/image", recipe.name),

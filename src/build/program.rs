@@ -408,8 +408,77 @@ fn set_mode_and_time(path: &Path, sde: u64, file: bool) -> Result<(), BuildError
         .map_err(BuildError::io(path))
 }
 
+/// The key input naming a `deb` source the image installs (`deb-source:<name>` → SHA-256),
+/// and the setting saying whether its maintainer scripts are dropped.
+const DEB_SOURCE_PIN: &str = "deb-source:";
+const DEB_SOURCE_DROP: &str = "deb-source-drop-scripts:";
+
+/// Adds the recipe's `deb` sources to the image step's inputs: each by its locked SHA-256,
+/// with its `drop-maintainer-scripts`. [`install_into_image`] installs them from these.
+pub fn add_deb_sources(
+    inputs: &mut StepInputs,
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+) -> Result<(), BuildError> {
+    for (name, pin) in &recipe.sources {
+        let SourcePin::Deb {
+            drop_maintainer_scripts,
+            ..
+        } = pin
+        else {
+            continue;
+        };
+        let hash = lock
+            .upstream
+            .iter()
+            .find(|u| u.pin.name() == name)
+            .and_then(|u| u.pin.content_hash())
+            .ok_or_else(|| BuildError::StaleLock {
+                detail: format!("deb source `{name}` has no content pin"),
+            })?;
+        inputs
+            .pins
+            .insert(format!("{DEB_SOURCE_PIN}{name}"), hash.to_string());
+        inputs.settings.insert(
+            format!("{DEB_SOURCE_DROP}{name}"),
+            drop_maintainer_scripts.to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Where the store's blobs are seen by the step installing `deb` sources.
+const DEB_SOURCE_DIR: &str = "/.hermetic-deb-sources";
+
+/// The script installing the `deb` source `blob` (under [`DEB_SOURCE_DIR`]) with dpkg;
+/// without its maintainer scripts, it is first unpacked and packed again without them.
+fn deb_source_script(blob: &str, drop_scripts: bool) -> String {
+    let mut s = format!(
+        "set -eu\n\
+         printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d\n\
+         chmod 0755 /usr/sbin/policy-rc.d\n\
+         deb={DEB_SOURCE_DIR}/{blob}\n"
+    );
+    if drop_scripts {
+        s.push_str(
+            "w=$(mktemp -d)\n\
+             dpkg-deb -R \"$deb\" \"$w/p\"\n\
+             rm -f \"$w/p/DEBIAN/preinst\" \"$w/p/DEBIAN/postinst\" \"$w/p/DEBIAN/prerm\" \"$w/p/DEBIAN/postrm\" \"$w/p/DEBIAN/config\"\n\
+             dpkg-deb --build \"$w/p\" \"$w/p.deb\" >/dev/null\n\
+             deb=$w/p.deb\n",
+        );
+    }
+    s.push_str("dpkg --install \"$deb\" </dev/null\n");
+    if drop_scripts {
+        s.push_str("rm -rf \"$w\"\n");
+    }
+    s.push_str("rm -f /usr/sbin/policy-rc.d\n");
+    s
+}
+
 /// In the image step: copies the tree of every program step the image depends on over the
-/// image `tree`, in the sandbox (the tree's files belong to its subordinate ids).
+/// image `tree`, in the sandbox (the tree's files belong to its subordinate ids), then
+/// installs the recipe's `deb` sources with dpkg (the image's own), each re-hashed first.
 pub fn install_into_image(
     store: &Store,
     graph: &Graph,
@@ -440,6 +509,37 @@ pub fn install_into_image(
         });
         super::exec::log_line(&log, &format!("==> install program {name}"))?;
         super::exec::run_step_named(&format!("{} (program {name})", node.name), &lay, &log)?;
+    }
+    for (key, hash) in &node.inputs.pins {
+        let Some(name) = key.strip_prefix(DEB_SOURCE_PIN) else {
+            continue;
+        };
+        let what = format!("deb source `{name}`");
+        if !store.has_blob(hash) {
+            return Err(BuildError::MissingPins {
+                count: 1,
+                store: store.root().to_path_buf(),
+                example: format!("{what} ({})", store.blob_path(hash).display()),
+            });
+        }
+        let blob = store.verified_blob(hash, None, &what)?;
+        let drop_scripts = node
+            .inputs
+            .settings
+            .get(&format!("{DEB_SOURCE_DROP}{name}"))
+            .is_some_and(|v| v == "true");
+        let mut install = super::exec::tree_step(node, tree, opts, &log);
+        install.argv = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            deb_source_script(hash, drop_scripts),
+        ];
+        install.mounts.push(Mount::ReadOnly {
+            src: blob.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            dst: PathBuf::from(DEB_SOURCE_DIR),
+        });
+        super::exec::log_line(&log, &format!("==> install {what}"))?;
+        super::exec::run_step_named(&format!("{} ({what})", node.name), &install, &log)?;
     }
     Ok(())
 }
@@ -474,6 +574,24 @@ mod tests {
                 "--no-default-features"
             ]
         );
+    }
+
+    #[test]
+    fn a_deb_source_loses_its_maintainer_scripts_only_when_asked() {
+        let kept = deb_source_script("ab12", false);
+        assert!(kept.contains("deb=/.hermetic-deb-sources/ab12\n"), "{kept}");
+        assert!(kept.contains("dpkg --install \"$deb\""), "{kept}");
+        assert!(!kept.contains("DEBIAN/postinst"), "{kept}");
+        let dropped = deb_source_script("ab12", true);
+        for script in ["preinst", "postinst", "prerm", "postrm", "config"] {
+            assert!(
+                dropped.contains(&format!("\"$w/p/DEBIAN/{script}\"")),
+                "{dropped}"
+            );
+        }
+        let repack = dropped.find("dpkg-deb --build").unwrap();
+        let install = dropped.find("dpkg --install").unwrap();
+        assert!(repack < install, "{dropped}");
     }
 
     #[test]
