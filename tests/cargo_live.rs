@@ -231,3 +231,76 @@ fn ripgrep_builds_bit_identically_from_vendored_crates_offline() {
     let version = String::from_utf8_lossy(&out.stdout);
     assert!(version.starts_with("ripgrep 14.1.1"), "{version}");
 }
+
+/// A `deb` source from the host's Debian mirror (figlet, whose postinst registers the
+/// `/usr/bin/figlet` alternative): installed into the image after the packages, with its
+/// maintainer scripts in one recipe and without them (`drop-maintainer-scripts`) in another.
+/// The version is trixie's; when the mirror drops it, change the URL.
+#[test]
+fn deb_sources_are_installed_with_or_without_their_maintainer_scripts() {
+    let mirror = hermetic::mirrors::apt_uris(Path::new("/"))
+        .unwrap()
+        .into_iter()
+        .find(|u| !u.trim_end_matches('/').ends_with("-security"))
+        .expect("the host's apt configuration names a Debian mirror");
+    let url = format!(
+        "{}/pool/main/f/figlet/figlet_2.2.5-3+b2_amd64.deb",
+        mirror.trim_end_matches('/')
+    );
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path().join("project");
+    let store = tempfile::tempdir().unwrap();
+    write_project(&p);
+    fs_err::remove_file(p.join("recipes/rg.toml")).unwrap();
+    for (name, drop) in [("kept", false), ("dropped", true)] {
+        fs_err::write(
+            p.join(format!("recipes/{name}.toml")),
+            format!(
+                "format = \"tar\"\npackages = [\"base-files\"]\n\n[[sources]]\nkind = \"deb\"\n\
+                 name = \"figlet-{name}\"\nurl = \"{url}\"\ndrop-maintainer-scripts = {drop}\n"
+            ),
+        )
+        .unwrap();
+    }
+    run(hermetic_in(&p, store.path()).args(["lock", "--allow-mirror-state"]));
+    run(hermetic_in(&p, store.path()).arg("fetch"));
+    run(hermetic_in(&p, store.path())
+        .args(["build", "kept", "dropped", "--output"])
+        .arg(p.join("out")));
+    let listing = |image: &str| -> String {
+        let out = run(Command::new("tar")
+            .arg("-tf")
+            .arg(p.join(format!("out/{image}.tar"))));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for image in ["kept", "dropped"] {
+        let files = listing(image);
+        assert!(files.contains("./usr/bin/figlet-figlet\n"), "{image}");
+        let status = tar_member(&p.join(format!("out/{image}.tar")), "./var/lib/dpkg/status");
+        let status = String::from_utf8_lossy(&status);
+        let paragraph = status
+            .split("\n\n")
+            .find(|p| p.lines().any(|l| l == "Package: figlet"))
+            .unwrap_or_else(|| panic!("figlet is not in the dpkg status of {image}"));
+        assert!(
+            paragraph
+                .lines()
+                .any(|l| l == "Status: install ok installed"),
+            "{paragraph}"
+        );
+    }
+    // The postinst ran in one image only: it made the alternative and kept its script.
+    let kept = listing("kept");
+    let dropped = listing("dropped");
+    assert!(kept.contains("./etc/alternatives/figlet\n"), "{kept}");
+    assert!(
+        kept.contains("./var/lib/dpkg/info/figlet.postinst\n"),
+        "{kept}"
+    );
+    assert!(
+        !dropped.contains("./etc/alternatives/figlet\n"),
+        "{dropped}"
+    );
+    assert!(!dropped.contains("figlet.postinst"), "{dropped}");
+    assert!(!dropped.contains("figlet.prerm"), "{dropped}");
+}
