@@ -130,10 +130,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if ctx.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else if ctx.verbosity >= 0 {
-        let what = format!(
+        let mut what = format!(
             "{} packages, {} source packages, {} tarballs",
             outcome.packages, outcome.sources, outcome.tarballs
         );
+        if cargo.crates > 0 {
+            what.push_str(&format!(", {} crates", cargo.crates));
+        }
         if outcome.written || upstream.written || cargo.written {
             eprintln!("wrote {} ({what})", outcome.path.display());
         } else {
