@@ -77,17 +77,17 @@ tools_step=$(step rg/cargo-tools)
 tar -xOf "$work/out/rg.tar" ./usr/bin/rg > "$work/rg-hermetic"
 
 # 2. The host: the same source, the host's cargo, the host's CARGO_HOME.
-rm -rf "$work/host"
-mkdir -p "$work/host"
-curl -sSfL -o "$work/host/ripgrep.crate" \
+# Outside any cargo workspace (WORKDIR may lie inside this repository).
+host=$(mktemp -d /var/tmp/hermetic-bench-cargo-host.XXXXXX)
+curl -sSfL -o "$host/ripgrep.crate" \
   https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate
-tar -xzf "$work/host/ripgrep.crate" -C "$work/host"
-src="$work/host/ripgrep-14.1.1"
+tar -xzf "$host/ripgrep.crate" -C "$work/host"
+src="$host/ripgrep-14.1.1"
 start=$(now)
 (cd "$src" && cargo fetch --locked)
 host_fetch=$(since "$start")
 start=$(now)
-(cd "$src" && CARGO_TARGET_DIR="$work/host/target" cargo build --locked --offline --release --bin rg)
+(cd "$src" && CARGO_TARGET_DIR="$host/target" cargo build --locked --offline --release --bin rg)
 host_build=$(since "$start")
 
 printf '\n%-52s %10s\n' "what" "seconds"
@@ -97,5 +97,5 @@ printf '%-52s %10s\n' "  of which cargo build, vendored, sandbox (rg/cargo-rg)" 
 printf '%-52s %10s\n' "host: cargo fetch --locked" "$host_fetch"
 printf '%-52s %10s\n' "host: cargo build --locked --release ($(cargo --version | cut -d' ' -f2))" "$host_build"
 printf '\nrg (hermetic, rustc 1.85 from Debian): %s\n' "$(sha256sum < "$work/rg-hermetic" | cut -d' ' -f1)"
-printf 'rg (host):                              %s\n' "$(sha256sum < "$work/host/target/release/rg" | cut -d' ' -f1)"
-echo "bench-cargo: remove $work when done (it holds a store of about 2 GB)"
+printf 'rg (host):                              %s\n' "$(sha256sum < "$host/target/release/rg" | cut -d' ' -f1)"
+echo "bench-cargo: remove $work and $host when done (a store of about 2 GB, a target of about 1 GB)"
