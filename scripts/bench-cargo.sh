@@ -81,7 +81,7 @@ tar -xOf "$work/out/rg.tar" ./usr/bin/rg > "$work/rg-hermetic"
 host=$(mktemp -d /var/tmp/hermetic-bench-cargo-host.XXXXXX)
 curl -sSfL -o "$host/ripgrep.crate" \
   https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate
-tar -xzf "$host/ripgrep.crate" -C "$work/host"
+tar -xzf "$host/ripgrep.crate" -C "$host"
 src="$host/ripgrep-14.1.1"
 start=$(now)
 (cd "$src" && cargo fetch --locked)
