@@ -66,6 +66,20 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 _ => {}
             }
         }
+        let crates = cause
+            .downcast_ref::<crate::sources::cargo::CrateError>()
+            .or_else(|| match cause.downcast_ref::<crate::build::BuildError>() {
+                Some(crate::build::BuildError::Crate(c)) => Some(c.as_ref()),
+                _ => None,
+            });
+        match crates {
+            Some(
+                crate::sources::cargo::CrateError::CratesMissing { .. }
+                | crate::sources::cargo::CrateError::SourceMissing { .. },
+            ) => return Exit::Store,
+            Some(crate::sources::cargo::CrateError::Download { .. }) => return Exit::Network,
+            _ => {}
+        }
         if cause.downcast_ref::<crate::http::HttpError>().is_some() {
             return Exit::Network;
         }

@@ -10,6 +10,10 @@
 //! transfer: the wait for the response headers, the average rate over a sliding window, and
 //! a deadline per file that grows with its size. A transfer that breaks one of them is
 //! aborted with a [`Stalled`] error naming the URL, the bytes received and the reason.
+//!
+//! TLS servers are checked against Mozilla's roots (compiled in) and the platform's trust
+//! store (`/etc/ssl/certs`, `SSL_CERT_FILE`, `SSL_CERT_DIR`), so that a proxy whose CA only
+//! the host trusts is accepted too ([`trusted_roots`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -291,6 +295,26 @@ impl Default for Http {
     }
 }
 
+/// The root certificates TLS servers are checked against: Mozilla's (as webpki-roots ships
+/// them) and those of the platform's trust store, read once per process. Certificates the
+/// platform store holds but that cannot be read are skipped (rustls-native-certs reports
+/// them; the compiled-in roots still apply).
+pub fn trusted_roots() -> ureq::tls::RootCerts {
+    static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mozilla = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
+            let platform = rustls_native_certs::load_native_certs()
+                .certs
+                .into_iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
+            mozilla.chain(platform).collect::<Vec<_>>().into()
+        })
+        .clone()
+}
+
 impl Http {
     /// A client held to the limits of the environment ([`Limits::from_env_or_default`]).
     pub fn new() -> Http {
@@ -314,6 +338,11 @@ impl Http {
             .max_idle_connections(32)
             .max_idle_connections_per_host(16)
             .http_status_as_error(false)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(trusted_roots())
+                    .build(),
+            )
             .build();
         Http {
             agent: ureq::Agent::with_parts(

@@ -6,7 +6,8 @@
 //! base (`Essential: yes` and `Priority: required`), like `apt-get install
 //! --no-install-recommends` on an empty system. A pin is tagged with the recipes that use it:
 //! `<recipe>` for the image closure, `<recipe>:build` for the tools closure, `<recipe>:kernel`
-//! for the kernel's. The image and kernel closures are resolved only when not empty; the
+//! for the kernel's, `<recipe>:cargo` for the toolchain of its `[[cargo]]` builds (the union
+//! of their build-packages). The image, kernel and cargo closures are resolved only when not empty; the
 //! tools closure always (an empty `build-packages` still gives the essential base as tools
 //! tree). Each selection of a recipe's profiles that add pinned things is resolved the same
 //! way, as a closure named `<recipe>/<profile>...` ([`requests`]).
@@ -39,9 +40,9 @@ use crate::debian::version::Version;
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
-    BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile, LockfileError,
-    PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball, TarballRequest,
-    pin_changes,
+    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile,
+    LockfileError, PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball,
+    TarballRequest, pin_changes,
 };
 use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;
@@ -137,12 +138,13 @@ pub enum LockError {
     },
 }
 
-/// The three closures of a recipe.
+/// The closures of a recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Closure {
     Image,
     Build,
     Kernel,
+    Cargo,
 }
 
 impl Closure {
@@ -151,6 +153,7 @@ impl Closure {
             Closure::Image => "packages",
             Closure::Build => "build-packages",
             Closure::Kernel => "kernel",
+            Closure::Cargo => "cargo build-packages",
         }
     }
 }
@@ -215,6 +218,7 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
         let pinning = project.pinning_profiles(name)?;
         for selected in crate::recipe::selections(&pinning) {
             let r = project.resolve_with_profiles(name, &selected)?;
+            let cargo_packages = r.cargo_packages();
             out.push(LockedRecipe {
                 name: project.lock_name(name, &selected)?,
                 packages: r.packages.into_iter().collect(),
@@ -223,6 +227,12 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
                 kernel_packages: match &r.kernel {
                     Some(k) if selected.is_empty() => k.lock_packages(),
                     _ => Vec::new(),
+                },
+                // Like the kernel's, the toolchain closure is only the plain recipe's.
+                cargo_packages: if selected.is_empty() {
+                    cargo_packages
+                } else {
+                    Vec::new()
                 },
                 tarballs: r
                     .tarballs
@@ -303,6 +313,7 @@ pub fn check(
     problems.extend(snapshot_pin_problems(a, lock).into_iter().map(|(_, p)| p));
     problems.extend(check_closures(lock, &a.architecture));
     problems.extend(crate::sources::lockpins::check_upstream(project, lock)?);
+    problems.extend(crate::sources::cargo::check_cargo(project, lock)?);
     Ok(problems)
 }
 
@@ -348,6 +359,11 @@ fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
         "kernel packages",
         &old.kernel_packages,
         &new.kernel_packages,
+    );
+    diff(
+        "cargo build-packages",
+        &old.cargo_packages,
+        &new.cargo_packages,
     );
     if old.tarballs != new.tarballs {
         parts.push("tarballs changed".into());
@@ -671,6 +687,11 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                 Closure::Kernel,
                 &r.kernel_packages,
                 format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+            ),
+            (
+                Closure::Cargo,
+                &r.cargo_packages,
+                format!("{}{CARGO_TAG_SUFFIX}", r.name),
             ),
         ];
         for (closure, list, tag) in closures {
@@ -1061,6 +1082,12 @@ fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
             r.kernel_packages.as_slice(),
         ));
     }
+    if !r.cargo_packages.is_empty() {
+        out.push((
+            format!("{}{CARGO_TAG_SUFFIX}", r.name),
+            r.cargo_packages.as_slice(),
+        ));
+    }
     out
 }
 
@@ -1255,6 +1282,7 @@ fn release_forced(
 fn tag_of(tag: &str) -> &str {
     tag.strip_suffix(BUILD_TAG_SUFFIX)
         .or_else(|| tag.strip_suffix(KERNEL_TAG_SUFFIX))
+        .or_else(|| tag.strip_suffix(CARGO_TAG_SUFFIX))
         .unwrap_or(tag)
 }
 
@@ -1263,6 +1291,7 @@ fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
     // Source pins are re-derived from the recipes by `sources::lockpins::lock_upstream`;
     // keeping them here avoids writing the lock without them in between.
     new.upstream = old.upstream.clone();
+    new.cargo = old.cargo.clone();
     let tags: Vec<String> = keep
         .iter()
         .flat_map(|r| {
@@ -1270,6 +1299,7 @@ fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
                 r.name.clone(),
                 format!("{}{BUILD_TAG_SUFFIX}", r.name),
                 format!("{}{KERNEL_TAG_SUFFIX}", r.name),
+                format!("{}{CARGO_TAG_SUFFIX}", r.name),
             ]
         })
         .collect();

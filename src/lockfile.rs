@@ -31,6 +31,8 @@ pub const BUILD_TAG_SUFFIX: &str = ":build";
 /// The suffix of the tag naming a recipe's kernel closure (`base:kernel`): the kernel's
 /// build-packages with its source and config packages.
 pub const KERNEL_TAG_SUFFIX: &str = ":kernel";
+/// The suffix of the tag naming a recipe's `[[cargo]]` toolchain closure (`base:cargo`).
+pub const CARGO_TAG_SUFFIX: &str = ":cargo";
 
 /// Errors reading `pins.lock`. Each names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,35 @@ pub struct LockedRecipe {
     /// (empty when the recipe builds no kernel).
     #[serde(default)]
     pub kernel_packages: Vec<String>,
+    /// What the `[[cargo]]` builds' toolchain asks for: the union of their build-packages
+    /// (empty when the recipe builds no Rust program).
+    #[serde(default)]
+    pub cargo_packages: Vec<String>,
+}
+
+/// The crates of a `[[cargo]]` build's `Cargo.lock` (`[[cargo]]` in pins.lock): which
+/// source tree (by name and tree-or-file hash) and directory they were read from, and every
+/// registry crate with the checksum the `Cargo.lock` gives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedCargo {
+    /// The `[[sources]]` name.
+    pub source: String,
+    /// The workspace directory inside the tree (`""`: its root).
+    #[serde(default)]
+    pub dir: String,
+    /// The content hash of the source the `Cargo.lock` was read from.
+    pub source_hash: String,
+    pub crates: Vec<LockedCrateEntry>,
+}
+
+/// One registry crate: the SHA-256 of its `.crate`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedCrateEntry {
+    pub name: String,
+    pub version: String,
+    pub checksum: String,
 }
 
 /// A pinned binary package.
@@ -215,6 +246,8 @@ pub struct Lockfile {
     pub tarballs: Vec<PinnedTarball>,
     /// Upstream sources (`[[upstream]]`), sorted by name.
     pub upstream: Vec<PinnedUpstream>,
+    /// The crates of each `[[cargo]]` build's source (`[[cargo]]`), sorted.
+    pub cargo: Vec<LockedCargo>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +267,8 @@ struct RawLock {
     tarball: Vec<PinnedTarball>,
     #[serde(default)]
     upstream: Vec<toml::Table>,
+    #[serde(default)]
+    cargo: Vec<LockedCargo>,
 }
 
 /// The `[[upstream]]` tables: `recipes` plus a [`SourcePin`](crate::sources::pin::SourcePin)
@@ -343,6 +378,7 @@ impl Lockfile {
             sources: raw.source,
             tarballs: raw.tarball,
             upstream,
+            cargo: raw.cargo,
         };
         lock.validate(path, text)?;
         Ok(lock)
@@ -419,6 +455,36 @@ impl Lockfile {
             }
         }
         let mut seen = BTreeMap::new();
+        for (i, c) in self.cargo.iter().enumerate() {
+            if !is_sha256(&c.source_hash) {
+                return Err(invalid(
+                    "cargo",
+                    i,
+                    format!(
+                        "cargo source `{}`: `{}` is not a SHA-256",
+                        c.source, c.source_hash
+                    ),
+                ));
+            }
+            if let Some(k) = c.crates.iter().find(|k| !is_sha256(&k.checksum)) {
+                return Err(invalid(
+                    "cargo",
+                    i,
+                    format!(
+                        "crate `{} {}`: `{}` is not a SHA-256",
+                        k.name, k.version, k.checksum
+                    ),
+                ));
+            }
+            if seen.insert((&c.source, &c.dir), i).is_some() {
+                return Err(invalid(
+                    "cargo",
+                    i,
+                    format!("the crates of source `{}` appear twice", c.source),
+                ));
+            }
+        }
+        let mut seen = BTreeMap::new();
         for (i, s) in self.suites.iter().enumerate() {
             if seen.insert(&s.name, i).is_some() {
                 return Err(invalid(
@@ -438,6 +504,13 @@ impl Lockfile {
             u.recipes.sort();
             u.recipes.dedup();
         }
+        for c in &mut self.cargo {
+            c.crates.sort();
+            c.crates.dedup();
+        }
+        self.cargo.sort();
+        self.cargo
+            .dedup_by(|a, b| a.source == b.source && a.dir == b.dir);
         self.suites.sort();
         self.suites.dedup_by(|a, b| a.name == b.name);
         for r in &mut self.recipes {
@@ -449,6 +522,8 @@ impl Lockfile {
             r.source_packages.dedup();
             r.kernel_packages.sort();
             r.kernel_packages.dedup();
+            r.cargo_packages.sort();
+            r.cargo_packages.dedup();
             r.tarballs.sort();
             r.tarballs.dedup();
         }
@@ -537,6 +612,9 @@ impl Lockfile {
             if !r.kernel_packages.is_empty() {
                 list(&mut out, "kernel-packages", &r.kernel_packages);
             }
+            if !r.cargo_packages.is_empty() {
+                list(&mut out, "cargo-packages", &r.cargo_packages);
+            }
             if r.tarballs.is_empty() {
                 out.push_str("tarballs = []\n");
             } else {
@@ -613,6 +691,23 @@ impl Lockfile {
             // The pin's own fields in declaration order (`kind` first), then its users.
             out.push_str(&toml::to_string(&u.pin).unwrap_or_default());
             list(&mut out, "recipes", &u.recipes);
+        }
+        for c in &self.cargo {
+            out.push_str("\n[[cargo]]\n");
+            kv(&mut out, "source", &c.source);
+            kv(&mut out, "dir", &c.dir);
+            kv(&mut out, "source-hash", &c.source_hash);
+            out.push_str("crates = [\n");
+            for k in &c.crates {
+                let _ = writeln!(
+                    out,
+                    "  {{ name = {}, version = {}, checksum = {} }},",
+                    quote(&k.name),
+                    quote(&k.version),
+                    quote(&k.checksum)
+                );
+            }
+            out.push_str("]\n");
         }
         out
     }
@@ -904,6 +999,19 @@ mod tests {
                 },
                 recipes: vec!["base".into()],
             }],
+            cargo: vec![LockedCargo {
+                source: "m".into(),
+                dir: "tools/x".into(),
+                source_hash: "cd".repeat(32),
+                crates: ["zz", "aa", "aa"]
+                    .iter()
+                    .map(|n| LockedCrateEntry {
+                        name: n.to_string(),
+                        version: "1.0.0".into(),
+                        checksum: "ef".repeat(32),
+                    })
+                    .collect(),
+            }],
         }
     }
 
@@ -915,6 +1023,12 @@ mod tests {
         assert_eq!(lock.packages[0].name, "aa");
         assert_eq!(lock.packages[0].recipes, ["base", "base:build"]);
         assert_eq!(lock.recipes[0].packages, ["aa", "zz"]);
+        let crates: Vec<&str> = lock.cargo[0]
+            .crates
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(crates, ["aa", "zz"], "crates sorted, duplicates dropped");
         let image: Vec<&str> = lock
             .image_packages("base")
             .iter()

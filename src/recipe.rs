@@ -7,7 +7,9 @@
 //! - lists extend (`packages`, `build-packages`, `source-packages`, `tarballs`, `overlays`);
 //! - maps merge, the child winning (`environment`);
 //! - `steps` append after the parent's;
-//! - single settings (`format`, `version`, `image-id`) are inherited when unset.
+//! - single settings (`format`, `version`, `image-id`) are inherited when unset;
+//! - `[[sources]]` and `[[cargo]]` entries are keyed by name: a child's entry replaces its
+//!   parent's of the same name.
 //!
 //! `[profiles.NAME]` tables add to (or change) a recipe when the profile is selected; a
 //! selected profile applies right after the recipe that defines it, before the recipe's child.
@@ -195,6 +197,75 @@ pub struct Tarball {
     pub name: String,
     pub url: String,
     pub sha256: String,
+}
+
+/// The Debian packages a `[[cargo]]` build's toolchain tree is made of when it names none:
+/// Debian's Rust toolchain and the C toolchain its linker and build scripts call.
+pub const DEFAULT_CARGO_BUILD_PACKAGES: &[&str] = &["cargo", "gcc", "libc6-dev", "rustc"];
+
+fn default_cargo_profile() -> String {
+    "release".to_string()
+}
+
+fn default_cargo_build_packages() -> Vec<String> {
+    DEFAULT_CARGO_BUILD_PACKAGES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// A `[[cargo]]` entry: a Rust program built with `cargo build --frozen --offline` from a
+/// `[[sources]]` tree and the crates its `Cargo.lock` pins, in a toolchain tree of pinned
+/// Debian packages, its files installed into the image (docs/recipes.md, *Rust programs*).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CargoBuild {
+    /// Names the build (its step is `<image>/cargo-<name>`).
+    pub name: String,
+    /// The `[[sources]]` entry (`file` archive or `git` tree) holding the workspace.
+    pub source: String,
+    /// The directory of the workspace inside the source tree (after its single top-level
+    /// directory, if any, is stripped); default: the tree's root.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// `cargo build -p`.
+    #[serde(default)]
+    pub package: Option<String>,
+    /// `cargo build --bin` (each).
+    #[serde(default)]
+    pub bins: Vec<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub no_default_features: bool,
+    /// The cargo profile (`release`, `dev` or one of the workspace's).
+    #[serde(default = "default_cargo_profile")]
+    pub profile: String,
+    /// Extra flags for rustc (besides the path remapping hermetic adds).
+    #[serde(default)]
+    pub rustflags: Vec<String>,
+    /// The Debian packages of the toolchain tree ([`DEFAULT_CARGO_BUILD_PACKAGES`] if unset).
+    #[serde(default = "default_cargo_build_packages")]
+    pub build_packages: Vec<String>,
+    /// What to install: a path under the profile's output directory (`target/<profile>/`,
+    /// e.g. `rg`) to an absolute path in the image (`/usr/bin/rg`).
+    pub install: BTreeMap<String, String>,
+}
+
+impl CargoBuild {
+    /// `dir`, or the empty path.
+    pub fn dir(&self) -> &str {
+        self.dir.as_deref().unwrap_or("")
+    }
+
+    /// The directory under `target/` cargo writes the profile's artifacts to.
+    pub fn profile_dir(&self) -> &str {
+        match self.profile.as_str() {
+            "dev" | "test" => "debug",
+            "bench" => "release",
+            other => other,
+        }
+    }
 }
 
 /// What an image is written out as. `directory` and `tar` are written by the build itself;
@@ -420,6 +491,9 @@ pub struct RecipeFile {
     /// left out for `hermetic lock` to compute (docs/recipes.md).
     #[serde(default)]
     pub sources: Vec<crate::sources::pin::SourcePin>,
+    /// Rust programs built from `sources` and installed into the image.
+    #[serde(default)]
+    pub cargo: Vec<CargoBuild>,
     /// Directories under `overlays/` laid over the image tree, in order.
     #[serde(default)]
     pub overlays: Vec<String>,
@@ -500,6 +574,8 @@ pub struct ResolvedRecipe {
     pub tarballs: BTreeSet<Tarball>,
     /// Upstream sources by name; a recipe's entry replaces its parent's of the same name.
     pub sources: BTreeMap<String, crate::sources::pin::SourcePin>,
+    /// Rust programs by name; a recipe's entry replaces its parent's of the same name.
+    pub cargo: BTreeMap<String, CargoBuild>,
     /// The selected profiles, in the order they were asked for.
     pub profiles: Vec<String>,
     pub description: Option<String>,
@@ -524,6 +600,17 @@ pub struct ResolvedRecipe {
 }
 
 impl ResolvedRecipe {
+    /// Everything `hermetic lock` resolves for the `[[cargo]]` toolchains (tag
+    /// `<recipe>:cargo`): the union of their build-packages; empty without `[[cargo]]`.
+    pub fn cargo_packages(&self) -> Vec<String> {
+        let all: BTreeSet<String> = self
+            .cargo
+            .values()
+            .flat_map(|c| c.build_packages.iter().cloned())
+            .collect();
+        all.into_iter().collect()
+    }
+
     /// The environment `step` runs with (besides the variables hermetic sets itself): the
     /// image's environment overlaid with the step's own table.
     pub fn step_environment(&self, step: &ResolvedStep) -> BTreeMap<String, String> {
@@ -765,6 +852,7 @@ impl Project {
             source_packages: BTreeSet::new(),
             tarballs: BTreeSet::new(),
             sources: BTreeMap::new(),
+            cargo: BTreeMap::new(),
             profiles: selected.clone(),
             description: lineage[0].file.description.clone(),
             image_id: name.to_string(),
@@ -782,6 +870,9 @@ impl Project {
             let f = &r.file;
             for pin in &f.sources {
                 resolved.sources.insert(pin.name().to_string(), pin.clone());
+            }
+            for c in &f.cargo {
+                resolved.cargo.insert(c.name.clone(), c.clone());
             }
             if let Some(id) = &f.image_id {
                 resolved.image_id = id.clone();
@@ -823,6 +914,34 @@ impl Project {
             }
         }
         resolved.format = format.unwrap_or_default();
+        // A build's source must be a tree the image's lineage declares.
+        for r in &lineage {
+            for (i, c) in r.file.cargo.iter().enumerate() {
+                if resolved.cargo.get(&c.name) != Some(c) {
+                    continue;
+                }
+                let invalid = |message: String| RecipeError::Invalid {
+                    path: r.path.clone(),
+                    key: format!("cargo[{i}].source"),
+                    message,
+                };
+                match resolved.sources.get(&c.source) {
+                    None => {
+                        return Err(invalid(format!(
+                            "no `[[sources]]` entry named `{}` in recipe `{name}` or its parents",
+                            c.source
+                        )));
+                    }
+                    Some(crate::sources::pin::SourcePin::Deb { .. }) => {
+                        return Err(invalid(format!(
+                            "`{}` is a deb source; a cargo build needs a `file` archive or a `git` tree",
+                            c.source
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         Ok(resolved)
     }
 
@@ -1236,6 +1355,114 @@ fn validate_sources(
     Ok(())
 }
 
+/// Checks a recipe's `[[cargo]]` entries on their own: names, relative paths inside the
+/// source and the profile's directory, absolute install destinations, arguments that cargo
+/// would take as options. (That `source` names a tree is checked by [`Project::resolve`].)
+fn validate_cargo(
+    builds: &[CargoBuild],
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    let relative_ok = |s: &str| {
+        !s.is_empty()
+            && Path::new(s)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+    };
+    let mut names = BTreeSet::new();
+    for (i, c) in builds.iter().enumerate() {
+        let key = |k: &str| format!("cargo[{i}].{k}");
+        if !is_simple_name(&c.name) {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "`{}` is not a simple name (letters, digits, `._-+~`)",
+                    c.name
+                ),
+            ));
+        }
+        if !names.insert(&c.name) {
+            return Err(invalid(key("name"), format!("`{}` appears twice", c.name)));
+        }
+        if let Some(d) = &c.dir
+            && !relative_ok(d)
+        {
+            return Err(invalid(
+                key("dir"),
+                format!("`{d}` is not a relative path inside the source tree"),
+            ));
+        }
+        if !is_simple_name(&c.profile) {
+            return Err(invalid(
+                key("profile"),
+                format!("`{}` is not a cargo profile name", c.profile),
+            ));
+        }
+        let arg_ok =
+            |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains(char::is_whitespace);
+        for (field, values) in [
+            ("package", c.package.iter().collect::<Vec<_>>()),
+            ("bins", c.bins.iter().collect()),
+            ("features", c.features.iter().collect()),
+        ] {
+            if let Some(bad) = values.iter().find(|v| !arg_ok(v)) {
+                return Err(invalid(
+                    key(field),
+                    format!("`{bad}` is not a package, binary or feature name"),
+                ));
+            }
+        }
+        if c.build_packages.is_empty() {
+            return Err(invalid(
+                key("build-packages"),
+                "a cargo build needs a toolchain; leave `build-packages` out for Debian's".into(),
+            ));
+        }
+        for (j, p) in c.build_packages.iter().enumerate() {
+            if p.is_empty() || p.contains(char::is_whitespace) {
+                return Err(invalid(
+                    format!("cargo[{i}].build-packages[{j}]"),
+                    format!("`{p}` is not a package name"),
+                ));
+            }
+        }
+        if c.install.is_empty() {
+            return Err(invalid(
+                key("install"),
+                "nothing to install: map a built file to its path in the image, e.g. `install = { \"rg\" = \"/usr/bin/rg\" }`".into(),
+            ));
+        }
+        for (from, to) in &c.install {
+            if !relative_ok(from) {
+                return Err(invalid(
+                    key("install"),
+                    format!(
+                        "`{from}` is not a relative path under target/{}/",
+                        c.profile_dir()
+                    ),
+                ));
+            }
+            let rest = to.strip_prefix('/').unwrap_or("");
+            if !relative_ok(rest) {
+                return Err(invalid(
+                    key("install"),
+                    format!("`{to}` is not an absolute path of a file in the image"),
+                ));
+            }
+            // Merged /usr: these are links in the image, not directories.
+            let first = rest.split('/').next().unwrap_or("");
+            if ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].contains(&first) {
+                return Err(invalid(
+                    key("install"),
+                    format!(
+                        "`{to}` lies under /{first}, a link to /usr/{first} in the image; install to /usr/{first}/... instead"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks what can be checked in one recipe file alone: names, paths that must exist,
 /// variables, steps. Inheritance is checked by [`Project::resolve`].
 fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
@@ -1268,6 +1495,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
     };
     validate_layer(root, "", &layer, &invalid)?;
     validate_sources(&f.sources, &invalid)?;
+    validate_cargo(&f.cargo, &invalid)?;
     if let Some(k) = &f.kernel {
         resolve_kernel(root, recipe, k)?;
     }
@@ -1997,6 +2225,98 @@ version = "dev"
         assert!(small.build_packages.is_empty());
         assert_eq!(small.lock_packages(), ["linux-source-6.12"]);
         assert!(p.resolve("base").unwrap().kernel.is_some());
+    }
+
+    const RG_SOURCE: &str = "[[sources]]\nkind = \"file\"\nname = \"ripgrep\"\nurls = [\"https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate\"]\n";
+
+    #[test]
+    fn cargo_builds_are_inherited_by_name_and_default_to_debians_toolchain() {
+        let base = format!(
+            "{RG_SOURCE}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+        );
+        let child = "parent = \"base\"\n[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\nprofile = \"dev\"\nbuild-packages = [\"rustc-web\", \"cargo-web\"]\ninstall = { \"rg\" = \"/usr/local/bin/rg\" }\n";
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/base.toml", &base),
+            ("recipes/child.toml", child),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let b = p.resolve("base").unwrap();
+        let rg = &b.cargo["rg"];
+        assert_eq!(rg.profile, "release");
+        assert_eq!(rg.profile_dir(), "release");
+        assert_eq!(b.cargo_packages(), ["cargo", "gcc", "libc6-dev", "rustc"]);
+        let c = p.resolve("child").unwrap();
+        assert_eq!(c.cargo.len(), 1);
+        assert_eq!(c.cargo["rg"].profile_dir(), "debug");
+        assert_eq!(c.cargo["rg"].install["rg"], "/usr/local/bin/rg");
+        assert_eq!(c.cargo_packages(), ["cargo-web", "rustc-web"]);
+    }
+
+    #[test]
+    fn bad_cargo_tables_name_file_and_key() {
+        let cases = [
+            (
+                "name = \"r g\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].name`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = {}",
+                "key `cargo[0].install`: nothing to install",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"../rg\" = \"/usr/bin/rg\" }",
+                "`../rg` is not a relative path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"usr/bin/rg\" }",
+                "`usr/bin/rg` is not an absolute path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/\" }",
+                "`/` is not an absolute path",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ninstall = { \"rg\" = \"/bin/rg\" }",
+                "install to /usr/bin/... instead",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\ndir = \"/abs\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].dir`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nfeatures = [\"--locked\"]\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].features`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].build-packages`",
+            ),
+        ];
+        for (table, want) in cases {
+            let err = load_err(&format!("{RG_SOURCE}[[cargo]]\n{table}\n"));
+            assert!(err.contains(want), "{table:?}: {err}");
+            assert!(err.contains("r.toml"), "{table:?}: {err}");
+        }
+        // The source must be a tree the lineage declares.
+        for (sources, want) in [
+            ("", "no `[[sources]]` entry named `ripgrep`"),
+            (
+                "[[sources]]\nkind = \"deb\"\nname = \"ripgrep\"\nurl = \"https://example.invalid/rg.deb\"\n",
+                "`ripgrep` is a deb source",
+            ),
+        ] {
+            let recipe = format!(
+                "{sources}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+            );
+            let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+            let err = Project::load(dir.path())
+                .and_then(|p| p.resolve("r"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("r.toml: key `cargo[0].source`"), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

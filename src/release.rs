@@ -339,6 +339,18 @@ fn pinned_inputs(
                     out.insert((name.clone(), version, uri, sha.clone()));
                 }
             }
+            NodeKind::Program(p) => {
+                let url = p.source.urls().into_iter().next().unwrap_or_default();
+                let hash = p.source.content_hash().unwrap_or_default().to_string();
+                out.insert((p.source.name().to_string(), String::new(), url, hash));
+                for c in &p.crates {
+                    let url = crate::sources::cargo::crate_url(
+                        crate::sources::cargo::CRATES_IO_DOWNLOAD,
+                        c,
+                    );
+                    out.insert((c.name.clone(), c.version.clone(), url, c.checksum.clone()));
+                }
+            }
             NodeKind::Output { .. } => {}
         }
     }

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::debian::relation::{Alternatives, parse_relations};
 use crate::debian::version::Version;
-use crate::lockfile::{BUILD_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile, PinnedPackage};
+use crate::lockfile::{
+    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile, PinnedPackage,
+};
 
 /// Errors of `hermetic why`.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,8 @@ pub fn describe(tag: &str) -> String {
         format!("tools tree of `{r}`")
     } else if let Some(r) = tag.strip_suffix(KERNEL_TAG_SUFFIX) {
         format!("kernel build of `{r}`")
+    } else if let Some(r) = tag.strip_suffix(CARGO_TAG_SUFFIX) {
+        format!("Rust toolchain of `{r}`")
     } else {
         format!("image of `{tag}`")
     }
@@ -85,6 +89,11 @@ fn closures<'a>(
             r.name.clone(),
             format!("{}{KERNEL_TAG_SUFFIX}", r.name),
             r.kernel_packages.as_slice(),
+        ));
+        all.push((
+            r.name.clone(),
+            format!("{}{CARGO_TAG_SUFFIX}", r.name),
+            r.cargo_packages.as_slice(),
         ));
     }
     let chosen: Vec<(String, &[String])> = all

@@ -11,6 +11,9 @@
 //! - `kernel-tools` and `kernel` (bootable formats of a recipe with a `[kernel]` table): the
 //!   tools tree of the kernel's build-packages, and the kernel built from Debian's source in
 //!   it (see [`crate::kernel`]);
+//! - `cargo-tools` and `cargo-<name>` (a recipe with `[[cargo]]` builds): the toolchain tree
+//!   and each Rust program built from pinned sources and crates (see [`program`]); the
+//!   image step installs their files;
 //! - `output`: the image written in its format (`directory`, `tar`, or a bootable format
 //!   around the built kernel or the one a package put in `/boot`).
 
@@ -20,6 +23,7 @@ pub mod exec;
 pub mod outputs;
 pub mod overlay;
 pub mod plan;
+pub mod program;
 pub mod rootfs;
 mod steps;
 
@@ -103,6 +107,8 @@ pub enum BuildError {
     Beneath(Box<crate::beneath::BeneathError>),
     #[error(transparent)]
     Overlay(Box<overlay::OverlayError>),
+    #[error(transparent)]
+    Crate(Box<crate::sources::cargo::CrateError>),
 }
 
 impl From<overlay::OverlayError> for BuildError {

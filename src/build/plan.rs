@@ -50,6 +50,8 @@ pub enum NodeKind {
     },
     /// Build the kernel from Debian's source in the `tools` tree.
     Kernel(Box<KernelStep>),
+    /// Build a program from pinned sources in the `tools` tree (see [`super::program`]).
+    Program(Box<super::program::ProgramStep>),
     /// Write the image tree in the recipe's format.
     Output {
         format: OutputFormat,
@@ -68,6 +70,7 @@ impl NodeKind {
             NodeKind::Rootfs { .. } => "rootfs",
             NodeKind::Image { .. } => "image",
             NodeKind::Kernel(_) => "kernel",
+            NodeKind::Program(_) => "program",
             NodeKind::Output { .. } => "output",
         }
     }
@@ -101,7 +104,7 @@ pub struct Graph {
 }
 
 impl Graph {
-    fn add(&mut self, node: Node) -> usize {
+    pub(super) fn add(&mut self, node: Node) -> usize {
         if let Some(i) = self.nodes.iter().position(|n| n.key == node.key) {
             return i;
         }
@@ -271,6 +274,10 @@ pub fn plan(
         if let Some(t) = tools {
             deps.insert("tools".to_string(), t);
         }
+        deps.extend(super::program::program_nodes(
+            &mut graph, lock, &recipe, sde,
+        )?);
+        super::program::add_deb_sources(&mut inputs, lock, &recipe)?;
         depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {
             name: format!("{}/image", recipe.name),
@@ -356,7 +363,7 @@ fn depend_on(inputs: &mut StepInputs, graph: &Graph, deps: &BTreeMap<String, usi
 }
 
 /// The pins of `lock` carrying `tag`.
-fn tagged_debs(lock: &Lockfile, tag: &str) -> Vec<DebPin> {
+pub(super) fn tagged_debs(lock: &Lockfile, tag: &str) -> Vec<DebPin> {
     lock.packages
         .iter()
         .filter(|p| p.recipes.iter().any(|r| r == tag))
@@ -473,7 +480,7 @@ fn rootfs_node(
 }
 
 /// A tree installed from `debs` (an image's rootfs or a tools tree).
-fn tree_node(
+pub(super) fn tree_node(
     recipe: &ResolvedRecipe,
     tag: &str,
     mut debs: Vec<DebPin>,

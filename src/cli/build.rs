@@ -92,6 +92,8 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         super::cache::activate(ctx, &project, &args.cache)?;
     }
     fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
+    // The sources and crates of `[[cargo]]` builds, the same way.
+    crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
     let opts = BuildOptions {
         output_dir: args
             .output

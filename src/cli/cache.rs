@@ -319,10 +319,21 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
         report.steps_removed.push((key, bytes));
     }
     if blobs {
-        let pinned: std::collections::BTreeSet<String> = crate::fetch::plan(&lock)
+        let mut pinned: std::collections::BTreeSet<String> = crate::fetch::plan(&lock)
             .into_iter()
             .map(|item| item.sha256)
             .collect();
+        // The crates of `[[cargo]]` builds and the file and deb sources are blobs too.
+        pinned.extend(
+            crate::sources::cargo::locked_crates_of(&lock)
+                .into_iter()
+                .map(|c| c.checksum),
+        );
+        pinned.extend(
+            lock.upstream
+                .iter()
+                .filter_map(|u| u.pin.content_hash().map(str::to_string)),
+        );
         for hash in store.blobs()? {
             if pinned.contains(&hash) {
                 report.blobs_kept += 1;

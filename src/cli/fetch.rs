@@ -116,6 +116,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         &args.source_dirs,
         args.offline,
     )?;
+    let (crates_already, crates_fetched) = crate::sources::cargo::fetch_locked_crates(
+        &store,
+        &crate::http::Http::new(),
+        &lock,
+        args.offline,
+    )?;
+    if !ctx.json && ctx.verbosity >= 0 && !lock.cargo.is_empty() {
+        eprintln!("crates: {crates_fetched} fetched, {crates_already} already in the store");
+    }
     if !ctx.json && ctx.verbosity >= 0 && !lock.upstream.is_empty() {
         eprintln!(
             "upstream sources: {} fetched, {} already in the store",

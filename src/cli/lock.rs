@@ -119,14 +119,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     for line in &upstream.unpinned {
         eprintln!("warning: {line}");
     }
+    let cargo = crate::sources::cargo::lock_cargo(
+        &project,
+        &path,
+        previous.as_ref(),
+        &ctx.store,
+        &args.source_dirs,
+    )
+    .context("cannot lock the crates of the cargo builds")?;
     if ctx.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else if ctx.verbosity >= 0 {
-        let what = format!(
+        let mut what = format!(
             "{} packages, {} source packages, {} tarballs",
             outcome.packages, outcome.sources, outcome.tarballs
         );
-        if outcome.written || upstream.written {
+        if cargo.crates > 0 {
+            what.push_str(&format!(", {} crates", cargo.crates));
+        }
+        if outcome.written || upstream.written || cargo.written {
             eprintln!("wrote {} ({what})", outcome.path.display());
         } else {
             eprintln!("{} is up to date ({what})", outcome.path.display());

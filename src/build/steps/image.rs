@@ -61,6 +61,7 @@ pub(in crate::build) fn run(
     // Laid by hermetic itself, beneath the tree's root: modes from the recipe and git,
     // build-time settings substituted (overlay.rs).
     crate::build::overlay::lay(&tree, &overlays, &recipe.environment)?;
+    crate::build::program::install_into_image(store, cx.graph, node, &tree, cx.opts)?;
     remove_mount_points(&tree)?;
     // Pinned tarballs and source packages, hard-linked from the store (same file
     // system) under their names.

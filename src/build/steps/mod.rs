@@ -48,6 +48,9 @@ pub(super) fn run(cx: &StepCx<'_>) -> Result<(), BuildError> {
             architecture,
         } => image::run(cx, recipe, staged, architecture),
         NodeKind::Kernel(k) => kernel::run(cx, k),
+        NodeKind::Program(p) => {
+            super::program::run(cx.store, cx.graph, cx.node, p, cx.temp, cx.opts)
+        }
         NodeKind::Output {
             format,
             stem,
