@@ -197,10 +197,12 @@ fn steps_run_in_the_tools_tree_with_overlays_and_variables() {
         use std::os::unix::fs::PermissionsExt as _;
         fs_err::set_permissions(
             p.join("overlays/demo/etc/demo/file"),
-            std::fs::Permissions::from_mode(0o640),
+            std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
     }
+    // The image's mode comes from the recipe (or git), never from the checkout: 0600 on
+    // disk, 0640 from `[overlay-modes]`.
     fs_err::write(
         p.join("recipes/steptest.toml"),
         r#"parent = "base"
@@ -209,6 +211,7 @@ overlays = ["demo"]
 format = "tar"
 version = "1.0"
 environment = { GREETING = "hi" }
+overlay-modes = { "etc/demo/file" = "0640" }
 
 [[steps]]
 name = "greet"
