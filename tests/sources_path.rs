@@ -186,6 +186,14 @@ fn clones_under_umask_002_and_022_pin_the_same_tree_and_only_tracked_files_count
         out.contains("path source `app-src` (programs/app) changed since it was locked"),
         "{out}"
     );
+    // Planning a build refuses it too: the step key, made from the pin, would name a build
+    // (perhaps cached) of other files.
+    let (ok, out) = run_at(p, &loose, &store_a, &["plan", "base"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pins.lock does not match the recipes (path source `app-src` (programs/app) changed since it was locked"),
+        "{out}"
+    );
     let (ok, out) = run_at(p, &loose, &store_a, &["lock"]);
     assert!(ok, "{out}");
     let changed = path_pin(&loose);

@@ -109,6 +109,18 @@ pub fn program_nodes(
                 ))
             })?;
         let hash = source.content_hash().unwrap_or_default().to_string();
+        // A directory of the project may have changed since it was locked: then the step
+        // key (made from the pin) would name a build of other files, cached or not.
+        if let SourcePin::Path { .. } = source {
+            let now = crate::sources::path::tree_hash(project_root, &source)
+                .map_err(|e| crate_error(CrateError::from(Box::new(e))))?;
+            if now != hash {
+                return Err(stale(format!(
+                    "{} changed since it was locked (the directory hashes to {now}, the lock pins {hash})",
+                    source.describe()
+                )));
+            }
+        }
         let record = lock
             .cargo
             .iter()
