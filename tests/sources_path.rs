@@ -8,10 +8,11 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use support::{TestArchive, TestKey, TestProject, TestServer, standard_suites};
+use support::{
+    TestArchive, TestKey, TestProject, TestServer, clone_under_umask, git_sh, standard_suites,
+};
 
 const CARGO_LOCK: &str = "version = 3\n\n[[package]]\nname = \"app\"\nversion = \"1.0.0\"\n";
 
@@ -22,26 +23,6 @@ fn recipe(path: &str) -> String {
          [[cargo]]\nname = \"app\"\nsource = \"app-src\"\nbuild-packages = [\"tool\"]\n\
          install = {{ \"app\" = \"/usr/bin/app\" }}\n"
     )
-}
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 struct Setup {
@@ -108,23 +89,11 @@ fn run_at(p: &TestProject, dir: &Path, store: &Path, args: &[&str]) -> (bool, St
     )
 }
 
-fn clone_under_umask(repo: &Path, umask: &str, into: &Path) -> PathBuf {
-    fs_err::create_dir_all(into).unwrap();
-    sh(
-        into,
-        &format!(
-            "umask {umask} && git clone -q --no-hardlinks {} checkout",
-            repo.display()
-        ),
-    );
-    into.join("checkout")
-}
-
 #[test]
 fn clones_under_umask_002_and_022_pin_the_same_tree_and_only_tracked_files_count() {
     let s = setup("programs/app");
     let p = &s.project;
-    sh(
+    git_sh(
         p.dir.path(),
         "git init -q . && git add -A && git commit -q -m project",
     );
@@ -135,7 +104,10 @@ fn clones_under_umask_002_and_022_pin_the_same_tree_and_only_tracked_files_count
     assert_eq!(mode(&loose).permissions().mode() & 0o777, 0o664);
     assert_eq!(mode(&strict).permissions().mode() & 0o777, 0o644);
 
-    let (store_a, store_b) = (scratch.path().join("store-a"), scratch.path().join("store-b"));
+    let (store_a, store_b) = (
+        scratch.path().join("store-a"),
+        scratch.path().join("store-b"),
+    );
     for (dir, store) in [(&loose, &store_a), (&strict, &store_b)] {
         let (ok, out) = run_at(p, dir, store, &["lock"]);
         assert!(ok, "{out}");
@@ -144,7 +116,7 @@ fn clones_under_umask_002_and_022_pin_the_same_tree_and_only_tracked_files_count
     assert_eq!(pin, path_pin(&strict), "the pin depends on the umask");
     // The same hash as git's own archive of the directory (the `git` source's pin).
     let archive = scratch.path().join("app.tar");
-    sh(
+    git_sh(
         &loose,
         &format!(
             "git archive --format=tar -o {} HEAD:programs/app",
@@ -170,8 +142,11 @@ fn clones_under_umask_002_and_022_pin_the_same_tree_and_only_tracked_files_count
     fs_err::write(app.join("notes.txt"), "untracked\n").unwrap();
     fs_err::create_dir_all(app.join("target/release")).unwrap();
     fs_err::write(app.join("target/release/app"), "ignored\n").unwrap();
-    fs_err::set_permissions(app.join("Cargo.toml"), std::fs::Permissions::from_mode(0o775))
-        .unwrap();
+    fs_err::set_permissions(
+        app.join("Cargo.toml"),
+        std::fs::Permissions::from_mode(0o775),
+    )
+    .unwrap();
     let (ok, out) = run_at(p, &loose, &store_a, &["lock", "--check"]);
     assert!(ok, "{out}");
     let (ok, out) = run_at(p, &loose, &store_a, &["lock"]);

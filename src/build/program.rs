@@ -293,10 +293,8 @@ pub fn run(
     fs_err::create_dir(&work).map_err(BuildError::io(&work))?;
     let unpacked = match source {
         // A directory of the project: the pinned files, read and checked again now.
-        SourcePin::Path { .. } => {
-            crate::sources::path::copy_pinned(project_root, source, &src)
-                .map_err(|e| CrateError::from(Box::new(e)))
-        }
+        SourcePin::Path { .. } => crate::sources::path::copy_pinned(project_root, source, &src)
+            .map_err(|e| CrateError::from(Box::new(e))),
         _ => crates::unpack_source(store, source, &src),
     };
     match unpacked {

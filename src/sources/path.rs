@@ -41,7 +41,7 @@ pub enum PathSourceError {
         dir: PathBuf,
         entry: String,
         #[source]
-        source: BeneathError,
+        source: Box<BeneathError>,
     },
     #[error("{what}: `{entry}` in {} is {why}\nhint: a path source holds regular files and symbolic links (git's index tracks it; `git rm --cached` what should not be part of it)", .dir.display())]
     Unsupported {
@@ -171,7 +171,7 @@ fn read(what: &str, dir: &Path) -> Result<BTreeMap<String, Content>, PathSourceE
         what: what.to_string(),
         dir: dir.to_path_buf(),
         entry: ".".into(),
-        source,
+        source: Box::new(source),
     })?;
     let mut out = BTreeMap::new();
     for (entry, executable) in listed {
@@ -179,7 +179,7 @@ fn read(what: &str, dir: &Path) -> Result<BTreeMap<String, Content>, PathSourceE
             what: what.to_string(),
             dir: dir.to_path_buf(),
             entry: entry.clone(),
-            source,
+            source: Box::new(source),
         };
         let unsupported = |why| PathSourceError::Unsupported {
             what: what.to_string(),
@@ -196,12 +196,11 @@ fn read(what: &str, dir: &Path) -> Result<BTreeMap<String, Content>, PathSourceE
             },
             FileKind::Symlink => {
                 let link = dir.join(&entry);
-                let target =
-                    fs_err::read_link(&link).map_err(|source| PathSourceError::List {
-                        what: what.to_string(),
-                        dir: link.clone(),
-                        source,
-                    })?;
+                let target = fs_err::read_link(&link).map_err(|source| PathSourceError::List {
+                    what: what.to_string(),
+                    dir: link.clone(),
+                    source,
+                })?;
                 Content::Symlink {
                     target: target
                         .to_str()
