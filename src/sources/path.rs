@@ -313,3 +313,74 @@ pub fn copy_pinned(root: &Path, pin: &SourcePin, dest: &Path) -> Result<(), Path
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(hash: Option<String>) -> SourcePin {
+        SourcePin::Path {
+            name: "app".into(),
+            path: "app".into(),
+            tree_sha256: hash,
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs_err::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Outside git (a temporary directory): every file but `target/` is copied, with 0644 or
+    /// 0755 whatever its own mode, and a change after pinning is refused with both hashes.
+    #[test]
+    fn the_copy_holds_exactly_the_pinned_files_and_a_change_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let app = root.path().join("app");
+        fs_err::create_dir_all(app.join("src")).unwrap();
+        fs_err::create_dir_all(app.join("target/release")).unwrap();
+        fs_err::write(app.join("src/main.rs"), "fn main() {}\n").unwrap();
+        fs_err::write(app.join("run.sh"), "#!/bin/sh\n").unwrap();
+        fs_err::write(app.join("target/release/app"), "built\n").unwrap();
+        fs_err::set_permissions(
+            app.join("src/main.rs"),
+            std::fs::Permissions::from_mode(0o664),
+        )
+        .unwrap();
+        fs_err::set_permissions(app.join("run.sh"), std::fs::Permissions::from_mode(0o775))
+            .unwrap();
+        let hash = tree_hash(root.path(), &pin(None)).unwrap();
+
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("src");
+        copy_pinned(root.path(), &pin(Some(hash.clone())), &dest).unwrap();
+        assert_eq!(mode(&dest.join("src/main.rs")), 0o644);
+        assert_eq!(mode(&dest.join("run.sh")), 0o755);
+        assert!(!dest.join("target").exists());
+        assert_eq!(treehash::tree_hash_dir(&dest).unwrap(), hash);
+
+        fs_err::write(app.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
+        let err = copy_pinned(
+            root.path(),
+            &pin(Some(hash.clone())),
+            &out.path().join("again"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("path source `app` (app) changed since it was locked"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("pins.lock records {hash}")), "{err}");
+        assert!(!out.path().join("again").exists());
+    }
+
+    #[test]
+    fn leading_directories_holding_every_entry_are_stripped_as_the_hash_does() {
+        let paths = ["a/b/x", "a/b/y/z"];
+        assert_eq!(common_dirs(paths.iter().copied()), "a/b/".len());
+        let paths = ["a/x", "b/y"];
+        assert_eq!(common_dirs(paths.iter().copied()), 0);
+        let paths = ["ab/x", "a/y"];
+        assert_eq!(common_dirs(paths.iter().copied()), 0);
+    }
+}
