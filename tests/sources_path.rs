@@ -188,6 +188,18 @@ fn outside_git_every_file_but_target_is_part_of_the_source() {
     let p = &s.project;
     p.ok(&["lock"]);
     let pin = path_pin(p.dir.path());
+    // Nothing to download for it, and no copy in the store.
+    let err = p.ok(&["fetch"]);
+    assert!(!err.contains("app-src"), "{err}");
+    assert!(
+        !p.store.path().join("v1/steps").exists() || {
+            let names: Vec<String> = fs_err::read_dir(p.store.path().join("v1/steps"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            !names.iter().any(|n| n.contains(&pin))
+        }
+    );
     let app = p.path("programs/app");
     fs_err::create_dir_all(app.join("target/debug")).unwrap();
     fs_err::write(app.join("target/debug/app"), "build output\n").unwrap();

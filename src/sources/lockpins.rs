@@ -171,7 +171,8 @@ pub fn check_upstream(project: &Project, lock: &Lockfile) -> Result<Vec<String>,
 #[derive(Debug, Default)]
 pub struct UpstreamOutcome {
     pub written: bool,
-    /// Hashes computed by downloading (or from a `--source-dir`).
+    /// Hashes computed by downloading (or from a `--source-dir`, or a `path` source's
+    /// directory).
     pub computed: usize,
     /// One line per source whose content hash could not be computed.
     pub unpinned: Vec<String>,
