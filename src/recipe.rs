@@ -934,7 +934,7 @@ impl Project {
                     }
                     Some(crate::sources::pin::SourcePin::Deb { .. }) => {
                         return Err(invalid(format!(
-                            "`{}` is a deb source; a cargo build needs a `file` archive or a `git` tree",
+                            "`{}` is a deb source; a cargo build needs a `file` archive, a `git` tree or a `path` directory",
                             c.source
                         )));
                     }
@@ -1307,8 +1307,9 @@ fn is_plain_relative(s: &str) -> bool {
 }
 
 /// Checks a recipe's `[[sources]]`: simple unique names, well-formed hashes where given,
-/// at least one URL.
+/// at least one URL (a `path` source: a directory of the project, without `..`).
 fn validate_sources(
+    root: &Path,
     sources: &[crate::sources::pin::SourcePin],
     invalid: &dyn Fn(String, String) -> RecipeError,
 ) -> Result<(), RecipeError> {
@@ -1344,6 +1345,21 @@ fn validate_sources(
                 format!("sources[{i}].commit"),
                 format!("`{commit}` is not a full 40-digit commit id"),
             ));
+        }
+        if let SourcePin::Path { path, .. } = pin {
+            if !is_plain_relative(path) {
+                return Err(invalid(
+                    format!("sources[{i}].path"),
+                    format!("`{path}` must be relative to the project, without `..`"),
+                ));
+            }
+            if !fs_err::metadata(root.join(path)).is_ok_and(|m| m.is_dir()) {
+                return Err(invalid(
+                    format!("sources[{i}].path"),
+                    format!("{} is not a directory", root.join(path).display()),
+                ));
+            }
+            continue;
         }
         if pin.urls().is_empty() {
             return Err(invalid(
@@ -1494,7 +1510,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
         overlay_modes: &f.overlay_modes,
     };
     validate_layer(root, "", &layer, &invalid)?;
-    validate_sources(&f.sources, &invalid)?;
+    validate_sources(root, &f.sources, &invalid)?;
     validate_cargo(&f.cargo, &invalid)?;
     if let Some(k) = &f.kernel {
         resolve_kernel(root, recipe, k)?;

@@ -35,6 +35,8 @@ fn docs_project(config: &str) -> tempfile::TempDir {
         project::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     fs_err::create_dir_all(dir.path().join("scripts")).unwrap();
+    // The `path` source of recipes/buildernet.toml: loading needs only the directory.
+    fs_err::create_dir_all(dir.path().join("programs/render-config")).unwrap();
     fs_err::write(dir.path().join("scripts/gcp-disk.sh"), "#!/bin/sh\n").unwrap();
     fs_err::create_dir_all(dir.path().join("udev")).unwrap();
     fs_err::write(dir.path().join("udev/65-gce-disk-naming.rules"), "\n").unwrap();

@@ -8,31 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt as _, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hermetic::build::overlay::{self, OverlayError};
 use hermetic::recipe::ResolvedOverlay;
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{clone_under_umask, git_sh};
 
 fn mode(p: &Path) -> u32 {
     fs_err::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -73,22 +54,11 @@ fn repository() -> tempfile::TempDir {
     )
     .unwrap();
     symlink("tool", o.join("usr/bin/tool-alias")).unwrap();
-    sh(
+    git_sh(
         repo.path(),
         "git init -q . && git add -A && git commit -q -m overlay",
     );
     repo
-}
-
-fn clone_under_umask(repo: &Path, umask: &str, into: &Path) -> PathBuf {
-    sh(
-        into,
-        &format!(
-            "umask {umask} && git clone -q --no-hardlinks {} checkout",
-            repo.display()
-        ),
-    );
-    into.join("checkout")
 }
 
 fn modes_table() -> BTreeMap<String, u32> {
@@ -388,12 +358,12 @@ fn hermetic_build_from_clones_under_umask_002_and_022_gives_the_same_tar() {
     let project = support::TestProject::new(&[("img", recipe)], &server, &key.keyring);
     // The overlay of `repository()`, inside the project, all of it committed.
     let layer = repository();
-    sh(
+    git_sh(
         project.dir.path(),
         &format!("cp -a {}/overlays .", layer.path().display()),
     );
     project.ok(&["lock"]);
-    sh(
+    git_sh(
         project.dir.path(),
         "git init -q . && git add -A && git commit -q -m project",
     );

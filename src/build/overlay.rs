@@ -199,8 +199,9 @@ pub fn check_mode_table(
 
 /// The modes git's index records for the files under `dir`, by path relative to `dir`;
 /// `None` when `dir` is not in a git checkout or git cannot say (then the files' own `x`
-/// bits decide, which is what a fresh checkout has).
-fn git_index_modes(dir: &Path) -> Option<BTreeMap<Vec<u8>, u32>> {
+/// bits decide, which is what a fresh checkout has). `path` sources take their file list and
+/// modes from it too (`crate::sources::path`).
+pub(crate) fn git_index_modes(dir: &Path) -> Option<BTreeMap<Vec<u8>, u32>> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)

@@ -275,7 +275,11 @@ pub fn plan(
             deps.insert("tools".to_string(), t);
         }
         deps.extend(super::program::program_nodes(
-            &mut graph, lock, &recipe, sde,
+            &mut graph,
+            lock,
+            &recipe,
+            sde,
+            &project.root,
         )?);
         super::program::add_deb_sources(&mut inputs, lock, &recipe)?;
         depend_on(&mut inputs, &graph, &deps);

@@ -56,6 +56,9 @@ pub struct ProgramStep {
     /// The source pin as locked (with its content hash).
     pub source: SourcePin,
     pub crates: Vec<LockedCrate>,
+    /// The project's root, where a `path` source is read (not part of the key: the source's
+    /// content hash is).
+    pub project_root: PathBuf,
 }
 
 /// Adds the toolchain tree and one step per `[[cargo]]` build of `recipe`; gives the image
@@ -65,6 +68,7 @@ pub fn program_nodes(
     lock: &Lockfile,
     recipe: &ResolvedRecipe,
     sde: u64,
+    project_root: &Path,
 ) -> Result<BTreeMap<String, usize>, BuildError> {
     let mut deps = BTreeMap::new();
     if recipe.cargo.is_empty() {
@@ -105,6 +109,18 @@ pub fn program_nodes(
                 ))
             })?;
         let hash = source.content_hash().unwrap_or_default().to_string();
+        // A directory of the project may have changed since it was locked: then the step
+        // key (made from the pin) would name a build of other files, cached or not.
+        if let SourcePin::Path { .. } = source {
+            let now = crate::sources::path::tree_hash(project_root, &source)
+                .map_err(|e| crate_error(CrateError::from(Box::new(e))))?;
+            if now != hash {
+                return Err(stale(format!(
+                    "{} changed since it was locked (the directory hashes to {now}, the lock pins {hash})",
+                    source.describe()
+                )));
+            }
+        }
         let record = lock
             .cargo
             .iter()
@@ -165,6 +181,7 @@ pub fn program_nodes(
                 build: build.clone(),
                 source,
                 crates,
+                project_root: project_root.to_path_buf(),
             })),
             deps: step_deps,
             source_date_epoch: sde,
@@ -250,6 +267,7 @@ pub fn run(
         build,
         source,
         crates: locked,
+        project_root,
     } = step;
     let log = temp.join(LOG);
     let tools = store
@@ -273,7 +291,13 @@ pub fn run(
     let home = work.join("cargo-home");
     let target = work.join("target");
     fs_err::create_dir(&work).map_err(BuildError::io(&work))?;
-    match crates::unpack_source(store, source, &src) {
+    let unpacked = match source {
+        // A directory of the project: the pinned files, read and checked again now.
+        SourcePin::Path { .. } => crate::sources::path::copy_pinned(project_root, source, &src)
+            .map_err(|e| CrateError::from(Box::new(e))),
+        _ => crates::unpack_source(store, source, &src),
+    };
+    match unpacked {
         Ok(()) => {}
         Err(CrateError::SourceMissing { what, path }) => {
             return Err(BuildError::MissingPins {

@@ -126,6 +126,8 @@ pub enum CrateError {
     #[error(transparent)]
     Source(#[from] crate::sources::fetch::SourceError),
     #[error(transparent)]
+    Path(#[from] Box<crate::sources::path::PathSourceError>),
+    #[error(transparent)]
     UpstreamFetch(#[from] crate::sources::fetch::UpstreamFetchError),
     #[error(
         "{what} is not in the store ({path})\nhint: run `hermetic fetch` (or `hermetic lock`, which stores what it pins)"
@@ -524,10 +526,14 @@ pub fn lock_cargo(
             store = Some(Store::open(store_dir)?);
         }
         let store = store.as_ref().expect("opened above");
-        crate::sources::fetch::fetch_source(store, &http, &pin, source_dirs, false)?;
         let tmp = store.temp_dir()?;
         let tree = tmp.path().join("tree");
-        unpack_source(store, &pin, &tree)?;
+        if let SourcePin::Path { .. } = pin {
+            crate::sources::path::copy_pinned(&project.root, &pin, &tree).map_err(Box::new)?;
+        } else {
+            crate::sources::fetch::fetch_source(store, &http, &pin, source_dirs, false)?;
+            unpack_source(store, &pin, &tree)?;
+        }
         let crates = crates_of_tree(&pin, &tree, &w.dir)?;
         outcome.read += 1;
         entries.push(LockedCargo {

@@ -31,6 +31,10 @@ pub enum SourceError {
         "{what} has no content hash (`{field}`), so it is not fetched\nhint: run `hermetic lock` to compute it where the source can be reached"
     )]
     NoHash { what: String, field: &'static str },
+    #[error(
+        "{what} is a directory of the project: it is read from there, never fetched into the store\nhint: only a `[[cargo]]` build takes a path source"
+    )]
+    NotFetched { what: String },
     #[error("{what}: `{hash}` is not a SHA-256 (64 lowercase hex digits)")]
     BadHash { what: String, hash: String },
     #[error("{what} could not be had from any source:\n{}\nhint: a hash mismatch means the upstream changed or the transfer was tampered with; check the source, and pin again with `hermetic lock` only if the change is expected; --source-dir DIR offers a local copy", format_attempts(.attempts))]
@@ -72,6 +76,8 @@ pub fn stored_path(store: &Store, pin: &SourcePin) -> Option<PathBuf> {
         }
         // Many store entries, one per module file: see `gomod::pin_in_store`.
         SourcePin::GoModules { .. } => None,
+        // Read from the project itself, never stored.
+        SourcePin::Path { .. } => None,
         _ => store.has_blob(hash).then(|| store.blob_path(hash)),
     }
 }
@@ -92,6 +98,9 @@ pub fn fetch_source(
         return Ok(store.root().to_path_buf());
     }
     let what = pin.describe();
+    if let SourcePin::Path { .. } = pin {
+        return Err(SourceError::NotFetched { what });
+    }
     let Some(expected) = pin.content_hash() else {
         return Err(SourceError::NoHash {
             what,
@@ -357,6 +366,10 @@ pub fn fetch_upstream(
     let mut done = UpstreamFetch::default();
     let mut errors = Vec::new();
     for u in &lock.upstream {
+        // Part of the project: nothing to download.
+        if let SourcePin::Path { .. } = &u.pin {
+            continue;
+        }
         if let SourcePin::GoModules { .. } = &u.pin {
             if crate::sources::gomod::pin_in_store(store, &u.pin) {
                 done.already += 1;

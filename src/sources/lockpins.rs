@@ -36,7 +36,9 @@ fn spec(pin: &SourcePin) -> SourcePin {
     let mut p = pin.with_content_hash(String::new());
     match &mut p {
         SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => *sha256 = None,
-        SourcePin::Git { tree_sha256, .. } => *tree_sha256 = None,
+        SourcePin::Git { tree_sha256, .. } | SourcePin::Path { tree_sha256, .. } => {
+            *tree_sha256 = None
+        }
         // What `hermetic lock` read from the source tree is not part of the request.
         SourcePin::GoModules {
             source_hash,
@@ -113,6 +115,15 @@ pub fn check_upstream(project: &Project, lock: &Lockfile) -> Result<Vec<String>,
                         u.pin.content_hash().unwrap_or("nothing")
                     ));
                 }
+                if let (SourcePin::Path { .. }, Some(locked)) = (&u.pin, u.pin.content_hash()) {
+                    match crate::sources::path::tree_hash(&project.root, &u.pin) {
+                        Ok(now) if now == locked => {}
+                        Ok(now) => problems.push(format!(
+                            "{what} changed since it was locked: the directory hashes to {now}, the lock pins {locked}"
+                        )),
+                        Err(e) => problems.push(e.to_string().lines().next().unwrap_or("").to_string()),
+                    }
+                }
                 if let SourcePin::GoModules {
                     source,
                     source_hash,
@@ -160,7 +171,8 @@ pub fn check_upstream(project: &Project, lock: &Lockfile) -> Result<Vec<String>,
 #[derive(Debug, Default)]
 pub struct UpstreamOutcome {
     pub written: bool,
-    /// Hashes computed by downloading (or from a `--source-dir`).
+    /// Hashes computed by downloading (or from a `--source-dir`, or a `path` source's
+    /// directory).
     pub computed: usize,
     /// One line per source whose content hash could not be computed.
     pub unpinned: Vec<String>,
@@ -217,6 +229,24 @@ pub fn lock_upstream(
             .find(|u| spec(&u.pin) == spec(&w.pin) && u.pin.content_hash().is_some())
             .and_then(|u| u.pin.content_hash().map(str::to_string));
         let hash = match (w.pin.content_hash(), kept) {
+            // A directory of the project: hashed as it is now, whatever was pinned before
+            // (nothing to download, so always computed).
+            _ if matches!(w.pin, SourcePin::Path { .. }) => {
+                match crate::sources::path::tree_hash(&project.root, &w.pin) {
+                    Ok(h) => {
+                        outcome.computed += 1;
+                        Some(h)
+                    }
+                    Err(e) => {
+                        outcome.unpinned.push(format!(
+                            "could not pin {}: {}",
+                            w.pin.describe(),
+                            e.to_string().lines().next().unwrap_or("")
+                        ));
+                        None
+                    }
+                }
+            }
             (Some(h), _) => Some(h.to_string()),
             (None, Some(h)) => Some(h),
             (None, None) => {

@@ -3,8 +3,10 @@
 //!
 //! - [`treehash`]: the content hash of an unpacked tree (`hermetic-tree-v1`), the same for a
 //!   directory, a tar stream (any compression) and a zip of the same files.
-//! - [`pin`]: a source pin (`file`, `git`, `deb`, `go-modules`) as recipes and `pins.lock`
-//!   write it.
+//! - [`pin`]: a source pin (`file`, `git`, `deb`, `path`, `go-modules`) as recipes and
+//!   `pins.lock` write it.
+//! - [`path`]: `path` sources, directories of the project pinned by the tree hash of what
+//!   git tracks there.
 //! - [`cargo`]: crates of a `Cargo.lock`, fetched by checksum into the store and vendored.
 //! - [`gomod`]: Go modules of a `go.sum`, fetched through a GOPROXY by their `h1:` hashes,
 //!   laid out as a read-only module cache, and the sandboxed `go build` that uses it.
@@ -15,5 +17,6 @@ pub mod cargo;
 pub mod fetch;
 pub mod gomod;
 pub mod lockpins;
+pub mod path;
 pub mod pin;
 pub mod treehash;

@@ -45,6 +45,17 @@ pub enum SourcePin {
         #[serde(default)]
         drop_maintainer_scripts: bool,
     },
+    /// A directory of the project itself (`path`, relative to the project's root, without
+    /// `..`), checked by the tree hash of the files git tracks there with the modes git
+    /// records (see `crate::sources::path`). Nothing is fetched: `hermetic lock` hashes the
+    /// directory, and a build copies the same files out of it and hashes them again.
+    #[serde(rename_all = "kebab-case")]
+    Path {
+        name: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_sha256: Option<String>,
+    },
     /// The Go modules of the Go module at `dir` of the source `source` (another
     /// `[[sources]]` entry of the recipe), pinned by the `h1:` hashes of its `go.sum`, or its
     /// `vendor/` directory (then nothing is fetched). `hermetic lock` reads them from the
@@ -79,15 +90,18 @@ impl SourcePin {
             SourcePin::File { name, .. }
             | SourcePin::Git { name, .. }
             | SourcePin::Deb { name, .. }
+            | SourcePin::Path { name, .. }
             | SourcePin::GoModules { name, .. } => name,
         }
     }
 
-    /// The content pin: the file SHA-256, or the tree hash of a git source.
+    /// The content pin: the file SHA-256, or the tree hash of a git or path source.
     pub fn content_hash(&self) -> Option<&str> {
         match self {
             SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => sha256.as_deref(),
-            SourcePin::Git { tree_sha256, .. } => tree_sha256.as_deref(),
+            SourcePin::Git { tree_sha256, .. } | SourcePin::Path { tree_sha256, .. } => {
+                tree_sha256.as_deref()
+            }
             SourcePin::GoModules { modules_sha256, .. } => modules_sha256.as_deref(),
         }
     }
@@ -96,7 +110,7 @@ impl SourcePin {
     pub fn hash_field(&self) -> &'static str {
         match self {
             SourcePin::File { .. } | SourcePin::Deb { .. } => "sha256",
-            SourcePin::Git { .. } => "tree-sha256",
+            SourcePin::Git { .. } | SourcePin::Path { .. } => "tree-sha256",
             SourcePin::GoModules { .. } => "modules-sha256",
         }
     }
@@ -106,7 +120,9 @@ impl SourcePin {
         let mut pin = self.clone();
         match &mut pin {
             SourcePin::File { sha256, .. } | SourcePin::Deb { sha256, .. } => *sha256 = Some(hash),
-            SourcePin::Git { tree_sha256, .. } => *tree_sha256 = Some(hash),
+            SourcePin::Git { tree_sha256, .. } | SourcePin::Path { tree_sha256, .. } => {
+                *tree_sha256 = Some(hash)
+            }
             SourcePin::GoModules { modules_sha256, .. } => *modules_sha256 = Some(hash),
         }
         pin
@@ -117,6 +133,8 @@ impl SourcePin {
         match self {
             SourcePin::File { urls, .. } => urls.clone(),
             SourcePin::Deb { url, .. } => vec![url.clone()],
+            // Part of the project: nothing to download.
+            SourcePin::Path { .. } => Vec::new(),
             SourcePin::GoModules { proxy, .. } if proxy.is_empty() => {
                 vec![crate::sources::gomod::DEFAULT_GOPROXY.to_string()]
             }
@@ -147,6 +165,7 @@ impl SourcePin {
         match self {
             SourcePin::File { name, .. } => format!("file source `{name}`"),
             SourcePin::Deb { name, .. } => format!("deb source `{name}`"),
+            SourcePin::Path { name, path, .. } => format!("path source `{name}` ({path})"),
             SourcePin::Git {
                 name, repo, commit, ..
             } => format!("git source `{name}` ({repo} at {commit})"),

@@ -58,7 +58,7 @@ pub enum TreeHashError {
 
 /// One entry of a tree: what is hashed for its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
+pub enum Node {
     File { sha256: [u8; 32], executable: bool },
     Symlink { target: String },
 }
@@ -202,7 +202,7 @@ fn frame(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-fn sha256_of(reader: &mut dyn Read) -> io::Result<[u8; 32]> {
+pub(crate) fn sha256_of(reader: &mut dyn Read) -> io::Result<[u8; 32]> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -221,6 +221,22 @@ fn sha256_of(reader: &mut dyn Read) -> io::Result<[u8; 32]> {
 pub fn tree_hash_dir(root: &Path) -> Result<String, TreeHashError> {
     let mut tree = TreeBuilder::new(root);
     walk(root, "", &mut tree)?;
+    tree.finish()
+}
+
+/// The tree hash of entries a caller listed and read (a `path` source: the files git tracks,
+/// with the modes git records), named `origin` in errors. Paths are checked as an archive's
+/// are (`..`, absolute paths, a path twice are refused).
+pub fn tree_hash_listed(
+    origin: &Path,
+    entries: impl IntoIterator<Item = (String, Node)>,
+) -> Result<String, TreeHashError> {
+    let mut tree = TreeBuilder::new(origin);
+    for (raw, node) in entries {
+        if let Some(path) = tree.normalise(raw.as_bytes())? {
+            tree.add(path, node)?;
+        }
+    }
     tree.finish()
 }
 

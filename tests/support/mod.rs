@@ -815,3 +815,39 @@ pub fn host_tools_tree(extra_dirs: &[&str]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Runs `script` with `sh -c` in `dir`, with a fixed git identity and no inherited git
+/// repository settings; panics with its stderr on failure.
+pub fn git_sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `git clone` of `repo` into `into/checkout` under `umask` (`"002"`, Debian's default, or
+/// `"022"`); gives the checkout.
+pub fn clone_under_umask(repo: &Path, umask: &str, into: &Path) -> PathBuf {
+    fs_err::create_dir_all(into).unwrap();
+    git_sh(
+        into,
+        &format!(
+            "umask {umask} && git clone -q --no-hardlinks {} checkout",
+            repo.display()
+        ),
+    );
+    into.join("checkout")
+}
