@@ -174,8 +174,8 @@ pub fn program_nodes(
     Ok(deps)
 }
 
-/// `hermetic build` without `--offline`: the sources and crates of the graph's program steps
-/// that the store lacks are fetched first, each checked against its pin.
+/// `hermetic build` without `--offline`: the sources, crates and Go modules of the graph's
+/// program steps that the store lacks are fetched first, each checked against its pin.
 pub fn fetch_inputs(
     store: &Store,
     graph: &Graph,
@@ -185,7 +185,7 @@ pub fn fetch_inputs(
     let any = graph
         .nodes
         .iter()
-        .any(|n| matches!(n.kind, NodeKind::Program(_)));
+        .any(|n| matches!(n.kind, NodeKind::Program(_) | NodeKind::Go(_)));
     if !any || offline {
         return Ok(());
     }
@@ -194,6 +194,24 @@ pub fn fetch_inputs(
         .map_err(|e| crate_error(CrateError::from(e)))?;
     crates::fetch_locked_crates(store, &http, lock, false).map_err(crate_error)?;
     Ok(())
+}
+
+/// Unpacks a program's source tree from the store into `dest` (its hash checked again); a
+/// source the store lacks is a missing pin.
+pub(super) fn unpack_program_source(
+    store: &Store,
+    source: &SourcePin,
+    dest: &Path,
+) -> Result<(), BuildError> {
+    match crates::unpack_source(store, source, dest) {
+        Ok(()) => Ok(()),
+        Err(CrateError::SourceMissing { what, path }) => Err(BuildError::MissingPins {
+            count: 1,
+            store: store.root().to_path_buf(),
+            example: format!("{what} ({})", path.display()),
+        }),
+        Err(e) => Err(crate_error(e)),
+    }
 }
 
 fn crate_error(e: CrateError) -> BuildError {
@@ -273,17 +291,7 @@ pub fn run(
     let home = work.join("cargo-home");
     let target = work.join("target");
     fs_err::create_dir(&work).map_err(BuildError::io(&work))?;
-    match crates::unpack_source(store, source, &src) {
-        Ok(()) => {}
-        Err(CrateError::SourceMissing { what, path }) => {
-            return Err(BuildError::MissingPins {
-                count: 1,
-                store: store.root().to_path_buf(),
-                example: format!("{what} ({})", path.display()),
-            });
-        }
-        Err(e) => return Err(crate_error(e)),
-    }
+    unpack_program_source(store, source, &src)?;
     // The source's own Cargo.lock must pin exactly the crates the lock recorded.
     let in_tree = crates::crates_of_tree(source, &src, build.dir()).map_err(crate_error)?;
     if &in_tree != locked {
@@ -352,14 +360,35 @@ pub fn run(
 
     // Copy the declared files out, read beneath the target directory hermetic made (the
     // build may have made `target/<profile>` a link to anywhere).
-    let built = crate::beneath::Beneath::open(&target)?;
-    let tree = temp.join(TREE);
-    fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
+    install_files(
+        node,
+        &target,
+        build.profile_dir(),
+        &build.install,
+        &temp.join(TREE),
+    )?;
+    // The build tree is large and not an output.
+    fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
+    Ok(())
+}
+
+/// Copies each built file `from` (a path under `built/prefix`, read beneath `built`: the
+/// build made that tree and may have put links anywhere in it) to its image path `to` in
+/// `tree` (made here), with fixed modes and `SOURCE_DATE_EPOCH` times.
+pub(super) fn install_files(
+    node: &Node,
+    built: &Path,
+    prefix: &str,
+    install: &BTreeMap<String, String>,
+    tree: &Path,
+) -> Result<(), BuildError> {
+    let built = crate::beneath::Beneath::open(built)?;
+    fs_err::create_dir(tree).map_err(BuildError::io(tree))?;
     let mut made_dirs = Vec::new();
-    for (from, to) in &build.install {
+    for (from, to) in install {
         let rel = to.trim_start_matches('/');
         let dst = tree.join(rel);
-        let mut parent = tree.clone();
+        let mut parent = tree.to_path_buf();
         for c in Path::new(rel)
             .parent()
             .into_iter()
@@ -371,7 +400,11 @@ pub fn run(
                 made_dirs.push(parent.clone());
             }
         }
-        let from = format!("{}/{from}", build.profile_dir());
+        let from = if prefix.is_empty() {
+            from.clone()
+        } else {
+            format!("{prefix}/{from}")
+        };
         super::outputs::copy_beneath(&built, &from, &dst)?;
         set_mode_and_time(&dst, node.source_date_epoch, true)?;
     }
@@ -380,10 +413,7 @@ pub fn run(
     for d in made_dirs {
         set_mode_and_time(&d, node.source_date_epoch, false)?;
     }
-    set_mode_and_time(&tree, node.source_date_epoch, false)?;
-    // The build tree is large and not an output.
-    fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
-    Ok(())
+    set_mode_and_time(tree, node.source_date_epoch, false)
 }
 
 /// A file keeps only its execute bit (`0755` or `0644`); directories are `0755`; every
