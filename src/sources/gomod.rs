@@ -810,6 +810,22 @@ pub fn pin_in_store(store: &Store, pin: &SourcePin) -> bool {
     }
 }
 
+/// The store entries (`go-zip-<hex>`, `go-mod-<hex>`) the locked `go-modules` pins of
+/// `lock` need: `hermetic cache gc` keeps them as it keeps the crates of `[[cargo]]` builds.
+pub fn locked_module_entries(lock: &crate::lockfile::Lockfile) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for u in &lock.upstream {
+        let Ok(GoModules::Proxy { modules }) = pin_modules(&u.pin) else {
+            continue;
+        };
+        for m in &modules {
+            out.extend(m.h1.as_deref().and_then(zip_key));
+            out.extend(m.mod_h1.as_deref().and_then(mod_key));
+        }
+    }
+    out
+}
+
 /// Has the modules of a locked `go-modules` pin in the store (see [`fetch_modules`]),
 /// through its proxies in order: a proxy that cannot serve a file gives way to the next; a
 /// file that does not match its hash is an error at once. With `offline` nothing is
