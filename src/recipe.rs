@@ -2610,6 +2610,117 @@ version = "dev"
         }
     }
 
+    const HELLO_SOURCES: &str = "[[sources]]\nkind = \"file\"\nname = \"hello\"\nurls = [\"https://example.invalid/hello.tar.gz\"]\n[[sources]]\nkind = \"go-modules\"\nname = \"hello-mods\"\nsource = \"hello\"\n";
+
+    #[test]
+    fn go_builds_default_to_debians_go_and_are_inherited_by_name() {
+        let base = format!(
+            "{HELLO_SOURCES}[[go]]\nname = \"hello\"\nsource = \"hello\"\nmodules = \"hello-mods\"\ninstall = {{ \"hello\" = \"/usr/bin/hello\" }}\n"
+        );
+        let child = "parent = \"base\"\n[[go]]\nname = \"hello\"\nsource = \"hello\"\npackages = [\"./cmd/hello\", \"./tools/...\"]\ncgo = true\nbuild-packages = [\"golang-go\", \"gcc\"]\ninstall = { \"hello\" = \"/usr/local/bin/hello\" }\n";
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/base.toml", &base),
+            ("recipes/child.toml", child),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let b = p.resolve("base").unwrap();
+        assert_eq!(b.go["hello"].packages, ["."]);
+        assert!(!b.go["hello"].cgo);
+        assert_eq!(b.go_packages(), ["golang-1.24-go"]);
+        assert_eq!(b.go["hello"].go_command(), "/usr/lib/go-1.24/bin/go");
+        assert!(b.cargo_packages().is_empty());
+        let c = p.resolve("child").unwrap();
+        assert_eq!(c.go["hello"].modules, None);
+        assert_eq!(c.go_packages(), ["gcc", "golang-go"]);
+        assert_eq!(c.go["hello"].go_command(), "go");
+    }
+
+    #[test]
+    fn bad_go_tables_name_file_and_key() {
+        let ok = "name = \"hello\"\nsource = \"hello\"\n";
+        let install = "install = { \"hello\" = \"/usr/bin/hello\" }";
+        let cases = [
+            (format!("{ok}{install}\nmodule = \"x\""), "unknown field `module`"),
+            (format!("{ok}{install}\ngoflags = [\"-x\"]"), "unknown field `goflags`"),
+            (ok.to_string(), "missing field `install`"),
+            (format!("{ok}install = {{}}"), "key `go[0].install`: nothing to install"),
+            (
+                format!("{ok}install = {{ \"cmd/hello\" = \"/usr/bin/hello\" }}"),
+                "key `go[0].install`: `cmd/hello` is not the name of a built binary",
+            ),
+            (
+                format!("{ok}install = {{ \"hello\" = \"usr/bin/hello\" }}"),
+                "key `go[0].install`: `usr/bin/hello` is not an absolute path",
+            ),
+            (
+                format!("{ok}install = {{ \"hello\" = \"/sbin/hello\" }}"),
+                "install to /usr/sbin/... instead",
+            ),
+            (format!("name = \"a b\"\nsource = \"hello\"\n{install}"), "key `go[0].name`"),
+            (format!("{ok}dir = \"../up\"\n{install}"), "key `go[0].dir`"),
+            (
+                format!("{ok}packages = [\"github.com/x/y\"]\n{install}"),
+                "key `go[0].packages`: `github.com/x/y` is not a package of the module",
+            ),
+            (format!("{ok}packages = []\n{install}"), "key `go[0].packages`"),
+            (format!("{ok}tags = [\"a,b\"]\n{install}"), "key `go[0].tags`"),
+            (
+                format!("{ok}build-packages = []\n{install}"),
+                "key `go[0].build-packages`",
+            ),
+        ];
+        for (table, want) in cases {
+            let err = load_err(&format!("{HELLO_SOURCES}[[go]]\n{table}\n"));
+            assert!(err.contains(want), "{table:?}: {err}");
+            assert!(err.contains("r.toml"), "{table:?}: {err}");
+        }
+        // The sources must be ones the lineage declares, of the right kinds.
+        for (go, want) in [
+            (
+                "source = \"nope\"",
+                "key `go[0].source`: no `[[sources]]` entry named `nope`",
+            ),
+            (
+                "source = \"hello-mods\"",
+                "key `go[0].source`: `hello-mods` is not a `file` archive or a `git` tree",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"mods\"",
+                "key `go[0].modules`: no `[[sources]]` entry named `mods`",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"hello\"",
+                "key `go[0].modules`: `hello` is not a `go-modules` source",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"hello-mods\"\ndir = \"sub\"",
+                "key `go[0].modules`: the go-modules source `hello-mods` reads `hello` at ``",
+            ),
+        ] {
+            let recipe = format!(
+                "{HELLO_SOURCES}[[go]]\nname = \"hello\"\n{go}\n{install}\n"
+            );
+            let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+            let err = Project::load(dir.path())
+                .and_then(|p| p.resolve("r"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("r.toml: "), "{err}");
+            assert!(err.contains(want), "{go:?}: {err}");
+        }
+        // A go build may not share its name with a cargo build (both install under it).
+        let recipe = format!(
+            "{HELLO_SOURCES}[[cargo]]\nname = \"hello\"\nsource = \"hello\"\ninstall = {{ \"hello\" = \"/usr/bin/h1\" }}\n[[go]]\n{ok}{install}\n"
+        );
+        let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+        let err = Project::load(dir.path())
+            .and_then(|p| p.resolve("r"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("r.toml: key `go[0].name`"), "{err}");
+    }
+
     #[test]
     fn bad_kernel_tables_name_file_and_key() {
         let err =
