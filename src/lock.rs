@@ -40,9 +40,9 @@ use crate::debian::version::Version;
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
-    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, GO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile,
-    LockfileError, PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball,
-    TarballRequest, pin_changes,
+    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, GO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe,
+    LockedSuite, Lockfile, LockfileError, PinChange, PinnedPackage, PinnedSource, PinnedSourceFile,
+    PinnedTarball, TarballRequest, pin_changes,
 };
 use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;

@@ -2641,10 +2641,19 @@ version = "dev"
         let ok = "name = \"hello\"\nsource = \"hello\"\n";
         let install = "install = { \"hello\" = \"/usr/bin/hello\" }";
         let cases = [
-            (format!("{ok}{install}\nmodule = \"x\""), "unknown field `module`"),
-            (format!("{ok}{install}\ngoflags = [\"-x\"]"), "unknown field `goflags`"),
+            (
+                format!("{ok}{install}\nmodule = \"x\""),
+                "unknown field `module`",
+            ),
+            (
+                format!("{ok}{install}\ngoflags = [\"-x\"]"),
+                "unknown field `goflags`",
+            ),
             (ok.to_string(), "missing field `install`"),
-            (format!("{ok}install = {{}}"), "key `go[0].install`: nothing to install"),
+            (
+                format!("{ok}install = {{}}"),
+                "key `go[0].install`: nothing to install",
+            ),
             (
                 format!("{ok}install = {{ \"cmd/hello\" = \"/usr/bin/hello\" }}"),
                 "key `go[0].install`: `cmd/hello` is not the name of a built binary",
@@ -2657,14 +2666,23 @@ version = "dev"
                 format!("{ok}install = {{ \"hello\" = \"/sbin/hello\" }}"),
                 "install to /usr/sbin/... instead",
             ),
-            (format!("name = \"a b\"\nsource = \"hello\"\n{install}"), "key `go[0].name`"),
+            (
+                format!("name = \"a b\"\nsource = \"hello\"\n{install}"),
+                "key `go[0].name`",
+            ),
             (format!("{ok}dir = \"../up\"\n{install}"), "key `go[0].dir`"),
             (
                 format!("{ok}packages = [\"github.com/x/y\"]\n{install}"),
                 "key `go[0].packages`: `github.com/x/y` is not a package of the module",
             ),
-            (format!("{ok}packages = []\n{install}"), "key `go[0].packages`"),
-            (format!("{ok}tags = [\"a,b\"]\n{install}"), "key `go[0].tags`"),
+            (
+                format!("{ok}packages = []\n{install}"),
+                "key `go[0].packages`",
+            ),
+            (
+                format!("{ok}tags = [\"a,b\"]\n{install}"),
+                "key `go[0].tags`",
+            ),
             (
                 format!("{ok}build-packages = []\n{install}"),
                 "key `go[0].build-packages`",
@@ -2698,9 +2716,7 @@ version = "dev"
                 "key `go[0].modules`: the go-modules source `hello-mods` reads `hello` at ``",
             ),
         ] {
-            let recipe = format!(
-                "{HELLO_SOURCES}[[go]]\nname = \"hello\"\n{go}\n{install}\n"
-            );
+            let recipe = format!("{HELLO_SOURCES}[[go]]\nname = \"hello\"\n{go}\n{install}\n");
             let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
             let err = Project::load(dir.path())
                 .and_then(|p| p.resolve("r"))

@@ -19,9 +19,7 @@ use hermetic::sources::gomod::{
 };
 use hermetic::store::Store;
 use support::TestServer;
-use support::go::{
-    GO, host_go, pack_zip, packed_modules, tar_gz_of, write_program, write_proxy,
-};
+use support::go::{GO, host_go, pack_zip, packed_modules, tar_gz_of, write_program, write_proxy};
 
 /// The test's world: the proxy tree and its server, the program with its go.sum written by
 /// `go mod tidy`.

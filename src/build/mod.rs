@@ -22,10 +22,10 @@
 pub mod bootable;
 pub mod cleanup;
 pub mod exec;
+pub mod go;
 pub mod outputs;
 pub mod overlay;
 pub mod plan;
-pub mod go;
 pub mod program;
 pub mod rootfs;
 mod steps;

@@ -133,7 +133,6 @@ pub fn host_go(dir: &Path, scratch: &Path, proxy: &str, args: &[&str]) {
     );
 }
 
-
 /// A tar.gz of the directory `dir` with every path under `prefix`.
 pub fn tar_gz_of(dir: &Path, prefix: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
