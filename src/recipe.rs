@@ -1535,6 +1535,54 @@ fn resolve_go_sources(
     Ok(())
 }
 
+/// What `[[cargo]]` and `[[go]]` entries (`table`, entry `i`) share: a simple name not
+/// used before in `names`, a relative `dir`, a toolchain of package names.
+fn check_program<'a>(
+    table: &str,
+    i: usize,
+    (name, dir): (&'a String, Option<&str>),
+    build_packages: &[String],
+    names: &mut BTreeSet<&'a String>,
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    let key = |k: &str| format!("{table}[{i}].{k}");
+    if !is_simple_name(name) {
+        return Err(invalid(
+            key("name"),
+            format!("`{name}` is not a simple name (letters, digits, `._-+~`)"),
+        ));
+    }
+    if !names.insert(name) {
+        return Err(invalid(key("name"), format!("`{name}` appears twice")));
+    }
+    if let Some(d) = dir
+        && (d.is_empty()
+            || !Path::new(d)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))))
+    {
+        return Err(invalid(
+            key("dir"),
+            format!("`{d}` is not a relative path inside the source tree"),
+        ));
+    }
+    if build_packages.is_empty() {
+        return Err(invalid(
+            key("build-packages"),
+            format!("a {table} build needs a toolchain; leave `build-packages` out for Debian's"),
+        ));
+    }
+    for (j, p) in build_packages.iter().enumerate() {
+        if p.is_empty() || p.contains(char::is_whitespace) {
+            return Err(invalid(
+                format!("{table}[{i}].build-packages[{j}]"),
+                format!("`{p}` is not a package name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a recipe's `[[go]]` entries on their own: names, the module directory, package
 /// patterns, tags and flags that `go build` would misread, the toolchain, and absolute
 /// install destinations. (The sources are checked by [`Project::resolve`].)
@@ -1551,26 +1599,14 @@ fn validate_go(
     let mut names = BTreeSet::new();
     for (i, g) in builds.iter().enumerate() {
         let key = |k: &str| format!("go[{i}].{k}");
-        if !is_simple_name(&g.name) {
-            return Err(invalid(
-                key("name"),
-                format!(
-                    "`{}` is not a simple name (letters, digits, `._-+~`)",
-                    g.name
-                ),
-            ));
-        }
-        if !names.insert(&g.name) {
-            return Err(invalid(key("name"), format!("`{}` appears twice", g.name)));
-        }
-        if let Some(d) = &g.dir
-            && !relative_ok(d)
-        {
-            return Err(invalid(
-                key("dir"),
-                format!("`{d}` is not a relative path inside the source tree"),
-            ));
-        }
+        check_program(
+            "go",
+            i,
+            (&g.name, g.dir.as_deref()),
+            &g.build_packages,
+            &mut names,
+            invalid,
+        )?;
         if g.packages.is_empty() {
             return Err(invalid(
                 key("packages"),
@@ -1596,20 +1632,6 @@ fn validate_go(
         }
         if let Some(bad) = g.ldflags.iter().find(|f| f.is_empty()) {
             return Err(invalid(key("ldflags"), format!("`{bad}` is an empty flag")));
-        }
-        if g.build_packages.is_empty() {
-            return Err(invalid(
-                key("build-packages"),
-                "a go build needs a toolchain; leave `build-packages` out for Debian's".into(),
-            ));
-        }
-        for (j, p) in g.build_packages.iter().enumerate() {
-            if p.is_empty() || p.contains(char::is_whitespace) {
-                return Err(invalid(
-                    format!("go[{i}].build-packages[{j}]"),
-                    format!("`{p}` is not a package name"),
-                ));
-            }
         }
         if g.install.is_empty() {
             return Err(invalid(
@@ -1646,26 +1668,14 @@ fn validate_cargo(
     let mut names = BTreeSet::new();
     for (i, c) in builds.iter().enumerate() {
         let key = |k: &str| format!("cargo[{i}].{k}");
-        if !is_simple_name(&c.name) {
-            return Err(invalid(
-                key("name"),
-                format!(
-                    "`{}` is not a simple name (letters, digits, `._-+~`)",
-                    c.name
-                ),
-            ));
-        }
-        if !names.insert(&c.name) {
-            return Err(invalid(key("name"), format!("`{}` appears twice", c.name)));
-        }
-        if let Some(d) = &c.dir
-            && !relative_ok(d)
-        {
-            return Err(invalid(
-                key("dir"),
-                format!("`{d}` is not a relative path inside the source tree"),
-            ));
-        }
+        check_program(
+            "cargo",
+            i,
+            (&c.name, c.dir.as_deref()),
+            &c.build_packages,
+            &mut names,
+            invalid,
+        )?;
         if !is_simple_name(&c.profile) {
             return Err(invalid(
                 key("profile"),
@@ -1683,20 +1693,6 @@ fn validate_cargo(
                 return Err(invalid(
                     key(field),
                     format!("`{bad}` is not a package, binary or feature name"),
-                ));
-            }
-        }
-        if c.build_packages.is_empty() {
-            return Err(invalid(
-                key("build-packages"),
-                "a cargo build needs a toolchain; leave `build-packages` out for Debian's".into(),
-            ));
-        }
-        for (j, p) in c.build_packages.iter().enumerate() {
-            if p.is_empty() || p.contains(char::is_whitespace) {
-                return Err(invalid(
-                    format!("cargo[{i}].build-packages[{j}]"),
-                    format!("`{p}` is not a package name"),
                 ));
             }
         }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step};
 
-use crate::key::{DependencyInput, StepInputs};
+use crate::key::StepInputs;
 use crate::lockfile::{GO_TAG_SUFFIX, Lockfile};
 use crate::recipe::{GoProgram, ResolvedRecipe};
 use crate::sources::gomod::{self, GoModError, GoModules};
@@ -68,27 +68,15 @@ pub fn go_nodes(
         return Ok(deps);
     }
     let stale = |detail: String| BuildError::StaleLock { detail };
-    let locked = lock
-        .recipes
-        .iter()
-        .find(|r| r.name == recipe.name)
-        .ok_or_else(|| stale(format!("recipe `{}` is not in the lock", recipe.name)))?;
-    if locked.go_packages != recipe.go_packages() {
-        return Err(stale(format!(
-            "the go build-packages of `{}` changed",
-            recipe.name
-        )));
-    }
-    let tag = format!("{}{GO_TAG_SUFFIX}", recipe.name);
-    let mut tools = super::plan::tree_node(
+    let tools = super::program::toolchain_node(
+        graph,
+        lock,
         recipe,
-        &tag,
-        super::plan::tagged_debs(lock, &tag),
         sde,
-        "go-tools",
+        GO_TAG_SUFFIX.trim_start_matches(':'),
+        |r| &r.go_packages,
+        &recipe.go_packages(),
     )?;
-    tools.name = format!("{}/go-tools", recipe.name);
-    let tools = graph.add(tools);
     for build in recipe.go.values() {
         let locked_pin = |name: &str| {
             lock.upstream
@@ -150,28 +138,18 @@ pub fn go_nodes(
         inputs
             .settings
             .insert("go-step".into(), GO_STEP_VERSION.into());
-        let step_deps = BTreeMap::from([("tools".to_string(), tools)]);
-        for (role, &i) in &step_deps {
-            inputs.dependencies.insert(
-                role.clone(),
-                DependencyInput {
-                    key: graph.nodes[i].key.clone(),
-                    output: None,
-                },
-            );
-        }
-        let node = graph.add(Node {
-            name: format!("{}/go-{}", recipe.name, build.name),
-            key: inputs.key(),
+        let node = super::program::add_program_node(
+            graph,
+            format!("{}/go-{}", recipe.name, build.name),
             inputs,
-            kind: NodeKind::Go(Box::new(GoStep {
+            NodeKind::Go(Box::new(GoStep {
                 build: build.clone(),
                 source,
                 modules,
             })),
-            deps: step_deps,
-            source_date_epoch: sde,
-        });
+            tools,
+            sde,
+        );
         deps.insert(format!("{ROLE_PREFIX}{}", build.name), node);
     }
     Ok(deps)

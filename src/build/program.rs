@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step};
 
 use crate::key::{DependencyInput, StepInputs};
-use crate::lockfile::{CARGO_TAG_SUFFIX, Lockfile};
+use crate::lockfile::Lockfile;
 use crate::recipe::{CargoBuild, ResolvedRecipe};
 use crate::sources::cargo::{self as crates, CrateError, LockedCrate};
 use crate::sources::pin::SourcePin;
@@ -71,27 +71,15 @@ pub fn program_nodes(
         return Ok(deps);
     }
     let stale = |detail: String| BuildError::StaleLock { detail };
-    let locked = lock
-        .recipes
-        .iter()
-        .find(|r| r.name == recipe.name)
-        .ok_or_else(|| stale(format!("recipe `{}` is not in the lock", recipe.name)))?;
-    if locked.cargo_packages != recipe.cargo_packages() {
-        return Err(stale(format!(
-            "the cargo build-packages of `{}` changed",
-            recipe.name
-        )));
-    }
-    let tag = format!("{}{CARGO_TAG_SUFFIX}", recipe.name);
-    let mut tools = super::plan::tree_node(
+    let tools = toolchain_node(
+        graph,
+        lock,
         recipe,
-        &tag,
-        super::plan::tagged_debs(lock, &tag),
         sde,
-        "cargo-tools",
+        "cargo",
+        |r| &r.cargo_packages,
+        &recipe.cargo_packages(),
     )?;
-    tools.name = format!("{}/cargo-tools", recipe.name);
-    let tools = graph.add(tools);
     for build in recipe.cargo.values() {
         let source = lock
             .upstream
@@ -147,31 +135,84 @@ pub fn program_nodes(
         inputs
             .settings
             .insert("program-step".into(), PROGRAM_STEP_VERSION.into());
-        let step_deps = BTreeMap::from([("tools".to_string(), tools)]);
-        for (role, &i) in &step_deps {
-            inputs.dependencies.insert(
-                role.clone(),
-                DependencyInput {
-                    key: graph.nodes[i].key.clone(),
-                    output: None,
-                },
-            );
-        }
-        let node = graph.add(Node {
-            name: format!("{}/cargo-{}", recipe.name, build.name),
-            key: inputs.key(),
+        let node = add_program_node(
+            graph,
+            format!("{}/cargo-{}", recipe.name, build.name),
             inputs,
-            kind: NodeKind::Program(Box::new(ProgramStep {
+            NodeKind::Program(Box::new(ProgramStep {
                 build: build.clone(),
                 source,
                 crates,
             })),
-            deps: step_deps,
-            source_date_epoch: sde,
-        });
+            tools,
+            sde,
+        );
         deps.insert(format!("{ROLE_PREFIX}{}", build.name), node);
     }
     Ok(deps)
+}
+
+/// Adds the toolchain tree `<recipe>/<word>-tools` of the closure `<recipe>:<word>`, after
+/// checking that the lock resolved it for what the recipe asks now (`wanted`; `locked` picks
+/// the lock's list).
+pub(super) fn toolchain_node(
+    graph: &mut Graph,
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+    sde: u64,
+    word: &str,
+    locked: impl Fn(&crate::lockfile::LockedRecipe) -> &Vec<String>,
+    wanted: &[String],
+) -> Result<usize, BuildError> {
+    let stale = |detail: String| BuildError::StaleLock { detail };
+    let in_lock = lock
+        .recipes
+        .iter()
+        .find(|r| r.name == recipe.name)
+        .ok_or_else(|| stale(format!("recipe `{}` is not in the lock", recipe.name)))?;
+    if locked(in_lock).as_slice() != wanted {
+        return Err(stale(format!(
+            "the {word} build-packages of `{}` changed",
+            recipe.name
+        )));
+    }
+    let tag = format!("{}:{word}", recipe.name);
+    let mut tools = super::plan::tree_node(
+        recipe,
+        &tag,
+        super::plan::tagged_debs(lock, &tag),
+        sde,
+        &format!("{word}-tools"),
+    )?;
+    tools.name = format!("{}/{word}-tools", recipe.name);
+    Ok(graph.add(tools))
+}
+
+/// Adds a program step named `name` that depends on the toolchain tree `tools` (role
+/// `tools`, recorded in its inputs); gives its node.
+pub(super) fn add_program_node(
+    graph: &mut Graph,
+    name: String,
+    mut inputs: StepInputs,
+    kind: NodeKind,
+    tools: usize,
+    sde: u64,
+) -> usize {
+    inputs.dependencies.insert(
+        "tools".into(),
+        DependencyInput {
+            key: graph.nodes[tools].key.clone(),
+            output: None,
+        },
+    );
+    graph.add(Node {
+        name,
+        key: inputs.key(),
+        inputs,
+        kind,
+        deps: BTreeMap::from([("tools".to_string(), tools)]),
+        source_date_epoch: sde,
+    })
 }
 
 /// `hermetic build` without `--offline`: the sources, crates and Go modules of the graph's
