@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step};
+use sandbox::Mount;
 
 use crate::key::StepInputs;
 use crate::lockfile::{GO_TAG_SUFFIX, Lockfile};
@@ -264,15 +264,12 @@ pub fn run(
     let go = go_build(build);
     let plan = gomod::go_build_plan(store, &modules, &go, &modcache).map_err(go_error)?;
 
-    let mut cmd = Step::new(plan.argv.clone());
-    cmd.root = RootSpec::ReadOnly(tools);
-    cmd.ids = IdMapping::SingleUser;
-    cmd.network = Network::None;
-    cmd.output = Output::LogOnly;
-    cmd.source_date_epoch = node.source_date_epoch;
-    cmd.hostname = "hermetic".into();
-    cmd.timeout = Some(std::time::Duration::from_secs(4 * 3600));
-    cmd.cwd = Path::new(SRC).join(build.dir());
+    let mut cmd = super::program::build_step(
+        plan.argv.clone(),
+        tools,
+        node,
+        Path::new(SRC).join(build.dir()),
+    );
     cmd.mounts = vec![
         Mount::Tmpfs {
             dst: PathBuf::from("/work"),

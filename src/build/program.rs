@@ -237,6 +237,21 @@ pub fn fetch_inputs(
     Ok(())
 }
 
+/// A program build in the sandbox: `argv` run in `cwd` on the toolchain tree `tools`
+/// (read-only), with no network, as the invoking user mapped to root, its output to the log.
+pub(super) fn build_step(argv: Vec<String>, tools: PathBuf, node: &Node, cwd: PathBuf) -> Step {
+    let mut cmd = Step::new(argv);
+    cmd.root = RootSpec::ReadOnly(tools);
+    cmd.ids = IdMapping::SingleUser;
+    cmd.network = Network::None;
+    cmd.output = Output::LogOnly;
+    cmd.source_date_epoch = node.source_date_epoch;
+    cmd.hostname = "hermetic".into();
+    cmd.timeout = Some(std::time::Duration::from_secs(4 * 3600));
+    cmd.cwd = cwd;
+    cmd
+}
+
 /// Unpacks a program's source tree from the store into `dest` (its hash checked again); a
 /// source the store lacks is a missing pin.
 pub(super) fn unpack_program_source(
@@ -350,15 +365,12 @@ pub fn run(
         .map_err(BuildError::io(&config))?;
     fs_err::create_dir(&target).map_err(BuildError::io(&target))?;
 
-    let mut cmd = Step::new(cargo_argv(build));
-    cmd.root = RootSpec::ReadOnly(tools);
-    cmd.ids = IdMapping::SingleUser;
-    cmd.network = Network::None;
-    cmd.output = Output::LogOnly;
-    cmd.source_date_epoch = node.source_date_epoch;
-    cmd.hostname = "hermetic".into();
-    cmd.timeout = Some(std::time::Duration::from_secs(4 * 3600));
-    cmd.cwd = Path::new(SRC).join(build.dir());
+    let mut cmd = build_step(
+        cargo_argv(build),
+        tools,
+        node,
+        Path::new(SRC).join(build.dir()),
+    );
     cmd.mounts = vec![
         Mount::Tmpfs {
             dst: PathBuf::from("/work"),
