@@ -1319,6 +1319,38 @@ mod tests {
     }
 
     #[test]
+    fn gc_keeps_the_entries_of_locked_module_lists_only() {
+        let sum = "example.com/a v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\
+                   example.com/a v1.0.0/go.mod h1:PhqNz3tvweEBw1YLSdhkVt4pg8EINTBo/gTP6fXpeSQ=\n";
+        let modules = parse_go_sum_text(Path::new("go.sum"), sum).unwrap();
+        let pin = SourcePin::GoModules {
+            name: "m".into(),
+            source: "src".into(),
+            dir: String::new(),
+            proxy: Vec::new(),
+            source_hash: None,
+            vendored: false,
+            modules: Vec::new(),
+            modules_sha256: None,
+        };
+        let locked = locked_pin(&pin, "ab", &GoModules::Proxy { modules });
+        let mut lock = crate::lockfile::Lockfile::default();
+        for pin in [pin, locked] {
+            lock.upstream.push(crate::lockfile::PinnedUpstream {
+                pin,
+                recipes: vec!["r".into()],
+            });
+        }
+        let entries = locked_module_entries(&lock);
+        let want: BTreeSet<String> = [
+            zip_key("h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap(),
+            mod_key("h1:PhqNz3tvweEBw1YLSdhkVt4pg8EINTBo/gTP6fXpeSQ=").unwrap(),
+        ]
+        .into();
+        assert_eq!(entries, want);
+    }
+
+    #[test]
     fn module_names_that_are_not_file_names_are_refused() {
         for (m, v) in [
             ("../x", "v1.0.0"),
