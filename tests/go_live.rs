@@ -14,51 +14,16 @@
 mod project;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use project::run;
+use project::{contains, hermetic_in, run, tar_member, write_recipe_project};
 use support::TestServer;
 use support::go::{host_go, tar_gz_of, write_program, write_proxy};
 
-fn hermetic() -> &'static str {
-    env!("CARGO_BIN_EXE_hermetic")
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A project at `dir` with this repository's settings and keys and the recipe `hello`.
-fn write_project(dir: &Path, recipe: &str) {
-    fs_err::create_dir_all(dir.join("recipes")).unwrap();
-    fs_err::create_dir_all(dir.join("keys")).unwrap();
-    fs_err::copy(repo().join("hermetic.toml"), dir.join("hermetic.toml")).unwrap();
-    for e in fs_err::read_dir(repo().join("keys")).unwrap() {
-        let e = e.unwrap();
-        fs_err::copy(e.path(), dir.join("keys").join(e.file_name())).unwrap();
-    }
-    fs_err::write(dir.join("recipes/hello.toml"), recipe).unwrap();
-}
-
-fn hermetic_in(project: &Path, store: &Path) -> Command {
-    let mut c = Command::new(hermetic());
-    c.arg("-C").arg(project).arg("--store").arg(store);
-    c
-}
-
 fn sha256(bytes: &[u8]) -> String {
     support::sha256_hex(bytes)
-}
-
-/// The bytes of `member` of the tar at `tar`.
-fn tar_member(tar: &Path, member: &str) -> Vec<u8> {
-    run(Command::new("tar").arg("-xOf").arg(tar).arg(member)).stdout
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    memchr::memmem::find(haystack, needle.as_bytes()).is_some()
 }
 
 #[test]
@@ -103,7 +68,7 @@ fn go_program_builds_bit_identically_from_proxied_modules_offline() {
     let b = root_b.path().join("elsewhere/second");
     let store_a = tempfile::tempdir().unwrap();
     let store_b = tempfile::tempdir().unwrap();
-    write_project(&a, &recipe);
+    write_recipe_project(&a, "hello", &recipe);
 
     // Lock: the toolchain from the host's mirror, the source's SHA-256 and the modules of
     // its go.sum from the local server.
@@ -139,7 +104,7 @@ fn go_program_builds_bit_identically_from_proxied_modules_offline() {
 
     // The second project: the same recipe and lock at another path, another store; its
     // inputs fetched, then the server stopped and the build run offline.
-    write_project(&b, &recipe);
+    write_recipe_project(&b, "hello", &recipe);
     fs_err::copy(a.join("pins.lock"), b.join("pins.lock")).unwrap();
     run(hermetic_in(&b, store_b.path()).arg("fetch"));
     drop(server);
