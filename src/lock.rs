@@ -40,9 +40,9 @@ use crate::debian::version::Version;
 use crate::fetch::Downloader;
 use crate::http::Http;
 use crate::lockfile::{
-    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe, LockedSuite, Lockfile,
-    LockfileError, PinChange, PinnedPackage, PinnedSource, PinnedSourceFile, PinnedTarball,
-    TarballRequest, pin_changes,
+    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, GO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, LockedRecipe,
+    LockedSuite, Lockfile, LockfileError, PinChange, PinnedPackage, PinnedSource, PinnedSourceFile,
+    PinnedTarball, TarballRequest, pin_changes,
 };
 use crate::mirrors::{MirrorConfig, MirrorError, Mirrors, SourceKind, archive_for_suite};
 use crate::recipe::Project;
@@ -145,6 +145,7 @@ enum Closure {
     Build,
     Kernel,
     Cargo,
+    Go,
 }
 
 impl Closure {
@@ -154,6 +155,7 @@ impl Closure {
             Closure::Build => "build-packages",
             Closure::Kernel => "kernel",
             Closure::Cargo => "cargo build-packages",
+            Closure::Go => "go build-packages",
         }
     }
 }
@@ -219,6 +221,7 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
         for selected in crate::recipe::selections(&pinning) {
             let r = project.resolve_with_profiles(name, &selected)?;
             let cargo_packages = r.cargo_packages();
+            let go_packages = r.go_packages();
             out.push(LockedRecipe {
                 name: project.lock_name(name, &selected)?,
                 packages: r.packages.into_iter().collect(),
@@ -231,6 +234,11 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
                 // Like the kernel's, the toolchain closure is only the plain recipe's.
                 cargo_packages: if selected.is_empty() {
                     cargo_packages
+                } else {
+                    Vec::new()
+                },
+                go_packages: if selected.is_empty() {
+                    go_packages
                 } else {
                     Vec::new()
                 },
@@ -365,6 +373,7 @@ fn describe_change(old: &LockedRecipe, new: &LockedRecipe) -> String {
         &old.cargo_packages,
         &new.cargo_packages,
     );
+    diff("go build-packages", &old.go_packages, &new.go_packages);
     if old.tarballs != new.tarballs {
         parts.push("tarballs changed".into());
     }
@@ -692,6 +701,11 @@ pub fn lock(project: &Project, options: &LockOptions) -> Result<LockOutcome, Loc
                 Closure::Cargo,
                 &r.cargo_packages,
                 format!("{}{CARGO_TAG_SUFFIX}", r.name),
+            ),
+            (
+                Closure::Go,
+                &r.go_packages,
+                format!("{}{GO_TAG_SUFFIX}", r.name),
             ),
         ];
         for (closure, list, tag) in closures {
@@ -1088,6 +1102,12 @@ fn closures_of(r: &LockedRecipe) -> Vec<(String, &[String])> {
             r.cargo_packages.as_slice(),
         ));
     }
+    if !r.go_packages.is_empty() {
+        out.push((
+            format!("{}{GO_TAG_SUFFIX}", r.name),
+            r.go_packages.as_slice(),
+        ));
+    }
     out
 }
 
@@ -1283,6 +1303,7 @@ fn tag_of(tag: &str) -> &str {
     tag.strip_suffix(BUILD_TAG_SUFFIX)
         .or_else(|| tag.strip_suffix(KERNEL_TAG_SUFFIX))
         .or_else(|| tag.strip_suffix(CARGO_TAG_SUFFIX))
+        .or_else(|| tag.strip_suffix(GO_TAG_SUFFIX))
         .unwrap_or(tag)
 }
 
@@ -1300,6 +1321,7 @@ fn carry_over(old: &Lockfile, keep: &[&LockedRecipe], new: &mut Lockfile) {
                 format!("{}{BUILD_TAG_SUFFIX}", r.name),
                 format!("{}{KERNEL_TAG_SUFFIX}", r.name),
                 format!("{}{CARGO_TAG_SUFFIX}", r.name),
+                format!("{}{GO_TAG_SUFFIX}", r.name),
             ]
         })
         .collect();

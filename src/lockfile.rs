@@ -34,6 +34,9 @@ pub const KERNEL_TAG_SUFFIX: &str = ":kernel";
 /// The suffix of the tag naming a recipe's `[[cargo]]` toolchain closure (`base:cargo`).
 pub const CARGO_TAG_SUFFIX: &str = ":cargo";
 
+/// The suffix of the tag naming a recipe's `[[go]]` toolchain closure (`base:go`).
+pub const GO_TAG_SUFFIX: &str = ":go";
+
 /// Errors reading `pins.lock`. Each names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum LockfileError {
@@ -128,6 +131,10 @@ pub struct LockedRecipe {
     /// (empty when the recipe builds no Rust program).
     #[serde(default)]
     pub cargo_packages: Vec<String>,
+    /// What the `[[go]]` builds' toolchain asks for: the union of their build-packages
+    /// (empty when the recipe builds no Go program).
+    #[serde(default)]
+    pub go_packages: Vec<String>,
 }
 
 /// The crates of a `[[cargo]]` build's `Cargo.lock` (`[[cargo]]` in pins.lock): which
@@ -524,6 +531,8 @@ impl Lockfile {
             r.kernel_packages.dedup();
             r.cargo_packages.sort();
             r.cargo_packages.dedup();
+            r.go_packages.sort();
+            r.go_packages.dedup();
             r.tarballs.sort();
             r.tarballs.dedup();
         }
@@ -614,6 +623,9 @@ impl Lockfile {
             }
             if !r.cargo_packages.is_empty() {
                 list(&mut out, "cargo-packages", &r.cargo_packages);
+            }
+            if !r.go_packages.is_empty() {
+                list(&mut out, "go-packages", &r.go_packages);
             }
             if r.tarballs.is_empty() {
                 out.push_str("tarballs = []\n");

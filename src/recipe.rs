@@ -268,6 +268,83 @@ impl CargoBuild {
     }
 }
 
+/// The Debian packages a `[[go]]` build's toolchain tree is made of when it names none:
+/// Debian trixie's Go 1.24 (its `golang-1.24-src` comes with it). A cgo build needs a C
+/// toolchain as well (`gcc`, `libc6-dev`).
+pub const DEFAULT_GO_BUILD_PACKAGES: &[&str] = &["golang-1.24-go"];
+
+fn default_go_build_packages() -> Vec<String> {
+    DEFAULT_GO_BUILD_PACKAGES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn default_go_packages() -> Vec<String> {
+    vec![".".to_string()]
+}
+
+/// A `[[go]]` entry: a Go program built with `go build -trimpath` from a `[[sources]]` tree
+/// and the modules a `go-modules` source pins (or the tree's `vendor/`), in a toolchain tree
+/// of pinned Debian packages, with no network; its files installed into the image
+/// (docs/recipes.md, *Go programs*).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GoProgram {
+    /// Names the build (its step is `<image>/go-<name>`).
+    pub name: String,
+    /// The `[[sources]]` entry (`file` archive or `git` tree) holding the Go module.
+    pub source: String,
+    /// The `go-modules` `[[sources]]` entry pinning the module's dependencies; may be left
+    /// out when the tree vendors them (`vendor/modules.txt`) or needs none.
+    #[serde(default)]
+    pub modules: Option<String>,
+    /// The directory of the Go module (its `go.mod`) inside the source tree; default: the
+    /// tree's root.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// The packages to build (`go build` arguments, e.g. `./cmd/foo`); default `.`.
+    #[serde(default = "default_go_packages")]
+    pub packages: Vec<String>,
+    /// Build tags (`-tags`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// More linker flags after `-buildid=` (e.g. `-s`, `-w`, `-X main.version=1.0`).
+    #[serde(default)]
+    pub ldflags: Vec<String>,
+    /// `CGO_ENABLED=1` (off by default: a static pure-Go binary).
+    #[serde(default)]
+    pub cgo: bool,
+    /// The Debian packages of the toolchain tree ([`DEFAULT_GO_BUILD_PACKAGES`] if unset).
+    #[serde(default = "default_go_build_packages")]
+    pub build_packages: Vec<String>,
+    /// What to install: a file `go build -o <dir>/` wrote (a main package's binary, named
+    /// after its directory, e.g. `foo` for `./cmd/foo`) to an absolute path in the image.
+    pub install: BTreeMap<String, String>,
+}
+
+impl GoProgram {
+    /// `dir`, or the empty path.
+    pub fn dir(&self) -> &str {
+        self.dir.as_deref().unwrap_or("")
+    }
+
+    /// The `go` command in the toolchain tree: Debian's versioned packages install it as
+    /// `/usr/lib/go-X.Y/bin/go` (only `golang-go` adds `/usr/bin/go`), so the first
+    /// `golang-X.Y-go` of the build-packages decides; otherwise `go` from `PATH`.
+    pub fn go_command(&self) -> String {
+        self.build_packages
+            .iter()
+            .find_map(|p| {
+                let v = p.strip_prefix("golang-")?.strip_suffix("-go")?;
+                v.chars()
+                    .all(|c| c.is_ascii_digit() || c == '.')
+                    .then(|| format!("/usr/lib/go-{v}/bin/go"))
+            })
+            .unwrap_or_else(|| "go".to_string())
+    }
+}
+
 /// What an image is written out as. `directory` and `tar` are written by the build itself;
 /// the others are the image writers' (the names are accepted now so recipes can say them).
 #[derive(
@@ -494,6 +571,9 @@ pub struct RecipeFile {
     /// Rust programs built from `sources` and installed into the image.
     #[serde(default)]
     pub cargo: Vec<CargoBuild>,
+    /// Go programs built from `sources` and installed into the image.
+    #[serde(default)]
+    pub go: Vec<GoProgram>,
     /// Directories under `overlays/` laid over the image tree, in order.
     #[serde(default)]
     pub overlays: Vec<String>,
@@ -576,6 +656,8 @@ pub struct ResolvedRecipe {
     pub sources: BTreeMap<String, crate::sources::pin::SourcePin>,
     /// Rust programs by name; a recipe's entry replaces its parent's of the same name.
     pub cargo: BTreeMap<String, CargoBuild>,
+    /// Go programs by name; a recipe's entry replaces its parent's of the same name.
+    pub go: BTreeMap<String, GoProgram>,
     /// The selected profiles, in the order they were asked for.
     pub profiles: Vec<String>,
     pub description: Option<String>,
@@ -607,6 +689,17 @@ impl ResolvedRecipe {
             .cargo
             .values()
             .flat_map(|c| c.build_packages.iter().cloned())
+            .collect();
+        all.into_iter().collect()
+    }
+
+    /// Everything `hermetic lock` resolves for the `[[go]]` toolchains (tag `<recipe>:go`):
+    /// the union of their build-packages; empty without `[[go]]`.
+    pub fn go_packages(&self) -> Vec<String> {
+        let all: BTreeSet<String> = self
+            .go
+            .values()
+            .flat_map(|g| g.build_packages.iter().cloned())
             .collect();
         all.into_iter().collect()
     }
@@ -853,6 +946,7 @@ impl Project {
             tarballs: BTreeSet::new(),
             sources: BTreeMap::new(),
             cargo: BTreeMap::new(),
+            go: BTreeMap::new(),
             profiles: selected.clone(),
             description: lineage[0].file.description.clone(),
             image_id: name.to_string(),
@@ -873,6 +967,9 @@ impl Project {
             }
             for c in &f.cargo {
                 resolved.cargo.insert(c.name.clone(), c.clone());
+            }
+            for g in &f.go {
+                resolved.go.insert(g.name.clone(), g.clone());
             }
             if let Some(id) = &f.image_id {
                 resolved.image_id = id.clone();
@@ -940,6 +1037,12 @@ impl Project {
                     }
                     Some(_) => {}
                 }
+            }
+            for (i, g) in r.file.go.iter().enumerate() {
+                if resolved.go.get(&g.name) != Some(g) {
+                    continue;
+                }
+                resolve_go_sources(&resolved, &r.path, i, g, name)?;
             }
         }
         Ok(resolved)
@@ -1371,6 +1474,200 @@ fn validate_sources(
     Ok(())
 }
 
+/// Checks that the `[[go]]` build `g` (entry `i` of the recipe file `path`) names sources
+/// the resolved recipe `recipe` (named `name`) declares: a tree, and a `go-modules` pin
+/// read from that tree; and that no `[[cargo]]` build has its name (both install under it).
+fn resolve_go_sources(
+    recipe: &ResolvedRecipe,
+    path: &Path,
+    i: usize,
+    g: &GoProgram,
+    name: &str,
+) -> Result<(), RecipeError> {
+    use crate::sources::pin::SourcePin;
+    let invalid = |k: &str, message: String| RecipeError::Invalid {
+        path: path.to_path_buf(),
+        key: format!("go[{i}].{k}"),
+        message,
+    };
+    if recipe.cargo.contains_key(&g.name) {
+        return Err(invalid(
+            "name",
+            format!(
+                "`{}` also names a `[[cargo]]` build; give the programs different names",
+                g.name
+            ),
+        ));
+    }
+    match recipe.sources.get(&g.source) {
+        None => {
+            return Err(invalid(
+                "source",
+                format!(
+                    "no `[[sources]]` entry named `{}` in recipe `{name}` or its parents",
+                    g.source
+                ),
+            ));
+        }
+        Some(SourcePin::File { .. } | SourcePin::Git { .. }) => {}
+        Some(_) => {
+            return Err(invalid(
+                "source",
+                format!(
+                    "`{}` is not a `file` archive or a `git` tree, which a go build needs",
+                    g.source
+                ),
+            ));
+        }
+    }
+    if let Some(m) = &g.modules {
+        match recipe.sources.get(m) {
+            None => {
+                return Err(invalid(
+                    "modules",
+                    format!("no `[[sources]]` entry named `{m}` in recipe `{name}` or its parents"),
+                ));
+            }
+            Some(SourcePin::GoModules { source, dir, .. }) => {
+                if source != &g.source || dir.trim_matches('/') != g.dir().trim_matches('/') {
+                    return Err(invalid(
+                        "modules",
+                        format!(
+                            "the go-modules source `{m}` reads `{source}` at `{dir}`, not `{}` at `{}`",
+                            g.source,
+                            g.dir()
+                        ),
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "modules",
+                    format!("`{m}` is not a `go-modules` source"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `[[cargo]]` and `[[go]]` entries (`table`, entry `i`) share: a simple name not
+/// used before in `names`, a relative `dir`, a toolchain of package names.
+fn check_program<'a>(
+    table: &str,
+    i: usize,
+    (name, dir): (&'a String, Option<&str>),
+    build_packages: &[String],
+    names: &mut BTreeSet<&'a String>,
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    let key = |k: &str| format!("{table}[{i}].{k}");
+    if !is_simple_name(name) {
+        return Err(invalid(
+            key("name"),
+            format!("`{name}` is not a simple name (letters, digits, `._-+~`)"),
+        ));
+    }
+    if !names.insert(name) {
+        return Err(invalid(key("name"), format!("`{name}` appears twice")));
+    }
+    if let Some(d) = dir
+        && (d.is_empty()
+            || !Path::new(d)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))))
+    {
+        return Err(invalid(
+            key("dir"),
+            format!("`{d}` is not a relative path inside the source tree"),
+        ));
+    }
+    if build_packages.is_empty() {
+        return Err(invalid(
+            key("build-packages"),
+            format!("a {table} build needs a toolchain; leave `build-packages` out for Debian's"),
+        ));
+    }
+    for (j, p) in build_packages.iter().enumerate() {
+        if p.is_empty() || p.contains(char::is_whitespace) {
+            return Err(invalid(
+                format!("{table}[{i}].build-packages[{j}]"),
+                format!("`{p}` is not a package name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a recipe's `[[go]]` entries on their own: names, the module directory, package
+/// patterns, tags and flags that `go build` would misread, the toolchain, and absolute
+/// install destinations. (The sources are checked by [`Project::resolve`].)
+fn validate_go(
+    builds: &[GoProgram],
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    let relative_ok = |s: &str| {
+        !s.is_empty()
+            && Path::new(s)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+    };
+    let mut names = BTreeSet::new();
+    for (i, g) in builds.iter().enumerate() {
+        let key = |k: &str| format!("go[{i}].{k}");
+        check_program(
+            "go",
+            i,
+            (&g.name, g.dir.as_deref()),
+            &g.build_packages,
+            &mut names,
+            invalid,
+        )?;
+        if g.packages.is_empty() {
+            return Err(invalid(
+                key("packages"),
+                "nothing to build: name a package, e.g. `packages = [\"./cmd/foo\"]`".into(),
+            ));
+        }
+        for p in &g.packages {
+            let inside = p == "."
+                || p.strip_prefix("./").is_some_and(|rest| {
+                    let rest = rest.strip_suffix("/...").unwrap_or(rest);
+                    rest.is_empty() || relative_ok(rest)
+                });
+            if !inside || p.contains(char::is_whitespace) {
+                return Err(invalid(
+                    key("packages"),
+                    format!("`{p}` is not a package of the module (`.` or `./path`)"),
+                ));
+            }
+        }
+        let arg_ok = |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains([',', ' ']);
+        if let Some(bad) = g.tags.iter().find(|t| !arg_ok(t)) {
+            return Err(invalid(key("tags"), format!("`{bad}` is not a build tag")));
+        }
+        if let Some(bad) = g.ldflags.iter().find(|f| f.is_empty()) {
+            return Err(invalid(key("ldflags"), format!("`{bad}` is an empty flag")));
+        }
+        if g.install.is_empty() {
+            return Err(invalid(
+                key("install"),
+                "nothing to install: map a built binary to its path in the image, e.g. `install = { \"foo\" = \"/usr/bin/foo\" }`".into(),
+            ));
+        }
+        for (from, to) in &g.install {
+            if !relative_ok(from) || from.contains('/') {
+                return Err(invalid(
+                    key("install"),
+                    format!("`{from}` is not the name of a built binary"),
+                ));
+            }
+            check_install_destination(to, &key("install"), invalid)?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks a recipe's `[[cargo]]` entries on their own: names, relative paths inside the
 /// source and the profile's directory, absolute install destinations, arguments that cargo
 /// would take as options. (That `source` names a tree is checked by [`Project::resolve`].)
@@ -1387,26 +1684,14 @@ fn validate_cargo(
     let mut names = BTreeSet::new();
     for (i, c) in builds.iter().enumerate() {
         let key = |k: &str| format!("cargo[{i}].{k}");
-        if !is_simple_name(&c.name) {
-            return Err(invalid(
-                key("name"),
-                format!(
-                    "`{}` is not a simple name (letters, digits, `._-+~`)",
-                    c.name
-                ),
-            ));
-        }
-        if !names.insert(&c.name) {
-            return Err(invalid(key("name"), format!("`{}` appears twice", c.name)));
-        }
-        if let Some(d) = &c.dir
-            && !relative_ok(d)
-        {
-            return Err(invalid(
-                key("dir"),
-                format!("`{d}` is not a relative path inside the source tree"),
-            ));
-        }
+        check_program(
+            "cargo",
+            i,
+            (&c.name, c.dir.as_deref()),
+            &c.build_packages,
+            &mut names,
+            invalid,
+        )?;
         if !is_simple_name(&c.profile) {
             return Err(invalid(
                 key("profile"),
@@ -1427,20 +1712,6 @@ fn validate_cargo(
                 ));
             }
         }
-        if c.build_packages.is_empty() {
-            return Err(invalid(
-                key("build-packages"),
-                "a cargo build needs a toolchain; leave `build-packages` out for Debian's".into(),
-            ));
-        }
-        for (j, p) in c.build_packages.iter().enumerate() {
-            if p.is_empty() || p.contains(char::is_whitespace) {
-                return Err(invalid(
-                    format!("cargo[{i}].build-packages[{j}]"),
-                    format!("`{p}` is not a package name"),
-                ));
-            }
-        }
         if c.install.is_empty() {
             return Err(invalid(
                 key("install"),
@@ -1457,24 +1728,39 @@ fn validate_cargo(
                     ),
                 ));
             }
-            let rest = to.strip_prefix('/').unwrap_or("");
-            if !relative_ok(rest) {
-                return Err(invalid(
-                    key("install"),
-                    format!("`{to}` is not an absolute path of a file in the image"),
-                ));
-            }
-            // Merged /usr: these are links in the image, not directories.
-            let first = rest.split('/').next().unwrap_or("");
-            if ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].contains(&first) {
-                return Err(invalid(
-                    key("install"),
-                    format!(
-                        "`{to}` lies under /{first}, a link to /usr/{first} in the image; install to /usr/{first}/... instead"
-                    ),
-                ));
-            }
+            check_install_destination(to, &key("install"), invalid)?;
         }
+    }
+    Ok(())
+}
+
+/// An `install` destination of a program build (`key`) must be an absolute path of a file
+/// in the image, not under one of merged /usr's links.
+fn check_install_destination(
+    to: &str,
+    key: &str,
+    invalid: &dyn Fn(String, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    let rest = to.strip_prefix('/').unwrap_or("");
+    if rest.is_empty()
+        || !Path::new(rest)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(invalid(
+            key.to_string(),
+            format!("`{to}` is not an absolute path of a file in the image"),
+        ));
+    }
+    // Merged /usr: these are links in the image, not directories.
+    let first = rest.split('/').next().unwrap_or("");
+    if ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].contains(&first) {
+        return Err(invalid(
+            key.to_string(),
+            format!(
+                "`{to}` lies under /{first}, a link to /usr/{first} in the image; install to /usr/{first}/... instead"
+            ),
+        ));
     }
     Ok(())
 }
@@ -1512,6 +1798,7 @@ fn validate_recipe(root: &Path, recipe: &Recipe) -> Result<(), RecipeError> {
     validate_layer(root, "", &layer, &invalid)?;
     validate_sources(root, &f.sources, &invalid)?;
     validate_cargo(&f.cargo, &invalid)?;
+    validate_go(&f.go, &invalid)?;
     if let Some(k) = &f.kernel {
         resolve_kernel(root, recipe, k)?;
     }
@@ -2333,6 +2620,133 @@ version = "dev"
             assert!(err.contains("r.toml: key `cargo[0].source`"), "{err}");
             assert!(err.contains(want), "{err}");
         }
+    }
+
+    const HELLO_SOURCES: &str = "[[sources]]\nkind = \"file\"\nname = \"hello\"\nurls = [\"https://example.invalid/hello.tar.gz\"]\n[[sources]]\nkind = \"go-modules\"\nname = \"hello-mods\"\nsource = \"hello\"\n";
+
+    #[test]
+    fn go_builds_default_to_debians_go_and_are_inherited_by_name() {
+        let base = format!(
+            "{HELLO_SOURCES}[[go]]\nname = \"hello\"\nsource = \"hello\"\nmodules = \"hello-mods\"\ninstall = {{ \"hello\" = \"/usr/bin/hello\" }}\n"
+        );
+        let child = "parent = \"base\"\n[[go]]\nname = \"hello\"\nsource = \"hello\"\npackages = [\"./cmd/hello\", \"./tools/...\"]\ncgo = true\nbuild-packages = [\"golang-go\", \"gcc\"]\ninstall = { \"hello\" = \"/usr/local/bin/hello\" }\n";
+        let dir = project(&[
+            ("hermetic.toml", CONFIG),
+            ("recipes/base.toml", &base),
+            ("recipes/child.toml", child),
+        ]);
+        let p = Project::load(dir.path()).unwrap();
+        let b = p.resolve("base").unwrap();
+        assert_eq!(b.go["hello"].packages, ["."]);
+        assert!(!b.go["hello"].cgo);
+        assert_eq!(b.go_packages(), ["golang-1.24-go"]);
+        assert_eq!(b.go["hello"].go_command(), "/usr/lib/go-1.24/bin/go");
+        assert!(b.cargo_packages().is_empty());
+        let c = p.resolve("child").unwrap();
+        assert_eq!(c.go["hello"].modules, None);
+        assert_eq!(c.go_packages(), ["gcc", "golang-go"]);
+        assert_eq!(c.go["hello"].go_command(), "go");
+    }
+
+    #[test]
+    fn bad_go_tables_name_file_and_key() {
+        let ok = "name = \"hello\"\nsource = \"hello\"\n";
+        let install = "install = { \"hello\" = \"/usr/bin/hello\" }";
+        let cases = [
+            (
+                format!("{ok}{install}\nmodule = \"x\""),
+                "unknown field `module`",
+            ),
+            (
+                format!("{ok}{install}\ngoflags = [\"-x\"]"),
+                "unknown field `goflags`",
+            ),
+            (ok.to_string(), "missing field `install`"),
+            (
+                format!("{ok}install = {{}}"),
+                "key `go[0].install`: nothing to install",
+            ),
+            (
+                format!("{ok}install = {{ \"cmd/hello\" = \"/usr/bin/hello\" }}"),
+                "key `go[0].install`: `cmd/hello` is not the name of a built binary",
+            ),
+            (
+                format!("{ok}install = {{ \"hello\" = \"usr/bin/hello\" }}"),
+                "key `go[0].install`: `usr/bin/hello` is not an absolute path",
+            ),
+            (
+                format!("{ok}install = {{ \"hello\" = \"/sbin/hello\" }}"),
+                "install to /usr/sbin/... instead",
+            ),
+            (
+                format!("name = \"a b\"\nsource = \"hello\"\n{install}"),
+                "key `go[0].name`",
+            ),
+            (format!("{ok}dir = \"../up\"\n{install}"), "key `go[0].dir`"),
+            (
+                format!("{ok}packages = [\"github.com/x/y\"]\n{install}"),
+                "key `go[0].packages`: `github.com/x/y` is not a package of the module",
+            ),
+            (
+                format!("{ok}packages = []\n{install}"),
+                "key `go[0].packages`",
+            ),
+            (
+                format!("{ok}tags = [\"a,b\"]\n{install}"),
+                "key `go[0].tags`",
+            ),
+            (
+                format!("{ok}build-packages = []\n{install}"),
+                "key `go[0].build-packages`",
+            ),
+        ];
+        for (table, want) in cases {
+            let err = load_err(&format!("{HELLO_SOURCES}[[go]]\n{table}\n"));
+            assert!(err.contains(want), "{table:?}: {err}");
+            assert!(err.contains("r.toml"), "{table:?}: {err}");
+        }
+        // The sources must be ones the lineage declares, of the right kinds.
+        for (go, want) in [
+            (
+                "source = \"nope\"",
+                "key `go[0].source`: no `[[sources]]` entry named `nope`",
+            ),
+            (
+                "source = \"hello-mods\"",
+                "key `go[0].source`: `hello-mods` is not a `file` archive or a `git` tree",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"mods\"",
+                "key `go[0].modules`: no `[[sources]]` entry named `mods`",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"hello\"",
+                "key `go[0].modules`: `hello` is not a `go-modules` source",
+            ),
+            (
+                "source = \"hello\"\nmodules = \"hello-mods\"\ndir = \"sub\"",
+                "key `go[0].modules`: the go-modules source `hello-mods` reads `hello` at ``",
+            ),
+        ] {
+            let recipe = format!("{HELLO_SOURCES}[[go]]\nname = \"hello\"\n{go}\n{install}\n");
+            let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+            let err = Project::load(dir.path())
+                .and_then(|p| p.resolve("r"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("r.toml: "), "{err}");
+            assert!(err.contains(want), "{go:?}: {err}");
+        }
+        // A go build may not share its name with a cargo build (both install under it).
+        let recipe = format!(
+            "{HELLO_SOURCES}[[cargo]]\nname = \"hello\"\nsource = \"hello\"\ninstall = {{ \"hello\" = \"/usr/bin/h1\" }}\n[[go]]\n{ok}{install}\n"
+        );
+        let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+        let err = Project::load(dir.path())
+            .and_then(|p| p.resolve("r"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("r.toml: key `go[0].name`"), "{err}");
     }
 
     #[test]

@@ -351,6 +351,12 @@ fn pinned_inputs(
                     out.insert((c.name.clone(), c.version.clone(), url, c.checksum.clone()));
                 }
             }
+            // The modules' go.sum `h1:` hashes are no file's SHA-256: the source only.
+            NodeKind::Go(g) => {
+                let url = g.source.urls().into_iter().next().unwrap_or_default();
+                let hash = g.source.content_hash().unwrap_or_default().to_string();
+                out.insert((g.source.name().to_string(), String::new(), url, hash));
+            }
             NodeKind::Output { .. } => {}
         }
     }

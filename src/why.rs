@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::debian::relation::{Alternatives, parse_relations};
 use crate::debian::version::Version;
 use crate::lockfile::{
-    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile, PinnedPackage,
+    BUILD_TAG_SUFFIX, CARGO_TAG_SUFFIX, GO_TAG_SUFFIX, KERNEL_TAG_SUFFIX, Lockfile, PinnedPackage,
 };
 
 /// Errors of `hermetic why`.
@@ -67,6 +67,8 @@ pub fn describe(tag: &str) -> String {
         format!("kernel build of `{r}`")
     } else if let Some(r) = tag.strip_suffix(CARGO_TAG_SUFFIX) {
         format!("Rust toolchain of `{r}`")
+    } else if let Some(r) = tag.strip_suffix(GO_TAG_SUFFIX) {
+        format!("Go toolchain of `{r}`")
     } else {
         format!("image of `{tag}`")
     }
@@ -94,6 +96,11 @@ fn closures<'a>(
             r.name.clone(),
             format!("{}{CARGO_TAG_SUFFIX}", r.name),
             r.cargo_packages.as_slice(),
+        ));
+        all.push((
+            r.name.clone(),
+            format!("{}{GO_TAG_SUFFIX}", r.name),
+            r.go_packages.as_slice(),
         ));
     }
     let chosen: Vec<(String, &[String])> = all

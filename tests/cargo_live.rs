@@ -17,14 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use project::run;
+use project::{contains, hermetic_in, run, tar_member};
 
 fn hermetic() -> &'static str {
     env!("CARGO_BIN_EXE_hermetic")
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 const SOURCE_SHA256: &str = "f77b8032dc584527975f34aa5a897d0ef5a785573fda778771a614ff9da501d9";
@@ -46,35 +42,12 @@ install = { "rg" = "/usr/bin/rg" }
 
 /// A project at `dir` with this repository's settings and keys and the `rg` recipe.
 fn write_project(dir: &Path) {
-    fs_err::create_dir_all(dir.join("recipes")).unwrap();
-    fs_err::create_dir_all(dir.join("keys")).unwrap();
-    fs_err::copy(repo().join("hermetic.toml"), dir.join("hermetic.toml")).unwrap();
-    for e in fs_err::read_dir(repo().join("keys")).unwrap() {
-        let e = e.unwrap();
-        fs_err::copy(e.path(), dir.join("keys").join(e.file_name())).unwrap();
-    }
-    fs_err::write(dir.join("recipes/rg.toml"), RECIPE).unwrap();
-}
-
-fn hermetic_in(project: &Path, store: &Path) -> Command {
-    let mut c = Command::new(hermetic());
-    c.arg("-C").arg(project).arg("--store").arg(store);
-    c
+    project::write_recipe_project(dir, "rg", RECIPE);
 }
 
 fn sha256(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
-}
-
-/// The bytes of `member` of the tar at `tar`.
-fn tar_member(tar: &Path, member: &str) -> Vec<u8> {
-    let out = run(Command::new("tar").arg("-xOf").arg(tar).arg(member));
-    out.stdout
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    memchr::memmem::find(haystack, needle.as_bytes()).is_some()
 }
 
 #[test]

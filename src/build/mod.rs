@@ -14,12 +14,15 @@
 //! - `cargo-tools` and `cargo-<name>` (a recipe with `[[cargo]]` builds): the toolchain tree
 //!   and each Rust program built from pinned sources and crates (see [`program`]); the
 //!   image step installs their files;
+//! - `go-tools` and `go-<name>` (a recipe with `[[go]]` builds): the same for Go programs,
+//!   built from pinned sources and modules (see [`go`]);
 //! - `output`: the image written in its format (`directory`, `tar`, or a bootable format
 //!   around the built kernel or the one a package put in `/boot`).
 
 pub mod bootable;
 pub mod cleanup;
 pub mod exec;
+pub mod go;
 pub mod outputs;
 pub mod overlay;
 pub mod plan;
@@ -109,6 +112,8 @@ pub enum BuildError {
     Overlay(Box<overlay::OverlayError>),
     #[error(transparent)]
     Crate(Box<crate::sources::cargo::CrateError>),
+    #[error(transparent)]
+    Go(Box<crate::sources::gomod::GoModError>),
 }
 
 impl From<overlay::OverlayError> for BuildError {

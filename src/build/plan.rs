@@ -52,6 +52,8 @@ pub enum NodeKind {
     Kernel(Box<KernelStep>),
     /// Build a program from pinned sources in the `tools` tree (see [`super::program`]).
     Program(Box<super::program::ProgramStep>),
+    /// Build a Go program from pinned sources and modules (see [`super::go`]).
+    Go(Box<super::go::GoStep>),
     /// Write the image tree in the recipe's format.
     Output {
         format: OutputFormat,
@@ -70,7 +72,7 @@ impl NodeKind {
             NodeKind::Rootfs { .. } => "rootfs",
             NodeKind::Image { .. } => "image",
             NodeKind::Kernel(_) => "kernel",
-            NodeKind::Program(_) => "program",
+            NodeKind::Program(_) | NodeKind::Go(_) => "program",
             NodeKind::Output { .. } => "output",
         }
     }
@@ -281,6 +283,7 @@ pub fn plan(
             sde,
             &project.root,
         )?);
+        deps.extend(super::go::go_nodes(&mut graph, lock, &recipe, sde)?);
         super::program::add_deb_sources(&mut inputs, lock, &recipe)?;
         depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {

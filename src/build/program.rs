@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step};
 
 use crate::key::{DependencyInput, StepInputs};
-use crate::lockfile::{CARGO_TAG_SUFFIX, Lockfile};
+use crate::lockfile::Lockfile;
 use crate::recipe::{CargoBuild, ResolvedRecipe};
 use crate::sources::cargo::{self as crates, CrateError, LockedCrate};
 use crate::sources::pin::SourcePin;
@@ -75,27 +75,15 @@ pub fn program_nodes(
         return Ok(deps);
     }
     let stale = |detail: String| BuildError::StaleLock { detail };
-    let locked = lock
-        .recipes
-        .iter()
-        .find(|r| r.name == recipe.name)
-        .ok_or_else(|| stale(format!("recipe `{}` is not in the lock", recipe.name)))?;
-    if locked.cargo_packages != recipe.cargo_packages() {
-        return Err(stale(format!(
-            "the cargo build-packages of `{}` changed",
-            recipe.name
-        )));
-    }
-    let tag = format!("{}{CARGO_TAG_SUFFIX}", recipe.name);
-    let mut tools = super::plan::tree_node(
+    let tools = toolchain_node(
+        graph,
+        lock,
         recipe,
-        &tag,
-        super::plan::tagged_debs(lock, &tag),
         sde,
-        "cargo-tools",
+        "cargo",
+        |r| &r.cargo_packages,
+        &recipe.cargo_packages(),
     )?;
-    tools.name = format!("{}/cargo-tools", recipe.name);
-    let tools = graph.add(tools);
     for build in recipe.cargo.values() {
         let source = lock
             .upstream
@@ -163,36 +151,89 @@ pub fn program_nodes(
         inputs
             .settings
             .insert("program-step".into(), PROGRAM_STEP_VERSION.into());
-        let step_deps = BTreeMap::from([("tools".to_string(), tools)]);
-        for (role, &i) in &step_deps {
-            inputs.dependencies.insert(
-                role.clone(),
-                DependencyInput {
-                    key: graph.nodes[i].key.clone(),
-                    output: None,
-                },
-            );
-        }
-        let node = graph.add(Node {
-            name: format!("{}/cargo-{}", recipe.name, build.name),
-            key: inputs.key(),
+        let node = add_program_node(
+            graph,
+            format!("{}/cargo-{}", recipe.name, build.name),
             inputs,
-            kind: NodeKind::Program(Box::new(ProgramStep {
+            NodeKind::Program(Box::new(ProgramStep {
                 build: build.clone(),
                 source,
                 crates,
                 project_root: project_root.to_path_buf(),
             })),
-            deps: step_deps,
-            source_date_epoch: sde,
-        });
+            tools,
+            sde,
+        );
         deps.insert(format!("{ROLE_PREFIX}{}", build.name), node);
     }
     Ok(deps)
 }
 
-/// `hermetic build` without `--offline`: the sources and crates of the graph's program steps
-/// that the store lacks are fetched first, each checked against its pin.
+/// Adds the toolchain tree `<recipe>/<word>-tools` of the closure `<recipe>:<word>`, after
+/// checking that the lock resolved it for what the recipe asks now (`wanted`; `locked` picks
+/// the lock's list).
+pub(super) fn toolchain_node(
+    graph: &mut Graph,
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+    sde: u64,
+    word: &str,
+    locked: impl Fn(&crate::lockfile::LockedRecipe) -> &Vec<String>,
+    wanted: &[String],
+) -> Result<usize, BuildError> {
+    let stale = |detail: String| BuildError::StaleLock { detail };
+    let in_lock = lock
+        .recipes
+        .iter()
+        .find(|r| r.name == recipe.name)
+        .ok_or_else(|| stale(format!("recipe `{}` is not in the lock", recipe.name)))?;
+    if locked(in_lock).as_slice() != wanted {
+        return Err(stale(format!(
+            "the {word} build-packages of `{}` changed",
+            recipe.name
+        )));
+    }
+    let tag = format!("{}:{word}", recipe.name);
+    let mut tools = super::plan::tree_node(
+        recipe,
+        &tag,
+        super::plan::tagged_debs(lock, &tag),
+        sde,
+        &format!("{word}-tools"),
+    )?;
+    tools.name = format!("{}/{word}-tools", recipe.name);
+    Ok(graph.add(tools))
+}
+
+/// Adds a program step named `name` that depends on the toolchain tree `tools` (role
+/// `tools`, recorded in its inputs); gives its node.
+pub(super) fn add_program_node(
+    graph: &mut Graph,
+    name: String,
+    mut inputs: StepInputs,
+    kind: NodeKind,
+    tools: usize,
+    sde: u64,
+) -> usize {
+    inputs.dependencies.insert(
+        "tools".into(),
+        DependencyInput {
+            key: graph.nodes[tools].key.clone(),
+            output: None,
+        },
+    );
+    graph.add(Node {
+        name,
+        key: inputs.key(),
+        inputs,
+        kind,
+        deps: BTreeMap::from([("tools".to_string(), tools)]),
+        source_date_epoch: sde,
+    })
+}
+
+/// `hermetic build` without `--offline`: the sources, crates and Go modules of the graph's
+/// program steps that the store lacks are fetched first, each checked against its pin.
 pub fn fetch_inputs(
     store: &Store,
     graph: &Graph,
@@ -202,7 +243,7 @@ pub fn fetch_inputs(
     let any = graph
         .nodes
         .iter()
-        .any(|n| matches!(n.kind, NodeKind::Program(_)));
+        .any(|n| matches!(n.kind, NodeKind::Program(_) | NodeKind::Go(_)));
     if !any || offline {
         return Ok(());
     }
@@ -211,6 +252,39 @@ pub fn fetch_inputs(
         .map_err(|e| crate_error(CrateError::from(e)))?;
     crates::fetch_locked_crates(store, &http, lock, false).map_err(crate_error)?;
     Ok(())
+}
+
+/// A program build in the sandbox: `argv` run in `cwd` on the toolchain tree `tools`
+/// (read-only), with no network, as the invoking user mapped to root, its output to the log.
+pub(super) fn build_step(argv: Vec<String>, tools: PathBuf, node: &Node, cwd: PathBuf) -> Step {
+    let mut cmd = Step::new(argv);
+    cmd.root = RootSpec::ReadOnly(tools);
+    cmd.ids = IdMapping::SingleUser;
+    cmd.network = Network::None;
+    cmd.output = Output::LogOnly;
+    cmd.source_date_epoch = node.source_date_epoch;
+    cmd.hostname = "hermetic".into();
+    cmd.timeout = Some(std::time::Duration::from_secs(4 * 3600));
+    cmd.cwd = cwd;
+    cmd
+}
+
+/// Unpacks a program's source tree from the store into `dest` (its hash checked again); a
+/// source the store lacks is a missing pin.
+pub(super) fn unpack_program_source(
+    store: &Store,
+    source: &SourcePin,
+    dest: &Path,
+) -> Result<(), BuildError> {
+    match crates::unpack_source(store, source, dest) {
+        Ok(()) => Ok(()),
+        Err(CrateError::SourceMissing { what, path }) => Err(BuildError::MissingPins {
+            count: 1,
+            store: store.root().to_path_buf(),
+            example: format!("{what} ({})", path.display()),
+        }),
+        Err(e) => Err(crate_error(e)),
+    }
 }
 
 fn crate_error(e: CrateError) -> BuildError {
@@ -291,22 +365,11 @@ pub fn run(
     let home = work.join("cargo-home");
     let target = work.join("target");
     fs_err::create_dir(&work).map_err(BuildError::io(&work))?;
-    let unpacked = match source {
+    match source {
         // A directory of the project: the pinned files, read and checked again now.
         SourcePin::Path { .. } => crate::sources::path::copy_pinned(project_root, source, &src)
-            .map_err(|e| CrateError::from(Box::new(e))),
-        _ => crates::unpack_source(store, source, &src),
-    };
-    match unpacked {
-        Ok(()) => {}
-        Err(CrateError::SourceMissing { what, path }) => {
-            return Err(BuildError::MissingPins {
-                count: 1,
-                store: store.root().to_path_buf(),
-                example: format!("{what} ({})", path.display()),
-            });
-        }
-        Err(e) => return Err(crate_error(e)),
+            .map_err(|e| crate_error(CrateError::from(Box::new(e))))?,
+        _ => unpack_program_source(store, source, &src)?,
     }
     // The source's own Cargo.lock must pin exactly the crates the lock recorded.
     let in_tree = crates::crates_of_tree(source, &src, build.dir()).map_err(crate_error)?;
@@ -325,15 +388,12 @@ pub fn run(
         .map_err(BuildError::io(&config))?;
     fs_err::create_dir(&target).map_err(BuildError::io(&target))?;
 
-    let mut cmd = Step::new(cargo_argv(build));
-    cmd.root = RootSpec::ReadOnly(tools);
-    cmd.ids = IdMapping::SingleUser;
-    cmd.network = Network::None;
-    cmd.output = Output::LogOnly;
-    cmd.source_date_epoch = node.source_date_epoch;
-    cmd.hostname = "hermetic".into();
-    cmd.timeout = Some(std::time::Duration::from_secs(4 * 3600));
-    cmd.cwd = Path::new(SRC).join(build.dir());
+    let mut cmd = build_step(
+        cargo_argv(build),
+        tools,
+        node,
+        Path::new(SRC).join(build.dir()),
+    );
     cmd.mounts = vec![
         Mount::Tmpfs {
             dst: PathBuf::from("/work"),
@@ -376,14 +436,35 @@ pub fn run(
 
     // Copy the declared files out, read beneath the target directory hermetic made (the
     // build may have made `target/<profile>` a link to anywhere).
-    let built = crate::beneath::Beneath::open(&target)?;
-    let tree = temp.join(TREE);
-    fs_err::create_dir(&tree).map_err(BuildError::io(&tree))?;
+    install_files(
+        node,
+        &target,
+        build.profile_dir(),
+        &build.install,
+        &temp.join(TREE),
+    )?;
+    // The build tree is large and not an output.
+    fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
+    Ok(())
+}
+
+/// Copies each built file `from` (a path under `built/prefix`, read beneath `built`: the
+/// build made that tree and may have put links anywhere in it) to its image path `to` in
+/// `tree` (made here), with fixed modes and `SOURCE_DATE_EPOCH` times.
+pub(super) fn install_files(
+    node: &Node,
+    built: &Path,
+    prefix: &str,
+    install: &BTreeMap<String, String>,
+    tree: &Path,
+) -> Result<(), BuildError> {
+    let built = crate::beneath::Beneath::open(built)?;
+    fs_err::create_dir(tree).map_err(BuildError::io(tree))?;
     let mut made_dirs = Vec::new();
-    for (from, to) in &build.install {
+    for (from, to) in install {
         let rel = to.trim_start_matches('/');
         let dst = tree.join(rel);
-        let mut parent = tree.clone();
+        let mut parent = tree.to_path_buf();
         for c in Path::new(rel)
             .parent()
             .into_iter()
@@ -395,7 +476,11 @@ pub fn run(
                 made_dirs.push(parent.clone());
             }
         }
-        let from = format!("{}/{from}", build.profile_dir());
+        let from = if prefix.is_empty() {
+            from.clone()
+        } else {
+            format!("{prefix}/{from}")
+        };
         super::outputs::copy_beneath(&built, &from, &dst)?;
         set_mode_and_time(&dst, node.source_date_epoch, true)?;
     }
@@ -404,10 +489,7 @@ pub fn run(
     for d in made_dirs {
         set_mode_and_time(&d, node.source_date_epoch, false)?;
     }
-    set_mode_and_time(&tree, node.source_date_epoch, false)?;
-    // The build tree is large and not an output.
-    fs_err::remove_dir_all(&work).map_err(BuildError::io(&work))?;
-    Ok(())
+    set_mode_and_time(tree, node.source_date_epoch, false)
 }
 
 /// A file keeps only its execute bit (`0755` or `0644`); directories are `0755`; every

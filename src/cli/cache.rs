@@ -285,8 +285,10 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
     // Not `Store::open`, which would clean tmp/ before this can say what it removed.
     let store = Store::open_keeping_tmp(&ctx.store)
         .with_context(|| format!("cannot open the store {}", ctx.store.display()))?;
-    let live = crate::build::live_steps(&project, &lock)
+    let mut live = crate::build::live_steps(&project, &lock)
         .context("cannot tell which steps the project uses, so nothing was removed")?;
+    // The Go modules of `go-modules` pins are store entries too.
+    live.extend(crate::sources::gomod::locked_module_entries(&lock));
     // A dry run removes nothing: it need not wait for builds to finish.
     let _guard = if dry_run {
         None

@@ -810,6 +810,22 @@ pub fn pin_in_store(store: &Store, pin: &SourcePin) -> bool {
     }
 }
 
+/// The store entries (`go-zip-<hex>`, `go-mod-<hex>`) the locked `go-modules` pins of
+/// `lock` need: `hermetic cache gc` keeps them as it keeps the crates of `[[cargo]]` builds.
+pub fn locked_module_entries(lock: &crate::lockfile::Lockfile) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for u in &lock.upstream {
+        let Ok(GoModules::Proxy { modules }) = pin_modules(&u.pin) else {
+            continue;
+        };
+        for m in &modules {
+            out.extend(m.h1.as_deref().and_then(zip_key));
+            out.extend(m.mod_h1.as_deref().and_then(mod_key));
+        }
+    }
+    out
+}
+
 /// Has the modules of a locked `go-modules` pin in the store (see [`fetch_modules`]),
 /// through its proxies in order: a proxy that cannot serve a file gives way to the next; a
 /// file that does not match its hash is an error at once. With `offline` nothing is
@@ -1300,6 +1316,38 @@ mod tests {
             let err = go_modules_of_archive(archive, "").unwrap_err().to_string();
             assert!(err.contains("no go.mod at `.`"), "{err}");
         }
+    }
+
+    #[test]
+    fn gc_keeps_the_entries_of_locked_module_lists_only() {
+        let sum = "example.com/a v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\
+                   example.com/a v1.0.0/go.mod h1:PhqNz3tvweEBw1YLSdhkVt4pg8EINTBo/gTP6fXpeSQ=\n";
+        let modules = parse_go_sum_text(Path::new("go.sum"), sum).unwrap();
+        let pin = SourcePin::GoModules {
+            name: "m".into(),
+            source: "src".into(),
+            dir: String::new(),
+            proxy: Vec::new(),
+            source_hash: None,
+            vendored: false,
+            modules: Vec::new(),
+            modules_sha256: None,
+        };
+        let locked = locked_pin(&pin, "ab", &GoModules::Proxy { modules });
+        let mut lock = crate::lockfile::Lockfile::default();
+        for pin in [pin, locked] {
+            lock.upstream.push(crate::lockfile::PinnedUpstream {
+                pin,
+                recipes: vec!["r".into()],
+            });
+        }
+        let entries = locked_module_entries(&lock);
+        let want: BTreeSet<String> = [
+            zip_key("h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap(),
+            mod_key("h1:PhqNz3tvweEBw1YLSdhkVt4pg8EINTBo/gTP6fXpeSQ=").unwrap(),
+        ]
+        .into();
+        assert_eq!(entries, want);
     }
 
     #[test]

@@ -107,3 +107,33 @@ pub fn run(cmd: &mut Command) -> Output {
     );
     out
 }
+
+/// A project at `dir` with this repository's settings and keys and one recipe `name`
+/// (the program builds' live tests).
+pub fn write_recipe_project(dir: &Path, name: &str, recipe: &str) {
+    fs_err::create_dir_all(dir.join("recipes")).unwrap();
+    fs_err::create_dir_all(dir.join("keys")).unwrap();
+    fs_err::copy(repo().join("hermetic.toml"), dir.join("hermetic.toml")).unwrap();
+    for e in fs_err::read_dir(repo().join("keys")).unwrap() {
+        let e = e.unwrap();
+        fs_err::copy(e.path(), dir.join("keys").join(e.file_name())).unwrap();
+    }
+    fs_err::write(dir.join(format!("recipes/{name}.toml")), recipe).unwrap();
+}
+
+/// `hermetic -C project --store store`.
+pub fn hermetic_in(project: &Path, store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hermetic"));
+    c.arg("-C").arg(project).arg("--store").arg(store);
+    c
+}
+
+/// The bytes of `member` of the tar at `tar`.
+pub fn tar_member(tar: &Path, member: &str) -> Vec<u8> {
+    run(Command::new("tar").arg("-xOf").arg(tar).arg(member)).stdout
+}
+
+/// Whether `haystack` holds the bytes of `needle`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    memchr::memmem::find(haystack, needle.as_bytes()).is_some()
+}

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 pub use hermetic::hash::sha256_hex;
 
+pub mod go;
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()

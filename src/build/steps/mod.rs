@@ -51,6 +51,7 @@ pub(super) fn run(cx: &StepCx<'_>) -> Result<(), BuildError> {
         NodeKind::Program(p) => {
             super::program::run(cx.store, cx.graph, cx.node, p, cx.temp, cx.opts)
         }
+        NodeKind::Go(g) => super::go::run(cx.store, cx.graph, cx.node, g, cx.temp, cx.opts),
         NodeKind::Output {
             format,
             stem,
