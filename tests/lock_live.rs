@@ -67,9 +67,9 @@ fn lock_and_fetch_the_base_set_from_the_real_archive() {
     .unwrap();
     copy_dir(&repo.join("recipes"), &project.path().join("recipes"));
     copy_dir(&repo.join("keys"), &project.path().join("keys"));
-    // base's [kernel] table names the kernel directory; the BuilderNet recipes name overlays
-    // and step scripts.
-    for dir in ["kernel", "overlays", "scripts"] {
+    // base's [kernel] table names the kernel directory; the BuilderNet recipes name overlays,
+    // step scripts and render-config's source (a `path` source under programs/).
+    for dir in ["kernel", "overlays", "scripts", "programs"] {
         copy_dir(&repo.join(dir), &project.path().join(dir));
     }
     let store = tempfile::tempdir().unwrap();

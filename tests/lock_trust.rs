@@ -445,6 +445,8 @@ fn committed_project() -> tempfile::TempDir {
     // Recipes name overlays and step scripts; loading the project checks that they exist.
     copy_tree(&repo.join("overlays"), &dir.path().join("overlays"));
     copy_tree(&repo.join("scripts"), &dir.path().join("scripts"));
+    // ... and render-config's source (a `path` source under programs/).
+    copy_tree(&repo.join("programs"), &dir.path().join("programs"));
     dir
 }
 
