@@ -1572,10 +1572,7 @@ fn check_program<'a>(
         return Err(invalid(key("name"), format!("`{name}` appears twice")));
     }
     if let Some(d) = dir
-        && (d.is_empty()
-            || !Path::new(d)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_))))
+        && !is_names_only(d)
     {
         return Err(invalid(
             key("dir"),
@@ -1599,6 +1596,15 @@ fn check_program<'a>(
     Ok(())
 }
 
+/// A non-empty relative path of names only: no `..`, no `.`, no root (stricter than
+/// [`is_plain_relative`], which allows `.`).
+fn is_names_only(s: &str) -> bool {
+    !s.is_empty()
+        && Path::new(s)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
 /// Checks a recipe's `[[go]]` entries on their own: names, the module directory, package
 /// patterns, tags and flags that `go build` would misread, the toolchain, and absolute
 /// install destinations. (The sources are checked by [`Project::resolve`].)
@@ -1606,12 +1612,6 @@ fn validate_go(
     builds: &[GoProgram],
     invalid: &dyn Fn(String, String) -> RecipeError,
 ) -> Result<(), RecipeError> {
-    let relative_ok = |s: &str| {
-        !s.is_empty()
-            && Path::new(s)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-    };
     let mut names = BTreeSet::new();
     for (i, g) in builds.iter().enumerate() {
         let key = |k: &str| format!("go[{i}].{k}");
@@ -1633,7 +1633,7 @@ fn validate_go(
             let inside = p == "."
                 || p.strip_prefix("./").is_some_and(|rest| {
                     let rest = rest.strip_suffix("/...").unwrap_or(rest);
-                    rest.is_empty() || relative_ok(rest)
+                    rest.is_empty() || is_names_only(rest)
                 });
             if !inside || p.contains(char::is_whitespace) {
                 return Err(invalid(
@@ -1656,7 +1656,7 @@ fn validate_go(
             ));
         }
         for (from, to) in &g.install {
-            if !relative_ok(from) || from.contains('/') {
+            if !is_names_only(from) || from.contains('/') {
                 return Err(invalid(
                     key("install"),
                     format!("`{from}` is not the name of a built binary"),
@@ -1675,12 +1675,6 @@ fn validate_cargo(
     builds: &[CargoBuild],
     invalid: &dyn Fn(String, String) -> RecipeError,
 ) -> Result<(), RecipeError> {
-    let relative_ok = |s: &str| {
-        !s.is_empty()
-            && Path::new(s)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-    };
     let mut names = BTreeSet::new();
     for (i, c) in builds.iter().enumerate() {
         let key = |k: &str| format!("cargo[{i}].{k}");
@@ -1719,7 +1713,7 @@ fn validate_cargo(
             ));
         }
         for (from, to) in &c.install {
-            if !relative_ok(from) {
+            if !is_names_only(from) {
                 return Err(invalid(
                     key("install"),
                     format!(
@@ -1742,11 +1736,7 @@ fn check_install_destination(
     invalid: &dyn Fn(String, String) -> RecipeError,
 ) -> Result<(), RecipeError> {
     let rest = to.strip_prefix('/').unwrap_or("");
-    if rest.is_empty()
-        || !Path::new(rest)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
+    if !is_names_only(rest) {
         return Err(invalid(
             key.to_string(),
             format!("`{to}` is not an absolute path of a file in the image"),
