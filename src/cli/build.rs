@@ -55,6 +55,22 @@ pub struct Args {
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
 
+    /// A directory holding copies of upstream sources (`[[sources]]`), as for `hermetic
+    /// fetch`: tried before their URLs, checked against their pins the same way (repeatable).
+    #[arg(long = "source-dir", value_name = "DIR")]
+    pub source_dirs: Vec<PathBuf>,
+
+    /// Build without the upstream source NAME (repeatable): its `[[cargo]]`/`[[go]]` builds,
+    /// its `deb` install and the steps listing it in `sources` are left out, and the image
+    /// says so (`HERMETIC_OMITTED` in /usr/lib/os-release, the provenance, a warning).
+    #[arg(long = "omit", value_name = "NAME")]
+    pub omit: Vec<String>,
+
+    /// Build without every upstream source that cannot be had (store, --source-dir, then its
+    /// URLs; no URL with --offline), as --omit would.
+    #[arg(long)]
+    pub omit_unavailable: bool,
+
     /// Parallel jobs of the kernel build (`make -jN`) [default: the CPUs hermetic may use].
     /// The number of jobs changes neither the step key nor a byte of the output.
     #[arg(long, short = 'j', value_name = "N", env = "HERMETIC_JOBS")]
@@ -87,13 +103,39 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     let (project, lock, store) = super::plan::load(ctx)?;
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
-    let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+    let mut omit: std::collections::BTreeSet<String> = args.omit.iter().cloned().collect();
+    let mut graph =
+        crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
     if !args.offline {
         super::cache::activate(ctx, &project, &args.cache)?;
     }
-    fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
-    // The sources and crates of `[[cargo]]` builds, the same way.
-    crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
+    if args.omit_unavailable {
+        let unavailable = unavailable_sources(&store, &graph, &lock, args)?;
+        if !unavailable.is_empty() {
+            omit.extend(unavailable);
+            graph =
+                crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
+        }
+    }
+    for (target, names) in &graph.omitted {
+        for name in names {
+            // Even with -q: such an image must never pass for a release.
+            eprintln!(
+                "warning: `{target}` is built without the upstream source `{name}` (HERMETIC_OMITTED in its os-release): not a release image"
+            );
+        }
+    }
+    // Only what these images need: another image's unreachable source stops nothing here.
+    let needed = crate::build::omit::needed_pins(&graph, &lock);
+    fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
+    // The upstream sources, crates and Go modules of the programs, the same way.
+    crate::build::program::fetch_inputs(
+        &store,
+        &graph,
+        &lock,
+        &args.source_dirs,
+        args.offline,
+    )?;
     let opts = BuildOptions {
         output_dir: args
             .output
@@ -129,6 +171,39 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         differs,
         release,
     })
+}
+
+/// `--omit-unavailable`: the upstream sources of `graph` that cannot be had now (store,
+/// `--source-dir`s, then their URLs unless offline); those that can are in the store after.
+fn unavailable_sources(
+    store: &crate::store::Store,
+    graph: &crate::build::Graph,
+    lock: &crate::lockfile::Lockfile,
+    args: &Args,
+) -> anyhow::Result<Vec<String>> {
+    let needed = crate::build::omit::needed_pins(graph, lock);
+    match crate::sources::fetch::fetch_upstream(
+        store,
+        &crate::http::Http::new(),
+        &needed,
+        &args.source_dirs,
+        args.offline,
+    ) {
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => {
+            use crate::sources::fetch::SourceError;
+            // Only a source no copy of could be had is omitted; a pin without a hash or a
+            // store that cannot be written stays an error.
+            let mut names = Vec::new();
+            for (error, name) in e.errors.into_iter().zip(e.names) {
+                match error {
+                    SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
+                    other => return Err(other.into()),
+                }
+            }
+            Ok(names)
+        }
+    }
 }
 
 /// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when

@@ -1,4 +1,5 @@
-//! `hermetic fetch`: download every pin of `pins.lock` into the store.
+//! `hermetic fetch`: download the pins of `pins.lock` (all, or those of some images) into
+//! the store.
 
 use std::process::ExitCode;
 
@@ -29,6 +30,16 @@ HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE
 the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
 See docs/pins.md.")]
 pub struct Args {
+    /// Fetch only what these images need (recipe names; their parents' packages, tools
+    /// trees, kernels, tarballs, upstream sources, crates and Go modules included) [default:
+    /// every pin of pins.lock].
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// With TARGETs: the profiles selected, as for `hermetic build` (repeatable).
+    #[arg(long = "profile", value_name = "NAME", requires = "targets")]
+    pub profiles: Vec<String>,
+
     /// Never touch the network: only the store and the local --mirror sources (file://,
     /// directories); fail listing every pin they do not hold.
     #[arg(long)]
@@ -71,6 +82,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
+    // With targets, the pins their plans use: another image's unreachable source is not
+    // this one's problem.
+    let lock = if args.targets.is_empty() {
+        lock
+    } else {
+        let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+        crate::build::omit::needed_pins(&graph, &lock)
+    };
     let snapshot = &project.config.archive.snapshot;
     if args.plan {
         let mirrors = crate::mirrors::Mirrors::new(&crate::mirrors::MirrorConfig::from_env(

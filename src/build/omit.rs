@@ -1,0 +1,165 @@
+//! Building an image without some of its upstream sources (`hermetic build --omit NAME`,
+//! `--omit-unavailable`), and the pins a graph needs (`hermetic fetch TARGET`).
+//!
+//! Omitting a source takes out of the recipe the source itself, every `go-modules` source
+//! read from it, every `[[cargo]]` and `[[go]]` build made from one of these, and every step
+//! that lists one of them in its `sources`; a `deb` source is then simply not installed. The
+//! plan then follows from the recipe as it is left: the image step's key changes with it and
+//! also holds the omitted names (`omitted-sources`), which the image step writes into
+//! `/usr/lib/os-release` as `HERMETIC_OMITTED`, so such an image is never taken for the full
+//! one.
+
+use std::collections::BTreeSet;
+
+use crate::lockfile::Lockfile;
+use crate::recipe::ResolvedRecipe;
+use crate::sources::pin::SourcePin;
+
+use super::plan::{Graph, NodeKind};
+
+/// The image step's setting holding the omitted source names, space-separated and sorted.
+pub const OMITTED_SETTING: &str = "omitted-sources";
+
+/// The `os-release` field naming the omitted sources.
+pub const OS_RELEASE_FIELD: &str = "HERMETIC_OMITTED";
+
+/// Takes the sources `omit` names out of `recipe`, with everything built from them (see the
+/// module's documentation); gives the names taken out (sorted), those read from an omitted
+/// source included. Names the recipe does not declare are ignored here (see
+/// [`check_declared`]).
+pub fn omit_sources(recipe: &mut ResolvedRecipe, omit: &BTreeSet<String>) -> Vec<String> {
+    let mut gone: BTreeSet<String> = omit
+        .iter()
+        .filter(|n| recipe.sources.contains_key(*n))
+        .cloned()
+        .collect();
+    // A go-modules source is read from another source's tree: without it, it goes too.
+    for (name, pin) in &recipe.sources {
+        if let SourcePin::GoModules { source, .. } = pin
+            && gone.contains(source)
+        {
+            gone.insert(name.clone());
+        }
+    }
+    recipe.sources.retain(|name, _| !gone.contains(name));
+    recipe.cargo.retain(|_, c| !gone.contains(&c.source));
+    recipe.go.retain(|_, g| {
+        !gone.contains(&g.source) && g.modules.as_ref().is_none_or(|m| !gone.contains(m))
+    });
+    recipe.steps.retain(|s| {
+        !s.sources
+            .iter()
+            .any(|src| gone.contains(src.relative.trim_end_matches('/')))
+    });
+    gone.into_iter().collect()
+}
+
+/// Every name of `omit` must be a source some target declares (`declared`: the names of
+/// their `[[sources]]`, parents' included).
+pub fn check_declared(
+    omit: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    targets: &[String],
+) -> Result<(), super::BuildError> {
+    for name in omit {
+        if !declared.contains(name) {
+            return Err(super::BuildError::UnknownOmitted {
+                name: name.clone(),
+                targets: targets.join(", "),
+                declared: if declared.is_empty() {
+                    "none".into()
+                } else {
+                    declared.iter().cloned().collect::<Vec<_>>().join(", ")
+                },
+                suggestion: crate::suggest::did_you_mean(name, declared.iter().map(String::as_str)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key-input prefixes naming an upstream source a step uses (`<prefix><name>` → its
+/// content hash): a program's source, a Go build's modules, an image's `deb` sources.
+const UPSTREAM_PIN_PREFIXES: [&str; 3] = ["source:", "go-modules:", "deb-source:"];
+
+/// The upstream sources the steps of `graph` use, as `(name, content hash)`.
+pub fn upstream_used(graph: &Graph) -> BTreeSet<(String, String)> {
+    let mut used = BTreeSet::new();
+    for node in &graph.nodes {
+        // A kernel's `source:` pins are Debian packages, not upstream sources.
+        if !matches!(
+            node.kind,
+            NodeKind::Program(_) | NodeKind::Go(_) | NodeKind::Image { .. }
+        ) {
+            continue;
+        }
+        for (key, hash) in &node.inputs.pins {
+            if let Some(name) = UPSTREAM_PIN_PREFIXES
+                .iter()
+                .find_map(|p| key.strip_prefix(p))
+            {
+                used.insert((name.to_string(), hash.clone()));
+            }
+        }
+    }
+    used
+}
+
+/// `lock` cut down to what the steps of `graph` need: the packages of its trees and kernels,
+/// the tarballs and source packages its images stage, the upstream sources its programs and
+/// images use and the crates of its `[[cargo]]` builds. Suites and recipes stay whole.
+pub fn needed_pins(graph: &Graph, lock: &Lockfile) -> Lockfile {
+    let mut debs = BTreeSet::new();
+    let mut staged = BTreeSet::new();
+    let mut crates_of: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for node in &graph.nodes {
+        match &node.kind {
+            NodeKind::Rootfs { debs: d, .. } => debs.extend(d.iter().map(|d| d.sha256.clone())),
+            NodeKind::Kernel(k) => {
+                debs.insert(k.source.sha256.clone());
+                debs.extend(k.config.iter().map(|c| c.sha256.clone()));
+            }
+            NodeKind::Image { staged: s, .. } => {
+                staged.extend(s.iter().map(|(_, sha)| sha.clone()))
+            }
+            NodeKind::Program(p) => {
+                crates_of.insert((
+                    p.build.source.clone(),
+                    p.build.dir().to_string(),
+                    p.source.content_hash().unwrap_or_default().to_string(),
+                ));
+            }
+            NodeKind::Go(_) | NodeKind::Output { .. } => {}
+        }
+    }
+    let used = upstream_used(graph);
+    // A step that lists a source by name needs it too.
+    let mut step_named = BTreeSet::new();
+    for node in &graph.nodes {
+        if let NodeKind::Image { recipe, .. } = &node.kind {
+            for step in &recipe.steps {
+                for src in &step.sources {
+                    let name = src.relative.trim_end_matches('/');
+                    if recipe.sources.contains_key(name) {
+                        step_named.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = lock.clone();
+    out.packages.retain(|p| debs.contains(&p.sha256));
+    out.tarballs.retain(|t| staged.contains(&t.sha256));
+    out.sources
+        .retain(|s| s.files.iter().any(|f| staged.contains(&f.sha256)));
+    out.upstream.retain(|u| {
+        u.pin.content_hash().is_some_and(|h| {
+            step_named.contains(u.pin.name())
+                || used.contains(&(u.pin.name().to_string(), h.to_string()))
+        })
+    });
+    out.cargo.retain(|c| {
+        crates_of.contains(&(c.source.clone(), c.dir.clone(), c.source_hash.clone()))
+    });
+    out
+}
