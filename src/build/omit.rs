@@ -78,36 +78,10 @@ pub fn check_declared(
     Ok(())
 }
 
-/// The key-input prefixes naming an upstream source a step uses (`<prefix><name>` → its
-/// content hash): a program's source, a Go build's modules, an image's `deb` sources.
-const UPSTREAM_PIN_PREFIXES: [&str; 3] = ["source:", "go-modules:", "deb-source:"];
-
-/// The upstream sources the steps of `graph` use, as `(name, content hash)`.
-pub fn upstream_used(graph: &Graph) -> BTreeSet<(String, String)> {
-    let mut used = BTreeSet::new();
-    for node in &graph.nodes {
-        // A kernel's `source:` pins are Debian packages, not upstream sources.
-        if !matches!(
-            node.kind,
-            NodeKind::Program(_) | NodeKind::Go(_) | NodeKind::Image { .. }
-        ) {
-            continue;
-        }
-        for (key, hash) in &node.inputs.pins {
-            if let Some(name) = UPSTREAM_PIN_PREFIXES
-                .iter()
-                .find_map(|p| key.strip_prefix(p))
-            {
-                used.insert((name.to_string(), hash.clone()));
-            }
-        }
-    }
-    used
-}
-
 /// `lock` cut down to what the steps of `graph` need: the packages of its trees and kernels,
-/// the tarballs and source packages its images stage, the upstream sources its programs and
-/// images use and the crates of its `[[cargo]]` builds. Suites and recipes stay whole.
+/// the tarballs and source packages its images stage, the upstream sources its images
+/// declare (less those omitted) and the crates of its `[[cargo]]` builds. Suites and
+/// recipes stay whole.
 pub fn needed_pins(graph: &Graph, lock: &Lockfile) -> Lockfile {
     let mut debs = BTreeSet::new();
     let mut staged = BTreeSet::new();
@@ -132,32 +106,24 @@ pub fn needed_pins(graph: &Graph, lock: &Lockfile) -> Lockfile {
             NodeKind::Go(_) | NodeKind::Output { .. } => {}
         }
     }
-    let used = upstream_used(graph);
-    // A step that lists a source by name needs it too.
-    let mut step_named = BTreeSet::new();
-    for node in &graph.nodes {
-        if let NodeKind::Image { recipe, .. } = &node.kind {
-            for step in &recipe.steps {
-                for src in &step.sources {
-                    let name = src.relative.trim_end_matches('/');
-                    if recipe.sources.contains_key(name) {
-                        step_named.insert(name.to_string());
-                    }
-                }
-            }
-        }
-    }
+    // The sources the images declare (parents' included, omitted ones not): those their
+    // programs, `deb` installs and steps use, and any other the recipe pins.
+    let declared: BTreeSet<&str> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Image { recipe, .. } => Some(recipe.sources.keys().map(String::as_str)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     let mut out = lock.clone();
     out.packages.retain(|p| debs.contains(&p.sha256));
     out.tarballs.retain(|t| staged.contains(&t.sha256));
     out.sources
         .retain(|s| s.files.iter().any(|f| staged.contains(&f.sha256)));
-    out.upstream.retain(|u| {
-        u.pin.content_hash().is_some_and(|h| {
-            step_named.contains(u.pin.name())
-                || used.contains(&(u.pin.name().to_string(), h.to_string()))
-        })
-    });
+    out.upstream
+        .retain(|u| declared.contains(u.pin.name()) && u.pin.content_hash().is_some());
     out.cargo.retain(|c| {
         crates_of.contains(&(c.source.clone(), c.dir.clone(), c.source_hash.clone()))
     });

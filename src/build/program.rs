@@ -234,9 +234,9 @@ pub(super) fn add_program_node(
     })
 }
 
-/// What `hermetic build` needs first: the upstream sources the graph's steps use (programs'
-/// sources and modules, images' `deb` sources) and the crates of its `[[cargo]]` builds that
-/// the store lacks, each checked against its pin; a source comes from the store, then the
+/// What `hermetic build` needs first: the upstream sources the graph's images declare
+/// (programs' sources and modules, `deb` sources, those steps list) and the crates of its
+/// `[[cargo]]` builds that the store lacks, each checked against its pin; a source comes from the store, then the
 /// `source_dirs`, then (unless `offline`) its URLs. Pins of other images are not touched.
 pub fn fetch_inputs(
     store: &Store,
