@@ -129,3 +129,93 @@ pub fn needed_pins(graph: &Graph, lock: &Lockfile) -> Lockfile {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Project;
+
+    /// `app` on `base`: a tree `mod-src` with its go-modules `mods`, a go build of them, a
+    /// crate `rg` built by cargo, a deb `tool`, and steps listing `mod-src` and nothing.
+    fn recipe() -> (tempfile::TempDir, ResolvedRecipe) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            (
+                "hermetic.toml",
+                "[archive]\nsnapshot = \"20261121T000000Z\"\n",
+            ),
+            (
+                "recipes/base.toml",
+                "[[sources]]\nkind = \"deb\"\nname = \"tool\"\nurl = \"https://example.invalid/tool.deb\"\n",
+            ),
+            (
+                "recipes/app.toml",
+                "parent = \"base\"\n\
+                 [[sources]]\nkind = \"file\"\nname = \"mod-src\"\nurls = [\"https://example.invalid/m.tar.gz\"]\n\
+                 [[sources]]\nkind = \"go-modules\"\nname = \"mods\"\nsource = \"mod-src\"\n\
+                 [[sources]]\nkind = \"file\"\nname = \"rg\"\nurls = [\"https://example.invalid/rg.crate\"]\n\
+                 [[go]]\nname = \"hello\"\nsource = \"mod-src\"\nmodules = \"mods\"\ninstall = { \"hello\" = \"/usr/bin/hello\" }\n\
+                 [[cargo]]\nname = \"rg\"\nsource = \"rg\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }\n\
+                 [[steps]]\nname = \"uses-tree\"\nscript = \"true\"\nsources = [\"mod-src/\"]\n\
+                 [[steps]]\nname = \"plain\"\nscript = \"true\"\n",
+            ),
+        ];
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, text).unwrap();
+        }
+        fs_err::create_dir_all(dir.path().join("mod-src")).unwrap();
+        let r = Project::load(dir.path()).unwrap().resolve("app").unwrap();
+        (dir, r)
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn omitting_a_tree_takes_its_modules_builds_and_steps_with_it() {
+        let (_dir, full) = recipe();
+        let mut r = full.clone();
+        let gone = omit_sources(&mut r, &set(&["mod-src"]));
+        assert_eq!(gone, ["mod-src", "mods"]);
+        assert_eq!(r.sources.keys().collect::<Vec<_>>(), ["rg", "tool"]);
+        assert!(r.go.is_empty());
+        assert_eq!(r.cargo.keys().collect::<Vec<_>>(), ["rg"]);
+        assert_eq!(
+            r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["plain"]
+        );
+    }
+
+    #[test]
+    fn omitting_a_parents_deb_or_a_crate_leaves_the_rest() {
+        let (_dir, full) = recipe();
+        let mut r = full.clone();
+        assert_eq!(omit_sources(&mut r, &set(&["tool", "rg"])), ["rg", "tool"]);
+        assert!(r.cargo.is_empty());
+        assert_eq!(r.go.len(), 1);
+        assert_eq!(r.steps.len(), 2);
+        assert_eq!(
+            r.sources.keys().collect::<Vec<_>>(),
+            ["mod-src", "mods"]
+        );
+        // Omitting nothing changes nothing.
+        let mut same = full.clone();
+        assert!(omit_sources(&mut same, &BTreeSet::new()).is_empty());
+        assert_eq!(same, full);
+    }
+
+    #[test]
+    fn a_name_no_target_declares_is_refused_with_the_declared_ones() {
+        let declared = set(&["mod-src", "rg"]);
+        assert!(check_declared(&set(&["rg"]), &declared, &["app".into()]).is_ok());
+        let e = check_declared(&set(&["rgg"]), &declared, &["app".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--omit rgg"), "{e}");
+        assert!(e.contains("did you mean `rg`?"), "{e}");
+        assert!(e.contains("mod-src, rg"), "{e}");
+    }
+}
