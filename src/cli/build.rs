@@ -21,9 +21,12 @@ step whose key is stored never runs again; `hermetic plan TARGET` shows which wo
 
 Outputs go to --output with SHA256SUMS: <image>_<version>.efi, -import.tar.gz / .vhd /
 .qcow2, .measurements.json, and with a built kernel .vmlinuz and .config. A failed step
-publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. Pins of pins.lock missing
-from the store are fetched first, as `hermetic fetch` does (--offline: fail instead). See docs/recipes.md and
-docs/kernel.md.")]
+publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. The pins the targets need
+that the store lacks are fetched first, as `hermetic fetch TARGET…` does (--offline: fail
+instead). An upstream source that cannot be had stops the build naming it, its pin and every
+URL tried; --omit NAME or --omit-unavailable build without it instead, and the image says so
+(HERMETIC_OMITTED in /usr/lib/os-release, the provenance, a warning). See docs/recipes.md,
+docs/pins.md and docs/kernel.md.")]
 pub struct Args {
     /// The images to build (recipe names, e.g. `base`, `gcp`).
     #[arg(required = true, value_name = "TARGET")]

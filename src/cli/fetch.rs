@@ -28,7 +28,8 @@ fails twice (timeout, stall, refused connection, 5xx; not a 404) is tried after 
 the rest of the run. HERMETIC_FETCH_CONNECT_TIMEOUT, HERMETIC_FETCH_RESPONSE_TIMEOUT,
 HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE_SLACK change
 the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
-See docs/pins.md.")]
+With TARGETs, only the pins those images need (their parents, tools trees, kernels,
+programs and sources included). See docs/pins.md.")]
 pub struct Args {
     /// Fetch only what these images need (recipe names; their parents' packages, tools
     /// trees, kernels, tarballs, upstream sources, crates and Go modules included) [default:
