@@ -176,6 +176,44 @@ fn fetch_target_fetches_only_the_pins_of_that_image() {
     want.insert(sha("helper"));
     want.insert(sha("extra"));
     assert_eq!(blobs_in(fresh.path()), want, "fetch app fetched another set");
+    // The plan of `app` lists its two upstream pins, `--source-dir` paths before URLs.
+    let copies = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = f.project.run(&[
+        "--json",
+        "fetch",
+        "--plan",
+        "app",
+        "--source-dir",
+        copies.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let upstream = plan["upstream"].as_array().unwrap();
+    let names: Vec<&str> = upstream.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gone", "helper"]);
+    assert_eq!(upstream[0]["hash"], serde_json::json!(sha("gone")));
+    let candidates: Vec<(&str, &str)> = upstream[0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["source"].as_str().unwrap(), c["url"].as_str().unwrap()))
+        .collect();
+    let dir = |n: &str| copies.path().join(n).display().to_string();
+    assert_eq!(
+        candidates,
+        [
+            ("dir", dir("gone").as_str()),
+            ("dir", dir("gone.sh").as_str()),
+            ("url", f.gone_url.as_str())
+        ]
+    );
+    let (ok, text, _) = f.project.run(&["fetch", "--plan", "other"]);
+    assert!(ok);
+    assert!(
+        text.contains(&format!("file source `extra` sha256 {}", sha("extra"))),
+        "{text}"
+    );
+    assert!(!text.contains("`helper`"), "{text}");
     // An unknown target gets the suggestion the other commands give.
     let err = f.project.fails(&["fetch", "ap"]);
     assert!(err.contains("no recipe named `ap`"), "{err}");

@@ -98,10 +98,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             Some(snapshot),
         ))?;
         let pins = crate::candidates::plan(&lock, &mirrors);
+        let upstream = crate::candidates::plan_upstream(&lock, &args.source_dirs);
         if ctx.json {
-            println!("{}", serde_json::json!({ "pins": pins }));
+            println!(
+                "{}",
+                serde_json::json!({ "pins": pins, "upstream": upstream })
+            );
         } else {
             print!("{}", crate::candidates::render_plan(&pins));
+            print!("{}", crate::candidates::render_upstream_plan(&upstream));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -268,7 +268,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Where a `--source-dir` may hold `pin`: a file by its name or its URL's last segment; for
 /// a git source also a checkout directory of that name, or `<name>.tar.gz` (and the other
 /// archive forms).
-fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
+pub fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
     let mut names = vec![pin.name().to_string()];
     if let SourcePin::Git { .. } = pin {
         for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
