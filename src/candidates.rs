@@ -182,7 +182,11 @@ pub fn plan_upstream(lock: &Lockfile, source_dirs: &[std::path::PathBuf]) -> Vec
                 SourcePin::GoModules { .. } => "proxy",
                 _ => "url",
             };
-            candidates.extend(pin.urls().into_iter().map(|url| Candidate { source: word, url }));
+            candidates.extend(
+                pin.urls()
+                    .into_iter()
+                    .map(|url| Candidate { source: word, url }),
+            );
             PlannedSource {
                 what: pin.describe(),
                 name: pin.name().to_string(),
@@ -206,7 +210,11 @@ pub fn render_upstream_plan(sources: &[PlannedSource]) -> String {
                 let _ = writeln!(out, "{} {} {h}", s.what, s.hash_field);
             }
             None => {
-                let _ = writeln!(out, "{} (no {} yet: run `hermetic lock`)", s.what, s.hash_field);
+                let _ = writeln!(
+                    out,
+                    "{} (no {} yet: run `hermetic lock`)",
+                    s.what, s.hash_field
+                );
             }
         }
         for (i, c) in s.candidates.iter().enumerate() {

@@ -175,7 +175,11 @@ fn fetch_target_fetches_only_the_pins_of_that_image() {
     let mut want = tagged(&["app", "app:build", "other"]);
     want.insert(sha("helper"));
     want.insert(sha("extra"));
-    assert_eq!(blobs_in(fresh.path()), want, "fetch app fetched another set");
+    assert_eq!(
+        blobs_in(fresh.path()),
+        want,
+        "fetch app fetched another set"
+    );
     // The plan of `app` lists its two upstream pins, `--source-dir` paths before URLs.
     let copies = tempfile::tempdir().unwrap();
     let (ok, stdout, stderr) = f.project.run(&[
@@ -189,7 +193,10 @@ fn fetch_target_fetches_only_the_pins_of_that_image() {
     assert!(ok, "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let upstream = plan["upstream"].as_array().unwrap();
-    let names: Vec<&str> = upstream.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = upstream
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["gone", "helper"]);
     assert_eq!(upstream[0]["hash"], serde_json::json!(sha("gone")));
     let candidates: Vec<(&str, &str)> = upstream[0]["candidates"]

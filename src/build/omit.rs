@@ -124,9 +124,8 @@ pub fn needed_pins(graph: &Graph, lock: &Lockfile) -> Lockfile {
         .retain(|s| s.files.iter().any(|f| staged.contains(&f.sha256)));
     out.upstream
         .retain(|u| declared.contains(u.pin.name()) && u.pin.content_hash().is_some());
-    out.cargo.retain(|c| {
-        crates_of.contains(&(c.source.clone(), c.dir.clone(), c.source_hash.clone()))
-    });
+    out.cargo
+        .retain(|c| crates_of.contains(&(c.source.clone(), c.dir.clone(), c.source_hash.clone())));
     out
 }
 
@@ -197,10 +196,7 @@ mod tests {
         assert!(r.cargo.is_empty());
         assert_eq!(r.go.len(), 1);
         assert_eq!(r.steps.len(), 2);
-        assert_eq!(
-            r.sources.keys().collect::<Vec<_>>(),
-            ["mod-src", "mods"]
-        );
+        assert_eq!(r.sources.keys().collect::<Vec<_>>(), ["mod-src", "mods"]);
         // Omitting nothing changes nothing.
         let mut same = full.clone();
         assert!(omit_sources(&mut same, &BTreeSet::new()).is_empty());

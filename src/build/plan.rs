@@ -153,7 +153,13 @@ pub fn plan(
     targets: &[String],
     profiles: &[String],
 ) -> Result<Graph, BuildError> {
-    plan_omitting(project, lock, targets, profiles, &std::collections::BTreeSet::new())
+    plan_omitting(
+        project,
+        lock,
+        targets,
+        profiles,
+        &std::collections::BTreeSet::new(),
+    )
 }
 
 /// [`plan`] without the upstream sources `omit` names, and what is built from them (see

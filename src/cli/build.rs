@@ -132,13 +132,7 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     let needed = crate::build::omit::needed_pins(&graph, &lock);
     fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
     // The upstream sources, crates and Go modules of the programs, the same way.
-    crate::build::program::fetch_inputs(
-        &store,
-        &graph,
-        &lock,
-        &args.source_dirs,
-        args.offline,
-    )?;
+    crate::build::program::fetch_inputs(&store, &graph, &lock, &args.source_dirs, args.offline)?;
     let opts = BuildOptions {
         output_dir: args
             .output
