@@ -258,20 +258,38 @@ fn an_unreachable_source_stops_the_build_naming_it_its_pin_and_the_ways_out() {
     assert_eq!(steps.len(), 2, "{steps:?}");
 }
 
+/// Runs `hermetic [--json] build app EXTRA --output out` and asserts success; gives stdout,
+/// stderr and the output directory.
+fn build_app(f: &Fixture, json: bool, extra: &[&str]) -> (String, String, std::path::PathBuf) {
+    let out = f.project.path("out");
+    let mut args: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+    args.extend(["build", "app", "--output", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = f.project.run(&args);
+    assert!(ok, "{stdout}{stderr}");
+    (stdout, stderr, out)
+}
+
+/// The tar in `out` is the image without `gone`: os-release says so, the step listing it
+/// did not run, the others did.
+fn assert_built_without_gone(out: &Path) {
+    let osrel = tar_member(out, "usr/lib/os-release").unwrap();
+    assert!(
+        osrel.lines().any(|l| l == "HERMETIC_OMITTED=\"gone\""),
+        "{osrel}"
+    );
+    assert!(tar_member(out, "etc/helper-ran").is_some());
+    assert!(tar_member(out, "etc/always-ran").is_some());
+    assert!(
+        tar_member(out, "etc/gone-ran").is_none(),
+        "the step listing `gone` ran"
+    );
+}
+
 #[test]
 fn omit_builds_without_the_source_and_the_image_says_so() {
     let f = fixture();
-    let out = f.project.path("out");
-    let (ok, stdout, stderr) = f.project.run(&[
-        "--json",
-        "build",
-        "app",
-        "--omit",
-        "gone",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
+    let (stdout, stderr, out) = build_app(&f, true, &["--omit", "gone"]);
     assert!(
         stderr
             .lines()
@@ -280,17 +298,7 @@ fn omit_builds_without_the_source_and_the_image_says_so() {
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["omitted"]["app"], serde_json::json!(["gone"]));
-    let osrel = tar_member(&out, "usr/lib/os-release").unwrap();
-    assert!(
-        osrel.lines().any(|l| l == "HERMETIC_OMITTED=\"gone\""),
-        "{osrel}"
-    );
-    assert!(tar_member(&out, "etc/helper-ran").is_some());
-    assert!(tar_member(&out, "etc/always-ran").is_some());
-    assert!(
-        tar_member(&out, "etc/gone-ran").is_none(),
-        "the step listing `gone` ran"
-    );
+    assert_built_without_gone(&out);
     let provenance: serde_json::Value =
         serde_json::from_slice(&fs_err::read(out.join("app.provenance.json")).unwrap()).unwrap();
     assert_eq!(
@@ -318,28 +326,14 @@ fn omit_builds_without_the_source_and_the_image_says_so() {
 #[test]
 fn omit_unavailable_omits_exactly_the_source_that_cannot_be_had() {
     let f = fixture();
-    let out = f.project.path("out");
-    let (ok, stdout, stderr) = f.project.run(&[
-        "build",
-        "app",
-        "--omit-unavailable",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
+    let (_, stderr, out) = build_app(&f, false, &["--omit-unavailable"]);
     let warnings: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("warning:"))
         .collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(warnings[0].contains("`gone`"), "{stderr}");
-    let osrel = tar_member(&out, "usr/lib/os-release").unwrap();
-    assert!(
-        osrel.lines().any(|l| l == "HERMETIC_OMITTED=\"gone\""),
-        "{osrel}"
-    );
-    assert!(tar_member(&out, "etc/helper-ran").is_some());
-    assert!(tar_member(&out, "etc/gone-ran").is_none());
+    assert_built_without_gone(&out);
 }
 
 #[test]
@@ -365,14 +359,12 @@ fn a_source_dir_copy_is_checked_against_the_pin() {
     // The right copy, under the URL's file name, is taken: nothing is omitted.
     fs_err::remove_file(copies.path().join("gone")).unwrap();
     fs_err::write(copies.path().join("gone.sh"), GONE).unwrap();
-    f.project.ok(&[
-        "build",
-        "app",
-        "--source-dir",
-        copies.path().to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let (_, stderr, out) = build_app(
+        &f,
+        false,
+        &["--source-dir", copies.path().to_str().unwrap()],
+    );
+    assert!(!stderr.contains("warning:"), "{stderr}");
     let osrel = tar_member(&out, "usr/lib/os-release").unwrap();
     assert!(!osrel.contains("HERMETIC_OMITTED"), "{osrel}");
     assert!(tar_member(&out, "etc/gone-ran").is_some());
