@@ -55,7 +55,8 @@ pub const LOCAL_NOT_FOUND: &str = "not found (local)";
 /// One URL to try for a file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
-    /// `mirror`, `local`, `snapshot`, `apt`, or `url` (a tarball's own URL).
+    /// `mirror`, `local`, `snapshot`, `apt`, or `url` (a tarball's own URL); for upstream
+    /// sources `dir` (a `--source-dir` path), `url` or `proxy` (a go-modules GOPROXY).
     pub source: &'static str,
     pub url: String,
 }
@@ -139,6 +140,88 @@ pub fn plan(lock: &Lockfile, mirrors: &Mirrors) -> Vec<PlannedPin> {
         .collect();
     pins.sort_by(|a, b| a.what.cmp(&b.what));
     pins
+}
+
+/// One upstream source pin (`[[upstream]]`) and where a fetch looks for it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedSource {
+    /// `git source `name` (repo at commit)`, `file source `name``, ….
+    pub what: String,
+    pub name: String,
+    /// `sha256`, `tree-sha256` or `modules-sha256`.
+    pub hash_field: &'static str,
+    /// `None`: not pinned yet (a fetch refuses it; `hermetic lock` computes it).
+    pub hash: Option<String>,
+    /// In order: `source-dir` copies (paths), then `url`s (a go-modules pin: `proxy`s).
+    pub candidates: Vec<Candidate>,
+}
+
+/// The upstream pins of `lock` a fetch would look for (not `path` sources, read from the
+/// project), sorted by name, each with its `--source-dir` paths and URLs in the order tried.
+pub fn plan_upstream(lock: &Lockfile, source_dirs: &[std::path::PathBuf]) -> Vec<PlannedSource> {
+    use crate::sources::pin::SourcePin;
+    let mut out: Vec<PlannedSource> = lock
+        .upstream
+        .iter()
+        .filter(|u| !matches!(u.pin, SourcePin::Path { .. }))
+        .map(|u| {
+            let pin = &u.pin;
+            let mut candidates = Vec::new();
+            // The modules of a go-modules pin come from its proxies only.
+            if !matches!(pin, SourcePin::GoModules { .. }) {
+                for dir in source_dirs {
+                    for path in crate::sources::fetch::local_candidates(dir, pin) {
+                        candidates.push(Candidate {
+                            source: "dir",
+                            url: path.display().to_string(),
+                        });
+                    }
+                }
+            }
+            let word = match pin {
+                SourcePin::GoModules { .. } => "proxy",
+                _ => "url",
+            };
+            candidates.extend(
+                pin.urls()
+                    .into_iter()
+                    .map(|url| Candidate { source: word, url }),
+            );
+            PlannedSource {
+                what: pin.describe(),
+                name: pin.name().to_string(),
+                hash_field: pin.hash_field(),
+                hash: pin.content_hash().map(str::to_string),
+                candidates,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The text of the upstream part of `hermetic fetch --plan`, like [`render_plan`].
+pub fn render_upstream_plan(sources: &[PlannedSource]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for s in sources {
+        match &s.hash {
+            Some(h) => {
+                let _ = writeln!(out, "{} {} {h}", s.what, s.hash_field);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{} (no {} yet: run `hermetic lock`)",
+                    s.what, s.hash_field
+                );
+            }
+        }
+        for (i, c) in s.candidates.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {:<8} {}", i + 1, c.source, c.url);
+        }
+    }
+    out
 }
 
 /// The text of `hermetic fetch --plan`: each pin, then its candidates numbered in order.

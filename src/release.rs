@@ -408,6 +408,10 @@ fn provenance(
     if let Some(git) = &inputs.git {
         external["revision"] = json!({"commit": git.commit, "dirty": git.dirty});
     }
+    // Built without some upstream sources (`--omit`): not the image the recipes describe.
+    if let Some(names) = inputs.graph.omitted.get(target) {
+        external["omittedSources"] = json!(names);
+    }
     json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": subject,

@@ -87,6 +87,7 @@ pub fn image_graph(graph: &Graph, target: &str) -> Result<(Graph, usize), ShellE
             nodes,
             targets: Vec::new(),
             source_date_epoch: graph.source_date_epoch,
+            omitted: Default::default(),
         },
         image,
     ))

@@ -147,6 +147,13 @@ fn a_wrong_tree_hash_is_refused_naming_the_url_and_both_hashes() {
         "{msg}"
     );
     assert!(msg.contains("mustache"), "{msg}");
+    // The pin it was held to, and the two ways out: a checked copy, or an image without it.
+    assert!(msg.contains(&format!("tree-sha256 {wrong}")), "{msg}");
+    assert!(
+        msg.contains("`mustache` (a checkout) or `mustache.tar.gz`"),
+        "{msg}"
+    );
+    assert!(msg.contains("--omit mustache"), "{msg}");
     assert!(empty_store(&store), "a refused archive was stored");
 }
 

@@ -58,6 +58,9 @@ pub struct BuildReport {
     pub steps: Vec<StepReport>,
     /// Files copied to the output directory, with their SHA-256.
     pub outputs: Vec<(PathBuf, String)>,
+    /// Per target built without some upstream sources (`--omit`), their names.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub omitted: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The subdirectory of a step's store entry holding its tree.
@@ -159,7 +162,11 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
         });
     }
     let outputs = super::outputs::copy_out(store, graph, &opts.output_dir)?;
-    Ok(BuildReport { steps, outputs })
+    Ok(BuildReport {
+        steps,
+        outputs,
+        omitted: graph.omitted.clone(),
+    })
 }
 
 fn with_kept(err: BuildError, path: &Path) -> BuildError {

@@ -56,11 +56,13 @@ pub struct GoStep {
 }
 
 /// Adds the toolchain tree and one step per `[[go]]` build of `recipe`; gives the image
-/// step's dependencies on them (role `program:<name>` → node).
+/// step's dependencies on them (role `program:<name>` → node). `toolchain` is the
+/// build-packages the lock must hold for the recipe (those of every build, omitted or not).
 pub fn go_nodes(
     graph: &mut Graph,
     lock: &Lockfile,
     recipe: &ResolvedRecipe,
+    toolchain: &[String],
     sde: u64,
 ) -> Result<BTreeMap<String, usize>, BuildError> {
     let mut deps = BTreeMap::new();
@@ -75,7 +77,7 @@ pub fn go_nodes(
         sde,
         GO_TAG_SUFFIX.trim_start_matches(':'),
         |r| &r.go_packages,
-        &recipe.go_packages(),
+        toolchain,
     )?;
     for build in recipe.go.values() {
         let locked_pin = |name: &str| {

@@ -23,6 +23,7 @@ pub mod bootable;
 pub mod cleanup;
 pub mod exec;
 pub mod go;
+pub mod omit;
 pub mod outputs;
 pub mod overlay;
 pub mod plan;
@@ -31,7 +32,7 @@ pub mod rootfs;
 mod steps;
 
 pub use exec::{BuildOptions, BuildReport, StepReport, StepState, build};
-pub use plan::{Graph, LIVE_PROFILE_COMBINATIONS, Node, NodeKind, live_steps, plan};
+pub use plan::{Graph, LIVE_PROFILE_COMBINATIONS, Node, NodeKind, live_steps, plan, plan_omitting};
 
 use std::path::PathBuf;
 
@@ -114,6 +115,15 @@ pub enum BuildError {
     Crate(Box<crate::sources::cargo::CrateError>),
     #[error(transparent)]
     Go(Box<crate::sources::gomod::GoModError>),
+    #[error(
+        "--omit {name}: no recipe of {targets} declares a source `{name}`\nhint: {suggestion}their sources are: {declared}"
+    )]
+    UnknownOmitted {
+        name: String,
+        targets: String,
+        declared: String,
+        suggestion: String,
+    },
 }
 
 impl From<overlay::OverlayError> for BuildError {

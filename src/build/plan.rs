@@ -103,6 +103,8 @@ pub struct Graph {
     /// `SOURCE_DATE_EPOCH` of every step, from the project (`[build] source-date-epoch`):
     /// the value the keys hold is the value the runs use.
     pub source_date_epoch: u64,
+    /// Per target that lacks some, the upstream sources left out (`--omit`), sorted.
+    pub omitted: BTreeMap<String, Vec<String>>,
 }
 
 impl Graph {
@@ -151,6 +153,24 @@ pub fn plan(
     targets: &[String],
     profiles: &[String],
 ) -> Result<Graph, BuildError> {
+    plan_omitting(
+        project,
+        lock,
+        targets,
+        profiles,
+        &std::collections::BTreeSet::new(),
+    )
+}
+
+/// [`plan`] without the upstream sources `omit` names, and what is built from them (see
+/// [`super::omit`]); each name must be a source of some target.
+pub fn plan_omitting(
+    project: &Project,
+    lock: &Lockfile,
+    targets: &[String],
+    profiles: &[String],
+    omit: &std::collections::BTreeSet<String>,
+) -> Result<Graph, BuildError> {
     let sde = project.config.build.source_date_epoch;
     // A pin deleted from the lock (or a lock cut short) must not give an image that silently
     // lacks a package: every closure must hold what it was asked for and what that needs.
@@ -164,8 +184,13 @@ pub fn plan(
         source_date_epoch: sde,
         ..Graph::default()
     };
+    let mut declared = std::collections::BTreeSet::new();
     for target in targets {
-        let recipe = project.resolve_with_profiles(target, profiles)?;
+        // `full` is the recipe as locked: its toolchains are checked against the lock whole.
+        let full = project.resolve_with_profiles(target, profiles)?;
+        declared.extend(full.sources.keys().cloned());
+        let mut recipe = full.clone();
+        let omitted = super::omit::omit_sources(&mut recipe, omit);
         // The closure of the recipe with the selected profiles that pin something (`gcp` or
         // `gcp/devtools`): it tags the pins of the rootfs, tools, tarballs and sources.
         let closure = project.lock_name(target, profiles)?;
@@ -271,6 +296,13 @@ pub fn plan(
                 .settings
                 .insert("kernel".into(), "built from source".into());
         }
+        if !omitted.is_empty() {
+            // Read back by the image step, which writes them into os-release.
+            inputs
+                .settings
+                .insert(super::omit::OMITTED_SETTING.into(), omitted.join(" "));
+            graph.omitted.insert(recipe.name.clone(), omitted);
+        }
         let mut deps = BTreeMap::new();
         deps.insert("rootfs".to_string(), rootfs);
         if let Some(t) = tools {
@@ -280,10 +312,17 @@ pub fn plan(
             &mut graph,
             lock,
             &recipe,
+            &full.cargo_packages(),
             sde,
             &project.root,
         )?);
-        deps.extend(super::go::go_nodes(&mut graph, lock, &recipe, sde)?);
+        deps.extend(super::go::go_nodes(
+            &mut graph,
+            lock,
+            &recipe,
+            &full.go_packages(),
+            sde,
+        )?);
         super::program::add_deb_sources(&mut inputs, lock, &recipe)?;
         depend_on(&mut inputs, &graph, &deps);
         let image = graph.add(Node {
@@ -353,6 +392,7 @@ pub fn plan(
         });
         graph.targets.push((recipe.name.clone(), output));
     }
+    super::omit::check_declared(omit, &declared, targets)?;
     Ok(graph)
 }
 

@@ -62,11 +62,13 @@ pub struct ProgramStep {
 }
 
 /// Adds the toolchain tree and one step per `[[cargo]]` build of `recipe`; gives the image
-/// step's dependencies on them (role `program:<name>` → node).
+/// step's dependencies on them (role `program:<name>` → node). `toolchain` is the
+/// build-packages the lock must hold for the recipe (those of every build, omitted or not).
 pub fn program_nodes(
     graph: &mut Graph,
     lock: &Lockfile,
     recipe: &ResolvedRecipe,
+    toolchain: &[String],
     sde: u64,
     project_root: &Path,
 ) -> Result<BTreeMap<String, usize>, BuildError> {
@@ -82,7 +84,7 @@ pub fn program_nodes(
         sde,
         "cargo",
         |r| &r.cargo_packages,
-        &recipe.cargo_packages(),
+        toolchain,
     )?;
     for build in recipe.cargo.values() {
         let source = lock
@@ -232,25 +234,28 @@ pub(super) fn add_program_node(
     })
 }
 
-/// `hermetic build` without `--offline`: the sources, crates and Go modules of the graph's
-/// program steps that the store lacks are fetched first, each checked against its pin.
+/// What `hermetic build` needs first: the upstream sources the graph's images declare
+/// (programs' sources and modules, `deb` sources, those steps list) and the crates of its
+/// `[[cargo]]` builds that the store lacks, each checked against its pin; a source comes from the store, then the
+/// `source_dirs`, then (unless `offline`) its URLs. Pins of other images are not touched.
 pub fn fetch_inputs(
     store: &Store,
     graph: &Graph,
     lock: &Lockfile,
+    source_dirs: &[PathBuf],
     offline: bool,
 ) -> Result<(), BuildError> {
-    let any = graph
-        .nodes
-        .iter()
-        .any(|n| matches!(n.kind, NodeKind::Program(_) | NodeKind::Go(_)));
-    if !any || offline {
+    let needed = super::omit::needed_pins(graph, lock);
+    if needed.upstream.is_empty() && needed.cargo.is_empty() {
         return Ok(());
     }
     let http = crate::http::Http::new();
-    crate::sources::fetch::fetch_upstream(store, &http, lock, &[], false)
+    crate::sources::fetch::fetch_upstream(store, &http, &needed, source_dirs, offline)
         .map_err(|e| crate_error(CrateError::from(e)))?;
-    crates::fetch_locked_crates(store, &http, lock, false).map_err(crate_error)?;
+    // Offline, a missing crate is named when its build starts.
+    if !offline {
+        crates::fetch_locked_crates(store, &http, &needed, false).map_err(crate_error)?;
+    }
     Ok(())
 }
 

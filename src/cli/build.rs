@@ -21,9 +21,12 @@ step whose key is stored never runs again; `hermetic plan TARGET` shows which wo
 
 Outputs go to --output with SHA256SUMS: <image>_<version>.efi, -import.tar.gz / .vhd /
 .qcow2, .measurements.json, and with a built kernel .vmlinuz and .config. A failed step
-publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. Pins of pins.lock missing
-from the store are fetched first, as `hermetic fetch` does (--offline: fail instead). See docs/recipes.md and
-docs/kernel.md.")]
+publishes nothing; its log is kept under $TMPDIR/hermetic-logs/. The pins the targets need
+that the store lacks are fetched first, as `hermetic fetch TARGET…` does (--offline: fail
+instead). An upstream source that cannot be had stops the build naming it, its pin and every
+URL tried; --omit NAME or --omit-unavailable build without it instead, and the image says so
+(HERMETIC_OMITTED in /usr/lib/os-release, the provenance, a warning). See docs/recipes.md,
+docs/pins.md and docs/kernel.md.")]
 pub struct Args {
     /// The images to build (recipe names, e.g. `base`, `gcp`).
     #[arg(required = true, value_name = "TARGET")]
@@ -54,6 +57,22 @@ pub struct Args {
     /// A Debian mirror to fetch missing pins from first (repeatable), as for `hermetic fetch`.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+
+    /// A directory holding copies of upstream sources (`[[sources]]`), as for `hermetic
+    /// fetch`: tried before their URLs, checked against their pins the same way (repeatable).
+    #[arg(long = "source-dir", value_name = "DIR")]
+    pub source_dirs: Vec<PathBuf>,
+
+    /// Build without the upstream source NAME (repeatable): its `[[cargo]]`/`[[go]]` builds,
+    /// its `deb` install and the steps listing it in `sources` are left out, and the image
+    /// says so (`HERMETIC_OMITTED` in /usr/lib/os-release, the provenance, a warning).
+    #[arg(long = "omit", value_name = "NAME")]
+    pub omit: Vec<String>,
+
+    /// Build without every upstream source that cannot be had (store, --source-dir, then its
+    /// URLs; no URL with --offline), as --omit would.
+    #[arg(long)]
+    pub omit_unavailable: bool,
 
     /// Parallel jobs of the kernel build (`make -jN`) [default: the CPUs hermetic may use].
     /// The number of jobs changes neither the step key nor a byte of the output.
@@ -87,13 +106,33 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
     let (project, lock, store) = super::plan::load(ctx)?;
     sandbox::preflight(sandbox::IdMapping::Subordinate)
         .context("the build sandbox cannot run on this machine")?;
-    let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+    let mut omit: std::collections::BTreeSet<String> = args.omit.iter().cloned().collect();
+    let mut graph =
+        crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
     if !args.offline {
         super::cache::activate(ctx, &project, &args.cache)?;
     }
-    fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
-    // The sources and crates of `[[cargo]]` builds, the same way.
-    crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
+    if args.omit_unavailable {
+        let unavailable = unavailable_sources(&store, &graph, &lock, args)?;
+        if !unavailable.is_empty() {
+            omit.extend(unavailable);
+            graph =
+                crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
+        }
+    }
+    for (target, names) in &graph.omitted {
+        for name in names {
+            // Even with -q: such an image must never pass for a release.
+            eprintln!(
+                "warning: `{target}` is built without the upstream source `{name}` (HERMETIC_OMITTED in its os-release): not a release image"
+            );
+        }
+    }
+    // Only what these images need: another image's unreachable source stops nothing here.
+    let needed = crate::build::omit::needed_pins(&graph, &lock);
+    fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
+    // The upstream sources, crates and Go modules of the programs, the same way.
+    crate::build::program::fetch_inputs(&store, &graph, &lock, &args.source_dirs, args.offline)?;
     let opts = BuildOptions {
         output_dir: args
             .output
@@ -129,6 +168,39 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
         differs,
         release,
     })
+}
+
+/// `--omit-unavailable`: the upstream sources of `graph` that cannot be had now (store,
+/// `--source-dir`s, then their URLs unless offline); those that can are in the store after.
+fn unavailable_sources(
+    store: &crate::store::Store,
+    graph: &crate::build::Graph,
+    lock: &crate::lockfile::Lockfile,
+    args: &Args,
+) -> anyhow::Result<Vec<String>> {
+    let needed = crate::build::omit::needed_pins(graph, lock);
+    match crate::sources::fetch::fetch_upstream(
+        store,
+        &crate::http::Http::new(),
+        &needed,
+        &args.source_dirs,
+        args.offline,
+    ) {
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => {
+            use crate::sources::fetch::SourceError;
+            // Only a source no copy of could be had is omitted; a pin without a hash or a
+            // store that cannot be written stays an error.
+            let mut names = Vec::new();
+            for (error, name) in e.errors.into_iter().zip(e.names) {
+                match error {
+                    SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
+                    other => return Err(other.into()),
+                }
+            }
+            Ok(names)
+        }
+    }
 }
 
 /// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when

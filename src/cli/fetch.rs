@@ -1,4 +1,5 @@
-//! `hermetic fetch`: download every pin of `pins.lock` into the store.
+//! `hermetic fetch`: download the pins of `pins.lock` (all, or those of some images) into
+//! the store.
 
 use std::process::ExitCode;
 
@@ -27,8 +28,19 @@ fails twice (timeout, stall, refused connection, 5xx; not a 404) is tried after 
 the rest of the run. HERMETIC_FETCH_CONNECT_TIMEOUT, HERMETIC_FETCH_RESPONSE_TIMEOUT,
 HERMETIC_FETCH_MIN_RATE, HERMETIC_FETCH_STALL_WINDOW and HERMETIC_FETCH_DEADLINE_SLACK change
 the limits. Progress is a bar on a terminal, plain lines otherwise (none with -q).
-See docs/pins.md.")]
+With TARGETs, only the pins those images need (their parents, tools trees, kernels,
+programs and sources included). See docs/pins.md.")]
 pub struct Args {
+    /// Fetch only what these images need (recipe names; their parents' packages, tools
+    /// trees, kernels, tarballs, upstream sources, crates and Go modules included) [default:
+    /// every pin of pins.lock].
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// With TARGETs: the profiles selected, as for `hermetic build` (repeatable).
+    #[arg(long = "profile", value_name = "NAME", requires = "targets")]
+    pub profiles: Vec<String>,
+
     /// Never touch the network: only the store and the local --mirror sources (file://,
     /// directories); fail listing every pin they do not hold.
     #[arg(long)]
@@ -71,6 +83,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
+    // With targets, the pins their plans use: another image's unreachable source is not
+    // this one's problem.
+    let lock = if args.targets.is_empty() {
+        lock
+    } else {
+        let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
+        crate::build::omit::needed_pins(&graph, &lock)
+    };
     let snapshot = &project.config.archive.snapshot;
     if args.plan {
         let mirrors = crate::mirrors::Mirrors::new(&crate::mirrors::MirrorConfig::from_env(
@@ -78,10 +98,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             Some(snapshot),
         ))?;
         let pins = crate::candidates::plan(&lock, &mirrors);
+        let upstream = crate::candidates::plan_upstream(&lock, &args.source_dirs);
         if ctx.json {
-            println!("{}", serde_json::json!({ "pins": pins }));
+            println!(
+                "{}",
+                serde_json::json!({ "pins": pins, "upstream": upstream })
+            );
         } else {
             print!("{}", crate::candidates::render_plan(&pins));
+            print!("{}", crate::candidates::render_upstream_plan(&upstream));
         }
         return Ok(ExitCode::SUCCESS);
     }

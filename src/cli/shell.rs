@@ -58,8 +58,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let (graph, image) = crate::shell::image_graph(&graph, &args.target)?;
     if !graph.nodes.iter().all(|n| store.has_step(n.key.as_str())) {
-        super::build::fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
-        crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
+        // Only what this image needs.
+        let needed = crate::build::omit::needed_pins(&graph, &lock);
+        super::build::fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
+        crate::build::program::fetch_inputs(&store, &graph, &lock, &[], args.offline)?;
         // Nothing is copied out: the graph has no targets, the directory is scratch.
         let scratch = store.temp_dir()?;
         let opts = BuildOptions {

@@ -75,6 +75,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         sign: None,
         offline: false,
         mirrors: Vec::new(),
+        source_dirs: Vec::new(),
+        omit: Vec::new(),
+        omit_unavailable: false,
         cache: super::cache::UseArgs::none(),
     };
     let built = super::build::execute(ctx, &build_args)?;

@@ -37,15 +37,58 @@ pub enum SourceError {
     NotFetched { what: String },
     #[error("{what}: `{hash}` is not a SHA-256 (64 lowercase hex digits)")]
     BadHash { what: String, hash: String },
-    #[error("{what} could not be had from any source:\n{}\nhint: a hash mismatch means the upstream changed or the transfer was tampered with; check the source, and pin again with `hermetic lock` only if the change is expected; --source-dir DIR offers a local copy", format_attempts(.attempts))]
+    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {name}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
     Unavailable {
         what: String,
+        /// The source's name in its recipe.
+        name: String,
+        /// Its content pin, `sha256 <hex>` or `tree-sha256 <hex>` (or that none is recorded).
+        pinned: String,
+        /// The other names a `--source-dir` copy may have.
+        copy_forms: String,
         attempts: Vec<SourceAttempt>,
     },
     #[error(transparent)]
     Go(Box<crate::sources::gomod::GoModError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SourceError {
+    /// The error for `pin` when no copy of `attempts` would do.
+    fn unavailable(pin: &SourcePin, attempts: Vec<SourceAttempt>) -> SourceError {
+        let pinned = match pin.content_hash() {
+            Some(hash) => format!("{} {hash}", pin.hash_field()),
+            None => format!("no {} yet", pin.hash_field()),
+        };
+        let copy_forms = match pin {
+            SourcePin::Git { .. } => format!(
+                " (a checkout) or `{}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip)",
+                pin.name()
+            ),
+            _ => {
+                let lasts: Vec<String> = pin
+                    .urls()
+                    .iter()
+                    .filter_map(|u| u.rsplit('/').next())
+                    .filter(|l| !l.is_empty() && *l != pin.name())
+                    .map(|l| format!("`{l}`"))
+                    .collect();
+                if lasts.is_empty() {
+                    " (the file)".into()
+                } else {
+                    format!(" or {} (the file)", lasts.join(" or "))
+                }
+            }
+        };
+        SourceError::Unavailable {
+            what: pin.describe(),
+            name: pin.name().to_string(),
+            pinned,
+            copy_forms,
+            attempts,
+        }
+    }
 }
 
 fn format_attempts(attempts: &[SourceAttempt]) -> String {
@@ -153,7 +196,7 @@ pub fn fetch_source(
             }
         }
     }
-    Err(SourceError::Unavailable { what, attempts })
+    Err(SourceError::unavailable(pin, attempts))
 }
 
 /// The content hash of `pin` as the first reachable copy has it (its URLs, after the
@@ -164,7 +207,6 @@ pub fn compute_content_hash(
     pin: &SourcePin,
     source_dirs: &[PathBuf],
 ) -> Result<String, SourceError> {
-    let what = pin.describe();
     let mut attempts = Vec::new();
     let try_copy = |tmp: &Path, origin: &str| -> Result<String, String> {
         let hash = match pin {
@@ -210,7 +252,7 @@ pub fn compute_content_hash(
             Err(error) => attempts.push(SourceAttempt { origin: url, error }),
         }
     }
-    Err(SourceError::Unavailable { what, attempts })
+    Err(SourceError::unavailable(pin, attempts))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -226,7 +268,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Where a `--source-dir` may hold `pin`: a file by its name or its URL's last segment; for
 /// a git source also a checkout directory of that name, or `<name>.tar.gz` (and the other
 /// archive forms).
-fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
+pub fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
     let mut names = vec![pin.name().to_string()];
     if let SourcePin::Git { .. } = pin {
         for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
@@ -352,6 +394,8 @@ pub struct UpstreamFetch {
 #[error("{} upstream source pin(s) could not be fetched:\n{}", .errors.len(), .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct UpstreamFetchError {
     pub errors: Vec<SourceError>,
+    /// The names of the sources that could not be had, in the order of `errors`.
+    pub names: Vec<String>,
 }
 
 /// Has every `[[upstream]]` pin of `lock` in the store (see [`fetch_source`]); every failure
@@ -365,6 +409,7 @@ pub fn fetch_upstream(
 ) -> Result<UpstreamFetch, UpstreamFetchError> {
     let mut done = UpstreamFetch::default();
     let mut errors = Vec::new();
+    let mut names = Vec::new();
     for u in &lock.upstream {
         // Part of the project: nothing to download.
         if let SourcePin::Path { .. } = &u.pin {
@@ -381,12 +426,15 @@ pub fn fetch_upstream(
         }
         match fetch_source(store, http, &u.pin, source_dirs, offline) {
             Ok(_) => done.fetched += 1,
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.push(e);
+                names.push(u.pin.name().to_string());
+            }
         }
     }
     if errors.is_empty() {
         Ok(done)
     } else {
-        Err(UpstreamFetchError { errors })
+        Err(UpstreamFetchError { errors, names })
     }
 }

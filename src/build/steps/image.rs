@@ -193,12 +193,21 @@ pub(in crate::build) fn run(
     osrel.argv = vec![
         "/bin/sh".into(),
         "-euc".into(),
-        "if [ -f /usr/lib/os-release ]; then printf 'IMAGE_ID=%s\\n' \"$IMAGE_ID\" >> /usr/lib/os-release; if [ -n \"$IMAGE_VERSION\" ]; then printf 'IMAGE_VERSION=%s\\n' \"$IMAGE_VERSION\" >> /usr/lib/os-release; fi; fi".into(),
+        "if [ -f /usr/lib/os-release ]; then printf 'IMAGE_ID=%s\\n' \"$IMAGE_ID\" >> /usr/lib/os-release; if [ -n \"$IMAGE_VERSION\" ]; then printf 'IMAGE_VERSION=%s\\n' \"$IMAGE_VERSION\" >> /usr/lib/os-release; fi; if [ -n \"$HERMETIC_OMITTED\" ]; then printf 'HERMETIC_OMITTED=\"%s\"\\n' \"$HERMETIC_OMITTED\" >> /usr/lib/os-release; fi; fi".into(),
     ];
     osrel.env.insert("IMAGE_ID".into(), recipe.image_id.clone());
     osrel.env.insert(
         "IMAGE_VERSION".into(),
         recipe.version.clone().unwrap_or_default(),
+    );
+    // An image built without some upstream sources says so (the key holds the same list).
+    osrel.env.insert(
+        crate::build::omit::OS_RELEASE_FIELD.into(),
+        node.inputs
+            .settings
+            .get(crate::build::omit::OMITTED_SETTING)
+            .cloned()
+            .unwrap_or_default(),
     );
     run_step(node, &osrel, log, &cx.opts.report)?;
     if crate::build::bootable::is_bootable(recipe.format) {
