@@ -244,12 +244,38 @@ pub struct CargoBuild {
     /// Extra flags for rustc (besides the path remapping hermetic adds).
     #[serde(default)]
     pub rustflags: Vec<String>,
+    /// Settings of the build's profile over the workspace's own (`lto = "thin"`,
+    /// `codegen-units = 1`, `panic = "abort"`): `cargo build --config profile.<profile>.<key>=…`.
+    /// Left out of the step key's options when empty, so builds without them keep their keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_settings: BTreeMap<String, ProfileValue>,
     /// The Debian packages of the toolchain tree ([`DEFAULT_CARGO_BUILD_PACKAGES`] if unset).
     #[serde(default = "default_cargo_build_packages")]
     pub build_packages: Vec<String>,
     /// What to install: a path under the profile's output directory (`target/<profile>/`,
     /// e.g. `rg`) to an absolute path in the image (`/usr/bin/rg`).
     pub install: BTreeMap<String, String>,
+}
+
+/// A value of a `[[cargo]]` table's `profile-settings`: what a cargo profile key takes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ProfileValue {
+    Bool(bool),
+    Integer(i64),
+    String(String),
+}
+
+impl ProfileValue {
+    /// The value as TOML, as `cargo --config` reads it.
+    pub fn to_toml(&self) -> String {
+        match self {
+            ProfileValue::Bool(b) => b.to_string(),
+            ProfileValue::Integer(i) => i.to_string(),
+            // Checked by the recipe loader to hold only letters, digits and `._-`.
+            ProfileValue::String(s) => format!("\"{s}\""),
+        }
+    }
 }
 
 impl CargoBuild {
@@ -1692,6 +1718,30 @@ fn validate_cargo(
                 format!("`{}` is not a cargo profile name", c.profile),
             ));
         }
+        // Keys as cargo's profiles spell them; string values plain words (`thin`, `abort`,
+        // `s`), so that `--config profile.<profile>.<key>="<value>"` needs no quoting.
+        let word = |s: &str, extra: &[char]| {
+            !s.is_empty()
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+        };
+        for (k, v) in &c.profile_settings {
+            if !word(k, &['-']) || k.chars().any(|c| c.is_ascii_uppercase()) {
+                return Err(invalid(
+                    key("profile-settings"),
+                    format!("`{k}` is not a cargo profile setting (e.g. `lto`, `codegen-units`)"),
+                ));
+            }
+            if let ProfileValue::String(s) = v
+                && !word(s, &['.', '_', '-'])
+            {
+                return Err(invalid(
+                    key("profile-settings"),
+                    format!("`{k}`: `{s}` is not a plain word (letters, digits, `._-`)"),
+                ));
+            }
+        }
         let arg_ok =
             |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains(char::is_whitespace);
         for (field, values) in [
@@ -2547,6 +2597,28 @@ version = "dev"
     }
 
     #[test]
+    fn cargo_profile_settings_load_as_toml_values() {
+        let recipe = format!(
+            "{RG_SOURCE}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = {{ lto = \"thin\", codegen-units = 1, debug = false }}\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+        );
+        let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+        let r = Project::load(dir.path()).unwrap().resolve("r").unwrap();
+        let got: Vec<(String, String)> = r.cargo["rg"]
+            .profile_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_toml()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("codegen-units".to_string(), "1".to_string()),
+                ("debug".to_string(), "false".to_string()),
+                ("lto".to_string(), "\"thin\"".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn bad_cargo_tables_name_file_and_key() {
         let cases = [
             (
@@ -2584,6 +2656,22 @@ version = "dev"
             (
                 "name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
                 "key `cargo[0].build-packages`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { lto = \"thin\\\" --x\" }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].profile-settings`: `lto`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { \"lto.x\" = true }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "`lto.x` is not a cargo profile setting",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { LTO = true }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "`LTO` is not a cargo profile setting",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { lto = 1.5 }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "data did not match any variant of untagged enum ProfileValue",
             ),
         ];
         for (table, want) in cases {

@@ -230,7 +230,8 @@ pub fn plan(
                 content,
             });
         }
-        // The image's tarballs and source packages, as the steps see them in $TARBALLDIR.
+        // The image's tarballs, source packages and `file` sources, as the steps see them in
+        // $TARBALLDIR.
         let mut staged: Vec<(String, String)> = Vec::new();
         for t in &lock.tarballs {
             if t.recipes.iter().any(|r| r == &closure) {
@@ -247,6 +248,8 @@ pub fn plan(
                 }
             }
         }
+        // The recipe's `file` sources, under `sources/<name>`.
+        staged.extend(super::program::staged_file_sources(lock, &recipe)?);
         staged.sort();
         for (name, sha) in &staged {
             inputs.pins.insert(format!("staged:{name}"), sha.clone());

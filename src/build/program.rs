@@ -243,7 +243,12 @@ pub fn fetch_inputs(
     let any = graph
         .nodes
         .iter()
-        .any(|n| matches!(n.kind, NodeKind::Program(_) | NodeKind::Go(_)));
+        .any(|n| match &n.kind {
+            NodeKind::Program(_) | NodeKind::Go(_) => true,
+            // A `file` source the steps see (`staged_file_sources`).
+            NodeKind::Image { staged, .. } => staged.iter().any(|(p, _)| p.starts_with("sources/")),
+            _ => false,
+        });
     if !any || offline {
         return Ok(());
     }
@@ -310,6 +315,14 @@ fn cargo_argv(build: &CargoBuild) -> Vec<String> {
         .map(|s| s.to_string())
         .collect();
     argv.push(build.profile.clone());
+    for (key, value) in &build.profile_settings {
+        argv.push("--config".into());
+        argv.push(format!(
+            "profile.{}.{key}={}",
+            build.profile,
+            value.to_toml()
+        ));
+    }
     if let Some(p) = &build.package {
         argv.push("--package".into());
         argv.push(p.clone());
@@ -554,6 +567,31 @@ pub fn add_deb_sources(
     Ok(())
 }
 
+/// The recipe's `file` sources as the image's steps see them: `sources/<name>` under
+/// `$TARBALLDIR`, each by its locked SHA-256 (a blob of the store, checked again when it is
+/// staged).
+pub fn staged_file_sources(
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let mut staged = Vec::new();
+    for (name, pin) in &recipe.sources {
+        if !matches!(pin, SourcePin::File { .. }) {
+            continue;
+        }
+        let hash = lock
+            .upstream
+            .iter()
+            .find(|u| u.pin.name() == name)
+            .and_then(|u| u.pin.content_hash())
+            .ok_or_else(|| BuildError::StaleLock {
+                detail: format!("file source `{name}` has no content pin"),
+            })?;
+        staged.push((format!("sources/{name}"), hash.to_string()));
+    }
+    Ok(staged)
+}
+
 /// Where the store's blobs are seen by the step installing `deb` sources.
 const DEB_SOURCE_DIR: &str = "/.hermetic-deb-sources";
 
@@ -691,6 +729,37 @@ mod tests {
                 "--no-default-features"
             ]
         );
+    }
+
+    #[test]
+    fn profile_settings_become_config_overrides_of_the_chosen_profile() {
+        let mut b = build();
+        // Without settings, the options in the step key are what they were before the key
+        // existed, so existing builds keep their cached steps.
+        let options = serde_json::to_string(&b).unwrap();
+        assert!(!options.contains("profile-settings"), "{options}");
+        b.profile = "dist".into();
+        b.profile_settings = toml::from_str(
+            "lto = \"thin\"\ncodegen-units = 1\npanic = \"abort\"\nincremental = false\n",
+        )
+        .unwrap();
+        let argv = cargo_argv(&b);
+        assert_eq!(
+            argv[4..14],
+            [
+                "--profile",
+                "dist",
+                "--config",
+                "profile.dist.codegen-units=1",
+                "--config",
+                "profile.dist.incremental=false",
+                "--config",
+                "profile.dist.lto=\"thin\"",
+                "--config",
+                "profile.dist.panic=\"abort\"",
+            ]
+        );
+        assert!(serde_json::to_string(&b).unwrap().contains("\"profile-settings\""));
     }
 
     #[test]
