@@ -240,15 +240,12 @@ pub fn fetch_inputs(
     lock: &Lockfile,
     offline: bool,
 ) -> Result<(), BuildError> {
-    let any = graph
-        .nodes
-        .iter()
-        .any(|n| match &n.kind {
-            NodeKind::Program(_) | NodeKind::Go(_) => true,
-            // A `file` source the steps see (`staged_file_sources`).
-            NodeKind::Image { staged, .. } => staged.iter().any(|(p, _)| p.starts_with("sources/")),
-            _ => false,
-        });
+    let any = graph.nodes.iter().any(|n| match &n.kind {
+        NodeKind::Program(_) | NodeKind::Go(_) => true,
+        // A `file` source the steps see (`staged_file_sources`).
+        NodeKind::Image { staged, .. } => staged.iter().any(|(p, _)| p.starts_with("sources/")),
+        _ => false,
+    });
     if !any || offline {
         return Ok(());
     }
@@ -759,7 +756,11 @@ mod tests {
                 "profile.dist.panic=\"abort\"",
             ]
         );
-        assert!(serde_json::to_string(&b).unwrap().contains("\"profile-settings\""));
+        assert!(
+            serde_json::to_string(&b)
+                .unwrap()
+                .contains("\"profile-settings\"")
+        );
     }
 
     #[test]
