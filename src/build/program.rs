@@ -530,6 +530,21 @@ fn set_mode_and_time(path: &Path, sde: u64, file: bool) -> Result<(), BuildError
 const DEB_SOURCE_PIN: &str = "deb-source:";
 const DEB_SOURCE_DROP: &str = "deb-source-drop-scripts:";
 
+/// The content hash the lock pins the source `name` (of `kind`, for the message) at.
+fn locked_content_hash<'a>(
+    lock: &'a Lockfile,
+    kind: &str,
+    name: &str,
+) -> Result<&'a str, BuildError> {
+    lock.upstream
+        .iter()
+        .find(|u| u.pin.name() == name)
+        .and_then(|u| u.pin.content_hash())
+        .ok_or_else(|| BuildError::StaleLock {
+            detail: format!("{kind} source `{name}` has no content pin"),
+        })
+}
+
 /// Adds the recipe's `deb` sources to the image step's inputs: each by its locked SHA-256,
 /// with its `drop-maintainer-scripts`. [`install_into_image`] installs them from these.
 pub fn add_deb_sources(
@@ -545,14 +560,7 @@ pub fn add_deb_sources(
         else {
             continue;
         };
-        let hash = lock
-            .upstream
-            .iter()
-            .find(|u| u.pin.name() == name)
-            .and_then(|u| u.pin.content_hash())
-            .ok_or_else(|| BuildError::StaleLock {
-                detail: format!("deb source `{name}` has no content pin"),
-            })?;
+        let hash = locked_content_hash(lock, "deb", name)?;
         inputs
             .pins
             .insert(format!("{DEB_SOURCE_PIN}{name}"), hash.to_string());
@@ -576,14 +584,7 @@ pub fn staged_file_sources(
         if !matches!(pin, SourcePin::File { .. }) {
             continue;
         }
-        let hash = lock
-            .upstream
-            .iter()
-            .find(|u| u.pin.name() == name)
-            .and_then(|u| u.pin.content_hash())
-            .ok_or_else(|| BuildError::StaleLock {
-                detail: format!("file source `{name}` has no content pin"),
-            })?;
+        let hash = locked_content_hash(lock, "file", name)?;
         staged.push((format!("sources/{name}"), hash.to_string()));
     }
     Ok(staged)
