@@ -244,12 +244,38 @@ pub struct CargoBuild {
     /// Extra flags for rustc (besides the path remapping hermetic adds).
     #[serde(default)]
     pub rustflags: Vec<String>,
+    /// Settings of the build's profile over the workspace's own (`lto = "thin"`,
+    /// `codegen-units = 1`, `panic = "abort"`): `cargo build --config profile.<profile>.<key>=…`.
+    /// Left out of the step key's options when empty, so builds without them keep their keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_settings: BTreeMap<String, ProfileValue>,
     /// The Debian packages of the toolchain tree ([`DEFAULT_CARGO_BUILD_PACKAGES`] if unset).
     #[serde(default = "default_cargo_build_packages")]
     pub build_packages: Vec<String>,
     /// What to install: a path under the profile's output directory (`target/<profile>/`,
     /// e.g. `rg`) to an absolute path in the image (`/usr/bin/rg`).
     pub install: BTreeMap<String, String>,
+}
+
+/// A value of a `[[cargo]]` table's `profile-settings`: what a cargo profile key takes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ProfileValue {
+    Bool(bool),
+    Integer(i64),
+    String(String),
+}
+
+impl ProfileValue {
+    /// The value as TOML, as `cargo --config` reads it.
+    pub fn to_toml(&self) -> String {
+        match self {
+            ProfileValue::Bool(b) => b.to_string(),
+            ProfileValue::Integer(i) => i.to_string(),
+            // Checked by the recipe loader to hold only letters, digits and `._-`.
+            ProfileValue::String(s) => format!("\"{s}\""),
+        }
+    }
 }
 
 impl CargoBuild {
@@ -424,6 +450,10 @@ pub struct StepFile {
     /// Project files and directories (relative to the project) the step reads under `$SRCDIR`.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Upstream `file` sources (`[[sources]]` names of this recipe or its parents) the step
+    /// reads under `$TARBALLDIR/sources/`: `hermetic build --omit` drops the step with them.
+    #[serde(default)]
+    pub upstream: Vec<String>,
 }
 
 /// One `[profiles.NAME]` table, as written: what selecting the profile adds or changes.
@@ -640,6 +670,8 @@ pub struct ResolvedStep {
     pub environment: BTreeMap<String, String>,
     pub tree: StepTree,
     pub sources: Vec<ResolvedSource>,
+    /// The upstream `file` sources the step reads (`upstream`), checked to be declared.
+    pub upstream: Vec<String>,
 }
 
 /// A recipe with everything inherited from its parents (and its selected profiles) merged in.
@@ -1136,6 +1168,23 @@ impl Project {
                     });
                 }
             };
+            for (j, up) in s.upstream.iter().enumerate() {
+                let message = match resolved.sources.get(up) {
+                    Some(crate::sources::pin::SourcePin::File { .. }) => continue,
+                    Some(_) => format!(
+                        "`{up}` is not a `file` source; only `file` sources reach the steps (under $TARBALLDIR/sources/)"
+                    ),
+                    None => format!(
+                        "no `[[sources]]` entry named `{up}` in recipe `{}` or its parents",
+                        recipe.name
+                    ),
+                };
+                return Err(RecipeError::Invalid {
+                    path: recipe.path.clone(),
+                    key: format!("{prefix}[{i}].upstream[{j}]"),
+                    message,
+                });
+            }
             resolved.steps.push(ResolvedStep {
                 name: s.name.clone(),
                 recipe: recipe.name.clone(),
@@ -1152,6 +1201,7 @@ impl Project {
                         path: self.root.join(rel),
                     })
                     .collect(),
+                upstream: s.upstream.clone(),
             });
         }
         Ok(())
@@ -1691,6 +1741,30 @@ fn validate_cargo(
                 key("profile"),
                 format!("`{}` is not a cargo profile name", c.profile),
             ));
+        }
+        // Keys as cargo's profiles spell them; string values plain words (`thin`, `abort`,
+        // `s`), so that `--config profile.<profile>.<key>="<value>"` needs no quoting.
+        let word = |s: &str, extra: &[char]| {
+            !s.is_empty()
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+        };
+        for (k, v) in &c.profile_settings {
+            if !word(k, &['-']) || k.chars().any(|c| c.is_ascii_uppercase()) {
+                return Err(invalid(
+                    key("profile-settings"),
+                    format!("`{k}` is not a cargo profile setting (e.g. `lto`, `codegen-units`)"),
+                ));
+            }
+            if let ProfileValue::String(s) = v
+                && !word(s, &['.', '_', '-'])
+            {
+                return Err(invalid(
+                    key("profile-settings"),
+                    format!("`{k}`: `{s}` is not a plain word (letters, digits, `._-`)"),
+                ));
+            }
         }
         let arg_ok =
             |s: &str| !s.is_empty() && !s.starts_with('-') && !s.contains(char::is_whitespace);
@@ -2249,6 +2323,39 @@ version = "dev"
     }
 
     #[test]
+    fn a_steps_upstream_names_a_file_source_of_its_lineage() {
+        const BASE: &str = "[[sources]]\nkind = \"file\"\nname = \"f\"\nurls = [\"https://example.invalid/f\"]\n\
+                            [[sources]]\nkind = \"deb\"\nname = \"d\"\nurl = \"https://example.invalid/d.deb\"\n";
+        let with = |child: &str| {
+            project(&[
+                ("hermetic.toml", CONFIG),
+                ("recipes/base.toml", BASE),
+                ("recipes/c.toml", child),
+            ])
+        };
+        let ok = with(
+            "parent = \"base\"\n[[steps]]\nname = \"s\"\nscript = \"x\"\nupstream = [\"f\"]\n",
+        );
+        let p = Project::load(ok.path()).unwrap();
+        assert_eq!(p.resolve("c").unwrap().steps[0].upstream, ["f"]);
+        let cases = [
+            (
+                "parent = \"base\"\n[[steps]]\nname = \"s\"\nscript = \"x\"\nupstream = [\"f\", \"g\"]\n",
+                "key `steps[0].upstream[1]`: no `[[sources]]` entry named `g` in recipe `c`",
+            ),
+            (
+                "parent = \"base\"\n[profiles.p]\n[[profiles.p.steps]]\nname = \"s\"\nscript = \"x\"\nupstream = [\"d\"]\n",
+                "key `profiles.p.steps[0].upstream[0]`: `d` is not a `file` source",
+            ),
+        ];
+        for (child, want) in cases {
+            let dir = with(child);
+            let e = Project::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("c.toml") && e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn overlay_modes_merge_child_and_profile_winning() {
         let dir = project(&[
             ("hermetic.toml", CONFIG),
@@ -2547,6 +2654,28 @@ version = "dev"
     }
 
     #[test]
+    fn cargo_profile_settings_load_as_toml_values() {
+        let recipe = format!(
+            "{RG_SOURCE}[[cargo]]\nname = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = {{ lto = \"thin\", codegen-units = 1, debug = false }}\ninstall = {{ \"rg\" = \"/usr/bin/rg\" }}\n"
+        );
+        let dir = project(&[("hermetic.toml", CONFIG), ("recipes/r.toml", &recipe)]);
+        let r = Project::load(dir.path()).unwrap().resolve("r").unwrap();
+        let got: Vec<(String, String)> = r.cargo["rg"]
+            .profile_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_toml()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("codegen-units".to_string(), "1".to_string()),
+                ("debug".to_string(), "false".to_string()),
+                ("lto".to_string(), "\"thin\"".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn bad_cargo_tables_name_file_and_key() {
         let cases = [
             (
@@ -2584,6 +2713,22 @@ version = "dev"
             (
                 "name = \"rg\"\nsource = \"ripgrep\"\nbuild-packages = []\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
                 "key `cargo[0].build-packages`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { lto = \"thin\\\" --x\" }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "key `cargo[0].profile-settings`: `lto`",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { \"lto.x\" = true }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "`lto.x` is not a cargo profile setting",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { LTO = true }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "`LTO` is not a cargo profile setting",
+            ),
+            (
+                "name = \"rg\"\nsource = \"ripgrep\"\nprofile-settings = { lto = 1.5 }\ninstall = { \"rg\" = \"/usr/bin/rg\" }",
+                "data did not match any variant of untagged enum ProfileValue",
             ),
         ];
         for (table, want) in cases {

@@ -277,3 +277,42 @@ fn deb_sources_are_installed_with_or_without_their_maintainer_scripts() {
     assert!(!dropped.contains("figlet.postinst"), "{dropped}");
     assert!(!dropped.contains("figlet.prerm"), "{dropped}");
 }
+
+/// A `file` source reaches the recipe's steps as `$TARBALLDIR/sources/<name>`: supplied with
+/// `--source-dir` (its URL cannot be reached), pinned by `hermetic lock`, and copied by a step
+/// into the image byte for byte; a step cannot write over it.
+#[test]
+fn file_sources_are_staged_for_the_steps() {
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path().join("project");
+    let store = tempfile::tempdir().unwrap();
+    let supply = root.path().join("supply");
+    write_project(&p);
+    fs_err::remove_file(p.join("recipes/rg.toml")).unwrap();
+    let content = b"#!/bin/sh\necho pinned\n";
+    fs_err::create_dir_all(&supply).unwrap();
+    fs_err::write(supply.join("greeting.sh"), content).unwrap();
+    fs_err::write(
+        p.join("recipes/staged.toml"),
+        "format = \"tar\"\npackages = [\"base-files\"]\n\n[[sources]]\nkind = \"file\"\n\
+         name = \"greeting.sh\"\nurls = [\"https://example.invalid/greeting.sh\"]\n\n\
+         [[steps]]\nname = \"copy\"\nscript = \"\"\"\n\
+         if echo x >> \"$TARBALLDIR/sources/greeting.sh\"; then echo writable >&2; exit 1; fi\n\
+         install -D -m 0755 \"$TARBALLDIR/sources/greeting.sh\" \"$DESTDIR/usr/bin/greeting\"\n\"\"\"\n",
+    )
+    .unwrap();
+    run(hermetic_in(&p, store.path())
+        .args(["lock", "--allow-mirror-state", "--source-dir"])
+        .arg(&supply));
+    let lock = fs_err::read_to_string(p.join("pins.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("sha256 = \"{}\"", sha256(content))),
+        "{lock}"
+    );
+    run(hermetic_in(&p, store.path()).arg("fetch"));
+    run(hermetic_in(&p, store.path())
+        .args(["build", "staged", "--output"])
+        .arg(p.join("out")));
+    let got = tar_member(&p.join("out/staged.tar"), "./usr/bin/greeting");
+    assert_eq!(got, content);
+}

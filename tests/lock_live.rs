@@ -41,6 +41,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Removes from the recipes in `dir` the upstream sources this test cannot reach (all but
+/// the project's own `path` sources: GitHub and the Go module proxy are not reachable from
+/// the test machines), with the `[[go]]` builds and steps that use them. What is left is
+/// locked afresh and fetched from the Debian archive and crates.io.
+fn without_unreachable_sources(dir: &Path) {
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs_err::read_to_string(&path).unwrap();
+        let mut recipe: toml::Table = toml::from_str(&text).unwrap();
+        let Some(toml::Value::Array(sources)) = recipe.get_mut("sources") else {
+            continue;
+        };
+        sources.retain(|s| s.get("kind").and_then(|k| k.as_str()) == Some("path"));
+        recipe.remove("go");
+        if let Some(toml::Value::Array(steps)) = recipe.get_mut("steps") {
+            // The step laying out acme.sh reads its `file` sources.
+            steps.retain(|s| s.get("name").and_then(|n| n.as_str()) != Some("acme-sh"));
+        }
+        fs_err::write(&path, toml::to_string(&recipe).unwrap()).unwrap();
+    }
+}
+
 #[test]
 fn committed_lock_matches_the_recipes() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -72,6 +94,7 @@ fn lock_and_fetch_the_base_set_from_the_real_archive() {
     for dir in ["kernel", "overlays", "scripts", "programs"] {
         copy_dir(&repo.join(dir), &project.path().join(dir));
     }
+    without_unreachable_sources(&project.path().join("recipes"));
     let store = tempfile::tempdir().unwrap();
 
     let (ok, _, stderr) = hermetic(

@@ -47,9 +47,11 @@ pub fn omit_sources(recipe: &mut ResolvedRecipe, omit: &BTreeSet<String>) -> Vec
         !gone.contains(&g.source) && g.modules.as_ref().is_none_or(|m| !gone.contains(m))
     });
     recipe.steps.retain(|s| {
-        !s.sources
-            .iter()
-            .any(|src| gone.contains(src.relative.trim_end_matches('/')))
+        !s.upstream.iter().any(|u| gone.contains(u))
+            && !s
+                .sources
+                .iter()
+                .any(|src| gone.contains(src.relative.trim_end_matches('/')))
     });
     gone.into_iter().collect()
 }
@@ -135,7 +137,8 @@ mod tests {
     use crate::recipe::Project;
 
     /// `app` on `base`: a tree `mod-src` with its go-modules `mods`, a go build of them, a
-    /// crate `rg` built by cargo, a deb `tool`, and steps listing `mod-src` and nothing.
+    /// crate `rg` built by cargo, a deb `tool`, and steps listing `mod-src`, reading `rg`
+    /// (`upstream`), and nothing.
     fn recipe() -> (tempfile::TempDir, ResolvedRecipe) {
         let dir = tempfile::tempdir().unwrap();
         let files = [
@@ -156,6 +159,7 @@ mod tests {
                  [[go]]\nname = \"hello\"\nsource = \"mod-src\"\nmodules = \"mods\"\ninstall = { \"hello\" = \"/usr/bin/hello\" }\n\
                  [[cargo]]\nname = \"rg\"\nsource = \"rg\"\ninstall = { \"rg\" = \"/usr/bin/rg\" }\n\
                  [[steps]]\nname = \"uses-tree\"\nscript = \"true\"\nsources = [\"mod-src/\"]\n\
+                 [[steps]]\nname = \"reads-rg\"\nscript = \"true\"\nupstream = [\"rg\"]\n\
                  [[steps]]\nname = \"plain\"\nscript = \"true\"\n",
             ),
         ];
@@ -184,7 +188,7 @@ mod tests {
         assert_eq!(r.cargo.keys().collect::<Vec<_>>(), ["rg"]);
         assert_eq!(
             r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            ["plain"]
+            ["reads-rg", "plain"]
         );
     }
 
@@ -195,7 +199,11 @@ mod tests {
         assert_eq!(omit_sources(&mut r, &set(&["tool", "rg"])), ["rg", "tool"]);
         assert!(r.cargo.is_empty());
         assert_eq!(r.go.len(), 1);
-        assert_eq!(r.steps.len(), 2);
+        // The step naming `rg` in `upstream` goes with it.
+        assert_eq!(
+            r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["uses-tree", "plain"]
+        );
         assert_eq!(r.sources.keys().collect::<Vec<_>>(), ["mod-src", "mods"]);
         // Omitting nothing changes nothing.
         let mut same = full.clone();

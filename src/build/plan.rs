@@ -255,7 +255,8 @@ pub fn plan_omitting(
                 content,
             });
         }
-        // The image's tarballs and source packages, as the steps see them in $TARBALLDIR.
+        // The image's tarballs, source packages and `file` sources, as the steps see them in
+        // $TARBALLDIR.
         let mut staged: Vec<(String, String)> = Vec::new();
         for t in &lock.tarballs {
             if t.recipes.iter().any(|r| r == &closure) {
@@ -272,6 +273,8 @@ pub fn plan_omitting(
                 }
             }
         }
+        // The recipe's `file` sources, under `sources/<name>`.
+        staged.extend(super::program::staged_file_sources(lock, &recipe)?);
         staged.sort();
         for (name, sha) in &staged {
             inputs.pins.insert(format!("staged:{name}"), sha.clone());

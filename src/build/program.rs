@@ -315,6 +315,14 @@ fn cargo_argv(build: &CargoBuild) -> Vec<String> {
         .map(|s| s.to_string())
         .collect();
     argv.push(build.profile.clone());
+    for (key, value) in &build.profile_settings {
+        argv.push("--config".into());
+        argv.push(format!(
+            "profile.{}.{key}={}",
+            build.profile,
+            value.to_toml()
+        ));
+    }
     if let Some(p) = &build.package {
         argv.push("--package".into());
         argv.push(p.clone());
@@ -525,6 +533,21 @@ fn set_mode_and_time(path: &Path, sde: u64, file: bool) -> Result<(), BuildError
 const DEB_SOURCE_PIN: &str = "deb-source:";
 const DEB_SOURCE_DROP: &str = "deb-source-drop-scripts:";
 
+/// The content hash the lock pins the source `name` (of `kind`, for the message) at.
+fn locked_content_hash<'a>(
+    lock: &'a Lockfile,
+    kind: &str,
+    name: &str,
+) -> Result<&'a str, BuildError> {
+    lock.upstream
+        .iter()
+        .find(|u| u.pin.name() == name)
+        .and_then(|u| u.pin.content_hash())
+        .ok_or_else(|| BuildError::StaleLock {
+            detail: format!("{kind} source `{name}` has no content pin"),
+        })
+}
+
 /// Adds the recipe's `deb` sources to the image step's inputs: each by its locked SHA-256,
 /// with its `drop-maintainer-scripts`. [`install_into_image`] installs them from these.
 pub fn add_deb_sources(
@@ -540,14 +563,7 @@ pub fn add_deb_sources(
         else {
             continue;
         };
-        let hash = lock
-            .upstream
-            .iter()
-            .find(|u| u.pin.name() == name)
-            .and_then(|u| u.pin.content_hash())
-            .ok_or_else(|| BuildError::StaleLock {
-                detail: format!("deb source `{name}` has no content pin"),
-            })?;
+        let hash = locked_content_hash(lock, "deb", name)?;
         inputs
             .pins
             .insert(format!("{DEB_SOURCE_PIN}{name}"), hash.to_string());
@@ -557,6 +573,24 @@ pub fn add_deb_sources(
         );
     }
     Ok(())
+}
+
+/// The recipe's `file` sources as the image's steps see them: `sources/<name>` under
+/// `$TARBALLDIR`, each by its locked SHA-256 (a blob of the store, checked again when it is
+/// staged).
+pub fn staged_file_sources(
+    lock: &Lockfile,
+    recipe: &ResolvedRecipe,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let mut staged = Vec::new();
+    for (name, pin) in &recipe.sources {
+        if !matches!(pin, SourcePin::File { .. }) {
+            continue;
+        }
+        let hash = locked_content_hash(lock, "file", name)?;
+        staged.push((format!("sources/{name}"), hash.to_string()));
+    }
+    Ok(staged)
 }
 
 /// Where the store's blobs are seen by the step installing `deb` sources.
@@ -695,6 +729,41 @@ mod tests {
                 "pcre2,simd",
                 "--no-default-features"
             ]
+        );
+    }
+
+    #[test]
+    fn profile_settings_become_config_overrides_of_the_chosen_profile() {
+        let mut b = build();
+        // Without settings, the options in the step key are what they were before the key
+        // existed, so existing builds keep their cached steps.
+        let options = serde_json::to_string(&b).unwrap();
+        assert!(!options.contains("profile-settings"), "{options}");
+        b.profile = "dist".into();
+        b.profile_settings = toml::from_str(
+            "lto = \"thin\"\ncodegen-units = 1\npanic = \"abort\"\nincremental = false\n",
+        )
+        .unwrap();
+        let argv = cargo_argv(&b);
+        assert_eq!(
+            argv[4..14],
+            [
+                "--profile",
+                "dist",
+                "--config",
+                "profile.dist.codegen-units=1",
+                "--config",
+                "profile.dist.incremental=false",
+                "--config",
+                "profile.dist.lto=\"thin\"",
+                "--config",
+                "profile.dist.panic=\"abort\"",
+            ]
+        );
+        assert!(
+            serde_json::to_string(&b)
+                .unwrap()
+                .contains("\"profile-settings\"")
         );
     }
 
