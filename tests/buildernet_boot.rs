@@ -131,7 +131,8 @@ fn project() -> tempfile::TempDir {
 
 /// The configuration the hub serves: the sample with every key, with this test's values.
 fn configuration() -> Value {
-    let text = fs_err::read_to_string(repo().join("tests/fixtures/buildernet/config.json")).unwrap();
+    let text =
+        fs_err::read_to_string(repo().join("tests/fixtures/buildernet/config.json")).unwrap();
     let mut c: Value = serde_json::from_str(&text).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     c["instance_name"] = json!("playground-boot-01");
@@ -288,7 +289,8 @@ impl Console {
         loop {
             {
                 let seen = self.seen.lock().unwrap();
-                if let Some(i) = memchr::memmem::find(&seen[from.min(seen.len())..], want.as_bytes())
+                if let Some(i) =
+                    memchr::memmem::find(&seen[from.min(seen.len())..], want.as_bytes())
                 {
                     return Some(from + i);
                 }
@@ -307,7 +309,11 @@ impl Console {
             let from = self.seen.lock().unwrap().len();
             self.send("echo HERMETIC-SHELL-$((40+2))");
             if self
-                .wait_for(from, "HERMETIC-SHELL-42", Instant::now() + Duration::from_secs(15))
+                .wait_for(
+                    from,
+                    "HERMETIC-SHELL-42",
+                    Instant::now() + Duration::from_secs(15),
+                )
                 .is_some()
             {
                 return;
@@ -385,7 +391,10 @@ fn swtpm(dir: &Path) -> (Killed, PathBuf) {
         .expect("swtpm (apt-get install swtpm)");
     let start = Instant::now();
     while !socket.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "swtpm did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "swtpm did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (Killed(child), socket)
@@ -416,7 +425,12 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
             "buildernet-qemu",
         ],
     ] {
-        run(hermetic().arg("-C").arg(p).arg("--store").arg(&store).args(args));
+        run(hermetic()
+            .arg("-C")
+            .arg(p)
+            .arg("--store")
+            .arg(&store)
+            .args(args));
     }
     let efi = p.join("out/buildernet-qemu_latest.efi");
     assert!(efi.is_file(), "hermetic build wrote no {}", efi.display());
@@ -441,37 +455,57 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
     let (_swtpm, tpm_socket) = swtpm(w);
     let console_socket = w.join("console.sock");
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2", "-m", "4096"])
-        .args(["-nodefaults", "-display", "none", "-no-reboot"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=console,path={},server=on,wait=off",
-            console_socket.display()
-        ))
-        .args(["-serial", "chardev:console"])
-        .arg("-drive")
-        .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
-        .arg("-drive")
-        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-        .arg("-drive")
-        .arg(format!("format=raw,file=fat:rw:{}", w.join("esp").display()))
-        .args(["-device", "virtio-scsi-pci,id=scsi0"])
-        .arg("-drive")
-        .arg(format!(
-            "if=none,id=persistent,format=raw,file={}",
-            disk.display()
-        ))
-        .args([
-            "-device",
-            "scsi-hd,drive=persistent,bus=scsi0.0,channel=0,scsi-id=0,lun=10,serial=persistent",
-        ])
-        .args(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"])
-        .arg("-chardev")
-        .arg(format!("socket,id=tpm,path={}", tpm_socket.display()))
-        .args(["-tpmdev", "emulator,id=tpm0,chardev=tpm"])
-        .args(["-device", "tpm-crb,tpmdev=tpm0"])
-        .stdin(Stdio::null());
-    let mut qemu = Killed(qemu.spawn().expect("qemu-system-x86_64 (apt-get install qemu-system-x86)"));
+    qemu.args([
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "4096",
+    ])
+    .args(["-nodefaults", "-display", "none", "-no-reboot"])
+    .arg("-chardev")
+    .arg(format!(
+        "socket,id=console,path={},server=on,wait=off",
+        console_socket.display()
+    ))
+    .args(["-serial", "chardev:console"])
+    .arg("-drive")
+    .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+    .arg("-drive")
+    .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+    .arg("-drive")
+    .arg(format!(
+        "format=raw,file=fat:rw:{}",
+        w.join("esp").display()
+    ))
+    .args(["-device", "virtio-scsi-pci,id=scsi0"])
+    .arg("-drive")
+    .arg(format!(
+        "if=none,id=persistent,format=raw,file={}",
+        disk.display()
+    ))
+    .args([
+        "-device",
+        "scsi-hd,drive=persistent,bus=scsi0.0,channel=0,scsi-id=0,lun=10,serial=persistent",
+    ])
+    .args([
+        "-netdev",
+        "user,id=net0",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    ])
+    .arg("-chardev")
+    .arg(format!("socket,id=tpm,path={}", tpm_socket.display()))
+    .args(["-tpmdev", "emulator,id=tpm0,chardev=tpm"])
+    .args(["-device", "tpm-crb,tpmdev=tpm0"])
+    .stdin(Stdio::null());
+    let mut qemu = Killed(
+        qemu.spawn()
+            .expect("qemu-system-x86_64 (apt-get install qemu-system-x86)"),
+    );
     let boot_start = Instant::now();
     let deadline = boot_start + GUEST_TIMEOUT;
     let serial_log = std::env::temp_dir().join("buildernet-boot-serial.log");
@@ -485,7 +519,10 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
     c.run("dmesg -n 1; stty -echo cols 250", deadline);
     // The boot is over (failed units make it "degraded": the upstream programs are absent).
     c.run("timeout 400 systemctl is-system-running --wait", deadline);
-    eprintln!("boot finished after {:.0} s", boot_start.elapsed().as_secs_f64());
+    eprintln!(
+        "boot finished after {:.0} s",
+        boot_start.elapsed().as_secs_f64()
+    );
 
     // render-config: fetched from the hub, every file rendered.
     let units = c.run(
@@ -504,7 +541,11 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
         .into_iter()
         .filter(|r| r.contains(CONFIG_PATH))
         .collect();
-    assert!(!asked.is_empty(), "the guest never asked the hub: {:?}", hub.requests());
+    assert!(
+        !asked.is_empty(),
+        "the guest never asked the hub: {:?}",
+        hub.requests()
+    );
     let modes = c.run(
         "stat -c '%a %U %n' /etc/hostname /etc/disk-encryption-key /etc/gh_token.env \
          /etc/flowproxy/filter-rules.toml /etc/flowproxy/api-keys.toml /etc/acme-le/acme-le.env \
@@ -525,7 +566,9 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
         ("755", "/usr/local/bin/playground-config-fetch"),
     ] {
         assert!(
-            modes.lines().any(|l| l.trim() == format!("{mode} root {path}")),
+            modes
+                .lines()
+                .any(|l| l.trim() == format!("{mode} root {path}")),
             "{path} is not {mode}, root's:\n{modes}"
         );
     }
@@ -546,7 +589,10 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
     assert_eq!(token.trim(), r"GH_TOKEN=ghp_line\\nbreak", "safe mode");
     let rules = c.run("cat /etc/flowproxy/filter-rules.toml", deadline);
     assert_eq!(rules.trim(), r"# ghp_line\nbreak", "unsafe mode");
-    let vector = c.run("grep -c playground-boot-01 /etc/vector/vector.yaml", deadline);
+    let vector = c.run(
+        "grep -c playground-boot-01 /etc/vector/vector.yaml",
+        deadline,
+    );
     assert_ne!(vector.trim(), "0", "vector.yaml names the instance");
 
     // The persistent disk: LUKS2 on the disk of serial `persistent`, ext4 mounted.
@@ -593,8 +639,10 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
     // sshd on 40192 (devtools), the masked units.
     let ss = c.run("ss -Hltn", deadline);
     assert!(
-        ss.lines()
-            .any(|l| l.split_whitespace().nth(3).is_some_and(|a| a.ends_with(":40192"))),
+        ss.lines().any(|l| l
+            .split_whitespace()
+            .nth(3)
+            .is_some_and(|a| a.ends_with(":40192"))),
         "nothing listens on 40192:\n{ss}"
     );
     let masked = [
