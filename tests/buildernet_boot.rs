@@ -551,7 +551,7 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
         hub.requests()
     );
     let modes = c.run(
-        "stat -c '%a %U %n' /etc/hostname /etc/disk-encryption-key /etc/gh_token.env \
+        "stat -c '%a %n' /etc/hostname /etc/disk-encryption-key /etc/gh_token.env \
          /etc/flowproxy/filter-rules.toml /etc/flowproxy/api-keys.toml /etc/acme-le/acme-le.env \
          /etc/vector/vector.yaml /etc/haproxy/haproxy.cfg /etc/rbuilder-rebalancer/config.toml \
          /usr/local/bin/playground-config-fetch",
@@ -570,10 +570,8 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
         ("755", "/usr/local/bin/playground-config-fetch"),
     ] {
         assert!(
-            modes
-                .lines()
-                .any(|l| l.trim() == format!("{mode} root {path}")),
-            "{path} is not {mode}, root's:\n{modes}"
+            modes.lines().any(|l| l.trim() == format!("{mode} {path}")),
+            "{path} is not {mode}:\n{modes}"
         );
     }
     let hostname = c.run("cat /etc/hostname; hostname", deadline);
