@@ -352,25 +352,6 @@ impl Console {
     }
 }
 
-/// `hermetic measure --json --bank sha256` of `efi`: PCR 4, 9 and 11.
-fn predicted(efi: &Path) -> Vec<(u32, String)> {
-    let out = run(hermetic()
-        .arg("measure")
-        .arg(efi)
-        .args(["--json", "--bank", "sha256"]));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    [4, 9, 11]
-        .into_iter()
-        .map(|pcr| {
-            let hex = v["measurements"][pcr.to_string()]["expected"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no PCR {pcr} in {v}"))
-                .to_ascii_lowercase();
-            (pcr, hex)
-        })
-        .collect()
-}
-
 /// Starts swtpm on a fresh state in `dir`; returns it and its control socket.
 fn swtpm(dir: &Path) -> (Killed, PathBuf) {
     let state = dir.join("tpm");
@@ -435,7 +416,7 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
     let efi = p.join("out/buildernet-qemu_latest.efi");
     assert!(efi.is_file(), "hermetic build wrote no {}", efi.display());
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
-    let want_pcrs = predicted(&efi);
+    let want_pcrs = project::predicted_pcrs(&efi, "sha256", false);
 
     let hub = Hub::start(configuration());
     let work = tempfile::tempdir().unwrap();
@@ -675,7 +656,8 @@ fn the_playground_image_renders_its_hub_configuration_and_opens_its_luks_disk() 
             .unwrap_or_else(|| panic!("no PCR {pcr} in {pcrs}"))
             .to_ascii_lowercase();
         assert_eq!(
-            &seen, value,
+            &seen,
+            &value.to_ascii_lowercase(),
             "PCR {pcr} (sha256): the TPM says {seen}, hermetic measure predicts {value}"
         );
     }
