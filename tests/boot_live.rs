@@ -240,26 +240,6 @@ fn replay(events: &[Event], pcr: u32, alg: u16) -> String {
     hex::encode(reg)
 }
 
-/// `hermetic measure --json` of `efi`: PCR -> expected hex, in `bank`.
-fn predicted(efi: &Path, bank: &str, secure_boot: bool) -> BTreeMap<u32, String> {
-    let mut cmd = hermetic();
-    cmd.arg("measure").arg(efi).args(["--json", "--bank", bank]);
-    if secure_boot {
-        cmd.arg("--secure-boot");
-    }
-    let v: Value = serde_json::from_slice(&run(&mut cmd).stdout).unwrap();
-    [4, 9, 11]
-        .into_iter()
-        .map(|pcr| {
-            let hex = v["measurements"][pcr.to_string()]["expected"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no PCR {pcr} in {v}"))
-                .to_string();
-            (pcr, hex)
-        })
-        .collect()
-}
-
 /// `systemd-measure calculate` of the sections of `efi` (as objcopy extracts them): PCR 11 in
 /// both banks, by bank name.
 fn systemd_measure_pcr11(efi: &Path, dir: &Path) -> BTreeMap<String, String> {
@@ -385,7 +365,7 @@ fn booted_pcrs_equal_the_prediction_with_secure_boot_off_and_on() {
         }
         let events = parse_event_log(&report.event_log);
         for (bank, alg) in [("sha256", TPM_ALG_SHA256), ("sha384", TPM_ALG_SHA384)] {
-            let want = predicted(&booted, bank, secure_boot);
+            let want = project::predicted_pcrs(&booted, bank, secure_boot);
             for (pcr, value) in &want {
                 let seen = &report.pcrs[&(bank.to_string(), *pcr)];
                 assert_eq!(

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -136,4 +137,25 @@ pub fn tar_member(tar: &Path, member: &str) -> Vec<u8> {
 /// Whether `haystack` holds the bytes of `needle`.
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     memchr::memmem::find(haystack, needle.as_bytes()).is_some()
+}
+
+/// `hermetic measure --json --bank BANK` of `efi` (with `--secure-boot` if asked): PCR 4, 9
+/// and 11 -> expected hex, as printed.
+pub fn predicted_pcrs(efi: &Path, bank: &str, secure_boot: bool) -> BTreeMap<u32, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hermetic"));
+    cmd.arg("measure").arg(efi).args(["--json", "--bank", bank]);
+    if secure_boot {
+        cmd.arg("--secure-boot");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&run(&mut cmd).stdout).unwrap();
+    [4, 9, 11]
+        .into_iter()
+        .map(|pcr| {
+            let hex = v["measurements"][pcr.to_string()]["expected"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no PCR {pcr} in {v}"))
+                .to_string();
+            (pcr, hex)
+        })
+        .collect()
 }
