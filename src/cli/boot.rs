@@ -120,15 +120,22 @@ fn build_target(
             .or_else(|| has("raw"))
             .or(efi)
     };
-    chosen.with_context(|| {
-        format!(
-            "image `{target}` has no bootable output{}\nhint: give its recipe a bootable format (`uki`, `qemu`, `azure`, `gcp`) and a kernel package",
-            if args.secure_boot {
-                " (Secure Boot needs its .efi)"
-            } else {
-                ""
-            }
-        )
+    chosen.ok_or_else(|| {
+        crate::error::Hinted {
+            message: format!(
+                "image `{target}` has no bootable output{}",
+                if args.secure_boot {
+                    " (Secure Boot needs its .efi)"
+                } else {
+                    ""
+                }
+            ),
+            hint: "give its recipe a bootable format (`uki`, `qemu`, `azure`, `gcp`) and a \
+                   kernel package"
+                .into(),
+            subject: crate::error::Subject::package(target),
+        }
+        .into()
     })
 }
 
