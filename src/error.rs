@@ -174,16 +174,15 @@ impl ErrorReport {
     }
 
     /// The report of a command line clap could not parse (exit code 2). Its message is the
-    /// first line of clap's, its hints clap's `tip:` lines.
+    /// first paragraph of clap's, its hints clap's `tip:` lines.
     pub fn usage(err: &clap::Error) -> ErrorReport {
         let text = err.render().to_string();
-        let mut lines = text.lines().map(str::trim);
-        let message = lines
-            .next()
-            .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
-            .unwrap_or_default();
-        let hints = lines
-            .filter_map(|l| l.strip_prefix("tip: "))
+        let mut paragraphs = text.split("\n\n");
+        let first = paragraphs.next().unwrap_or_default().trim_end();
+        let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        let hints = paragraphs
+            .flat_map(str::lines)
+            .filter_map(|l| l.trim().strip_prefix("tip: "))
             .map(str::to_string)
             .collect();
         ErrorReport {
