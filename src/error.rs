@@ -88,6 +88,7 @@ fn diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dy
         crate::recipe::RecipeError,
         crate::lockfile::LockfileError,
         crate::build::BuildError,
+        crate::build::pipeline::PipelineError,
         crate::lock::LockError,
         crate::fetch::FetchError,
         crate::http::HttpError,

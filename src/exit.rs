@@ -67,6 +67,11 @@ impl From<Exit> for ExitCode {
 /// of causes, else [`Exit::Failure`].
 pub fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
+        // A transparent wrapper's own error is not in the chain of its own.
+        let cause = match cause.downcast_ref::<crate::build::pipeline::PipelineError>() {
+            Some(p) => p.inner(),
+            None => cause,
+        };
         if let Some(e) = cause.downcast_ref::<crate::fetch::FetchError>() {
             match e {
                 crate::fetch::FetchError::Missing { .. } => return Exit::Network,
@@ -100,7 +105,11 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<crate::http::HttpError>().is_some() {
             return Exit::Network;
         }
-        if cause.downcast_ref::<sandbox::SetupFailure>().is_some() {
+        if cause.downcast_ref::<sandbox::SetupFailure>().is_some()
+            || cause
+                .downcast_ref::<sandbox::doctor::PreflightError>()
+                .is_some()
+        {
             return Exit::Sandbox;
         }
     }

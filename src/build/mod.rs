@@ -25,6 +25,7 @@ pub mod exec;
 pub mod go;
 pub mod outputs;
 pub mod overlay;
+pub mod pipeline;
 pub mod plan;
 pub mod program;
 pub mod rootfs;

@@ -90,19 +90,22 @@ fn build_target(
     args: &Args,
     out_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
-    sandbox::preflight(sandbox::IdMapping::Subordinate)
-        .context("the build sandbox cannot run on this machine")?;
-    let graph = crate::build::plan(&project, &lock, &[target.to_string()], &args.profiles)?;
-    let opts = BuildOptions {
-        output_dir: out_dir.to_path_buf(),
-        keep_failed: false,
-        rebuild: false,
-        report: ctx.reporter(),
-        jobs: None,
+    let targets = [target.to_string()];
+    let request = crate::build::pipeline::Request {
+        targets: &targets,
+        profiles: &args.profiles,
+        offline: false,
+        mirrors: &[],
+        options: BuildOptions {
+            output_dir: out_dir.to_path_buf(),
+            keep_failed: false,
+            rebuild: false,
+            report: ctx.reporter(),
+            jobs: None,
+        },
     };
-    let report = crate::build::build(&store, &graph, &opts)?;
+    let report = crate::build::pipeline::build_targets(&store, &project, &lock, &request)?.report;
     let has = |ext: &str| {
         report
             .outputs

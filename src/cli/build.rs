@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::Context;
-use crate::build::{BuildOptions, StepState};
+use crate::build::BuildOptions;
 
 /// Arguments of `hermetic build`.
 #[derive(Debug, clap::Args)]
@@ -69,89 +67,34 @@ pub struct Args {
 }
 
 /// A finished `hermetic build`.
-pub(crate) struct Built {
-    pub report: crate::build::BuildReport,
-    pub output_dir: PathBuf,
-    /// `--rebuild` found a step whose new output differs.
-    pub differs: bool,
-    /// The release files (provenance, SBOM, manifest) with their SHA-256.
-    pub release: Vec<(PathBuf, String)>,
-}
+pub(crate) type Built = crate::build::pipeline::Built;
 
 /// Builds the targets exactly as `hermetic build` does (`hermetic verify` builds through
 /// this too) and writes the release files next to the outputs.
 pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
-    // Whatever hermetic itself creates in a tree must not depend on the caller's umask
-    // (Debian's default is 002, Ubuntu's 022); the sandbox fixes it for the steps.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
-    sandbox::preflight(sandbox::IdMapping::Subordinate)
-        .context("the build sandbox cannot run on this machine")?;
-    let graph = crate::build::plan(&project, &lock, &args.targets, &args.profiles)?;
     if !args.offline {
         super::cache::activate(ctx, &project, &args.cache)?;
     }
-    fetch_first(ctx, &project, &lock, &store, args.offline, &args.mirrors)?;
-    // The sources and crates of `[[cargo]]` builds, the same way.
-    crate::build::program::fetch_inputs(&store, &graph, &lock, args.offline)?;
-    let opts = BuildOptions {
-        output_dir: args
-            .output
-            .clone()
-            .unwrap_or_else(|| ctx.project.join("out")),
-        keep_failed: args.keep_failed,
-        rebuild: args.rebuild,
-        report: ctx.reporter(),
-        jobs: args.jobs,
-    };
-    let report = crate::build::build(&store, &graph, &opts)?;
-    let differs = report
-        .steps
-        .iter()
-        .any(|s| matches!(s.state, StepState::Differs(_)));
-    let release = crate::release::write_release_files(
-        &crate::release::ReleaseInputs {
-            store: &store,
-            graph: &graph,
-            lock: &lock,
-            lock_sha256: crate::verify::sha256_file(&crate::lockfile::Lockfile::path_in(
-                &ctx.project,
-            ))?,
-            profiles: &args.profiles,
-            git: crate::release::git_revision(&ctx.project),
-            source_date_epoch: graph.source_date_epoch,
+    let request = crate::build::pipeline::Request {
+        targets: &args.targets,
+        profiles: &args.profiles,
+        offline: args.offline,
+        mirrors: &args.mirrors,
+        options: BuildOptions {
+            output_dir: args
+                .output
+                .clone()
+                .unwrap_or_else(|| ctx.project.join("out")),
+            keep_failed: args.keep_failed,
+            rebuild: args.rebuild,
+            report: ctx.reporter(),
+            jobs: args.jobs,
         },
-        &opts.output_dir,
-    )?;
-    Ok(Built {
-        report,
-        output_dir: opts.output_dir,
-        differs,
-        release,
-    })
-}
-
-/// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when
-/// everything is there), unless `offline` forbids the network.
-pub(crate) fn fetch_first(
-    ctx: &Context,
-    project: &crate::recipe::Project,
-    lock: &crate::lockfile::Lockfile,
-    store: &crate::store::Store,
-    offline: bool,
-    mirrors: &[String],
-) -> anyhow::Result<()> {
-    let make =
-        || crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot);
-    let fetch_opts = crate::fetch::FetchOptions {
-        offline,
-        report: ctx.reporter(),
     };
-    let fetched = crate::fetch::fetch(store, lock, &fetch_opts, &make)?;
-    if fetched.fetched > 0 {
-        fetch_opts.report.line(fetched);
-    }
-    Ok(())
+    Ok(crate::build::pipeline::build_targets(
+        &store, &project, &lock, &request,
+    )?)
 }
 
 /// Runs `hermetic build`.
