@@ -307,6 +307,16 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
     Ok(out)
 }
 
+/// Where the project's recipes and its `pins.lock` disagree, one line each (empty: the lock
+/// is up to date; a missing lock is one problem). Needs no network.
+pub fn check_project(project: &Project) -> Result<Vec<String>, LockError> {
+    let path = Lockfile::path_in(&project.root);
+    Ok(match Lockfile::read(&path)? {
+        None => vec![format!("{} does not exist", path.display())],
+        Some(lock) => check(project, &lock)?,
+    })
+}
+
 /// Where the recipes and the lock disagree, one line each (empty: the lock is up to date).
 /// Needs no network.
 pub fn check(
