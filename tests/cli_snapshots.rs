@@ -15,7 +15,7 @@ use std::process::Command;
 
 use clap::CommandFactory as _;
 
-use support::{TestArchive, TestKey, TestProject, TestServer, standard_suites};
+use support::ServedProject;
 
 const BASE: &str = "packages = [\"app\"]\n";
 
@@ -126,14 +126,7 @@ fn mistakes_outside_a_project() {
 
 #[test]
 fn mistakes_in_a_project() {
-    let key = TestKey::generate("archive");
-    let archive = TestArchive::build(&standard_suites(), &key);
-    let server = TestServer::start(archive.root.path());
-    let p = TestProject::new(
-        &[("base", BASE), ("gcp", "parent = \"base\"\n")],
-        &server,
-        &key.keyring,
-    );
+    let p = ServedProject::new(&[("base", BASE), ("gcp", "parent = \"base\"\n")]);
     let dirs = [(p.dir.path(), "[PROJECT]"), (p.store.path(), "[STORE]")];
     let run = |args: &[&str]| outcome(p.command(args).env("COLUMNS", "100"), &dirs);
     redacted(|| {
