@@ -29,6 +29,15 @@ pub trait Diagnostic: std::error::Error {
     }
 }
 
+impl<T: Diagnostic> Diagnostic for Box<T> {
+    fn hints(&self) -> Vec<String> {
+        (**self).hints()
+    }
+    fn subject(&self) -> Subject {
+        (**self).subject()
+    }
+}
+
 /// The file, URL and package an error names (each where it names one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Subject {
@@ -90,6 +99,9 @@ fn diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dy
         crate::build::BuildError,
         crate::build::pipeline::PipelineError,
         crate::lock::LockError,
+        crate::debian::ResolveError,
+        // A boxed `#[source]` is the box in the chain.
+        Box<crate::debian::ResolveError>,
         crate::fetch::FetchError,
         crate::http::HttpError,
         crate::http::LimitsError,
@@ -286,5 +298,27 @@ mod tests {
         assert_eq!(v["error"]["kind"], "failure");
         assert_eq!(v["error"]["exit_code"], 1);
         assert!(v["error"]["hints"][0].as_str().unwrap().contains("-C DIR"));
+    }
+
+    #[test]
+    fn a_boxed_source_gives_its_hint_too() {
+        let resolve = crate::debian::ResolveError::VirtualPackage {
+            name: "mta".into(),
+            providers: "a, b".into(),
+        };
+        let err = anyhow::Error::new(crate::lock::LockError::Resolve {
+            recipe: "base".into(),
+            closure: "packages",
+            source: Box::new(resolve),
+        });
+        let report = ErrorReport::new(&err);
+        assert_eq!(report.message, "cannot resolve recipe `base` (packages)");
+        assert_eq!(
+            report.causes,
+            ["package 'mta' is virtual, provided by: a, b"]
+        );
+        assert_eq!(report.hints, ["request one of the providers by name"]);
+        // The outermost error naming a package wins.
+        assert_eq!(report.subject, Subject::package("base"));
     }
 }
