@@ -189,6 +189,19 @@ impl ErrorReport {
     /// The report of a command line clap could not parse (exit code 2). Its message is the
     /// first paragraph of clap's, its hints clap's `tip:` lines.
     pub fn usage(err: &clap::Error) -> ErrorReport {
+        if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            // clap's "message" is then the command's help.
+            return ErrorReport {
+                message: "a subcommand or an argument is missing".into(),
+                causes: Vec::new(),
+                kind: Exit::Usage.name(),
+                exit_code: Exit::Usage.code(),
+                subject: Subject::default(),
+                hints: vec![
+                    "the command's help, printed on standard error, lists what it takes".into(),
+                ],
+            };
+        }
         let text = err.render().to_string();
         let mut paragraphs = text.split("\n\n");
         let first = paragraphs.next().unwrap_or_default().trim_end();

@@ -119,6 +119,12 @@ fn mistakes_outside_a_project() {
     );
     insta::assert_snapshot!("unknown_command", run(&["biuld"]));
     insta::assert_snapshot!("missing_argument_json", run(&["--json", "why"]));
+    let out = hermetic(&["--json", "cache"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(
+        "missing_subcommand_json",
+        String::from_utf8(out.stdout).unwrap()
+    );
     // Help asked for is not an error, --json or not.
     let help = run(&["--json", "why", "--help"]);
     assert!(help.starts_with("exit: 0\n--- stdout\n"), "{help}");
