@@ -1,19 +1,20 @@
 //! The exit codes of `hermetic`: one per kind of outcome a script may want to tell apart.
 //!
-//! | code | meaning |
-//! |---|---|
-//! | 0 | success |
-//! | 1 | any other failure (a step failed, an I/O error, a bad recipe, …) |
-//! | 2 | the command line is wrong (unknown option, missing argument) |
-//! | 3 | `pins.lock` is missing or does not match the recipes |
-//! | 4 | built fine, but not bit-identical (`build --rebuild` differs) |
-//! | 5 | the network failed: a pin or an index could not be downloaded |
-//! | 6 | the store lacks pinned files (`fetch --offline`, `build --offline`), or holds damaged ones (`cache verify`) |
-//! | 7 | this machine cannot run the sandbox (`doctor` failed, or setting it up failed) |
-//! | 8 | `verify`: a published signature does not verify against `--pubkey` |
-//! | 124 | `boot` timed out (the code of timeout(1)) |
+//! | code | kind | meaning |
+//! |---|---|---|
+//! | 0 | `success` | success |
+//! | 1 | `failure` | any other failure (a step failed, an I/O error, a bad recipe, …) |
+//! | 2 | `usage` | the command line is wrong (unknown option, missing argument) |
+//! | 3 | `lock-stale` | `pins.lock` is missing or does not match the recipes |
+//! | 4 | `not-reproducible` | built fine, but not bit-identical (`build --rebuild` differs) |
+//! | 5 | `network` | the network failed: a pin or an index could not be downloaded |
+//! | 6 | `store` | the store lacks pinned files (`fetch --offline`, `build --offline`), or holds damaged ones (`cache verify`) |
+//! | 7 | `sandbox` | this machine cannot run the sandbox (`doctor` failed, or setting it up failed) |
+//! | 8 | `bad-signature` | `verify`: a published signature does not verify against `--pubkey` |
+//! | 124 | `timeout` | `boot` timed out (the code of timeout(1)) |
 //!
-//! Codes 0–2 follow the usual convention; the others are hermetic's own and stay stable.
+//! Codes 0–2 follow the usual convention; the others are hermetic's own and stay stable. The
+//! kind is the name a `--json` error document gives the outcome ([`Exit::name`]).
 
 use std::process::ExitCode;
 
@@ -38,6 +39,22 @@ impl Exit {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The name of the outcome, as `--json` error documents give it (`kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Failure => "failure",
+            Exit::Usage => "usage",
+            Exit::LockStale => "lock-stale",
+            Exit::NotReproducible => "not-reproducible",
+            Exit::Network => "network",
+            Exit::Store => "store",
+            Exit::Sandbox => "sandbox",
+            Exit::BadSignature => "bad-signature",
+            Exit::Timeout => "timeout",
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -50,6 +67,11 @@ impl From<Exit> for ExitCode {
 /// of causes, else [`Exit::Failure`].
 pub fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
+        // A transparent wrapper's own error is not in the chain of its own.
+        let cause = match cause.downcast_ref::<crate::build::pipeline::PipelineError>() {
+            Some(p) => p.inner(),
+            None => cause,
+        };
         if let Some(e) = cause.downcast_ref::<crate::fetch::FetchError>() {
             match e {
                 crate::fetch::FetchError::Missing { .. } => return Exit::Network,
@@ -83,7 +105,11 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<crate::http::HttpError>().is_some() {
             return Exit::Network;
         }
-        if cause.downcast_ref::<sandbox::SetupFailure>().is_some() {
+        if cause.downcast_ref::<sandbox::SetupFailure>().is_some()
+            || cause
+                .downcast_ref::<sandbox::doctor::PreflightError>()
+                .is_some()
+        {
             return Exit::Sandbox;
         }
     }
@@ -110,6 +136,8 @@ mod tests {
         ];
         let codes: std::collections::BTreeSet<u8> = all.iter().map(|e| e.code()).collect();
         assert_eq!(codes.len(), all.len());
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|e| e.name()).collect();
+        assert_eq!(names.len(), all.len());
     }
 
     #[test]

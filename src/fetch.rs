@@ -61,9 +61,9 @@ pub struct MissingPin {
 /// Errors of `hermetic fetch`.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{} pin(s) could not be downloaded from any source:\n{}\nhint: {}{}", .missing.len(), format_missing(.missing), missing_hint(.missing), slow_hint(.missing))]
+    #[error("{} pin(s) could not be downloaded from any source:\n{}", .missing.len(), format_missing(.missing))]
     Missing { missing: Vec<MissingPin> },
-    #[error("--offline: {} pin(s) are not in the store {}:\n{}\nhint: run `hermetic fetch` without --offline where the network is reachable, or name a local copy of the archive (offline media) with --mirror DIR", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
+    #[error("--offline: {} pin(s) are not in the store {}:\n{}", .missing.len(), .store.display(), .missing.iter().map(|m| format!("  {} (sha256 {})", m.what, m.sha256)).collect::<Vec<_>>().join("\n"))]
     Offline {
         store: PathBuf,
         missing: Vec<MissingPin>,
@@ -74,6 +74,39 @@ pub enum FetchError {
     Limits(#[from] crate::http::LimitsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl crate::error::Diagnostic for FetchError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            FetchError::Missing { missing } => std::iter::once(missing_hint(missing))
+                .chain(slow_hint(missing).map(str::to_string))
+                .collect(),
+            FetchError::Offline { .. } => vec![
+                "run `hermetic fetch` without --offline where the network is reachable, or name \
+                 a local copy of the archive (offline media) with --mirror DIR"
+                    .into(),
+            ],
+            FetchError::Limits(e) => e.hints(),
+            // The others still say their hint in their message, if they have one.
+            FetchError::Mirrors(_) | FetchError::Store(_) => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        match self {
+            FetchError::Missing { missing } if missing.len() == 1 => {
+                crate::error::Subject::package(&missing[0].what)
+            }
+            FetchError::Offline { store, missing } => crate::error::Subject {
+                file: Some(store.clone()),
+                package: (missing.len() == 1).then(|| missing[0].what.clone()),
+                url: None,
+            },
+            FetchError::Limits(e) => e.subject(),
+            _ => crate::error::Subject::default(),
+        }
+    }
 }
 
 /// Whether an attempt got an answer saying the file is not there.
@@ -120,17 +153,15 @@ fn missing_hint(missing: &[MissingPin]) -> String {
 }
 
 /// A second hint when a source stalled or did not answer in time.
-fn slow_hint(missing: &[MissingPin]) -> &'static str {
+fn slow_hint(missing: &[MissingPin]) -> Option<&'static str> {
     let slow = missing.iter().flat_map(|m| &m.tried).any(|a| {
         a.error.starts_with("stalled")
             || a.error.starts_with("too slow")
             || a.error.starts_with("no response within")
     });
-    if slow {
-        "\nhint: a source stalled or did not answer in time; on a slow link, lower HERMETIC_FETCH_MIN_RATE or raise HERMETIC_FETCH_RESPONSE_TIMEOUT (docs/pins.md)"
-    } else {
-        ""
-    }
+    slow.then_some(
+        "a source stalled or did not answer in time; on a slow link, lower HERMETIC_FETCH_MIN_RATE or raise HERMETIC_FETCH_RESPONSE_TIMEOUT (docs/pins.md)",
+    )
 }
 
 fn format_missing(missing: &[MissingPin]) -> String {

@@ -63,9 +63,7 @@ impl Default for Limits {
 /// A malformed limit in the environment.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitsError {
-    #[error(
-        "{var}={value:?} is not {expected}\nhint: unset {var} for the default ({default}), see docs/pins.md"
-    )]
+    #[error("{var}={value:?} is not {expected}")]
     Invalid {
         var: &'static str,
         value: String,
@@ -168,6 +166,29 @@ fn format_duration(d: Duration) -> String {
 }
 
 /// Errors of one HTTP request. Each names the URL.
+impl crate::error::Diagnostic for LimitsError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            LimitsError::Invalid { var, default, .. } => vec![format!(
+                "unset {var} for the default ({default}), see docs/pins.md"
+            )],
+        }
+    }
+}
+
+impl crate::error::Diagnostic for HttpError {
+    fn subject(&self) -> crate::error::Subject {
+        match self {
+            HttpError::Status { url, .. }
+            | HttpError::Unreachable { url, .. }
+            | HttpError::NoResponse { url, .. }
+            | HttpError::Request { url, .. }
+            | HttpError::Body { url, .. } => crate::error::Subject::url(url),
+            HttpError::Stalled(s) => crate::error::Subject::url(&s.url),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("{url}: HTTP status {status}")]
@@ -834,13 +855,11 @@ mod tests {
             ("HERMETIC_FETCH_RESPONSE_TIMEOUT", "-1"),
             ("HERMETIC_FETCH_CONNECT_TIMEOUT", "2 days"),
         ] {
-            let err = Limits::from_vars(|n: &str| (n == k).then(|| v.to_string()))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(k) && err.contains(v) && err.contains("hint: unset"),
-                "{err}"
-            );
+            let err = Limits::from_vars(|n: &str| (n == k).then(|| v.to_string())).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(k) && text.contains(v), "{text}");
+            let hints = crate::error::Diagnostic::hints(&err);
+            assert!(hints[0].starts_with(&format!("unset {k}")), "{hints:?}");
         }
         assert_eq!(parse_rate("1M"), Some(1 << 20));
         assert_eq!(parse_rate("8k/s"), Some(8192));

@@ -7,7 +7,8 @@
 //! - [`http`], [`mirrors`], [`candidates`]: the pooled HTTP client, where files can come from,
 //!   and the URLs each pin is tried from.
 //! - [`lockfile`], [`lock`]: the `pins.lock` format and how recipes are resolved into it.
-//! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins.
+//! - [`store`], [`fetch`]: the content-addressed store and filling it from the pins; [`gc`]:
+//!   what of the store a project no longer needs.
 //! - [`hash`]: SHA-256 digests as text, of bytes, streams and files.
 //! - [`sources`]: upstream sources pinned by content (files, git trees, foreign `.deb`s).
 //! - [`deb`]: reading and safely extracting `.deb` files.
@@ -45,6 +46,7 @@ pub mod diff;
 pub mod error;
 pub mod exit;
 pub mod fetch;
+pub mod gc;
 pub mod hash;
 pub mod http;
 pub mod image;

@@ -76,9 +76,7 @@ pub enum LockError {
         #[source]
         source: Box<ResolveError>,
     },
-    #[error(
-        "{count} requested package(s) are not in {suites} ({arch}):\n{list}\nhint: check the spelling in the recipes; `apt-cache policy NAME` on a {release} machine shows where a package is"
-    )]
+    #[error("{count} requested package(s) are not in {suites} ({arch}):\n{list}")]
     UnknownPackages {
         count: usize,
         suites: String,
@@ -100,7 +98,7 @@ pub enum LockError {
         source: Box<ResolveError>,
     },
     #[error(
-        "{snapshot_name} did not serve suite `{suite}` ({reason}); the next source, {used}, serves its state of today, not snapshot {snapshot}\nhint: run again where {snapshot_name} is reachable, name a mirror with --mirror URL, or accept the mirror's state with `hermetic lock --allow-mirror-state` (the lock then records it as such)"
+        "{snapshot_name} did not serve suite `{suite}` ({reason}); the next source, {used}, serves its state of today, not snapshot {snapshot}"
     )]
     SnapshotUnreachable {
         suite: String,
@@ -110,7 +108,7 @@ pub enum LockError {
         used: String,
     },
     #[error(
-        "[[archive.snapshot-package]] `{name} {version}`: suite `{suite}` of snapshot {snapshot} ({url}) does not list it\nhint: check the version and the timestamp in hermetic.toml (snapshot.debian.org lists each package's versions under /binary/<name>/)"
+        "[[archive.snapshot-package]] `{name} {version}`: suite `{suite}` of snapshot {snapshot} ({url}) does not list it"
     )]
     SnapshotPackageMissing {
         name: String,
@@ -120,15 +118,13 @@ pub enum LockError {
         url: String,
     },
     #[error(
-        "[[archive.snapshot-package]] `{name}` is taken from snapshot {snapshot}, but HERMETIC_SNAPSHOT_URL is empty: no source serves old archive states\nhint: unset HERMETIC_SNAPSHOT_URL, or point it at a copy of snapshot.debian.org"
+        "[[archive.snapshot-package]] `{name}` is taken from snapshot {snapshot}, but HERMETIC_SNAPSHOT_URL is empty: no source serves old archive states"
     )]
     NoSnapshotSource { name: String, snapshot: String },
-    #[error(
-        "`hermetic lock --update {package}`: no pin of pins.lock is named `{package}`\nhint: name a pinned package (`hermetic why {package}` lists what pulls a pinned one), or run `hermetic lock --update` to move every pin"
-    )]
+    #[error("`hermetic lock --update {package}`: no pin of pins.lock is named `{package}`")]
     NotLocked { package: String },
     #[error(
-        "cannot read the relations of pinned package `{package} {version}` from {path}: {message}\nhint: run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again"
+        "cannot read the relations of pinned package `{package} {version}` from {path}: {message}"
     )]
     PinRelations {
         package: String,
@@ -136,6 +132,59 @@ pub enum LockError {
         path: PathBuf,
         message: String,
     },
+}
+
+impl crate::error::Diagnostic for LockError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            LockError::Project(e) => e.hints(),
+            LockError::Lockfile(e) => e.hints(),
+            LockError::UnknownPackages { release, .. } => vec![format!(
+                "check the spelling in the recipes; `apt-cache policy NAME` on a {release} machine shows where a package is"
+            )],
+            LockError::SnapshotUnreachable { snapshot_name, .. } => vec![format!(
+                "run again where {snapshot_name} is reachable, name a mirror with --mirror URL, or accept the mirror's state with `hermetic lock --allow-mirror-state` (the lock then records it as such)"
+            )],
+            LockError::SnapshotPackageMissing { .. } => vec![
+                "check the version and the timestamp in hermetic.toml (snapshot.debian.org lists each package's versions under /binary/<name>/)".into(),
+            ],
+            LockError::NoSnapshotSource { .. } => vec![
+                "unset HERMETIC_SNAPSHOT_URL, or point it at a copy of snapshot.debian.org".into(),
+            ],
+            LockError::NotLocked { package } => vec![format!(
+                "name a pinned package (`hermetic why {package}` lists what pulls a pinned one), or run `hermetic lock --update` to move every pin"
+            )],
+            LockError::PinRelations { .. } => vec![
+                "run `hermetic cache verify`, then `hermetic fetch` and `hermetic lock` again".into(),
+            ],
+            // The others still say their hint in their message, if they have one.
+            _ => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        use crate::error::Subject;
+        match self {
+            LockError::Project(e) => e.subject(),
+            LockError::Lockfile(e) => e.subject(),
+            LockError::Resolve { recipe, .. } | LockError::SourcePackage { recipe, .. } => {
+                Subject::package(recipe)
+            }
+            LockError::SnapshotPackageMissing { name, url, .. } => Subject {
+                package: Some(name.clone()),
+                url: Some(url.clone()),
+                file: None,
+            },
+            LockError::NoSnapshotSource { name, .. } => Subject::package(name),
+            LockError::NotLocked { package } => Subject::package(package),
+            LockError::PinRelations { package, path, .. } => Subject {
+                package: Some(package.clone()),
+                file: Some(path.clone()),
+                url: None,
+            },
+            _ => Subject::default(),
+        }
+    }
 }
 
 /// The closures of a recipe.
@@ -256,6 +305,16 @@ pub fn requests(project: &Project) -> Result<Vec<LockedRecipe>, crate::recipe::R
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Where the project's recipes and its `pins.lock` disagree, one line each (empty: the lock
+/// is up to date; a missing lock is one problem). Needs no network.
+pub fn check_project(project: &Project) -> Result<Vec<String>, LockError> {
+    let path = Lockfile::path_in(&project.root);
+    Ok(match Lockfile::read(&path)? {
+        None => vec![format!("{} does not exist", path.display())],
+        Some(lock) => check(project, &lock)?,
+    })
 }
 
 /// Where the recipes and the lock disagree, one line each (empty: the lock is up to date).

@@ -52,26 +52,47 @@ pub enum LockfileError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}: {message}\nhint: pins.lock is written by `hermetic lock`; run `hermetic lock --update` to regenerate it"
-    )]
+    #[error("{path}: {message}")]
     Malformed { path: PathBuf, message: String },
-    #[error(
-        "{path}:{line}: {message}\nhint: pins.lock is written by `hermetic lock`; run `hermetic lock --update` to regenerate it"
-    )]
+    #[error("{path}:{line}: {message}")]
     Invalid {
         path: PathBuf,
         line: usize,
         message: String,
     },
-    #[error(
-        "{path} has format version {found}, but this hermetic reads only version {supported}\nhint: upgrade hermetic to read this lock file (it was written by a newer release)"
-    )]
+    #[error("{path} has format version {found}, but this hermetic reads only version {supported}")]
     TooNew {
         path: PathBuf,
         found: i64,
         supported: i64,
     },
+}
+
+impl crate::error::Diagnostic for LockfileError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            LockfileError::Malformed { .. } | LockfileError::Invalid { .. } => vec![
+                "pins.lock is written by `hermetic lock`; run `hermetic lock --update` to \
+                 regenerate it"
+                    .into(),
+            ],
+            LockfileError::TooNew { .. } => vec![
+                "upgrade hermetic to read this lock file (it was written by a newer release)"
+                    .into(),
+            ],
+            LockfileError::Read { .. } | LockfileError::Write { .. } => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        match self {
+            LockfileError::Read { path, .. }
+            | LockfileError::Write { path, .. }
+            | LockfileError::Malformed { path, .. }
+            | LockfileError::Invalid { path, .. }
+            | LockfileError::TooNew { path, .. } => crate::error::Subject::file(path),
+        }
+    }
 }
 
 /// A suite whose InRelease the pins were taken from.
@@ -1084,7 +1105,8 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, LockfileError::TooNew { found: 3, .. }));
         assert!(msg.contains("x/pins.lock"), "{msg}");
-        assert!(msg.contains("hint: upgrade hermetic"), "{msg}");
+        let hints = crate::error::Diagnostic::hints(&err);
+        assert!(hints[0].starts_with("upgrade hermetic"), "{hints:?}");
     }
 
     #[test]

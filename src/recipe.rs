@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 /// Errors reading a project. Each names the file (and, where it can, the key).
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error(
-        "cannot read {path}\nhint: run hermetic in a project (a directory holding hermetic.toml, or below one), or name it with -C DIR"
-    )]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -39,7 +37,7 @@ pub enum RecipeError {
         key: String,
         message: String,
     },
-    #[error("no recipe named `{name}` in {dir}\nhint: {suggestion}the recipes are: {known}")]
+    #[error("no recipe named `{name}` in {dir}")]
     UnknownRecipe {
         name: String,
         dir: PathBuf,
@@ -47,9 +45,7 @@ pub enum RecipeError {
         /// `did you mean `X`? ` or empty.
         suggestion: String,
     },
-    #[error(
-        "recipe `{recipe}` has no profile named `{profile}`\nhint: {suggestion}the profiles of `{recipe}` and its parents are: {known}"
-    )]
+    #[error("recipe `{recipe}` has no profile named `{profile}`")]
     UnknownProfile {
         recipe: String,
         profile: String,
@@ -58,9 +54,52 @@ pub enum RecipeError {
         suggestion: String,
     },
     #[error(
-        "recipe `{recipe}` has more than {MAX_PINNING_PROFILES} profiles that add packages, source packages or tarballs ({profiles}); pins.lock holds a closure for every selection of them\nhint: move some of these additions into recipes of their own (`parent = \"{recipe}\"`)"
+        "recipe `{recipe}` has more than {MAX_PINNING_PROFILES} profiles that add packages, source packages or tarballs ({profiles}); pins.lock holds a closure for every selection of them"
     )]
     TooManyPinningProfiles { recipe: String, profiles: String },
+}
+
+impl crate::error::Diagnostic for RecipeError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            RecipeError::Read { .. } => vec![
+                "run hermetic in a project (a directory holding hermetic.toml, or below one), \
+                 or name it with -C DIR"
+                    .into(),
+            ],
+            RecipeError::UnknownRecipe {
+                known, suggestion, ..
+            } => vec![format!("{suggestion}the recipes are: {known}")],
+            RecipeError::UnknownProfile {
+                recipe,
+                known,
+                suggestion,
+                ..
+            } => vec![format!(
+                "{suggestion}the profiles of `{recipe}` and its parents are: {known}"
+            )],
+            RecipeError::TooManyPinningProfiles { recipe, .. } => vec![format!(
+                "move some of these additions into recipes of their own (`parent = \"{recipe}\"`)"
+            )],
+            RecipeError::Parse { .. } | RecipeError::Invalid { .. } => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        use crate::error::Subject;
+        match self {
+            RecipeError::Read { path, .. }
+            | RecipeError::Parse { path, .. }
+            | RecipeError::Invalid { path, .. } => Subject::file(path),
+            RecipeError::UnknownRecipe { name, dir, .. } => Subject {
+                file: Some(dir.clone()),
+                package: Some(name.clone()),
+                url: None,
+            },
+            RecipeError::UnknownProfile { recipe, .. }
+            | RecipeError::TooManyPinningProfiles { recipe, .. } => Subject::package(recipe),
+        }
+    }
 }
 
 /// Every selection of `items` (each a subset, in the order of `items`), the empty one first.
@@ -2220,11 +2259,11 @@ version = "dev"
 
         let err = p
             .resolve_with_profiles("gcp", &["nope".to_string()])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no profile named `nope`"), "{err}");
-        assert!(err.contains("hint: the profiles of `gcp`"), "{err}");
-        assert!(err.contains("devtools"), "{err}");
+            .unwrap_err();
+        assert!(err.to_string().contains("no profile named `nope`"), "{err}");
+        let hints = crate::error::Diagnostic::hints(&err);
+        assert!(hints[0].starts_with("the profiles of `gcp`"), "{hints:?}");
+        assert!(hints[0].contains("devtools"), "{hints:?}");
     }
 
     #[test]
@@ -2265,10 +2304,12 @@ version = "dev"
         }
         let dir = project(&[("hermetic.toml", CONFIG), ("recipes/base.toml", &text)]);
         let p = Project::load(dir.path()).unwrap();
-        let err = p.pinning_profiles("base").unwrap_err().to_string();
-        assert!(err.contains("more than 5 profiles"), "{err}");
-        assert!(err.contains("p0, p1, p2, p3, p4, p5"), "{err}");
-        assert!(err.contains("hint: "), "{err}");
+        let err = p.pinning_profiles("base").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("more than 5 profiles"), "{text}");
+        assert!(text.contains("p0, p1, p2, p3, p4, p5"), "{text}");
+        let hints = crate::error::Diagnostic::hints(&err);
+        assert!(hints[0].contains("parent = \"base\""), "{hints:?}");
     }
 
     #[test]

@@ -279,14 +279,7 @@ fn lock_names_every_unknown_package_with_the_closest_name() {
 
 #[test]
 fn every_command_taking_a_target_suggests_a_close_recipe() {
-    let key = TestKey::generate("archive");
-    let archive = TestArchive::build(&standard_suites(), &key);
-    let server = TestServer::start(archive.root.path());
-    let p = TestProject::new(
-        &[("base", BASE), ("gcp", "parent = \"base\"\n")],
-        &server,
-        &key.keyring,
-    );
+    let p = support::ServedProject::new(&[("base", BASE), ("gcp", "parent = \"base\"\n")]);
     p.ok(&["lock"]);
     let sums = p.path("SHA256SUMS");
     fs_err::write(&sums, format!("{}  gcp.efi\n", "0".repeat(64))).unwrap();

@@ -26,6 +26,7 @@ pub mod go;
 pub mod omit;
 pub mod outputs;
 pub mod overlay;
+pub mod pipeline;
 pub mod plan;
 pub mod program;
 pub mod rootfs;
@@ -47,19 +48,13 @@ pub enum BuildError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Key(#[from] crate::key::KeyError),
-    #[error("{path} does not exist\nhint: run `hermetic lock` to create it")]
+    #[error("{path} does not exist")]
     NoLock { path: PathBuf },
-    #[error(
-        "pins.lock has no packages for recipe `{recipe}` ({tag})\nhint: run `hermetic lock` after changing recipes"
-    )]
+    #[error("pins.lock has no packages for recipe `{recipe}` ({tag})")]
     NothingLocked { recipe: String, tag: String },
-    #[error(
-        "pins.lock does not match the recipes ({detail})\nhint: run `hermetic lock` to bring it up to date"
-    )]
+    #[error("pins.lock does not match the recipes ({detail})")]
     StaleLock { detail: String },
-    #[error(
-        "{count} pinned file(s) are not in the store {store}, e.g. {example}\nhint: run `hermetic fetch` first"
-    )]
+    #[error("{count} pinned file(s) are not in the store {store}, e.g. {example}")]
     MissingPins {
         count: usize,
         store: PathBuf,
@@ -124,6 +119,40 @@ pub enum BuildError {
         declared: String,
         suggestion: String,
     },
+}
+
+impl crate::error::Diagnostic for BuildError {
+    fn hints(&self) -> Vec<String> {
+        let hint = |h: &str| vec![h.to_string()];
+        match self {
+            BuildError::Recipe(e) => e.hints(),
+            BuildError::Lockfile(e) => e.hints(),
+            BuildError::NoLock { .. } => hint("run `hermetic lock` to create it"),
+            BuildError::NothingLocked { .. } => hint("run `hermetic lock` after changing recipes"),
+            BuildError::StaleLock { .. } => hint("run `hermetic lock` to bring it up to date"),
+            BuildError::MissingPins { .. } => hint("run `hermetic fetch` first"),
+            // The others still say their hint in their message, if they have one.
+            _ => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        use crate::error::Subject;
+        match self {
+            BuildError::Recipe(e) => e.subject(),
+            BuildError::Lockfile(e) => e.subject(),
+            BuildError::NoLock { path }
+            | BuildError::MissingPins { store: path, .. }
+            | BuildError::Deb { path, .. }
+            | BuildError::Io { path, .. }
+            | BuildError::Tar { path, .. }
+            | BuildError::Control { path, .. }
+            | BuildError::Image { path, .. } => Subject::file(path),
+            BuildError::StepFailed { log, .. } => Subject::file(log),
+            BuildError::NothingLocked { recipe, .. } => Subject::package(recipe),
+            _ => Subject::default(),
+        }
+    }
 }
 
 impl From<overlay::OverlayError> for BuildError {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::kernel::{AcceptedDrops, BaseConfig, KernelBuild, Progress};
+use crate::kernel::{BaseConfig, KernelSpec};
 use crate::key::{
     DependencyInput, OverlayInput, ScriptInput, StepInputs, StepKey, TreeHashOptions,
 };
@@ -28,12 +28,8 @@ pub struct KernelStep {
     pub source: DebPin,
     /// The `linux-config-*` deb, when the base config is a Debian one.
     pub config: Option<DebPin>,
-    pub base: KernelBase,
-    pub fragments: Vec<PathBuf>,
-    pub patches: Vec<PathBuf>,
-    pub accepted: AcceptedDrops,
-    /// `KBUILD_BUILD_TIMESTAMP`, `_USER`, `_HOST` (the project's `[identity]`).
-    pub identity: crate::kernel::build::KernelIdentity,
+    /// The kernel's description: what its key is computed from and what it runs with.
+    pub spec: KernelSpec,
 }
 
 /// What a step does.
@@ -463,31 +459,18 @@ fn kernel_nodes(
     let tools = graph.add(tools);
 
     let (fragments, patches, accepted) = crate::kernel::build::project_inputs(&kernel.dir)?;
-    let progress = |_: &Progress| {};
-    let base = match &kernel.base {
-        KernelBase::Debian { file, .. } => BaseConfig::Debian {
-            config_deb: PathBuf::new(),
-            file: file.clone(),
+    let spec = KernelSpec {
+        base: match &kernel.base {
+            KernelBase::Debian { file, .. } => BaseConfig::Debian { file: file.clone() },
+            KernelBase::Target(t) => BaseConfig::MakeTarget(t.clone()),
         },
-        KernelBase::Target(t) => BaseConfig::MakeTarget(t.clone()),
-    };
-    // The paths of this description do not enter the key; the build is described again
-    // with the store's paths when it runs.
-    let description = KernelBuild {
-        tools: PathBuf::new(),
-        source_deb: PathBuf::new(),
-        base,
-        fragments: fragments.clone(),
-        accepted: accepted.clone(),
-        patches: patches.clone(),
+        fragments,
+        accepted,
+        patches,
         source_date_epoch: sde,
-        identity: identity.clone(),
-        work_dir: PathBuf::new(),
-        log: PathBuf::new(),
-        jobs: None,
-        progress: &progress,
+        identity,
     };
-    let mut inputs = description.key_inputs()?;
+    let mut inputs = spec.key_inputs()?;
     // Shared by every image with the same kernel inputs.
     inputs.name = "kernel".into();
     inputs.pins.insert(
@@ -508,11 +491,7 @@ fn kernel_nodes(
         kind: NodeKind::Kernel(Box::new(KernelStep {
             source,
             config,
-            base: kernel.base.clone(),
-            fragments,
-            patches,
-            accepted,
-            identity,
+            spec,
         })),
         deps,
         source_date_epoch: sde,

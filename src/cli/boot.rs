@@ -90,19 +90,25 @@ fn build_target(
     args: &Args,
     out_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
-    sandbox::preflight(sandbox::IdMapping::Subordinate)
-        .context("the build sandbox cannot run on this machine")?;
-    let graph = crate::build::plan(&project, &lock, &[target.to_string()], &args.profiles)?;
-    let opts = BuildOptions {
-        output_dir: out_dir.to_path_buf(),
-        keep_failed: false,
-        rebuild: false,
-        report: ctx.reporter(),
-        jobs: None,
+    let targets = [target.to_string()];
+    let request = crate::build::pipeline::Request {
+        targets: &targets,
+        profiles: &args.profiles,
+        offline: false,
+        mirrors: &[],
+        source_dirs: &[],
+        omit: &[],
+        omit_unavailable: false,
+        options: BuildOptions {
+            output_dir: out_dir.to_path_buf(),
+            keep_failed: false,
+            rebuild: false,
+            report: ctx.reporter(),
+            jobs: None,
+        },
     };
-    let report = crate::build::build(&store, &graph, &opts)?;
+    let report = crate::build::pipeline::build_targets(&store, &project, &lock, &request)?.report;
     let has = |ext: &str| {
         report
             .outputs
@@ -120,15 +126,22 @@ fn build_target(
             .or_else(|| has("raw"))
             .or(efi)
     };
-    chosen.with_context(|| {
-        format!(
-            "image `{target}` has no bootable output{}\nhint: give its recipe a bootable format (`uki`, `qemu`, `azure`, `gcp`) and a kernel package",
-            if args.secure_boot {
-                " (Secure Boot needs its .efi)"
-            } else {
-                ""
-            }
-        )
+    chosen.ok_or_else(|| {
+        crate::error::Hinted {
+            message: format!(
+                "image `{target}` has no bootable output{}",
+                if args.secure_boot {
+                    " (Secure Boot needs its .efi)"
+                } else {
+                    ""
+                }
+            ),
+            hint: "give its recipe a bootable format (`uki`, `qemu`, `azure`, `gcp`) and a \
+                   kernel package"
+                .into(),
+            subject: crate::error::Subject::package(target),
+        }
+        .into()
     })
 }
 

@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::Context;
-use crate::build::{BuildOptions, StepState};
+use crate::build::BuildOptions;
 
 /// Arguments of `hermetic build`.
 #[derive(Debug, clap::Args)]
@@ -64,8 +62,8 @@ pub struct Args {
     pub source_dirs: Vec<PathBuf>,
 
     /// Build without the upstream source NAME (repeatable): its `[[cargo]]`/`[[go]]` builds,
-    /// its `deb` install and the steps listing it in `sources` are left out, and the image
-    /// says so (`HERMETIC_OMITTED` in /usr/lib/os-release, the provenance, a warning).
+    /// its `deb` install and the steps reading it (`upstream`, `sources`) are left out, and the
+    /// image says so (`HERMETIC_OMITTED` in /usr/lib/os-release, the provenance, a warning).
     #[arg(long = "omit", value_name = "NAME")]
     pub omit: Vec<String>,
 
@@ -88,142 +86,37 @@ pub struct Args {
 }
 
 /// A finished `hermetic build`.
-pub(crate) struct Built {
-    pub report: crate::build::BuildReport,
-    pub output_dir: PathBuf,
-    /// `--rebuild` found a step whose new output differs.
-    pub differs: bool,
-    /// The release files (provenance, SBOM, manifest) with their SHA-256.
-    pub release: Vec<(PathBuf, String)>,
-}
+pub(crate) type Built = crate::build::pipeline::Built;
 
 /// Builds the targets exactly as `hermetic build` does (`hermetic verify` builds through
 /// this too) and writes the release files next to the outputs.
 pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
-    // Whatever hermetic itself creates in a tree must not depend on the caller's umask
-    // (Debian's default is 002, Ubuntu's 022); the sandbox fixes it for the steps.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
-    sandbox::preflight(sandbox::IdMapping::Subordinate)
-        .context("the build sandbox cannot run on this machine")?;
-    let mut omit: std::collections::BTreeSet<String> = args.omit.iter().cloned().collect();
-    let mut graph =
-        crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
     if !args.offline {
         super::cache::activate(ctx, &project, &args.cache)?;
     }
-    if args.omit_unavailable {
-        let unavailable = unavailable_sources(&store, &graph, &lock, args)?;
-        if !unavailable.is_empty() {
-            omit.extend(unavailable);
-            graph =
-                crate::build::plan_omitting(&project, &lock, &args.targets, &args.profiles, &omit)?;
-        }
-    }
-    for (target, names) in &graph.omitted {
-        for name in names {
-            // Even with -q: such an image must never pass for a release.
-            eprintln!(
-                "warning: `{target}` is built without the upstream source `{name}` (HERMETIC_OMITTED in its os-release): not a release image"
-            );
-        }
-    }
-    // Only what these images need: another image's unreachable source stops nothing here.
-    let needed = crate::build::omit::needed_pins(&graph, &lock);
-    fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
-    // The upstream sources, crates and Go modules of the programs, the same way.
-    crate::build::program::fetch_inputs(&store, &graph, &lock, &args.source_dirs, args.offline)?;
-    let opts = BuildOptions {
-        output_dir: args
-            .output
-            .clone()
-            .unwrap_or_else(|| ctx.project.join("out")),
-        keep_failed: args.keep_failed,
-        rebuild: args.rebuild,
-        report: ctx.reporter(),
-        jobs: args.jobs,
-    };
-    let report = crate::build::build(&store, &graph, &opts)?;
-    let differs = report
-        .steps
-        .iter()
-        .any(|s| matches!(s.state, StepState::Differs(_)));
-    let release = crate::release::write_release_files(
-        &crate::release::ReleaseInputs {
-            store: &store,
-            graph: &graph,
-            lock: &lock,
-            lock_sha256: crate::verify::sha256_file(&crate::lockfile::Lockfile::path_in(
-                &ctx.project,
-            ))?,
-            profiles: &args.profiles,
-            git: crate::release::git_revision(&ctx.project),
-            source_date_epoch: graph.source_date_epoch,
+    let request = crate::build::pipeline::Request {
+        targets: &args.targets,
+        profiles: &args.profiles,
+        offline: args.offline,
+        mirrors: &args.mirrors,
+        source_dirs: &args.source_dirs,
+        omit: &args.omit,
+        omit_unavailable: args.omit_unavailable,
+        options: BuildOptions {
+            output_dir: args
+                .output
+                .clone()
+                .unwrap_or_else(|| ctx.project.join("out")),
+            keep_failed: args.keep_failed,
+            rebuild: args.rebuild,
+            report: ctx.reporter(),
+            jobs: args.jobs,
         },
-        &opts.output_dir,
-    )?;
-    Ok(Built {
-        report,
-        output_dir: opts.output_dir,
-        differs,
-        release,
-    })
-}
-
-/// `--omit-unavailable`: the upstream sources of `graph` that cannot be had now (store,
-/// `--source-dir`s, then their URLs unless offline); those that can are in the store after.
-fn unavailable_sources(
-    store: &crate::store::Store,
-    graph: &crate::build::Graph,
-    lock: &crate::lockfile::Lockfile,
-    args: &Args,
-) -> anyhow::Result<Vec<String>> {
-    let needed = crate::build::omit::needed_pins(graph, lock);
-    match crate::sources::fetch::fetch_upstream(
-        store,
-        &crate::http::Http::new(),
-        &needed,
-        &args.source_dirs,
-        args.offline,
-    ) {
-        Ok(_) => Ok(Vec::new()),
-        Err(e) => {
-            use crate::sources::fetch::SourceError;
-            // Only a source no copy of could be had is omitted; a pin without a hash or a
-            // store that cannot be written stays an error.
-            let mut names = Vec::new();
-            for (error, name) in e.errors.into_iter().zip(e.names) {
-                match error {
-                    SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
-                    other => return Err(other.into()),
-                }
-            }
-            Ok(names)
-        }
-    }
-}
-
-/// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when
-/// everything is there), unless `offline` forbids the network.
-pub(crate) fn fetch_first(
-    ctx: &Context,
-    project: &crate::recipe::Project,
-    lock: &crate::lockfile::Lockfile,
-    store: &crate::store::Store,
-    offline: bool,
-    mirrors: &[String],
-) -> anyhow::Result<()> {
-    let make =
-        || crate::fetch::default_downloader(store, mirrors, &project.config.archive.snapshot);
-    let fetch_opts = crate::fetch::FetchOptions {
-        offline,
-        report: ctx.reporter(),
     };
-    let fetched = crate::fetch::fetch(store, lock, &fetch_opts, &make)?;
-    if fetched.fetched > 0 {
-        fetch_opts.report.line(fetched);
-    }
-    Ok(())
+    Ok(crate::build::pipeline::build_targets(
+        &store, &project, &lock, &request,
+    )?)
 }
 
 /// Runs `hermetic build`.

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::archive::human_size;
-use crate::store::{Store, TmpPolicy, disk_usage};
+use crate::store::Store;
 
 /// Inspect, verify and clean the store.
 #[derive(Debug, clap::Args)]
@@ -255,29 +255,7 @@ fn pull(ctx: &Context, caches: Vec<String>, mut use_args: UseArgs) -> anyhow::Re
     Ok(())
 }
 
-/// What `hermetic cache gc` removed (or would remove).
-#[derive(Debug, Default, serde::Serialize)]
-struct GcReport {
-    dry_run: bool,
-    /// Step keys removed, with the space each held.
-    steps_removed: Vec<(String, u64)>,
-    steps_kept: usize,
-    /// Blob hashes removed, with their size.
-    blobs_removed: Vec<(String, u64)>,
-    blobs_kept: usize,
-    /// Temporary entries of processes that are gone, with their size.
-    tmp_removed: Vec<(String, u64)>,
-    /// Bytes of `tmp_removed`.
-    tmp_bytes: u64,
-    /// Temporary entries still in use by a running process.
-    tmp_in_use: usize,
-    /// Trees kept by `build --keep-failed`, with their size.
-    kept_removed: Vec<(String, u64)>,
-    /// Total bytes freed.
-    bytes: u64,
-}
-
-fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
+fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<crate::gc::GcReport> {
     let project = crate::recipe::Project::load(&ctx.project)?;
     let lock_path = crate::lockfile::Lockfile::path_in(&ctx.project);
     let lock = crate::lockfile::Lockfile::read(&lock_path)?
@@ -285,104 +263,12 @@ fn gc(ctx: &Context, dry_run: bool, blobs: bool) -> anyhow::Result<GcReport> {
     // Not `Store::open`, which would clean tmp/ before this can say what it removed.
     let store = Store::open_keeping_tmp(&ctx.store)
         .with_context(|| format!("cannot open the store {}", ctx.store.display()))?;
-    let mut live = crate::build::live_steps(&project, &lock)
-        .context("cannot tell which steps the project uses, so nothing was removed")?;
-    // The Go modules of `go-modules` pins are store entries too.
-    live.extend(crate::sources::gomod::locked_module_entries(&lock));
-    // A dry run removes nothing: it need not wait for builds to finish.
-    let _guard = if dry_run {
-        None
-    } else {
-        Some(store.gc_guard()?)
-    };
-    let mut report = GcReport {
+    let opts = crate::gc::GcOptions {
         dry_run,
-        ..GcReport::default()
+        blobs,
+        report: ctx.reporter(),
     };
-    for key in store.steps()? {
-        if live.contains(&key) {
-            report.steps_kept += 1;
-            continue;
-        }
-        let bytes = disk_usage(&store.step_path(&key))?;
-        if !dry_run {
-            store
-                .remove_step(&key)
-                .with_context(|| format!("cannot remove step entry {key}"))?;
-        }
-        if ctx.verbosity > 0 {
-            eprintln!(
-                "{} step {key} ({})",
-                if dry_run { "would remove" } else { "removed" },
-                human_size(bytes)
-            );
-        }
-        report.bytes += bytes;
-        report.steps_removed.push((key, bytes));
-    }
-    if blobs {
-        let mut pinned: std::collections::BTreeSet<String> = crate::fetch::plan(&lock)
-            .into_iter()
-            .map(|item| item.sha256)
-            .collect();
-        // The crates of `[[cargo]]` builds and the file and deb sources are blobs too.
-        pinned.extend(
-            crate::sources::cargo::locked_crates_of(&lock)
-                .into_iter()
-                .map(|c| c.checksum),
-        );
-        pinned.extend(
-            lock.upstream
-                .iter()
-                .filter_map(|u| u.pin.content_hash().map(str::to_string)),
-        );
-        for hash in store.blobs()? {
-            if pinned.contains(&hash) {
-                report.blobs_kept += 1;
-                continue;
-            }
-            let bytes = disk_usage(&store.blob_path(&hash))?;
-            if !dry_run {
-                store
-                    .remove_blob(&hash)
-                    .with_context(|| format!("cannot remove blob {hash}"))?;
-            }
-            report.bytes += bytes;
-            report.blobs_removed.push((hash, bytes));
-        }
-    } else {
-        report.blobs_kept = store.blobs()?.len();
-    }
-    let tmp = store
-        .clean_tmp(TmpPolicy::Collect { dry_run })
-        .context("cannot clean the store's tmp/")?;
-    for (name, why) in &tmp.failed {
-        eprintln!("warning: cannot remove tmp/{name}: {why}");
-    }
-    report.tmp_bytes = tmp.bytes;
-    report.tmp_in_use = tmp.in_use;
-    report.bytes += tmp.bytes;
-    report.tmp_removed = tmp.removed;
-    for name in store.kept()? {
-        let bytes = disk_usage(&store.kept_path(&name))?;
-        if !dry_run {
-            store
-                .remove_kept(&name)
-                .with_context(|| format!("cannot remove the kept tree {name}"))?;
-        }
-        report.bytes += bytes;
-        report.kept_removed.push((name, bytes));
-    }
-    if ctx.verbosity > 0 {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        for (name, bytes) in &report.tmp_removed {
-            eprintln!("{verb} tmp/{name} ({})", human_size(*bytes));
-        }
-        for (name, bytes) in &report.kept_removed {
-            eprintln!("{verb} kept/{name} ({})", human_size(*bytes));
-        }
-    }
-    Ok(report)
+    Ok(crate::gc::gc(&project, &lock, &store, &opts)?)
 }
 
 /// Runs `hermetic cache`.

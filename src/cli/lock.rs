@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::lock::{LockOptions, check, lock};
+use crate::lock::{LockOptions, check_project, lock};
 use crate::lockfile::Lockfile;
 use crate::recipe::Project;
 
@@ -29,7 +29,7 @@ timestamp, then the Debian mirrors of the host's apt configuration; reading a la
 after the snapshot failed needs --allow-mirror-state. Each [[suite]] records which source
 it was read from. See docs/pins.md.")]
 pub struct Args {
-    /// Only check, without network, that `pins.lock` matches the recipes; exit 1 if not.
+    /// Only check, without network, that `pins.lock` matches the recipes; exit 3 if not.
     #[arg(long, conflicts_with = "update")]
     pub check: bool,
 
@@ -65,10 +65,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let project = Project::load(&ctx.project)?;
     if args.check {
         let path = Lockfile::path_in(&project.root);
-        let problems = match Lockfile::read(&path)? {
-            None => vec![format!("{} does not exist", path.display())],
-            Some(lock) => check(&project, &lock)?,
-        };
+        let problems = check_project(&project)?;
         if ctx.json {
             let v = serde_json::json!({ "up_to_date": problems.is_empty(), "problems": problems });
             println!("{v}");

@@ -142,21 +142,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let prediction = measure::predict(&data, &name, &opts)?;
 
     let tdx = if args.tdx_gcp {
-        let mut disk = tdx::GptDisk::dstack_default(data.len() as u64);
-        if let Some(g) = &args.disk_guid {
-            disk.disk_guid = g.clone();
-        }
-        if let Some(g) = &args.esp_guid {
-            disk.esp_guid = g.clone();
-        }
-        disk.esp_start_lba = args.esp_start_lba;
-        disk.first_usable_lba = args.first_usable_lba;
-        disk.esp_name = args.esp_name.clone();
-        let esp_bytes = args.esp_size.unwrap_or((disk.esp_end_lba + 1 - 2048) * 512);
-        disk.esp_end_lba = disk.esp_start_lba + esp_bytes.div_ceil(512) - 1;
-        if let Some(size) = args.disk_size {
-            disk.disk_sectors = size / 512;
-        }
+        let disk = tdx::GptDisk::dstack_with(
+            data.len() as u64,
+            &tdx::DiskOverrides {
+                disk_guid: args.disk_guid.clone(),
+                esp_guid: args.esp_guid.clone(),
+                disk_size: args.disk_size,
+                esp_size: args.esp_size,
+                esp_start_lba: args.esp_start_lba,
+                first_usable_lba: args.first_usable_lba,
+                esp_name: args.esp_name.clone(),
+            },
+        );
         let gpt_event = match &args.disk {
             Some(path) => {
                 // The header and the entries are in the first 34 sectors; read a little more.

@@ -48,7 +48,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "HERMETIC_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
 
-    /// Print machine-readable JSON on standard output instead of text.
+    /// Print machine-readable JSON on standard output instead of text: one document, an
+    /// `{"error": …}` one when the command fails.
     #[arg(long, global = true)]
     pub json: bool,
 

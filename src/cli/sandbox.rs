@@ -128,7 +128,12 @@ fn split_bind(spec: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         None => (PathBuf::from(spec), PathBuf::from(spec)),
     };
     if !dst.is_absolute() {
-        bail!("{spec}: the destination inside must be absolute\nhint: write SRC:/path/inside");
+        return Err(crate::error::Hinted {
+            message: format!("{spec}: the destination inside must be absolute"),
+            hint: "write SRC:/path/inside".into(),
+            subject: crate::error::Subject::file(dst),
+        }
+        .into());
     }
     Ok((src, dst))
 }

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::Context;
 use crate::build::BuildOptions;
 
@@ -46,10 +44,8 @@ pub struct Args {
 
 /// Runs `hermetic shell`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (project, lock, store) = super::plan::load(ctx)?;
-    sandbox::preflight(sandbox::IdMapping::Subordinate)
-        .context("the build sandbox cannot run on this machine")?;
+    crate::build::pipeline::prepare()?;
     let graph = crate::build::plan(
         &project,
         &lock,
@@ -59,9 +55,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let (graph, image) = crate::shell::image_graph(&graph, &args.target)?;
     if !graph.nodes.iter().all(|n| store.has_step(n.key.as_str())) {
         // Only what this image needs.
-        let needed = crate::build::omit::needed_pins(&graph, &lock);
-        super::build::fetch_first(ctx, &project, &needed, &store, args.offline, &args.mirrors)?;
-        crate::build::program::fetch_inputs(&store, &graph, &lock, &[], args.offline)?;
+        crate::build::pipeline::fetch_missing(
+            &store,
+            &project,
+            &lock,
+            &graph,
+            args.offline,
+            &args.mirrors,
+            &[],
+            &ctx.reporter(),
+        )?;
         // Nothing is copied out: the graph has no targets, the directory is scratch.
         let scratch = store.temp_dir()?;
         let opts = BuildOptions {

@@ -108,9 +108,7 @@ pub enum ResolveError {
         reason: String,
     },
     /// A request naming a package that no suite has.
-    #[error(
-        "package '{name}' is not in {suites} ({arch})\nhint: check the spelling; `apt-cache policy {name}` on a {release} machine shows where it is"
-    )]
+    #[error("package '{name}' is not in {suites} ({arch})")]
     UnknownPackage {
         name: String,
         suites: String,
@@ -118,12 +116,10 @@ pub enum ResolveError {
         release: String,
     },
     /// A request naming a virtual package provided by several packages.
-    #[error(
-        "package '{name}' is virtual, provided by: {providers}\nhint: request one of the providers by name"
-    )]
+    #[error("package '{name}' is virtual, provided by: {providers}")]
     VirtualPackage { name: String, providers: String },
     /// A request pinning a version that no suite has.
-    #[error("package '{name}' has no version {version} in {suites}\nhint: available: {available}")]
+    #[error("package '{name}' has no version {version} in {suites}")]
     UnknownVersion {
         name: String,
         version: String,
@@ -135,7 +131,7 @@ pub enum ResolveError {
     BadRequest { request: String, reason: String },
     /// A request for an architecture the index does not hold.
     #[error(
-        "package request '{request}' asks for architecture '{wanted}', but the index is {arch}\nhint: drop the ':{wanted}' suffix"
+        "package request '{request}' asks for architecture '{wanted}', but the index is {arch}"
     )]
     WrongArchitecture {
         request: String,
@@ -154,9 +150,7 @@ pub enum ResolveError {
         other: String,
     },
     /// No source package of that name.
-    #[error(
-        "source package '{name}' is not in {suites}\nhint: check that the Sources indexes of every suite were added"
-    )]
+    #[error("source package '{name}' is not in {suites}")]
     UnknownSource { name: String, suites: String },
     /// No source package of that name and version.
     #[error("source package '{name}' has no version {version} in {suites}; available: {available}")]
@@ -166,6 +160,46 @@ pub enum ResolveError {
         suites: String,
         available: String,
     },
+}
+
+impl crate::error::Diagnostic for ResolveError {
+    fn hints(&self) -> Vec<String> {
+        match self {
+            ResolveError::UnknownPackage { name, release, .. } => vec![format!(
+                "check the spelling; `apt-cache policy {name}` on a {release} machine shows where it is"
+            )],
+            ResolveError::VirtualPackage { .. } => {
+                vec!["request one of the providers by name".into()]
+            }
+            ResolveError::UnknownVersion { available, .. } => {
+                vec![format!("available: {available}")]
+            }
+            ResolveError::WrongArchitecture { wanted, .. } => {
+                vec![format!("drop the ':{wanted}' suffix")]
+            }
+            ResolveError::UnknownSource { .. } => {
+                vec!["check that the Sources indexes of every suite were added".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn subject(&self) -> crate::error::Subject {
+        use crate::error::Subject;
+        match self {
+            ResolveError::MissingField { package, .. }
+            | ResolveError::BadField { package, .. }
+            | ResolveError::Conflict { package, .. } => Subject::package(package),
+            ResolveError::UnknownPackage { name, .. }
+            | ResolveError::VirtualPackage { name, .. }
+            | ResolveError::UnknownVersion { name, .. }
+            | ResolveError::UnknownSource { name, .. }
+            | ResolveError::UnknownSourceVersion { name, .. } => Subject::package(name),
+            ResolveError::BadRequest { request, .. }
+            | ResolveError::WrongArchitecture { request, .. } => Subject::package(request),
+            ResolveError::Unsatisfiable { .. } => Subject::default(),
+        }
+    }
 }
 
 /// Binary packages of one architecture (plus `all`) from one or more suites.
@@ -2097,20 +2131,23 @@ mod tests {
                 para("only", "1", "Provides: lonely"),
             ],
         )]);
-        let err = run(&idx, &["fooo"], false).unwrap_err().to_string();
+        use crate::error::Diagnostic as _;
+        let err = run(&idx, &["fooo"], false).unwrap_err();
+        assert_eq!(err.to_string(), "package 'fooo' is not in trixie (amd64)");
         assert_eq!(
-            err,
-            "package 'fooo' is not in trixie (amd64)\nhint: check the spelling; \
-             `apt-cache policy fooo` on a trixie machine shows where it is"
+            err.hints(),
+            ["check the spelling; `apt-cache policy fooo` on a trixie machine shows where it is"]
         );
-        let err = run(&idx, &["mta"], false).unwrap_err().to_string();
-        assert!(err.contains("provided by: mta-a, mta-b\nhint:"), "{err}");
-        assert_eq!(run(&idx, &["lonely"], false).unwrap(), ["only=1"]);
-        let err = run(&idx, &["foo=2"], false).unwrap_err().to_string();
+        let err = run(&idx, &["mta"], false).unwrap_err();
         assert!(
-            err.contains("no version 2 in trixie\nhint: available: 1 (trixie)"),
+            err.to_string().ends_with("provided by: mta-a, mta-b"),
             "{err}"
         );
+        assert_eq!(err.hints(), ["request one of the providers by name"]);
+        assert_eq!(run(&idx, &["lonely"], false).unwrap(), ["only=1"]);
+        let err = run(&idx, &["foo=2"], false).unwrap_err();
+        assert!(err.to_string().ends_with("no version 2 in trixie"), "{err}");
+        assert_eq!(err.hints(), ["available: 1 (trixie)"]);
         assert_eq!(run(&idx, &["foo:amd64"], false).unwrap(), ["foo=1"]);
         let err = run(&idx, &["foo:arm64"], false).unwrap_err();
         assert!(
@@ -2293,11 +2330,12 @@ mod tests {
                 },
             ]
         );
-        let err = idx.find("bye").unwrap_err().to_string();
-        assert!(
-            err.starts_with("source package 'bye' is not in trixie, trixie-security\nhint:"),
-            "{err}"
+        let err = idx.find("bye").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "source package 'bye' is not in trixie, trixie-security"
         );
+        assert_eq!(crate::error::Diagnostic::hints(&err).len(), 1);
         let err = idx
             .find_version("hello", &"9".parse().unwrap())
             .unwrap_err()

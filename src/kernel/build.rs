@@ -39,7 +39,7 @@ pub const DEBIAN_CLOUD_CONFIG: &str = "config.amd64_none_cloud-amd64";
 pub enum BaseConfig {
     /// `/usr/src/linux-config-*/<file>.xz` of a `linux-config-<ver>` deb, e.g.
     /// [`DEBIAN_CLOUD_CONFIG`].
-    Debian { config_deb: PathBuf, file: String },
+    Debian { file: String },
     /// A configuration target of the kernel's own Makefile, e.g. `tinyconfig`.
     MakeTarget(String),
 }
@@ -86,13 +86,11 @@ impl From<&crate::recipe::IdentityConfig> for KernelIdentity {
     }
 }
 
-/// Everything a kernel build depends on.
-pub struct KernelBuild<'a> {
-    /// The tools tree (gcc, make, bc, bison, flex, libelf-dev, libssl-dev, dpkg, xz-utils,
-    /// patch, ...), read-only `/` of every command.
-    pub tools: PathBuf,
-    /// The `linux-source-<ver>` deb.
-    pub source_deb: PathBuf,
+/// What a kernel is built from, without a path of this machine: the step's description, from
+/// which its key is computed ([`KernelSpec::key_inputs`]) and with which it runs
+/// ([`KernelBuild::spec`]). The source and config debs are the step's pins, named by the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSpec {
     pub base: BaseConfig,
     /// Kconfig fragments, merged in this order (later wins).
     pub fragments: Vec<PathBuf>,
@@ -101,6 +99,18 @@ pub struct KernelBuild<'a> {
     pub patches: Vec<PathBuf>,
     pub source_date_epoch: u64,
     pub identity: KernelIdentity,
+}
+
+/// A kernel build: its description and where, on this machine, it runs.
+pub struct KernelBuild<'a> {
+    pub spec: &'a KernelSpec,
+    /// The tools tree (gcc, make, bc, bison, flex, libelf-dev, libssl-dev, dpkg, xz-utils,
+    /// patch, ...), read-only `/` of every command.
+    pub tools: PathBuf,
+    /// The `linux-source-<ver>` deb.
+    pub source_deb: PathBuf,
+    /// The `linux-config-<ver>` deb of a [`BaseConfig::Debian`].
+    pub config_deb: Option<PathBuf>,
     /// A directory for the source tree (`build/`), the inputs and the outputs (`out/`); its
     /// previous contents are removed.
     pub work_dir: PathBuf,
@@ -162,13 +172,16 @@ impl Runner<'_> {
         step.cwd = PathBuf::from(SOURCE_DIR);
         step.network = Network::None;
         step.ids = IdMapping::SingleUser;
-        step.source_date_epoch = req.source_date_epoch;
+        step.source_date_epoch = req.spec.source_date_epoch;
         step.output = Output::LogOnly;
-        step.hostname = req.identity.host.clone();
+        step.hostname = req.spec.identity.host.clone();
         for (k, v) in [
-            ("KBUILD_BUILD_TIMESTAMP", req.identity.timestamp.as_str()),
-            ("KBUILD_BUILD_USER", req.identity.user.as_str()),
-            ("KBUILD_BUILD_HOST", req.identity.host.as_str()),
+            (
+                "KBUILD_BUILD_TIMESTAMP",
+                req.spec.identity.timestamp.as_str(),
+            ),
+            ("KBUILD_BUILD_USER", req.spec.identity.user.as_str()),
+            ("KBUILD_BUILD_HOST", req.spec.identity.host.as_str()),
             ("LOCALVERSION", LOCALVERSION),
             ("HOME", SOURCE_DIR),
         ] {
@@ -268,13 +281,14 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
     }
     // Fragments and accepted drops are read first: a syntax error costs no unpacking.
     let fragments = req
+        .spec
         .fragments
         .iter()
         .map(|p| Fragment::read(p))
         .collect::<Result<Vec<_>, _>>()?;
     // Patches are copied under numbered names so that their order is the one given.
     let mut patch_names = Vec::new();
-    for (i, p) in req.patches.iter().enumerate() {
+    for (i, p) in req.spec.patches.iter().enumerate() {
         let name = format!("{i:04}.patch");
         fs_err::copy(p, patch_dir.join(&name)).map_err(KernelError::io(p))?;
         patch_names.push((name, p.clone()));
@@ -304,9 +318,9 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
             dst: PathBuf::from("/work/patches"),
         },
     ];
-    if let BaseConfig::Debian { config_deb, .. } = &req.base {
+    if let BaseConfig::Debian { .. } = &req.spec.base {
         mounts.push(Mount::ReadOnly {
-            src: config_deb.clone(),
+            src: req.config_deb.clone().unwrap_or_default(),
             dst: PathBuf::from("/work/config.deb"),
         });
     }
@@ -362,7 +376,7 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
     }
 
     let base_path = build.join(".config");
-    match &req.base {
+    match &req.spec.base {
         BaseConfig::Debian { file, .. } => {
             let script = format!(
                 "dpkg-deb --fsys-tarfile /work/config.deb \
@@ -395,7 +409,7 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
             drops.drops.len(),
             drops.render()
         );
-        let unused = drops.unused_accepted(&req.accepted);
+        let unused = drops.unused_accepted(&req.spec.accepted);
         if !unused.is_empty() {
             let _ = writeln!(
                 log,
@@ -404,7 +418,7 @@ pub fn build_kernel(req: &KernelBuild) -> Result<KernelOutputs, KernelError> {
             );
         }
     }
-    check_drops(&drops, &req.accepted)?;
+    check_drops(&drops, &req.spec.accepted)?;
 
     let jobs = match req.jobs {
         Some(n) => n.to_string(),
@@ -492,7 +506,7 @@ fn beneath_err(path: &Path, e: crate::beneath::BeneathError) -> KernelError {
 /// Bumped whenever this module changes what a build with the same inputs produces.
 pub const KERNEL_STEP_VERSION: &str = "1";
 
-impl KernelBuild<'_> {
+impl KernelSpec {
     /// What of this build goes into its step key: the fragments and patches by file name
     /// and content, in order (as `scripts`), the accepted drops, the base config, the fixed
     /// `KBUILD_*` values and `SOURCE_DATE_EPOCH` (as `settings`). The caller adds the pins
@@ -600,47 +614,45 @@ mod tests {
     }
 
     #[test]
-    fn the_key_follows_fragments_patches_and_drops_but_not_the_work_dir() {
+    fn the_key_follows_fragments_patches_drops_and_identity() {
         let dir = tempfile::tempdir().unwrap();
         let frag = dir.path().join("01-x");
         let patch = dir.path().join("0001-x.patch");
         fs_err::write(&frag, "CONFIG_A=y\n").unwrap();
         fs_err::write(&patch, "--- a/x\n+++ b/x\n").unwrap();
-        let progress = |_: &Progress| {};
-        let make = |work: &str| KernelBuild {
-            tools: PathBuf::from("/tools"),
-            source_deb: PathBuf::from("/s.deb"),
+        // Where the build runs (work directory, log, jobs) is not part of the description.
+        let spec = KernelSpec {
             base: BaseConfig::MakeTarget("tinyconfig".into()),
             fragments: vec![frag.clone()],
             accepted: AcceptedDrops::default(),
             patches: vec![patch.clone()],
             source_date_epoch: 1,
             identity: KernelIdentity::default(),
-            work_dir: PathBuf::from(work),
-            log: PathBuf::from(work).join("log"),
-            jobs: None,
-            progress: &progress,
         };
-        let a = make("/w/a").key_inputs().unwrap();
-        let mut other = make("/elsewhere/b");
-        other.jobs = Some(7);
-        assert_eq!(a.key(), other.key_inputs().unwrap().key());
-        let mut drops = make("/w/a");
+        let a = spec.key_inputs().unwrap();
+        assert_eq!(a.key(), spec.clone().key_inputs().unwrap().key());
+        let mut drops = spec.clone();
         drops
             .accepted
             .options
             .insert("CONFIG_B".into(), "reason".into());
         assert_ne!(a.key(), drops.key_inputs().unwrap().key());
         fs_err::write(&frag, "CONFIG_A=m\n").unwrap();
-        assert_ne!(a.key(), make("/w/a").key_inputs().unwrap().key());
+        assert_ne!(a.key(), spec.key_inputs().unwrap().key());
         fs_err::write(&frag, "CONFIG_A=y\n").unwrap();
         fs_err::write(&patch, "--- a/y\n+++ b/y\n").unwrap();
-        assert_ne!(a.key(), make("/w/a").key_inputs().unwrap().key());
-        let mut host = make("/w/a");
+        assert_ne!(a.key(), spec.key_inputs().unwrap().key());
+        let mut host = spec.clone();
         host.identity.host = "elsewhere".into();
         assert_ne!(
-            make("/w/a").key_inputs().unwrap().key(),
+            spec.key_inputs().unwrap().key(),
             host.key_inputs().unwrap().key()
+        );
+        let mut epoch = spec.clone();
+        epoch.source_date_epoch = 2;
+        assert_ne!(
+            spec.key_inputs().unwrap().key(),
+            epoch.key_inputs().unwrap().key()
         );
     }
 

@@ -15,7 +15,7 @@ pub mod build;
 pub mod config;
 pub mod patches;
 
-pub use build::{BaseConfig, KernelBuild, KernelOutputs, Progress, build_kernel};
+pub use build::{BaseConfig, KernelBuild, KernelOutputs, KernelSpec, Progress, build_kernel};
 pub use config::{AcceptedDrops, DropReport, Fragment, check_drops};
 
 use std::path::PathBuf;

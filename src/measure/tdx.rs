@@ -55,6 +55,36 @@ pub enum TdxError {
     BadDisk { disk: String, detail: String },
 }
 
+/// What `hermetic measure --tdx-gcp` may change of dstack-mr-gcp's disk
+/// ([`GptDisk::dstack_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskOverrides {
+    pub disk_guid: Option<String>,
+    pub esp_guid: Option<String>,
+    /// Disk size in bytes.
+    pub disk_size: Option<u64>,
+    /// ESP size in bytes.
+    pub esp_size: Option<u64>,
+    pub esp_start_lba: u64,
+    pub first_usable_lba: u64,
+    pub esp_name: String,
+}
+
+impl Default for DiskOverrides {
+    /// No change: dstack-mr-gcp's disk.
+    fn default() -> Self {
+        DiskOverrides {
+            disk_guid: None,
+            esp_guid: None,
+            disk_size: None,
+            esp_size: None,
+            esp_start_lba: 2048,
+            first_usable_lba: 2048,
+            esp_name: "esp".into(),
+        }
+    }
+}
+
 /// The boot disk as the firmware's GPT event describes it (one partition: the ESP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptDisk {
@@ -86,6 +116,30 @@ impl GptDisk {
             esp_end_lba: 2048 + esp / 512 - 1,
             esp_name: "esp".into(),
         }
+    }
+
+    /// dstack-mr-gcp's disk for a UKI of `efi_size` bytes ([`GptDisk::dstack_default`]) with
+    /// the changes of `o`: an ESP of `o.esp_size` bytes (default: the same size as
+    /// dstack-mr-gcp's) from `o.esp_start_lba`, a disk of `o.disk_size` bytes.
+    pub fn dstack_with(efi_size: u64, o: &DiskOverrides) -> Self {
+        let mut disk = GptDisk::dstack_default(efi_size);
+        if let Some(g) = &o.disk_guid {
+            disk.disk_guid = g.clone();
+        }
+        if let Some(g) = &o.esp_guid {
+            disk.esp_guid = g.clone();
+        }
+        let esp_bytes = o
+            .esp_size
+            .unwrap_or((disk.esp_end_lba + 1 - disk.esp_start_lba) * 512);
+        disk.esp_start_lba = o.esp_start_lba;
+        disk.first_usable_lba = o.first_usable_lba;
+        disk.esp_name = o.esp_name.clone();
+        disk.esp_end_lba = disk.esp_start_lba + esp_bytes.div_ceil(512) - 1;
+        if let Some(size) = o.disk_size {
+            disk.disk_sectors = size / 512;
+        }
+        disk
     }
 
     /// The `UEFI_GPT_DATA` event data: the primary header (92 bytes, CRCs filled in), the
@@ -322,6 +376,39 @@ mod tests {
         // A 300 MiB UKI: ESP = 332 MiB; still 1 GiB.
         let d = GptDisk::dstack_default(300 * MIB);
         assert_eq!(d.esp_end_lba, 2048 + 332 * MIB / 512 - 1);
+    }
+
+    #[test]
+    fn overrides_change_only_what_they_name() {
+        let efi = 100 * MIB;
+        let same = GptDisk::dstack_with(efi, &DiskOverrides::default());
+        assert_eq!(same, GptDisk::dstack_default(efi));
+        // The ESP keeps its size when it moves; a disk size is taken in whole sectors.
+        let moved = GptDisk::dstack_with(
+            efi,
+            &DiskOverrides {
+                esp_start_lba: 4096,
+                first_usable_lba: 34,
+                disk_size: Some(2 * GIB + 100),
+                ..DiskOverrides::default()
+            },
+        );
+        assert_eq!(moved.esp_start_lba, 4096);
+        assert_eq!(moved.esp_end_lba, 4096 + 260 * MIB / 512 - 1);
+        assert_eq!(moved.first_usable_lba, 34);
+        assert_eq!(moved.disk_sectors, 2 * GIB / 512);
+        assert_eq!(moved.disk_guid, same.disk_guid);
+        // An ESP size is rounded up to whole sectors.
+        let sized = GptDisk::dstack_with(
+            efi,
+            &DiskOverrides {
+                esp_size: Some(MIB + 1),
+                esp_guid: Some("x".into()),
+                ..DiskOverrides::default()
+            },
+        );
+        assert_eq!(sized.esp_end_lba, 2048 + MIB / 512);
+        assert_eq!(sized.esp_guid, "x");
     }
 
     #[test]

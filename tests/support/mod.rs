@@ -542,6 +542,37 @@ pub struct TestProject {
 pub const CONFIG: &str =
     "[archive]\nsnapshot = \"20261124T000000Z\"\nsuites = [\"trixie\", \"trixie-security\"]\n";
 
+/// A project of `recipes` whose archive (the standard suites, signed by a fresh key) is served
+/// on 127.0.0.1; the key, the archive and the server live as long as it.
+pub struct ServedProject {
+    pub project: TestProject,
+    pub server: TestServer,
+    pub archive: TestArchive,
+    pub key: TestKey,
+}
+
+impl ServedProject {
+    pub fn new(recipes: &[(&str, &str)]) -> ServedProject {
+        let key = TestKey::generate("archive");
+        let archive = TestArchive::build(&standard_suites(), &key);
+        let server = TestServer::start(archive.root.path());
+        let project = TestProject::new(recipes, &server, &key.keyring);
+        ServedProject {
+            project,
+            server,
+            archive,
+            key,
+        }
+    }
+}
+
+impl std::ops::Deref for ServedProject {
+    type Target = TestProject;
+    fn deref(&self) -> &TestProject {
+        &self.project
+    }
+}
+
 impl TestProject {
     /// A project whose `recipes/<name>.toml` are `recipes`, pointed at `server`.
     pub fn new(recipes: &[(&str, &str)], server: &TestServer, keyring: &Path) -> TestProject {

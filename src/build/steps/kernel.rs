@@ -24,11 +24,7 @@ pub(in crate::build) fn run(
     let crate::build::plan::KernelStep {
         source,
         config,
-        base,
-        fragments,
-        patches,
-        accepted,
-        identity,
+        spec,
     } = k;
     let debs: Vec<&crate::build::plan::DebPin> = std::iter::once(source).chain(config).collect();
     for d in &debs {
@@ -52,16 +48,6 @@ pub(in crate::build) fn run(
     let files = temp.join(FILES);
     fs_err::create_dir(&files).map_err(BuildError::io(&files))?;
     let work = temp.join("work");
-    let base = match base {
-        crate::recipe::KernelBase::Debian { file, .. } => crate::kernel::BaseConfig::Debian {
-            config_deb: config
-                .as_ref()
-                .map(|c| store.blob_path(&c.sha256))
-                .unwrap_or_default(),
-            file: file.clone(),
-        },
-        crate::recipe::KernelBase::Target(t) => crate::kernel::BaseConfig::MakeTarget(t.clone()),
-    };
     // Resolved here rather than by `nproc` in the sandbox, so the line below says it.
     let jobs = opts
         .jobs
@@ -74,14 +60,10 @@ pub(in crate::build) fn run(
     let reporter = KernelProgress::new(&node.name, &opts.report);
     let report = |p: &crate::kernel::Progress| reporter.report(p);
     let req = crate::kernel::KernelBuild {
+        spec,
         tools: dep("tools").join(TREE),
         source_deb: store.blob_path(&source.sha256),
-        base,
-        fragments: fragments.clone(),
-        accepted: accepted.clone(),
-        patches: patches.clone(),
-        source_date_epoch: node.source_date_epoch,
-        identity: identity.clone(),
+        config_deb: config.as_ref().map(|c| store.blob_path(&c.sha256)),
         work_dir: work.clone(),
         log: log.to_path_buf(),
         jobs: Some(jobs),
@@ -102,7 +84,8 @@ pub(in crate::build) fn run(
     fs_err::write(&release, format!("{}\n", built.release)).map_err(BuildError::io(&release))?;
     let mut drops = String::new();
     for d in &built.drops.drops {
-        let reason = accepted
+        let reason = spec
+            .accepted
             .options
             .get(&d.request.name)
             .map(String::as_str)
