@@ -24,7 +24,15 @@ fn packs_relative_relocs(out: &Path) -> bool {
     let bin = out.join("relr-probe");
     let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
     let Ok(mut cc) = Command::new(linker)
-        .args(["-x", "c", "-", "-pie", "-fPIE", "-Wl,-z,pack-relative-relocs", "-o"])
+        .args([
+            "-x",
+            "c",
+            "-",
+            "-pie",
+            "-fPIE",
+            "-Wl,-z,pack-relative-relocs",
+            "-o",
+        ])
         .arg(&bin)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -52,10 +60,11 @@ fn main() {
     // toolchain and C library support it (else the binary is linked as before).
     let native = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    if native && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        if packs_relative_relocs(&out) {
-            println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-        }
+    if native
+        && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && packs_relative_relocs(&out)
+    {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
 

@@ -37,11 +37,17 @@ impl TestUser {
             home: PathBuf::from(format!("/home/{name}")),
             name,
         };
-        assert!(user.home.is_dir(), "useradd made no {}", user.home.display());
+        assert!(
+            user.home.is_dir(),
+            "useradd made no {}",
+            user.home.display()
+        );
         // Fresh: no subordinate ids (useradd may add some where login.defs says so; take
         // them away so the user starts as the issue describes).
-        for (file, flag) in [("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")]
-        {
+        for (file, flag) in [
+            ("/etc/subuid", "--del-subuids"),
+            ("/etc/subgid", "--del-subgids"),
+        ] {
             for (start, count) in ranges_of(file, &user.name) {
                 run(Command::new("usermod")
                     .arg(flag)
@@ -72,14 +78,18 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         // Whatever the user left running (a sandbox of a failed build) goes first.
-        let _ = Command::new("pkill").args(["-KILL", "-u", &self.name]).output();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .output();
         let _ = Command::new("userdel")
             .args(["--remove", "--force"])
             .arg(&self.name)
             .output();
         // userdel removes subordinate ids where shadow was built with them; make sure.
-        for (file, flag) in [("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")]
-        {
+        for (file, flag) in [
+            ("/etc/subuid", "--del-subuids"),
+            ("/etc/subgid", "--del-subgids"),
+        ] {
             for (start, count) in ranges_of(file, &self.name) {
                 let _ = Command::new("usermod")
                     .arg(flag)
@@ -185,7 +195,16 @@ fn a_fresh_user_follows_doctors_advice_and_builds_base() {
 
     // 2. The fix names one range, free in both files, for this user.
     let words: Vec<&str> = fix.split_whitespace().collect();
-    let [sudo, "usermod", "--add-subuids", uids, "--add-subgids", gids, who] = words[..] else {
+    let [
+        sudo,
+        "usermod",
+        "--add-subuids",
+        uids,
+        "--add-subgids",
+        gids,
+        who,
+    ] = words[..]
+    else {
         panic!("unexpected fix: {fix}");
     };
     assert_eq!(sudo, "sudo", "{fix}");
@@ -233,7 +252,10 @@ fn a_fresh_user_follows_doctors_advice_and_builds_base() {
     let (s, c) = theirs[0];
     assert!(c >= 65536, "{said}");
     assert!(
-        said.contains(&format!("setup: giving {} the subordinate ids {s}-", other.name)),
+        said.contains(&format!(
+            "setup: giving {} the subordinate ids {s}-",
+            other.name
+        )),
         "{said}"
     );
     assert_disjoint(&other.name, s, c);
@@ -282,14 +304,7 @@ fn a_fresh_user_follows_doctors_advice_and_builds_base() {
     let status = project::tar_member(&tar, "./var/lib/dpkg/status");
     let status = String::from_utf8_lossy(&status);
     for pkg in ["dpkg", "systemd"] {
-        let paragraph = status
-            .split("\n\n")
-            .find(|p| p.lines().any(|l| l == format!("Package: {pkg}")))
-            .unwrap_or_else(|| panic!("{pkg} is not in the image's dpkg status"));
-        assert!(
-            paragraph.lines().any(|l| l == "Status: install ok installed"),
-            "{paragraph}"
-        );
+        project::assert_installed(&status, pkg);
     }
     // /etc/shadow is root:shadow (0/42): group 42 exists only through the subordinate
     // mapping the operator now has, so that mapping really ran.
