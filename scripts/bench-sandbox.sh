@@ -10,6 +10,9 @@
 #   bwrap     bwrap --unshare-all with the same view of /usr, /dev, /proc, /tmp
 #   unshare   unshare -Urmnpf --mount-proc true (namespaces and /proc only: a lower bound)
 # Uses hyperfine when installed (apt-get install hyperfine), else a loop timed with date.
+# With valgrind installed, also the instructions each caller process executes (callgrind;
+# the sandbox's own child processes not counted), which, unlike wall times, a busy machine
+# does not disturb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +31,20 @@ unshare_cmd="unshare -Urmnpf --mount-proc true"
 for cmd in "$hermetic_cmd" "$bwrap_cmd" "$unshare_cmd"; do
   $cmd || { echo "bench-sandbox: '$cmd' does not run on this machine" >&2; exit 1; }
 done
+
+if command -v valgrind >/dev/null 2>&1; then
+  cg="$(mktemp -d)"
+  instructions() { # command...
+    valgrind --tool=callgrind --child-silent-after-fork=yes --callgrind-out-file="$cg/out.%p" "$@" \
+      2>&1 >/dev/null | awk '/refs:/ { gsub(",", "", $NF); print $NF }'
+  }
+  # shellcheck disable=SC2086
+  hi=$(instructions $hermetic_cmd); bi=$(instructions $bwrap_cmd)
+  # shellcheck disable=SC2086
+  hvi=$(instructions $hermetic --version); bvi=$(instructions bwrap --version)
+  rm -rf "$cg"
+  echo "instructions of the caller (callgrind): hermetic $hi, bwrap $bi (ratio $(awk -v h="$hi" -v b="$bi" 'BEGIN { printf "%.2f", h / b }')); --version: hermetic $hvi, bwrap $bvi"
+fi
 
 if command -v hyperfine >/dev/null 2>&1; then
   json="$(mktemp)"

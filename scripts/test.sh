@@ -12,6 +12,13 @@ cargo fmt --manifest-path programs/render-config/Cargo.toml -- --check
 cargo clippy --locked --manifest-path programs/render-config/Cargo.toml --all-targets -- -D warnings
 cargo test --locked --manifest-path programs/render-config/Cargo.toml
 
+# Run as root, the workspace tests above include tests/operator_live.rs, the non-root operator
+# path: it creates its own fresh users (no subordinate ids), follows `hermetic doctor`'s fix,
+# builds `base` as such a user and removes them again; as an ordinary user it is skipped.
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test.sh: not root, so operator_live (a fresh user follows doctor's advice and builds base) was skipped" >&2
+fi
+
 # The sandbox suites once more as an ordinary user: the escape and environment suites must
 # pass for root and for a user without privileges (setup.sh creates hermetic-ci, with
 # subordinate ids). Needs the target directory to be readable by that user.

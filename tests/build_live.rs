@@ -130,16 +130,7 @@ fn base_builds_bit_identically_under_host_variations() {
         .unwrap();
     let status = String::from_utf8_lossy(&listing.stdout);
     for pkg in ["systemd", "systemd-boot-efi", "udhcpc", "iproute2", "dpkg"] {
-        let paragraph = status
-            .split("\n\n")
-            .find(|p| p.lines().any(|l| l == format!("Package: {pkg}")))
-            .unwrap_or_else(|| panic!("{pkg} is not in the image's dpkg status"));
-        assert!(
-            paragraph
-                .lines()
-                .any(|l| l == "Status: install ok installed"),
-            "{pkg} is not installed in the image: {paragraph}"
-        );
+        project::assert_installed(&status, pkg);
     }
     // Owners inside the image are the ids of the sandbox, not the host's subordinate ids.
     let verbose = Command::new("tar")

@@ -60,7 +60,7 @@ pub enum IdMapError {
         source: std::io::Error,
     },
     #[error(
-        "{path} gives {who} no range of {SUBORDINATE_IDS} ids{found}\nhint: run `sudo usermod --add-subuids {free}-{last} --add-subgids {free}-{last} {who}` (the first ids past every range {path} gives; check /etc/subgid has none there either), or `bash scripts/setup.sh` in a hermetic checkout",
+        "{path} gives {who} no range of {SUBORDINATE_IDS} ids{found}\nhint: run `sudo usermod --add-subuids {free}-{last} --add-subgids {free}-{last} {who}` (the first ids past every range /etc/subuid and /etc/subgid give), or `bash scripts/setup.sh` in a hermetic checkout",
         path = path.display(),
         found = if *found == 0 { String::new() } else { format!(" (the largest has {found})") },
         last = *free + u64::from(SUBORDINATE_IDS) - 1
@@ -137,11 +137,21 @@ fn range_from(path: &Path, invoker: &Invoker, own_id: u32) -> Result<SubRange, I
         }
     };
     let who = invoker.name.clone().unwrap_or_else(|| own_id.to_string());
-    find_range(&contents, invoker, own_id).map_err(|found| IdMapError::NoRange {
-        path: path.to_path_buf(),
-        who,
-        found,
-        free: first_free(&contents),
+    find_range(&contents, invoker, own_id).map_err(|found| {
+        // The fix names one range for both files, so it must be free in both: past every
+        // range of this file and of the other one (an unreadable other file counts as empty).
+        let other = if path == Path::new("/etc/subuid") {
+            "/etc/subgid"
+        } else {
+            "/etc/subuid"
+        };
+        let other = fs_err::read_to_string(other).unwrap_or_default();
+        IdMapError::NoRange {
+            path: path.to_path_buf(),
+            who,
+            found,
+            free: first_free(&contents).max(first_free(&other)),
+        }
     })
 }
 

@@ -134,6 +134,20 @@ pub fn tar_member(tar: &Path, member: &str) -> Vec<u8> {
     run(Command::new("tar").arg("-xOf").arg(tar).arg(member)).stdout
 }
 
+/// Asserts that the dpkg status database `status` lists `pkg` as installed.
+pub fn assert_installed(status: &str, pkg: &str) {
+    let paragraph = status
+        .split("\n\n")
+        .find(|p| p.lines().any(|l| l == format!("Package: {pkg}")))
+        .unwrap_or_else(|| panic!("{pkg} is not in the image's dpkg status"));
+    assert!(
+        paragraph
+            .lines()
+            .any(|l| l == "Status: install ok installed"),
+        "{pkg} is not installed in the image: {paragraph}"
+    );
+}
+
 /// Whether `haystack` holds the bytes of `needle`.
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     memchr::memmem::find(haystack, needle.as_bytes()).is_some()
