@@ -106,7 +106,7 @@ t3=$(now)
   --cache-key "$work/bench.key.pub" --output "$work/out-warm" >"$work/warm.log" 2>&1
 t4=$(now)
 pulled=$(grep -o 'cache: pulled.*' "$work/warm.log" || echo "cache: (no figures)")
-ran=$(grep -E '^  running  ' "$work/warm.log" | awk '{print $2}' | tr '\n' ' ')
+ran=$({ grep -E '^  running  ' "$work/warm.log" || true; } | awk '{print $2}' | tr '\n' ' ')
 
 awk -v cold="$cold" -v push="$(echo "$t2 - $t1" | bc)" \
     -v warm="$(echo "$t4 - $t3" | bc)" -v mirror="$mirror" -v pushed="$pushed" \
