@@ -173,7 +173,9 @@ impl Fixture {
             server,
             keyring,
             a,
-            mini: support::host_tools_tree(&[]),
+            // With the mount points a Debian rootfs has, so that the sandbox makes none
+            // (with a new mtime) and a rebuild on another machine is identical.
+            mini: support::host_tools_tree(&["dev", "proc", "sys", "tmp"]),
             keys: tempfile::tempdir().unwrap(),
         };
         for (step, k) in f.plan(&f.a) {
@@ -517,6 +519,179 @@ fn unsigned_and_wrongly_signed_step_outputs_are_refused() {
     let steps = store_steps(&e);
     assert_eq!(steps.len(), 3, "{steps:?}");
     assert!(!steps.contains(&image_key));
+}
+
+/// The key of step `name` in `p`'s plan.
+fn step_key(f: &Fixture, p: &TestProject, name: &str) -> String {
+    f.plan(p)
+        .into_iter()
+        .find(|(s, _)| s == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+        .1
+}
+
+/// `/etc/marker` of the image step `key` in `p`'s store.
+fn marker(p: &TestProject, key: &str) -> String {
+    let path = p.store.path().join("v1/steps").join(key);
+    fs_err::read_to_string(path.join("tree/etc/marker")).unwrap()
+}
+
+/// Another machine that built `rootfs` and `tools` itself (the same fake trees as A's) and
+/// lacks the image and output steps.
+fn machine_with_own_base(f: &Fixture) -> TestProject {
+    let b = f.machine();
+    for (step, k) in f.plan(&b) {
+        if step.ends_with("/rootfs") || step.ends_with("/tools") {
+            f.fake_step(&b, &k);
+        }
+    }
+    b
+}
+
+#[test]
+fn rebuild_verifies_an_unsigned_cached_output_by_building_it_here() {
+    let f = Fixture::new();
+    let reg = Registry::start(Auth::None);
+    let built_a = f.build_a();
+    let unsigned = reg.cache("unsigned");
+    f.a.ok(&["cache", "push", &unsigned]);
+
+    // B rebuilds the image and output steps; A's unsigned outputs are what they are compared with.
+    let b = machine_with_own_base(&f);
+    let (report, stderr) = json_err(
+        &b,
+        &[
+            "build",
+            "img",
+            "--rebuild=img/image,img/output",
+            "--cache",
+            &unsigned,
+        ],
+        &[],
+    );
+    let rebuilt: Vec<_> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), &s["state"]))
+        .collect();
+    for (name, state) in &rebuilt {
+        if name.ends_with("/rootfs") || name.ends_with("/tools") {
+            assert_eq!(state.as_str(), Some("cached"), "{name}: {state}\n{stderr}");
+        } else {
+            assert_eq!(
+                state["verified"]["cache"].as_str(),
+                Some(unsigned.as_str()),
+                "{name}: {state}\n{stderr}"
+            );
+            assert_eq!(state["verified"]["trust"], "unsigned", "{name}: {state}");
+        }
+    }
+    assert_eq!(rebuilt.len(), 4, "{report}");
+    assert!(
+        stderr.contains("pulling  img/image")
+            && stderr.contains("unsigned")
+            && stderr.contains("to check it by building it here"),
+        "{stderr}"
+    );
+    assert_eq!(output_hash(&b, &report), built_a);
+    // The local output is the one stored, and it holds what the step wrote here.
+    let image = step_key(&f, &b, "img/image");
+    assert_eq!(marker(&b, &image), "built here\n");
+    b.ok(&["cache", "verify"]);
+
+    // A signed one is checked the same way under --rebuild; the signer is named.
+    let signed = reg.cache("signed");
+    f.a.ok(&["cache", "push", &signed, "--key", &f.key("trusted.key")]);
+    let c = machine_with_own_base(&f);
+    let trusted = f.key("trusted.key.pub");
+    let (report, _) = json_err(
+        &c,
+        &[
+            "build",
+            "img",
+            "--rebuild=img/image",
+            "--cache",
+            &signed,
+            "--cache-key",
+            &trusted,
+        ],
+        &[],
+    );
+    let image_state = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "img/image")
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(
+        image_state["verified"]["trust"].as_str(),
+        Some(format!("signed by {trusted}").as_str()),
+        "{image_state}"
+    );
+    // (the output step, not rebuilt, is taken as signed)
+    assert!(
+        states(&report).contains(&("img/output".to_string(), "cached".to_string())),
+        "{report}"
+    );
+
+    // A step the recipe does not have is named.
+    let err = c.fails(&["build", "img", "--rebuild=img/kernel"]);
+    assert!(
+        err.contains("no step img/kernel") && err.contains("img/image"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rebuild_names_the_step_cache_and_file_of_a_tampered_cached_output() {
+    let f = Fixture::new();
+    let reg = Registry::start(Auth::None);
+    let built_a = f.build_a();
+    // The pusher serves an image step whose output is not what the step makes: a consistent
+    // manifest and layer, unsigned.
+    let image = step_key(&f, &f.a, "img/image");
+    let entry = f.a.store.path().join("v1/steps").join(&image);
+    fs_err::write(entry.join("tree/etc/marker"), "built elsewhere\n").unwrap();
+    let tampered = reg.cache("tampered");
+    f.a.ok(&["cache", "push", &tampered]);
+
+    let b = machine_with_own_base(&f);
+    let out = b
+        .command(&["build", "img", "--rebuild=img/image", "--cache", &tampered])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Exit status 4: built, not bit-identical.
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "img/image: the rebuild differs from the output of cache {tampered} (unsigned), first at tree/etc/marker"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the rebuild is NOT identical"), "{stderr}");
+    assert!(
+        stderr.contains("and 1 step outputs to check by rebuilding"),
+        "{stderr}"
+    );
+    // The cache's output is kept to look at; the store has the one built here, and the image
+    // is the one A built.
+    let kept = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("the output of cache {tampered} is kept at "))
+        })
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        fs_err::read_to_string(Path::new(kept).join("tree/etc/marker")).unwrap(),
+        "built elsewhere\n"
+    );
+    assert_eq!(marker(&b, &image), "built here\n");
+    let sums = fs_err::read_to_string(b.path("out/SHA256SUMS")).unwrap();
+    assert!(sums.contains(&built_a), "{sums}");
 }
 
 #[test]

@@ -20,8 +20,11 @@ pub struct BuildOptions {
     pub output_dir: PathBuf,
     /// Keep the tree of a failed step and say where.
     pub keep_failed: bool,
-    /// Run every step again and compare with what the store holds.
+    /// Run every step again and compare with what the store holds, or with a cache's output
+    /// (signed or not) of a step the store lacks.
     pub rebuild: bool,
+    /// With `rebuild`: only these steps (`<recipe>/<step>`) run again; empty: every step.
+    pub rebuild_only: Vec<String>,
     /// What to say on standard error: a line per step (`-v`: with its key), a spinner on a
     /// terminal, the sandbox's commands with `-vv`.
     pub report: crate::report::Reporter,
@@ -40,6 +43,37 @@ pub enum StepState {
     Identical,
     /// `--rebuild`: built again and different; the differing paths.
     Differs(Vec<String>),
+    /// `--rebuild` of a step the store lacked: built here and identical to the output the
+    /// cache (named) holds; the local output is stored.
+    Verified {
+        cache: String,
+        trust: String,
+    },
+    /// `--rebuild` of a step the store lacked: built here and different from the output the
+    /// cache holds (the differing paths, the first first); the local output is stored.
+    DiffersFromCache {
+        cache: String,
+        trust: String,
+        paths: Vec<String>,
+    },
+}
+
+impl StepState {
+    /// A rebuild found an output that differs.
+    pub fn differs(&self) -> bool {
+        matches!(
+            self,
+            StepState::Differs(_) | StepState::DiffersFromCache { .. }
+        )
+    }
+}
+
+impl BuildOptions {
+    /// Whether `--rebuild` runs step `name` again.
+    pub fn rebuilds(&self, name: &str) -> bool {
+        self.rebuild
+            && (self.rebuild_only.is_empty() || self.rebuild_only.iter().any(|s| s == name))
+    }
 }
 
 /// One step of a finished build.
@@ -78,8 +112,9 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
     for (i, node) in graph.nodes.iter().enumerate() {
         let started = Instant::now();
         let stored = store.step_path(node.key.as_str());
+        let rebuild = opts.rebuilds(&node.name);
         // A step output from a shared cache, when one signed by a trusted key has it.
-        let state = if !opts.rebuild
+        let state = if !rebuild
             && (store.has_step(node.key.as_str())
                 || crate::cache::substitute_step(store, node.key.as_str(), &node.name))
         {
@@ -91,9 +126,16 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                 short(node.key.as_str())
             ));
             let _guard = store.lock(&format!("step-{}", node.key.as_str()))?;
-            if store.has_step(node.key.as_str()) && !opts.rebuild {
+            if store.has_step(node.key.as_str()) && !rebuild {
                 StepState::Cached
             } else {
+                // `--rebuild` of a step the store lacks: a cache's output, signed or not, is
+                // what the local output is compared with.
+                let reference = if rebuild && !store.has_step(node.key.as_str()) {
+                    crate::cache::reference_step(store, node.key.as_str(), &node.name)
+                } else {
+                    None
+                };
                 let temp = store.temp_dir()?;
                 if let Err(e) = run_node(store, graph, i, temp.path(), opts) {
                     if opts.keep_failed {
@@ -102,18 +144,35 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                     }
                     return Err(e);
                 }
-                if opts.rebuild && store.has_step(node.key.as_str()) {
+                if let Some(reference) = reference {
+                    let diffs = compare_outputs(reference.tree.path(), temp.path())?;
+                    // What was built here is stored either way: it is this machine's own.
+                    store.publish_step(node.key.as_str(), temp)?;
+                    let crate::cache::Reference { tree, cache, trust } = reference;
+                    if diffs.is_empty() {
+                        StepState::Verified { cache, trust }
+                    } else {
+                        let kept = keep_for_inspection(
+                            tree,
+                            &format!("the output of cache {cache}"),
+                            &opts.report,
+                        );
+                        if opts.report.progress() {
+                            run_diffoscope(&kept, &stored, &diffs, &opts.report);
+                        }
+                        StepState::DiffersFromCache {
+                            cache,
+                            trust,
+                            paths: diffs,
+                        }
+                    }
+                } else if rebuild && store.has_step(node.key.as_str()) {
                     let diffs = compare_outputs(&stored, temp.path())?;
                     if diffs.is_empty() {
                         StepState::Identical
                     } else {
-                        // Keep the new output next to the stored one for inspection.
-                        let kept = temp.keep();
+                        let kept = keep_for_inspection(temp, "the new output", &opts.report);
                         if opts.report.progress() {
-                            opts.report.line(format_args!(
-                                "           the new output is kept at {}",
-                                kept.display()
-                            ));
                             run_diffoscope(&stored, &kept, &diffs, &opts.report);
                         }
                         StepState::Differs(diffs)
@@ -130,7 +189,8 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                 StepState::Cached => "cached",
                 StepState::Built => "done",
                 StepState::Identical => "same",
-                StepState::Differs(_) => "DIFFERS",
+                StepState::Verified { .. } => "verified",
+                StepState::Differs(_) | StepState::DiffersFromCache { .. } => "DIFFERS",
             };
             if opts.report.verbose() {
                 // `-v`: the whole key, and so whether the store had it ("cached").
@@ -147,7 +207,21 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
                     human(seconds)
                 ));
             }
-            if let StepState::Differs(paths) = &state {
+            match &state {
+                StepState::Verified { cache, trust } => opts.report.line(format_args!(
+                    "           identical to the output of cache {cache} ({trust})"
+                )),
+                StepState::DiffersFromCache {
+                    cache,
+                    trust,
+                    paths,
+                } => opts.report.line(format_args!(
+                    "           not identical to the output of cache {cache} ({trust}); first difference: {}",
+                    paths.first().map_or("", String::as_str)
+                )),
+                _ => {}
+            }
+            if let StepState::Differs(paths) | StepState::DiffersFromCache { paths, .. } = &state {
                 for p in paths.iter().take(50) {
                     opts.report.line(format_args!("           differs: {p}"));
                 }
@@ -167,6 +241,20 @@ pub fn build(store: &Store, graph: &Graph, opts: &BuildOptions) -> Result<BuildR
         outputs,
         omitted: graph.omitted.clone(),
     })
+}
+
+/// Keeps an output that differs (the new one, or a cache's) for inspection and says where.
+fn keep_for_inspection(
+    temp: crate::store::StoreTempDir,
+    what: &str,
+    report: &crate::report::Reporter,
+) -> PathBuf {
+    let kept = temp.keep();
+    report.line(format_args!(
+        "           {what} is kept at {}",
+        kept.display()
+    ));
+    kept
 }
 
 fn with_kept(err: BuildError, path: &Path) -> BuildError {

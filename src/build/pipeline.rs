@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::{BuildError, BuildOptions, BuildReport, Graph, StepState};
+use super::{BuildError, BuildOptions, BuildReport, Graph};
 use crate::lockfile::Lockfile;
 use crate::recipe::Project;
 use crate::store::Store;
@@ -25,6 +25,12 @@ pub enum PipelineError {
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
     Source(#[from] crate::sources::fetch::SourceError),
+    #[error("--rebuild={step}: {targets} has no step {step}")]
+    UnknownStep {
+        step: String,
+        targets: String,
+        steps: Vec<String>,
+    },
 }
 
 impl PipelineError {
@@ -37,6 +43,7 @@ impl PipelineError {
             PipelineError::Release(e) => e,
             PipelineError::Verify(e) => e,
             PipelineError::Source(e) => e,
+            PipelineError::UnknownStep { .. } => self,
         }
     }
 }
@@ -46,6 +53,9 @@ impl crate::error::Diagnostic for PipelineError {
         match self {
             PipelineError::Build(e) => e.hints(),
             PipelineError::Fetch(e) => e.hints(),
+            PipelineError::UnknownStep { steps, .. } => {
+                vec![format!("its steps are {}", steps.join(", "))]
+            }
             _ => Vec::new(),
         }
     }
@@ -204,6 +214,19 @@ pub fn build_targets(
 ) -> Result<Built, PipelineError> {
     prepare()?;
     let graph = plan_request(store, project, lock, request)?;
+    // `--rebuild=STEP,…` names steps of these images.
+    if let Some(unknown) = request
+        .options
+        .rebuild_only
+        .iter()
+        .find(|name| !graph.nodes.iter().any(|n| &n.name == *name))
+    {
+        return Err(PipelineError::UnknownStep {
+            step: unknown.clone(),
+            targets: request.targets.join(" "),
+            steps: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        });
+    }
     fetch_missing(
         store,
         project,
@@ -215,10 +238,7 @@ pub fn build_targets(
         &request.options.report,
     )?;
     let report = super::build(store, &graph, &request.options)?;
-    let differs = report
-        .steps
-        .iter()
-        .any(|s| matches!(s.state, StepState::Differs(_)));
+    let differs = report.steps.iter().any(|s| s.state.differs());
     let output_dir = request.options.output_dir.clone();
     let release = crate::release::write_release_files(
         &crate::release::ReleaseInputs {

@@ -30,7 +30,9 @@ use std::path::PathBuf;
 
 use crate::http::HttpError;
 
-pub use pull::{Substituter, install, report, substitute_blob, substitute_step};
+pub use pull::{
+    Reference, Substituter, install, reference_step, report, substitute_blob, substitute_step,
+};
 
 /// The artifact type of a step output's manifest.
 pub const STEP_ARTIFACT: &str = "application/vnd.hermetic.step.v1";

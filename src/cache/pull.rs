@@ -16,7 +16,7 @@ use oci_spec::image::ImageManifest;
 use crate::archive::human_size;
 use crate::fetch::error_text as chain;
 use crate::sign::PublicKey;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreTempDir};
 
 use super::oci::Registry;
 use super::{ANN_KEY, ANN_SIGNATURE, CacheError, STEP_ARTIFACT, STEP_LAYER};
@@ -46,6 +46,9 @@ pub struct PullStats {
     pub refused: AtomicU64,
     /// Items asked for that no cache had.
     pub missed: AtomicU64,
+    /// Step outputs pulled for `build --rebuild` to compare with (signed or not).
+    pub checked: AtomicU64,
+    pub checked_bytes: AtomicU64,
 }
 
 static ACTIVE: OnceLock<Substituter> = OnceLock::new();
@@ -64,8 +67,15 @@ pub fn report() -> Option<String> {
     if requests == 0 {
         return None;
     }
+    let checked = match get(&st.checked) {
+        0 => String::new(),
+        n => format!(
+            ", and {n} step outputs to check by rebuilding ({})",
+            human_size(get(&st.checked_bytes))
+        ),
+    };
     Some(format!(
-        "cache: pulled {} pinned files ({}) and {} step outputs ({}); {} refused, {} not in any cache; {} requests",
+        "cache: pulled {} pinned files ({}) and {} step outputs ({}){checked}; {} refused, {} not in any cache; {} requests",
         get(&st.blobs),
         human_size(get(&st.blob_bytes)),
         get(&st.steps),
@@ -166,40 +176,80 @@ impl Substituter {
     /// Publishes the output of step `key` (`name` for messages) from the first cache that has
     /// one signed by a trusted key. Returns whether the store now has it.
     pub fn step(&self, store: &Store, key: &str, name: &str) -> bool {
-        for cache in &self.caches {
-            if cache.dead.load(Ordering::Relaxed) {
-                continue;
-            }
-            match self.step_from(store, &cache.registry, key, name) {
-                Ok(Some(bytes)) => {
+        if let Some((tree, bytes, _, cache)) = self.first_output(store, key, name, true) {
+            match store.publish_step(key, tree) {
+                Ok(_) => {
                     self.stats.steps.fetch_add(1, Ordering::Relaxed);
                     self.stats.step_bytes.fetch_add(bytes, Ordering::Relaxed);
                     self.notice(&format!("  pulled   {name}  ({})", human_size(bytes)));
                     return true;
                 }
-                Ok(None) => {}
-                Err(Refusal::Untrusted(why)) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    self.notice(&format!(
-                        "warning: refused the output of {name} ({key}) from cache {}: {why}; the step runs here",
-                        cache.registry.cache
-                    ));
-                }
-                Err(Refusal::Failed(e)) => self.failed(cache, &e),
+                Err(e) => self.failed(cache, &e.into()),
             }
         }
         self.stats.missed.fetch_add(1, Ordering::Relaxed);
         false
     }
 
-    /// The output of `key` from one cache: `Ok(None)` when it has none.
-    fn step_from(
+    /// `build --rebuild` of a step the store lacks: the output of `key` from the first cache
+    /// that has one, signed or not, extracted into a temporary entry (never published) that
+    /// the step's local output is compared with. Its signature is only reported.
+    pub fn reference(&self, store: &Store, key: &str, name: &str) -> Option<Reference> {
+        let (tree, bytes, trust, cache) = self.first_output(store, key, name, false)?;
+        self.stats.checked.fetch_add(1, Ordering::Relaxed);
+        self.stats.checked_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Some(Reference {
+            tree,
+            cache: cache.registry.cache.to_string(),
+            trust,
+        })
+    }
+
+    /// The extracted output of `key` from the first cache that has one (with `signed_only`,
+    /// one signed by a trusted key), its size, what its signature says, and the cache.
+    fn first_output(
+        &self,
+        store: &Store,
+        key: &str,
+        name: &str,
+        signed_only: bool,
+    ) -> Option<(StoreTempDir, u64, String, &Cache)> {
+        for cache in &self.caches {
+            if cache.dead.load(Ordering::Relaxed) {
+                continue;
+            }
+            match self.download_step(store, &cache.registry, key, name, signed_only) {
+                Ok(Some((tree, bytes, trust))) => return Some((tree, bytes, trust, cache)),
+                Ok(None) => {}
+                Err(Refusal::Untrusted(why)) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    let outcome = if signed_only {
+                        "; the step runs here"
+                    } else {
+                        " (it cannot be compared)"
+                    };
+                    self.notice(&format!(
+                        "warning: refused the output of {name} ({key}) from cache {}: {why}{outcome}",
+                        cache.registry.cache
+                    ));
+                }
+                Err(Refusal::Failed(e)) => self.failed(cache, &e),
+            }
+        }
+        None
+    }
+
+    /// Downloads and extracts the output of `key` from `registry`; with `signed_only`, only
+    /// one signed by a trusted key. Returns the extracted entry, the layer's size and what
+    /// its signature says (`signed by KEY`, `unsigned`, …).
+    fn download_step(
         &self,
         store: &Store,
         registry: &Registry,
         key: &str,
         name: &str,
-    ) -> Result<Option<u64>, Refusal> {
+        signed_only: bool,
+    ) -> Result<Option<(StoreTempDir, u64, String)>, Refusal> {
         let Some(raw) = registry.get_manifest(&super::step_tag(key))? else {
             return Ok(None);
         };
@@ -244,15 +294,32 @@ impl Substituter {
             )));
         };
         let size = layer.size();
-        self.check_signature(&annotations, key, &digest, size)?;
+        let (signed, trust) = match self.check_signature(&annotations, key, &digest, size) {
+            Ok(signer) => (true, format!("signed by {}", signer.display())),
+            Err(refusal) if signed_only => return Err(refusal),
+            Err(_) if !annotations.contains_key(ANN_SIGNATURE) => (false, "unsigned".into()),
+            Err(Refusal::Untrusted(why)) => (
+                false,
+                format!("signed, but {}", why.lines().next().unwrap_or_default()),
+            ),
+            Err(failed) => return Err(failed),
+        };
         // A kernel's output is large: say what is coming before the wait.
-        self.notice(&format!(
-            "  pulling  {name}  ({}, signed) from {}",
-            human_size(size),
-            registry.cache
-        ));
-        // Signed: the layer is the output of `key`, and its bytes are checked by their hash
-        // while they stream into a temporary file of the store.
+        if signed_only {
+            self.notice(&format!(
+                "  pulling  {name}  ({}, signed) from {}",
+                human_size(size),
+                registry.cache
+            ));
+        } else {
+            self.notice(&format!(
+                "  pulling  {name}  ({}; {trust}) from {} to check it by building it here",
+                human_size(size),
+                registry.cache
+            ));
+        }
+        // The layer's bytes are checked against the manifest's digest (the signed one, when
+        // signed) while they stream into a temporary file of the store.
         let Some(mut download) = registry.get_blob(&digest, Some(size))? else {
             return Ok(None);
         };
@@ -267,8 +334,9 @@ impl Substituter {
         let (actual, n) = hashing.finish();
         if actual != sha256 || n != size {
             return Err(Refusal::Untrusted(format!(
-                "its layer {} has SHA-256 {actual} ({n} bytes), not the signed one",
-                registry.blob_url(&digest)
+                "its layer {} has SHA-256 {actual} ({n} bytes), not the {} one",
+                registry.blob_url(&digest),
+                if signed { "signed" } else { "manifest's" }
             )));
         }
         let file = fs_err::File::open(tmp.path()).map_err(|source| {
@@ -279,10 +347,7 @@ impl Substituter {
         })?;
         let tree = super::step::extract(store, key, std::io::BufReader::new(file))
             .map_err(|e| Refusal::Untrusted(chain(&e)))?;
-        store
-            .publish_step(key, tree)
-            .map_err(|e| Refusal::Failed(e.into()))?;
-        Ok(Some(n))
+        Ok(Some((tree, n, trust)))
     }
 
     /// The signature annotation must verify, with one of the trusted keys, over the statement
@@ -293,7 +358,7 @@ impl Substituter {
         key: &str,
         digest: &str,
         size: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<PathBuf, Refusal> {
         let Some(signature) = annotations.get(ANN_SIGNATURE) else {
             return Err(Refusal::Untrusted(
                 "it is not signed (step outputs are accepted only when signed by a trusted key: push with --key)".into(),
@@ -316,7 +381,7 @@ impl Substituter {
                 public,
                 path,
             ) {
-                Ok(comment) if comment == super::trusted_comment(key) => return Ok(()),
+                Ok(comment) if comment == super::trusted_comment(key) => return Ok(path.clone()),
                 Ok(comment) => problems.push(format!("its trusted comment is {comment:?}")),
                 Err(e) => problems.push(e.to_string().lines().next().unwrap_or("").to_string()),
             }
@@ -326,6 +391,16 @@ impl Substituter {
             problems.join("; ")
         )))
     }
+}
+
+/// A cache's output of a step, extracted to be compared with the step's local output.
+pub struct Reference {
+    /// The extracted entry (`tree/`, `files/`, the log); removed when dropped.
+    pub tree: StoreTempDir,
+    /// The cache it came from.
+    pub cache: String,
+    /// What its signature says: `signed by KEY`, `it is not signed …`, `no trusted key …`.
+    pub trust: String,
 }
 
 enum Refusal {
@@ -349,6 +424,11 @@ pub fn substitute_blob(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Option<PathBuf> {
     ACTIVE.get()?.blob(store, sha256, size, on_bytes)
+}
+
+/// [`Substituter::reference`] of the installed substituter; `None` without one.
+pub fn reference_step(store: &Store, key: &str, name: &str) -> Option<Reference> {
+    ACTIVE.get()?.reference(store, key, name)
 }
 
 /// [`Substituter::step`] of the installed substituter; `false` without one.

@@ -104,6 +104,7 @@ fn build_target(
             output_dir: out_dir.to_path_buf(),
             keep_failed: false,
             rebuild: false,
+            rebuild_only: Vec::new(),
             report: ctx.reporter(),
             jobs: None,
         },

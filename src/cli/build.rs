@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::Context;
-use crate::build::BuildOptions;
+use crate::build::{BuildOptions, StepState};
 
 /// Arguments of `hermetic build`.
 #[derive(Debug, clap::Args)]
@@ -42,10 +42,12 @@ pub struct Args {
     #[arg(long)]
     pub keep_failed: bool,
 
-    /// Run every step again and report whether the new outputs are identical to the stored
-    /// ones, naming the files that differ.
-    #[arg(long)]
-    pub rebuild: bool,
+    /// Run every step again (`--rebuild=STEP,…`: only these, e.g. `gcp/kernel`) and report
+    /// whether the new outputs are identical to the stored ones, naming the files that
+    /// differ. A step the store lacks is compared with a cache's output of it, signed or not
+    /// (the local output is stored).
+    #[arg(long, value_name = "STEP", num_args = 0.., require_equals = true, value_delimiter = ',')]
+    pub rebuild: Option<Vec<String>>,
 
     /// Never touch the network: fail if a pin the build needs is not in the store
     /// (without it, missing pins are fetched first, as `hermetic fetch` would).
@@ -109,7 +111,8 @@ pub(crate) fn execute(ctx: &Context, args: &Args) -> anyhow::Result<Built> {
                 .clone()
                 .unwrap_or_else(|| ctx.project.join("out")),
             keep_failed: args.keep_failed,
-            rebuild: args.rebuild,
+            rebuild: args.rebuild.is_some(),
+            rebuild_only: args.rebuild.clone().unwrap_or_default(),
             report: ctx.reporter(),
             jobs: args.jobs,
         },
@@ -152,7 +155,30 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             println!("{hash}  {}", output_dir.join(path).display());
         }
         super::cache::print_report(ctx);
-        if args.rebuild {
+        if args.rebuild.is_some() {
+            for step in &report.steps {
+                match &step.state {
+                    StepState::Differs(paths) => eprintln!(
+                        "{}: the rebuild differs from the stored output, first at {}",
+                        step.name,
+                        paths.first().map_or("", String::as_str)
+                    ),
+                    StepState::DiffersFromCache {
+                        cache,
+                        trust,
+                        paths,
+                    } => eprintln!(
+                        "{}: the rebuild differs from the output of cache {cache} ({trust}), first at {}",
+                        step.name,
+                        paths.first().map_or("", String::as_str)
+                    ),
+                    StepState::Verified { cache, trust } => eprintln!(
+                        "{}: verified: the rebuild is identical to the output of cache {cache} ({trust})",
+                        step.name
+                    ),
+                    _ => {}
+                }
+            }
             if *differs {
                 eprintln!("the rebuild is NOT identical to the stored outputs");
             } else {

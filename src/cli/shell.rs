@@ -71,6 +71,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             output_dir: scratch.path().join("out"),
             keep_failed: false,
             rebuild: false,
+            rebuild_only: Vec::new(),
             report: ctx.reporter(),
             jobs: None,
         };

@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         output: args.output.clone(),
         profiles: args.profiles.clone(),
         keep_failed: false,
-        rebuild: false,
+        rebuild: None,
         jobs: args.jobs,
         sign: None,
         offline: false,
