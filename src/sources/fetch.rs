@@ -62,8 +62,8 @@ impl SourceError {
             None => format!("no {} yet", pin.hash_field()),
         };
         let copy_forms = match pin {
-            SourcePin::Git { .. } => format!(
-                " (a checkout) or `{}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip)",
+            SourcePin::Git { commit, .. } => format!(
+                " or `{0}-{commit}` (a checkout) or `{0}.tar.gz` or `{0}-{commit}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip)",
                 pin.name()
             ),
             _ => {
@@ -266,14 +266,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Where a `--source-dir` may hold `pin`: a file by its name or its URL's last segment; for
-/// a git source also a checkout directory of that name, or `<name>.tar.gz` (and the other
-/// archive forms).
+/// a git source a checkout directory `<name>-<commit>` or `<name>`, or `<name>-<commit>.tar.gz`
+/// or `<name>.tar.gz` (and the other archive forms), in that order.
 pub fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
-    let mut names = vec![pin.name().to_string()];
-    if let SourcePin::Git { .. } = pin {
-        for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
-            names.push(format!("{}.{ext}", pin.name()));
+    let mut names = Vec::new();
+    if let SourcePin::Git { commit, .. } = pin {
+        // `<name>-<commit>` first: a directory may hold copies of several commits.
+        for stem in [format!("{}-{commit}", pin.name()), pin.name().to_string()] {
+            names.push(stem.clone());
+            for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
+                names.push(format!("{stem}.{ext}"));
+            }
         }
+    } else {
+        names.push(pin.name().to_string());
     }
     for url in pin.urls() {
         if let Some(last) = url.rsplit('/').next().filter(|l| !l.is_empty()) {
