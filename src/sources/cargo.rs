@@ -163,6 +163,15 @@ pub enum CrateError {
         version: String,
     },
     #[error(
+        "{what}: the Cargo.toml of package `{name} {version}` cannot be vendored: {why}\nhint: hermetic writes in what a package inherits from its workspace (`[workspace.package]`, `[workspace.dependencies]`, `[workspace.lints]`); other manifests are not supported"
+    )]
+    GitManifest {
+        what: String,
+        name: String,
+        version: String,
+        why: String,
+    },
+    #[error(
         "{count} crate(s) are not in the store, e.g. `{example}`, and --offline forbids fetching them\nhint: run `hermetic fetch` while online first"
     )]
     CratesMissing { count: usize, example: String },
@@ -918,7 +927,38 @@ pub fn write_git_vendor(
                 });
             };
             let dest = dir.join(format!("{}-{}", g.name, g.version));
-            let files = copy_package(&tree, &found.dir, &dest)?;
+            let mut files = copy_package(&tree, &found.dir, &dest)?;
+            if let Some(ws) = &found.workspace {
+                let manifest = dest.join("Cargo.toml");
+                let text = fs_err::read_to_string(&manifest).map_err(|source| {
+                    CrateError::Read {
+                        path: manifest.clone(),
+                        source,
+                    }
+                })?;
+                let normal = normalize_manifest(&text, ws).map_err(|why| {
+                    CrateError::GitManifest {
+                        what: pin.describe(),
+                        name: g.name.clone(),
+                        version: g.version.clone(),
+                        why,
+                    }
+                })?;
+                if let Some(normal) = normal {
+                    // Kept beside it, as cargo keeps the original of a normalized manifest.
+                    let orig = dest.join("Cargo.toml.orig");
+                    fs_err::write(&orig, &text).map_err(werr(&orig))?;
+                    fs_err::write(&manifest, &normal).map_err(werr(&manifest))?;
+                    files.insert(
+                        "Cargo.toml".into(),
+                        hex::encode(Sha256::digest(normal.as_bytes())),
+                    );
+                    files.insert(
+                        "Cargo.toml.orig".into(),
+                        hex::encode(Sha256::digest(text.as_bytes())),
+                    );
+                }
+            }
             let checksum = serde_json::json!({ "files": files, "package": null });
             let path = dest.join(".cargo-checksum.json");
             fs_err::write(&path, checksum.to_string()).map_err(werr(&path))?;
@@ -928,11 +968,111 @@ pub fn write_git_vendor(
     Ok(out)
 }
 
-/// A package found in a git tree: its directory (relative to the tree) and identity.
+/// A package found in a git tree: its directory (relative to the tree) and identity, and
+/// the `[workspace]` table of the workspace root enclosing it (if any).
 struct Manifest {
     dir: PathBuf,
     name: String,
     version: String,
+    workspace: Option<toml::Table>,
+}
+
+/// The manifest `text` with what it inherits from `workspace` (the root's `[workspace]`
+/// table) written in, as cargo normalizes a package it vendors or publishes: `[package]`
+/// fields `{ workspace = true }` take `workspace.package`'s value; a dependency
+/// `{ workspace = true, … }` (in `[dependencies]`, `[dev-dependencies]`,
+/// `[build-dependencies]` and their `[target.*]` forms) becomes the workspace's entry with
+/// the local `features` added and `optional` kept; `[lints] workspace = true` takes
+/// `workspace.lints`. A directory source has no workspace to inherit from, so a vendored
+/// git package needs this. `None` when there is nothing to inherit.
+fn normalize_manifest(text: &str, workspace: &toml::Table) -> Result<Option<String>, String> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let inherits = |v: &toml::Value| {
+        v.as_table()
+            .and_then(|t| t.get("workspace"))
+            .and_then(toml::Value::as_bool)
+            == Some(true)
+    };
+    let mut changed = false;
+    let ws_package = workspace.get("package").and_then(|p| p.as_table());
+    if let Some(package) = doc.get_mut("package").and_then(|p| p.as_table_mut()) {
+        for (key, value) in package.iter_mut() {
+            if inherits(value) {
+                let Some(v) = ws_package.and_then(|w| w.get(key.as_str())) else {
+                    return Err(format!("`package.{key}` is inherited, the workspace has no `workspace.package.{key}`"));
+                };
+                *value = v.clone();
+                changed = true;
+            }
+        }
+    }
+    let ws_deps = workspace.get("dependencies").and_then(|d| d.as_table());
+    let mut fix_deps = |deps: &mut toml::Table| -> Result<(), String> {
+        for (name, value) in deps.iter_mut() {
+            if !inherits(value) {
+                continue;
+            }
+            let local = value.as_table().cloned().unwrap_or_default();
+            let mut dep = match ws_deps.and_then(|w| w.get(name.as_str())) {
+                Some(toml::Value::String(v)) => {
+                    toml::Table::from_iter([("version".to_string(), toml::Value::String(v.clone()))])
+                }
+                Some(toml::Value::Table(t)) => t.clone(),
+                _ => return Err(format!("dependency `{name}` is inherited, the workspace has no `workspace.dependencies.{name}`")),
+            };
+            for (k, v) in local {
+                match k.as_str() {
+                    "workspace" => {}
+                    "features" => {
+                        let mut all = dep
+                            .get("features")
+                            .and_then(|f| f.as_array())
+                            .cloned()
+                            .unwrap_or_default();
+                        all.extend(v.as_array().cloned().unwrap_or_default());
+                        dep.insert(k, toml::Value::Array(all));
+                    }
+                    _ => {
+                        dep.insert(k, v);
+                    }
+                }
+            }
+            *value = toml::Value::Table(dep);
+            changed = true;
+        }
+        Ok(())
+    };
+    const KINDS: [&str; 4] = [
+        "dependencies",
+        "dev-dependencies",
+        "dev_dependencies",
+        "build-dependencies",
+    ];
+    for kind in KINDS {
+        if let Some(deps) = doc.get_mut(kind).and_then(|d| d.as_table_mut()) {
+            fix_deps(deps)?;
+        }
+    }
+    if let Some(targets) = doc.get_mut("target").and_then(|t| t.as_table_mut()) {
+        for (_, target) in targets.iter_mut() {
+            for kind in KINDS {
+                if let Some(deps) = target.get_mut(kind).and_then(|d| d.as_table_mut()) {
+                    fix_deps(deps)?;
+                }
+            }
+        }
+    }
+    if doc.get("lints").is_some_and(inherits) {
+        match workspace.get("lints") {
+            Some(l) => doc.insert("lints".into(), l.clone()),
+            None => doc.remove("lints"),
+        };
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    toml::to_string(&doc).map(Some).map_err(|e| e.to_string())
 }
 
 /// Every `Cargo.toml` with a `[package]` in `tree` (not below `.git` or `target`, never
@@ -941,7 +1081,7 @@ struct Manifest {
 /// a missing one `0.0.0`, as cargo has them.
 fn package_manifests(tree: &Path) -> Vec<Manifest> {
     let mut found = Vec::new();
-    let mut workspaces: Vec<(PathBuf, Option<String>)> = Vec::new();
+    let mut workspaces: Vec<(PathBuf, toml::Table)> = Vec::new();
     let mut stack = vec![PathBuf::new()];
     let mut manifests = Vec::new();
     while let Some(rel) = stack.pop() {
@@ -963,12 +1103,7 @@ fn package_manifests(tree: &Path) -> Vec<Manifest> {
                     continue;
                 };
                 if let Some(ws) = value.get("workspace").and_then(|w| w.as_table()) {
-                    let version = ws
-                        .get("package")
-                        .and_then(|p| p.get("version"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
-                    workspaces.push((rel.clone(), version));
+                    workspaces.push((rel.clone(), ws.clone()));
                 }
                 manifests.push((rel.clone(), value));
             }
@@ -981,15 +1116,23 @@ fn package_manifests(tree: &Path) -> Vec<Manifest> {
         let Some(name) = package.get("name").and_then(|n| n.as_str()) else {
             continue;
         };
+        let workspace = workspaces
+            .iter()
+            .filter(|(w, _)| dir.starts_with(w))
+            .max_by_key(|(w, _)| w.components().count())
+            .map(|(_, t)| t.clone());
         let version = match package.get("version") {
             None => Some("0.0.0".to_string()),
             Some(toml::Value::String(v)) => Some(v.clone()),
-            Some(toml::Value::Table(t)) if t.get("workspace") == Some(&toml::Value::Boolean(true)) => {
-                workspaces
-                    .iter()
-                    .filter(|(w, _)| dir.starts_with(w))
-                    .max_by_key(|(w, _)| w.components().count())
-                    .and_then(|(_, v)| v.clone())
+            Some(toml::Value::Table(t))
+                if t.get("workspace") == Some(&toml::Value::Boolean(true)) =>
+            {
+                workspace
+                    .as_ref()
+                    .and_then(|w| w.get("package"))
+                    .and_then(|p| p.get("version"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
             }
             Some(_) => None,
         };
@@ -998,6 +1141,7 @@ fn package_manifests(tree: &Path) -> Vec<Manifest> {
                 dir,
                 name: name.to_string(),
                 version,
+                workspace,
             });
         }
     }
