@@ -1464,3 +1464,109 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMIT: &str = "e0642d949891546a3bb7e47080365ee7274f05cd";
+
+    #[test]
+    fn git_sources_are_split_into_source_repository_and_commit() {
+        let (source, repo, commit) = parse_git_source(&format!(
+            "git+https://github.com/tokio-rs/tracing?rev=e0642d9#{COMMIT}"
+        ))
+        .unwrap();
+        assert_eq!(source, "git+https://github.com/tokio-rs/tracing?rev=e0642d9");
+        assert_eq!(repo, "https://github.com/tokio-rs/tracing");
+        assert_eq!(commit, COMMIT);
+        let (source, repo, _) =
+            parse_git_source(&format!("git+https://github.com/heim-rs/heim#{COMMIT}")).unwrap();
+        assert_eq!(source, "git+https://github.com/heim-rs/heim");
+        assert_eq!(repo, "https://github.com/heim-rs/heim");
+        for bad in [
+            "git+https://example.org/x#abc".to_string(),
+            format!("git+https://example.org/x?rev=1&branch=b#{COMMIT}"),
+            format!("git+https://example.org/x?path=y#{COMMIT}"),
+            format!("git+ssh://git@example.org/x#{COMMIT}"),
+            format!("git+https://example.org/x\"#{COMMIT}"),
+        ] {
+            assert!(parse_git_source(&bad).is_none(), "{bad} accepted");
+        }
+        let pin = git_repo_pin("https://github.com/GreptimeTeam/greptime-proto.git", COMMIT, None);
+        assert_eq!(pin.name(), "greptime-proto");
+        assert_eq!(
+            pin.urls(),
+            [format!(
+                "https://github.com/GreptimeTeam/greptime-proto/archive/{COMMIT}.tar.gz"
+            )]
+        );
+    }
+
+    #[test]
+    fn each_git_source_is_replaced_by_its_directory_with_its_reference() {
+        let config = vendor_config_git(
+            Path::new("/work/vendor"),
+            &[
+                (
+                    "git+https://github.com/tokio-rs/tracing?rev=e0642d9".into(),
+                    PathBuf::from("/work/vendor/git/0"),
+                ),
+                (
+                    "git+https://github.com/heim-rs/heim?branch=update-nix".into(),
+                    PathBuf::from("/work/vendor/git/1"),
+                ),
+            ],
+        );
+        let parsed: toml::Table = config.parse().unwrap();
+        let source = &parsed["source"];
+        let tracing = &source["git+https://github.com/tokio-rs/tracing?rev=e0642d9"];
+        assert_eq!(tracing["git"].as_str(), Some("https://github.com/tokio-rs/tracing"));
+        assert_eq!(tracing["rev"].as_str(), Some("e0642d9"));
+        assert_eq!(tracing["replace-with"].as_str(), Some("vendored-git-0"));
+        let heim = &source["git+https://github.com/heim-rs/heim?branch=update-nix"];
+        assert_eq!(heim["branch"].as_str(), Some("update-nix"));
+        assert!(heim.get("rev").is_none());
+        assert_eq!(
+            source["vendored-git-1"]["directory"].as_str(),
+            Some("/work/vendor/git/1")
+        );
+        assert_eq!(source["crates-io"]["replace-with"].as_str(), Some("vendored"));
+    }
+
+    #[test]
+    fn inherited_manifest_fields_are_written_in() {
+        let ws: toml::Table = "package = { version = \"1.2.3\", edition = \"2021\" }\n\
+             dependencies = { serde = { version = \"1\", features = [\"derive\"] }, log = \"0.4\" }\n\
+             lints = { rust = { unsafe_code = \"deny\" } }\n"
+            .parse()
+            .unwrap();
+        let text = "[package]\nname = \"a\"\nversion.workspace = true\nedition.workspace = true\n\
+                    [dependencies]\nserde = { workspace = true, features = [\"rc\"], optional = true }\n\
+                    [target.'cfg(unix)'.dependencies]\nlog.workspace = true\n\
+                    [lints]\nworkspace = true\n";
+        let out: toml::Table = normalize_manifest(text, &ws).unwrap().unwrap().parse().unwrap();
+        assert_eq!(out["package"]["version"].as_str(), Some("1.2.3"));
+        assert_eq!(out["package"]["edition"].as_str(), Some("2021"));
+        let serde = &out["dependencies"]["serde"];
+        assert_eq!(serde["version"].as_str(), Some("1"));
+        assert_eq!(serde["optional"].as_bool(), Some(true));
+        let features: Vec<&str> = serde["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f.as_str())
+            .collect();
+        assert_eq!(features, ["derive", "rc"]);
+        assert_eq!(
+            out["target"]["cfg(unix)"]["dependencies"]["log"]["version"].as_str(),
+            Some("0.4")
+        );
+        assert_eq!(out["lints"]["rust"]["unsafe_code"].as_str(), Some("deny"));
+        // Nothing inherited: left as it is.
+        assert!(normalize_manifest("[package]\nname = \"b\"\n", &ws).unwrap().is_none());
+        let err = normalize_manifest("[package]\nname = \"c\"\nlicense.workspace = true\n", &ws)
+            .unwrap_err();
+        assert!(err.contains("package.license"), "{err}");
+    }
+}

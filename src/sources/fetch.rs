@@ -63,7 +63,7 @@ impl SourceError {
         };
         let copy_forms = match pin {
             SourcePin::Git { commit, .. } => format!(
-                " or `{0}-{commit}` (a checkout) or `{0}.tar.gz` or `{0}-{commit}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip)",
+                " (a checkout) or `{0}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip), or the same named `{0}-{commit}`",
                 pin.name()
             ),
             _ => {
