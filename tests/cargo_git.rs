@@ -6,7 +6,9 @@
 //! against that pin, and refuses a changed copy naming the repository, commit and pin; the
 //! vendor directory and cargo configuration hermetic writes let real cargo build the
 //! program `--frozen --offline` with an empty `CARGO_HOME`, and the binary runs the git
-//! crates' code.
+//! crates' code. `hermetic build` then builds it in the real sandbox, its toolchain tree made
+//! of the host's own Rust toolchain and C linker (hard links where possible), as no Debian
+//! mirror is used here.
 
 mod support;
 
@@ -136,14 +138,10 @@ fn setup() -> Setup {
     let archive = TestArchive::build(&standard_suites(), &key);
     let up = archive.root.path().join("upstream");
     fs_err::create_dir_all(&up).unwrap();
-    fs_err::write(
-        up.join("app-1.0.0.tar.gz"),
-        tar_gz_dir(&app, "app-1.0.0"),
-    )
-    .unwrap();
+    fs_err::write(up.join("app-1.0.0.tar.gz"), tar_gz_dir(&app, "app-1.0.0")).unwrap();
     let server = TestServer::start(archive.root.path());
     let recipe = format!(
-        "packages = [\"app\"]\n\
+        "format = \"tar\"\npackages = [\"app\"]\n\
          [[sources]]\nkind = \"file\"\nname = \"app-src\"\nurls = [\"{}upstream/app-1.0.0.tar.gz\"]\n\
          [[cargo]]\nname = \"app\"\nsource = \"app-src\"\nbuild-packages = [\"tool\"]\n\
          install = {{ \"app\" = \"/usr/bin/app\" }}\n",
@@ -249,10 +247,16 @@ fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
     );
     assert!(err.contains(&format!("tree-sha256 {tree}")), "{err}");
     assert!(
-        err.contains(&format!("{}: tree-sha256 mismatch", supply.join("twocrates").display())),
+        err.contains(&format!(
+            "{}: tree-sha256 mismatch",
+            supply.join("twocrates").display()
+        )),
         "{err}"
     );
-    assert!(err.contains("hint: supply a copy with `--source-dir DIR`"), "{err}");
+    assert!(
+        err.contains("hint: supply a copy with `--source-dir DIR`"),
+        "{err}"
+    );
     let store = hermetic::store::Store::open(other.path()).unwrap();
     assert!(!store.has_step(&hermetic::sources::fetch::git_step_key(&tree)));
 
@@ -324,7 +328,10 @@ fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
         .env("CARGO_TARGET_DIR", build.path().join("target2"))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a tampered vendored git crate was built");
+    assert!(
+        !out.status.success(),
+        "a tampered vendored git crate was built"
+    );
 }
 
 #[test]
@@ -342,4 +349,135 @@ fn a_git_dependency_without_a_copy_is_an_error_naming_repository_and_urls() {
         "{err}"
     );
     assert!(!s.project.lock_text().contains("tree-sha256"));
+}
+
+/// A toolchain tree of the host's own: its Rust toolchain (`rustc --print sysroot`) at
+/// `/opt/rust` with `cargo` and `rustc` linked from `/usr/local/bin`, and the host's
+/// `/usr/bin`, `/usr/lib/x86_64-linux-gnu`, `/usr/lib/gcc`, `/usr/libexec`, `/usr/lib64` and
+/// `/etc/alternatives` for the C linker cargo runs. Hard links where the file system allows
+/// (nothing is copied), else copies.
+fn host_rust_tools_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let sysroot =
+        String::from_utf8(run_ok(Command::new("rustc").args(["--print", "sysroot"])).stdout)
+            .unwrap();
+    let sysroot = sysroot.trim();
+    for d in ["usr/lib", "usr/local/bin", "opt/rust", "etc", "tmp", "work"] {
+        fs_err::create_dir_all(t.join(d)).unwrap();
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, t.join(link)).unwrap();
+    }
+    let copy = |from: &str, to: &Path| {
+        if !Path::new(from).exists() {
+            return;
+        }
+        let linked = Command::new("cp")
+            .arg("-al")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        if !linked.success() {
+            let _ = fs_err::remove_dir_all(to.join(Path::new(from).file_name().unwrap()));
+            assert!(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(from)
+                    .arg(to)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    };
+    copy("/usr/bin", &t.join("usr"));
+    copy("/usr/lib64", &t.join("usr"));
+    copy("/usr/libexec", &t.join("usr"));
+    copy("/usr/lib/x86_64-linux-gnu", &t.join("usr/lib"));
+    copy("/usr/lib/gcc", &t.join("usr/lib"));
+    copy("/etc/alternatives", &t.join("etc"));
+    copy(&format!("{sysroot}/bin"), &t.join("opt/rust"));
+    copy(&format!("{sysroot}/lib"), &t.join("opt/rust"));
+    for tool in ["cargo", "rustc"] {
+        std::os::unix::fs::symlink(
+            format!("/opt/rust/bin/{tool}"),
+            t.join("usr/local/bin").join(tool),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_program_is_built_in_the_sandbox_from_the_vendored_git_crates() {
+    let s = setup();
+    let p = &s.project;
+    let supply = s.work.path().join("supply");
+    fs_err::create_dir_all(&supply).unwrap();
+    git_sh(
+        &supply,
+        &format!("git clone -q {} twocrates", s.repo.display()),
+    );
+    let supply_arg = supply.display().to_string();
+    p.ok(&["lock", "--source-dir", &supply_arg]);
+    // The repository is gone: only the pinned tree in the store can serve the build.
+    fs_err::remove_dir_all(&s.repo).unwrap();
+    fs_err::remove_dir_all(&supply).unwrap();
+    let mini = support::host_tools_tree(&[]);
+    fs_err::write(mini.path().join("usr/lib/os-release"), "ID=debian\n").unwrap();
+    p.publish_fake_trees("base", mini.path());
+    let rust = host_rust_tools_tree();
+    let (_, key) = p
+        .plan("base")
+        .into_iter()
+        .find(|(step, _)| step == "base/cargo-tools")
+        .expect("a cargo-tools step");
+    let entry = p.step_entry(&key);
+    fs_err::create_dir_all(&entry).unwrap();
+    fs_err::rename(rust.path(), entry.join("tree")).unwrap_or_else(|_| {
+        assert!(
+            Command::new("cp")
+                .arg("-a")
+                .arg(rust.path())
+                .arg(entry.join("tree"))
+                .status()
+                .unwrap()
+                .success()
+        )
+    });
+    fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
+
+    let out = s.work.path().join("out");
+    let out_arg = out.display().to_string();
+    p.ok(&["fetch"]);
+    p.ok(&["build", "base", "--output", &out_arg]);
+    let bin = s.work.path().join("app-built");
+    let extracted = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join("base.tar"))
+            .arg("./usr/bin/app"),
+    );
+    fs_err::write(&bin, &extracted.stdout).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ran = run_ok(&mut Command::new(&bin));
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "beta says from-alpha\n"
+    );
+    // The vendored crates' paths were remapped like the registry crates'.
+    let text = String::from_utf8_lossy(&extracted.stdout);
+    assert!(
+        !text.contains("/work/vendor"),
+        "the binary holds /work/vendor"
+    );
 }

@@ -412,11 +412,25 @@ pub fn run(
     let git_in_tree: Vec<(&str, &str, &str, &str)> = in_tree
         .git
         .iter()
-        .map(|g| (g.name.as_str(), g.version.as_str(), g.source.as_str(), g.commit.as_str()))
+        .map(|g| {
+            (
+                g.name.as_str(),
+                g.version.as_str(),
+                g.source.as_str(),
+                g.commit.as_str(),
+            )
+        })
         .collect();
     let git_locked: Vec<(&str, &str, &str, &str)> = git
         .iter()
-        .map(|g| (g.name.as_str(), g.version.as_str(), g.source.as_str(), g.commit.as_str()))
+        .map(|g| {
+            (
+                g.name.as_str(),
+                g.version.as_str(),
+                g.source.as_str(),
+                g.commit.as_str(),
+            )
+        })
         .collect();
     if &in_tree.crates != locked || git_in_tree != git_locked {
         return Err(BuildError::StaleLock {

@@ -251,8 +251,7 @@ fn parse_git_source(source: &str) -> Option<(String, String, String)> {
         None => without,
         Some((repo, query)) => {
             let (key, value) = query.split_once('=')?;
-            if !matches!(key, "rev" | "branch" | "tag") || value.is_empty() || value.contains('&')
-            {
+            if !matches!(key, "rev" | "branch" | "tag") || value.is_empty() || value.contains('&') {
                 return None;
             }
             repo
@@ -930,20 +929,18 @@ pub fn write_git_vendor(
             let mut files = copy_package(&tree, &found.dir, &dest)?;
             if let Some(ws) = &found.workspace {
                 let manifest = dest.join("Cargo.toml");
-                let text = fs_err::read_to_string(&manifest).map_err(|source| {
-                    CrateError::Read {
+                let text =
+                    fs_err::read_to_string(&manifest).map_err(|source| CrateError::Read {
                         path: manifest.clone(),
                         source,
-                    }
-                })?;
-                let normal = normalize_manifest(&text, ws).map_err(|why| {
-                    CrateError::GitManifest {
+                    })?;
+                let normal =
+                    normalize_manifest(&text, ws).map_err(|why| CrateError::GitManifest {
                         what: pin.describe(),
                         name: g.name.clone(),
                         version: g.version.clone(),
                         why,
-                    }
-                })?;
+                    })?;
                 if let Some(normal) = normal {
                     // Kept beside it, as cargo keeps the original of a normalized manifest.
                     let orig = dest.join("Cargo.toml.orig");
@@ -963,7 +960,10 @@ pub fn write_git_vendor(
             let path = dest.join(".cargo-checksum.json");
             fs_err::write(&path, checksum.to_string()).map_err(werr(&path))?;
         }
-        out.push((source.to_string(), vendor_in_build.join("git").join(n.to_string())));
+        out.push((
+            source.to_string(),
+            vendor_in_build.join("git").join(n.to_string()),
+        ));
     }
     Ok(out)
 }
@@ -999,7 +999,9 @@ fn normalize_manifest(text: &str, workspace: &toml::Table) -> Result<Option<Stri
         for (key, value) in package.iter_mut() {
             if inherits(value) {
                 let Some(v) = ws_package.and_then(|w| w.get(key.as_str())) else {
-                    return Err(format!("`package.{key}` is inherited, the workspace has no `workspace.package.{key}`"));
+                    return Err(format!(
+                        "`package.{key}` is inherited, the workspace has no `workspace.package.{key}`"
+                    ));
                 };
                 *value = v.clone();
                 changed = true;
@@ -1014,11 +1016,16 @@ fn normalize_manifest(text: &str, workspace: &toml::Table) -> Result<Option<Stri
             }
             let local = value.as_table().cloned().unwrap_or_default();
             let mut dep = match ws_deps.and_then(|w| w.get(name.as_str())) {
-                Some(toml::Value::String(v)) => {
-                    toml::Table::from_iter([("version".to_string(), toml::Value::String(v.clone()))])
-                }
+                Some(toml::Value::String(v)) => toml::Table::from_iter([(
+                    "version".to_string(),
+                    toml::Value::String(v.clone()),
+                )]),
                 Some(toml::Value::Table(t)) => t.clone(),
-                _ => return Err(format!("dependency `{name}` is inherited, the workspace has no `workspace.dependencies.{name}`")),
+                _ => {
+                    return Err(format!(
+                        "dependency `{name}` is inherited, the workspace has no `workspace.dependencies.{name}`"
+                    ));
+                }
             };
             for (k, v) in local {
                 match k.as_str() {
@@ -1230,7 +1237,11 @@ pub fn vendor_config_git(vendor: &Path, git: &[(String, PathBuf)]) -> String {
             Some((r, q)) => (r, q.split_once('=')),
             None => (rest, None),
         };
-        out.push_str(&format!("\n[source.{}]\ngit = {}\n", quote(source), quote(repo)));
+        out.push_str(&format!(
+            "\n[source.{}]\ngit = {}\n",
+            quote(source),
+            quote(repo)
+        ));
         if let Some((key, value)) = query {
             out.push_str(&format!("{key} = {}\n", quote(value)));
         }
@@ -1477,7 +1488,10 @@ mod tests {
             "git+https://github.com/tokio-rs/tracing?rev=e0642d9#{COMMIT}"
         ))
         .unwrap();
-        assert_eq!(source, "git+https://github.com/tokio-rs/tracing?rev=e0642d9");
+        assert_eq!(
+            source,
+            "git+https://github.com/tokio-rs/tracing?rev=e0642d9"
+        );
         assert_eq!(repo, "https://github.com/tokio-rs/tracing");
         assert_eq!(commit, COMMIT);
         let (source, repo, _) =
@@ -1493,7 +1507,11 @@ mod tests {
         ] {
             assert!(parse_git_source(&bad).is_none(), "{bad} accepted");
         }
-        let pin = git_repo_pin("https://github.com/GreptimeTeam/greptime-proto.git", COMMIT, None);
+        let pin = git_repo_pin(
+            "https://github.com/GreptimeTeam/greptime-proto.git",
+            COMMIT,
+            None,
+        );
         assert_eq!(pin.name(), "greptime-proto");
         assert_eq!(
             pin.urls(),
@@ -1521,7 +1539,10 @@ mod tests {
         let parsed: toml::Table = config.parse().unwrap();
         let source = &parsed["source"];
         let tracing = &source["git+https://github.com/tokio-rs/tracing?rev=e0642d9"];
-        assert_eq!(tracing["git"].as_str(), Some("https://github.com/tokio-rs/tracing"));
+        assert_eq!(
+            tracing["git"].as_str(),
+            Some("https://github.com/tokio-rs/tracing")
+        );
         assert_eq!(tracing["rev"].as_str(), Some("e0642d9"));
         assert_eq!(tracing["replace-with"].as_str(), Some("vendored-git-0"));
         let heim = &source["git+https://github.com/heim-rs/heim?branch=update-nix"];
@@ -1531,7 +1552,10 @@ mod tests {
             source["vendored-git-1"]["directory"].as_str(),
             Some("/work/vendor/git/1")
         );
-        assert_eq!(source["crates-io"]["replace-with"].as_str(), Some("vendored"));
+        assert_eq!(
+            source["crates-io"]["replace-with"].as_str(),
+            Some("vendored")
+        );
     }
 
     #[test]
@@ -1545,7 +1569,11 @@ mod tests {
                     [dependencies]\nserde = { workspace = true, features = [\"rc\"], optional = true }\n\
                     [target.'cfg(unix)'.dependencies]\nlog.workspace = true\n\
                     [lints]\nworkspace = true\n";
-        let out: toml::Table = normalize_manifest(text, &ws).unwrap().unwrap().parse().unwrap();
+        let out: toml::Table = normalize_manifest(text, &ws)
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(out["package"]["version"].as_str(), Some("1.2.3"));
         assert_eq!(out["package"]["edition"].as_str(), Some("2021"));
         let serde = &out["dependencies"]["serde"];
@@ -1564,7 +1592,11 @@ mod tests {
         );
         assert_eq!(out["lints"]["rust"]["unsafe_code"].as_str(), Some("deny"));
         // Nothing inherited: left as it is.
-        assert!(normalize_manifest("[package]\nname = \"b\"\n", &ws).unwrap().is_none());
+        assert!(
+            normalize_manifest("[package]\nname = \"b\"\n", &ws)
+                .unwrap()
+                .is_none()
+        );
         let err = normalize_manifest("[package]\nname = \"c\"\nlicense.workspace = true\n", &ws)
             .unwrap_err();
         assert!(err.contains("package.license"), "{err}");
