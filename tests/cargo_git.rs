@@ -171,6 +171,36 @@ fn git_archive_tree_hash(repo: &Path, commit: &str, scratch: &Path) -> String {
     hermetic::sources::treehash::tree_hash_archive(&tar).unwrap()
 }
 
+/// `hermetic lock --source-dir DIR`, DIR holding a clone of the repository named like it;
+/// gives DIR.
+fn lock_with_a_clone(s: &Setup) -> PathBuf {
+    let supply = s.work.path().join("supply");
+    fs_err::create_dir_all(&supply).unwrap();
+    git_sh(
+        &supply,
+        &format!("git clone -q {} twocrates", s.repo.display()),
+    );
+    s.project
+        .ok(&["lock", "--source-dir", &supply.display().to_string()]);
+    supply
+}
+
+/// `hermetic fetch --source-dir supply` of the project into `store`: (success, stderr).
+fn fetch_into(p: &TestProject, store: &Path, supply: &Path) -> (bool, String) {
+    let out = p
+        .command_at(
+            p.dir.path(),
+            store,
+            &["fetch", "--source-dir", &supply.display().to_string()],
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
     let s = setup();
@@ -183,14 +213,7 @@ fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
     );
 
     // Lock: the repository is supplied as a checkout named like it.
-    let supply = s.work.path().join("supply");
-    fs_err::create_dir_all(&supply).unwrap();
-    git_sh(
-        &supply,
-        &format!("git clone -q {} twocrates", s.repo.display()),
-    );
-    let supply_arg = supply.display().to_string();
-    p.ok(&["lock", "--source-dir", &supply_arg]);
+    let supply = lock_with_a_clone(&s);
     let tree = git_archive_tree_hash(&s.repo, &s.commit, s.work.path());
     let lock = p.lock_text();
     for (name, version) in [("alpha", "0.3.0"), ("beta", "0.2.0")] {
@@ -207,16 +230,8 @@ fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
 
     // A fresh store gets the tree from --source-dir, checked against the pin.
     let fresh = tempfile::tempdir().unwrap();
-    let out = p
-        .command_at(
-            p.dir.path(),
-            fresh.path(),
-            &["fetch", "--source-dir", &supply_arg],
-        )
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, err) = fetch_into(p, fresh.path(), &supply);
+    assert!(ok, "{err}");
     assert!(
         err.contains("git repositories of crates: 1 fetched, 0 already"),
         "{err}"
@@ -230,16 +245,8 @@ fn a_git_dependency_is_pinned_fetched_checked_and_built_offline() {
     )
     .unwrap();
     let other = tempfile::tempdir().unwrap();
-    let out = p
-        .command_at(
-            p.dir.path(),
-            other.path(),
-            &["fetch", "--source-dir", &supply_arg],
-        )
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, err) = fetch_into(p, other.path(), &supply);
+    assert!(!ok, "{err}");
     assert!(err.contains("git source `twocrates`"), "{err}");
     assert!(
         err.contains(&format!("file://{} at {}", s.repo.display(), s.commit)),
@@ -418,14 +425,7 @@ fn host_rust_tools_tree() -> tempfile::TempDir {
 fn the_program_is_built_in_the_sandbox_from_the_vendored_git_crates() {
     let s = setup();
     let p = &s.project;
-    let supply = s.work.path().join("supply");
-    fs_err::create_dir_all(&supply).unwrap();
-    git_sh(
-        &supply,
-        &format!("git clone -q {} twocrates", s.repo.display()),
-    );
-    let supply_arg = supply.display().to_string();
-    p.ok(&["lock", "--source-dir", &supply_arg]);
+    let supply = lock_with_a_clone(&s);
     // The repository is gone: only the pinned tree in the store can serve the build.
     fs_err::remove_dir_all(&s.repo).unwrap();
     fs_err::remove_dir_all(&supply).unwrap();

@@ -303,6 +303,18 @@ pub(super) fn unpack_program_source(
     }
 }
 
+/// Whether a `Cargo.lock`'s git packages are those recorded (name, version, source, commit;
+/// both lists sorted).
+fn same_git(in_tree: &[crates::LockedGit], locked: &[LockedGitEntry]) -> bool {
+    in_tree.len() == locked.len()
+        && in_tree.iter().zip(locked).all(|(t, l)| {
+            t.name == l.name
+                && t.version == l.version
+                && t.source == l.source
+                && t.commit == l.commit
+        })
+}
+
 fn crate_error(e: CrateError) -> BuildError {
     BuildError::Crate(Box::new(e))
 }
@@ -409,30 +421,7 @@ pub fn run(
     }
     // The source's own Cargo.lock must pin exactly the crates the lock recorded.
     let in_tree = crates::packages_of_tree(source, &src, build.dir()).map_err(crate_error)?;
-    let git_in_tree: Vec<(&str, &str, &str, &str)> = in_tree
-        .git
-        .iter()
-        .map(|g| {
-            (
-                g.name.as_str(),
-                g.version.as_str(),
-                g.source.as_str(),
-                g.commit.as_str(),
-            )
-        })
-        .collect();
-    let git_locked: Vec<(&str, &str, &str, &str)> = git
-        .iter()
-        .map(|g| {
-            (
-                g.name.as_str(),
-                g.version.as_str(),
-                g.source.as_str(),
-                g.commit.as_str(),
-            )
-        })
-        .collect();
-    if &in_tree.crates != locked || git_in_tree != git_locked {
+    if &in_tree.crates != locked || !same_git(&in_tree.git, git) {
         return Err(BuildError::StaleLock {
             detail: format!(
                 "the Cargo.lock of {} does not list the crates pins.lock records for it",
