@@ -453,9 +453,42 @@ fn the_program_is_built_in_the_sandbox_from_the_vendored_git_crates() {
     });
     fs_err::write(entry.join(".hermetic-complete"), "").unwrap();
 
+    p.ok(&["fetch"]);
+    // Without the repository's tree, the build names it and the cargo build's source to
+    // omit; `--omit-unavailable` leaves that build out.
+    let locked = hermetic::lockfile::Lockfile::read(&p.path("pins.lock"))
+        .unwrap()
+        .unwrap();
+    let tree = &locked.cargo[0].git[0].tree_sha256;
+    let tree_entry = p.step_entry(&hermetic::sources::fetch::git_step_key(tree));
+    let aside = s.work.path().join("tree-aside");
+    fs_err::rename(&tree_entry, &aside).unwrap();
+    let err = p.fails(&[
+        "build",
+        "base",
+        "--output",
+        &s.work.path().join("o1").display().to_string(),
+    ]);
+    assert!(err.contains("git source `twocrates`"), "{err}");
+    assert!(err.contains("--omit app-src"), "{err}");
+    let o2 = s.work.path().join("o2");
+    let err = p.ok(&[
+        "build",
+        "base",
+        "--omit-unavailable",
+        "--output",
+        &o2.display().to_string(),
+    ]);
+    assert!(err.contains("app-src"), "{err}");
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(o2.join("base.tar")));
+    assert!(
+        !String::from_utf8_lossy(&listing.stdout).contains("./usr/bin/app\n"),
+        "the omitted program is in the image"
+    );
+    fs_err::rename(&aside, &tree_entry).unwrap();
+
     let out = s.work.path().join("out");
     let out_arg = out.display().to_string();
-    p.ok(&["fetch"]);
     p.ok(&["build", "base", "--output", &out_arg]);
     let bin = s.work.path().join("app-built");
     let extracted = run_ok(

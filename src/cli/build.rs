@@ -179,28 +179,42 @@ fn unavailable_sources(
     args: &Args,
 ) -> anyhow::Result<Vec<String>> {
     let needed = crate::build::omit::needed_pins(graph, lock);
-    match crate::sources::fetch::fetch_upstream(
+    let http = crate::http::Http::new();
+    let upstream = crate::sources::fetch::fetch_upstream(
         store,
-        &crate::http::Http::new(),
+        &http,
+        &needed,
+        &args.source_dirs,
+        args.offline,
+    );
+    // The git repositories of cargo builds' crates: one that cannot be had leaves out the
+    // build's source (its error is named by it).
+    let git = match crate::sources::cargo::fetch_locked_git(
+        store,
+        &http,
         &needed,
         &args.source_dirs,
         args.offline,
     ) {
-        Ok(_) => Ok(Vec::new()),
-        Err(e) => {
-            use crate::sources::fetch::SourceError;
-            // Only a source no copy of could be had is omitted; a pin without a hash or a
-            // store that cannot be written stays an error.
-            let mut names = Vec::new();
-            for (error, name) in e.errors.into_iter().zip(e.names) {
-                match error {
-                    SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
-                    other => return Err(other.into()),
-                }
+        Err(crate::sources::cargo::CrateError::UpstreamFetch(e)) => Err(e),
+        Err(other) => return Err(other.into()),
+        Ok(_) => Ok(()),
+    };
+    let mut names = Vec::new();
+    for e in [upstream.err(), git.err()].into_iter().flatten() {
+        use crate::sources::fetch::SourceError;
+        // Only a source no copy of could be had is omitted; a pin without a hash or a
+        // store that cannot be written stays an error.
+        for (error, name) in e.errors.into_iter().zip(e.names) {
+            match error {
+                SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
+                other => return Err(other.into()),
             }
-            Ok(names)
         }
     }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Like cargo: what a build needs and the store lacks is fetched first (a `stat` per pin when

@@ -124,7 +124,7 @@ pub enum CrateError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     #[error(transparent)]
-    Source(#[from] crate::sources::fetch::SourceError),
+    Source(Box<crate::sources::fetch::SourceError>),
     #[error(transparent)]
     Path(#[from] Box<crate::sources::path::PathSourceError>),
     #[error(transparent)]
@@ -175,6 +175,12 @@ pub enum CrateError {
         "{count} crate(s) are not in the store, e.g. `{example}`, and --offline forbids fetching them\nhint: run `hermetic fetch` while online first"
     )]
     CratesMissing { count: usize, example: String },
+}
+
+impl From<crate::sources::fetch::SourceError> for CrateError {
+    fn from(e: crate::sources::fetch::SourceError) -> CrateError {
+        CrateError::Source(Box::new(e))
+    }
 }
 
 #[derive(Deserialize)]
@@ -836,7 +842,8 @@ pub fn git_pins(git: &[LockedGitEntry]) -> Vec<SourcePin> {
 /// Has the tree of every git repository the lock's `[[cargo]]` records name in the store:
 /// from the store, a `--source-dir` copy, then (unless `offline`) the forge's archive URL,
 /// each checked against its tree hash (`sources::fetch::fetch_source`). Every repository
-/// that cannot be had is reported. Gives (already stored, fetched).
+/// that cannot be had is reported, named (in the error's `names`, and its `--omit` hint) by
+/// the source of the cargo build needing it. Gives (already stored, fetched).
 pub fn fetch_locked_git(
     store: &Store,
     http: &Http,
@@ -854,8 +861,19 @@ pub fn fetch_locked_git(
         }
         match crate::sources::fetch::fetch_source(store, http, &pin, source_dirs, offline) {
             Ok(_) => fetched += 1,
-            Err(e) => {
-                names.push(pin.name().to_string());
+            Err(mut e) => {
+                // Named by the source of the (first) cargo build whose crates need it: the
+                // name `--omit` takes, and what `--omit-unavailable` leaves out.
+                let user = lock
+                    .cargo
+                    .iter()
+                    .find(|c| git_pins(&c.git).contains(&pin))
+                    .map(|c| c.source.clone())
+                    .unwrap_or_else(|| pin.name().to_string());
+                if let crate::sources::fetch::SourceError::Unavailable { omit, .. } = &mut e {
+                    *omit = user.as_str().into();
+                }
+                names.push(user);
                 errors.push(e);
             }
         }
@@ -1258,12 +1276,12 @@ pub fn vendor_config_git(vendor: &Path, git: &[(String, PathBuf)]) -> String {
 pub fn verified_source(store: &Store, pin: &SourcePin) -> Result<PathBuf, CrateError> {
     let what = pin.describe();
     let Some(expected) = pin.content_hash() else {
-        return Err(CrateError::Source(
+        return Err(CrateError::Source(Box::new(
             crate::sources::fetch::SourceError::NoHash {
                 what,
                 field: "sha256",
             },
-        ));
+        )));
     };
     let Some(path) = crate::sources::fetch::stored_path(store, pin) else {
         let path = match pin {

@@ -37,15 +37,18 @@ pub enum SourceError {
     NotFetched { what: String },
     #[error("{what}: `{hash}` is not a SHA-256 (64 lowercase hex digits)")]
     BadHash { what: String, hash: String },
-    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {name}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
+    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {omit}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
     Unavailable {
         what: String,
         /// The source's name in its recipe.
         name: String,
         /// Its content pin, `sha256 <hex>` or `tree-sha256 <hex>` (or that none is recorded).
-        pinned: String,
+        pinned: Box<str>,
         /// The other names a `--source-dir` copy may have.
-        copy_forms: String,
+        copy_forms: Box<str>,
+        /// The source `--omit` takes to leave it out: its own name, or for the git
+        /// repository of a cargo build's crates, that build's source.
+        omit: Box<str>,
         attempts: Vec<SourceAttempt>,
     },
     #[error(transparent)]
@@ -84,8 +87,9 @@ impl SourceError {
         SourceError::Unavailable {
             what: pin.describe(),
             name: pin.name().to_string(),
-            pinned,
-            copy_forms,
+            omit: pin.name().into(),
+            pinned: pinned.into(),
+            copy_forms: copy_forms.into(),
             attempts,
         }
     }
