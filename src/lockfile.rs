@@ -172,6 +172,22 @@ pub struct LockedCargo {
     /// The content hash of the source the `Cargo.lock` was read from.
     pub source_hash: String,
     pub crates: Vec<LockedCrateEntry>,
+    /// The packages the `Cargo.lock` takes from git repositories, each with the tree hash
+    /// of its repository at the locked commit (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git: Vec<LockedGitEntry>,
+}
+
+/// One package from a git repository: its `Cargo.lock` source (`git+URL?rev=…`, without the
+/// `#commit`), the commit, and the `hermetic-tree-v1` hash of the repository's tree there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedGitEntry {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+    pub commit: String,
+    pub tree_sha256: String,
 }
 
 /// One registry crate: the SHA-256 of its `.crate`.
@@ -504,6 +520,16 @@ impl Lockfile {
                     ),
                 ));
             }
+            if let Some(g) = c.git.iter().find(|g| !is_sha256(&g.tree_sha256)) {
+                return Err(invalid(
+                    "cargo",
+                    i,
+                    format!(
+                        "git package `{} {}`: `{}` is not a SHA-256",
+                        g.name, g.version, g.tree_sha256
+                    ),
+                ));
+            }
             if seen.insert((&c.source, &c.dir), i).is_some() {
                 return Err(invalid(
                     "cargo",
@@ -535,6 +561,8 @@ impl Lockfile {
         for c in &mut self.cargo {
             c.crates.sort();
             c.crates.dedup();
+            c.git.sort();
+            c.git.dedup();
         }
         self.cargo.sort();
         self.cargo
@@ -741,6 +769,21 @@ impl Lockfile {
                 );
             }
             out.push_str("]\n");
+            if !c.git.is_empty() {
+                out.push_str("git = [\n");
+                for g in &c.git {
+                    let _ = writeln!(
+                        out,
+                        "  {{ name = {}, version = {}, source = {}, commit = {}, tree-sha256 = {} }},",
+                        quote(&g.name),
+                        quote(&g.version),
+                        quote(&g.source),
+                        quote(&g.commit),
+                        quote(&g.tree_sha256)
+                    );
+                }
+                out.push_str("]\n");
+            }
         }
         out
     }
@@ -1044,6 +1087,13 @@ mod tests {
                         checksum: "ef".repeat(32),
                     })
                     .collect(),
+                git: vec![LockedGitEntry {
+                    name: "tracing-core".into(),
+                    version: "0.1.33".into(),
+                    source: "git+https://github.com/tokio-rs/tracing?rev=e0642d9".into(),
+                    commit: "e0".repeat(20),
+                    tree_sha256: "12".repeat(32),
+                }],
             }],
         }
     }

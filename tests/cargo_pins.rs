@@ -1,8 +1,9 @@
 //! `[[cargo]]` builds through `hermetic lock`, `lock --check` and `hermetic fetch`, against a
 //! synthetic archive and a crate registry served on 127.0.0.1 (`HERMETIC_CRATES_URL`): the
 //! crates of the source's Cargo.lock are recorded in pins.lock and fetched by checksum; a
-//! crate whose bytes do not match its checksum, a git dependency and a tampered source are
-//! each refused naming the input.
+//! crate whose bytes do not match its checksum, another registry, a git dependency no copy of
+//! can be had and a tampered source are each refused naming the input (git dependencies
+//! that can be had: tests/cargo_git.rs).
 
 mod support;
 
@@ -199,17 +200,44 @@ fn a_crate_whose_bytes_do_not_match_its_cargo_lock_checksum_is_refused() {
 }
 
 #[test]
-fn a_git_dependency_is_refused_naming_the_crate() {
+fn another_registry_is_refused_naming_the_crate() {
     let checksum = sha256_hex(&itoa_crate());
-    let extra = "\n[[package]]\nname = \"gitdep\"\nversion = \"0.1.0\"\n\
-                 source = \"git+https://example.invalid/gitdep.git#0123456789abcdef0123456789abcdef01234567\"\n";
+    let extra = "\n[[package]]\nname = \"otherdep\"\nversion = \"0.1.0\"\n\
+                 source = \"registry+https://example.invalid/index\"\n\
+                 checksum = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n";
     let s = Setup::new(&app_source(&checksum, extra));
     let err = s.project.fails(&["lock"]);
-    assert!(err.contains("package `gitdep 0.1.0`"), "{err}");
+    assert!(err.contains("package `otherdep 0.1.0`"), "{err}");
     assert!(
-        err.contains("git+https://example.invalid/gitdep.git"),
+        err.contains("registry+https://example.invalid/index"),
         "{err}"
     );
+}
+
+#[test]
+fn a_git_dependency_that_cannot_be_had_names_the_repository_commit_and_urls() {
+    let checksum = sha256_hex(&itoa_crate());
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let extra = format!(
+        "\n[[package]]\nname = \"gitdep\"\nversion = \"0.1.0\"\n\
+         source = \"git+https://example.invalid/gitdep.git?branch=main#{commit}\"\n"
+    );
+    let s = Setup::new(&app_source(&checksum, &extra));
+    let err = s.project.fails(&["lock"]);
+    assert!(
+        err.contains(&format!(
+            "git source `gitdep` (https://example.invalid/gitdep.git at {commit})"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "https://example.invalid/gitdep/archive/{commit}.tar.gz"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--source-dir DIR"), "{err}");
+    assert!(!s.project.lock_text().contains("[[cargo]]"));
 }
 
 #[test]

@@ -25,6 +25,8 @@ pub enum PipelineError {
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
     Source(#[from] crate::sources::fetch::SourceError),
+    #[error(transparent)]
+    Crate(#[from] crate::sources::cargo::CrateError),
     #[error("--rebuild={step}: {targets} has no step {step}")]
     UnknownStep {
         step: String,
@@ -43,6 +45,7 @@ impl PipelineError {
             PipelineError::Release(e) => e,
             PipelineError::Verify(e) => e,
             PipelineError::Source(e) => e,
+            PipelineError::Crate(e) => e,
             PipelineError::UnknownStep { .. } => self,
         }
     }
@@ -154,25 +157,34 @@ pub fn unavailable_sources(
 ) -> Result<Vec<String>, PipelineError> {
     use crate::sources::fetch::SourceError;
     let needed = super::omit::needed_pins(graph, lock);
-    match crate::sources::fetch::fetch_upstream(
+    let http = crate::http::Http::new();
+    let upstream =
+        crate::sources::fetch::fetch_upstream(store, &http, &needed, source_dirs, offline);
+    // The git repositories of cargo builds' crates: one that cannot be had leaves out the
+    // build's source (its error is named by it).
+    let git = match crate::sources::cargo::fetch_locked_git(
         store,
-        &crate::http::Http::new(),
+        &http,
         &needed,
         source_dirs,
         offline,
     ) {
-        Ok(_) => Ok(Vec::new()),
-        Err(e) => {
-            let mut names = Vec::new();
-            for (error, name) in e.errors.into_iter().zip(e.names) {
-                match error {
-                    SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
-                    other => return Err(other.into()),
-                }
+        Err(crate::sources::cargo::CrateError::UpstreamFetch(e)) => Err(e),
+        Err(other) => return Err(other.into()),
+        Ok(_) => Ok(()),
+    };
+    let mut names = Vec::new();
+    for e in [upstream.err(), git.err()].into_iter().flatten() {
+        for (error, name) in e.errors.into_iter().zip(e.names) {
+            match error {
+                SourceError::Unavailable { .. } | SourceError::Go(_) => names.push(name),
+                other => return Err(other.into()),
             }
-            Ok(names)
         }
     }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Plans `request`'s targets without the sources it omits: those `--omit` names and, with

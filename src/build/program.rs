@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use sandbox::{IdMapping, Mount, Network, Output, RootSpec, Step};
 
 use crate::key::{DependencyInput, StepInputs};
-use crate::lockfile::Lockfile;
+use crate::lockfile::{LockedGitEntry, Lockfile};
 use crate::recipe::{CargoBuild, ResolvedRecipe};
 use crate::sources::cargo::{self as crates, CrateError, LockedCrate};
 use crate::sources::pin::SourcePin;
@@ -56,6 +56,8 @@ pub struct ProgramStep {
     /// The source pin as locked (with its content hash).
     pub source: SourcePin,
     pub crates: Vec<LockedCrate>,
+    /// The packages its `Cargo.lock` takes from git repositories, with their tree hashes.
+    pub git: Vec<LockedGitEntry>,
     /// The project's root, where a `path` source is read (not part of the key: the source's
     /// content hash is).
     pub project_root: PathBuf,
@@ -145,6 +147,13 @@ pub fn program_nodes(
                 c.checksum.clone(),
             );
         }
+        // Only builds with git packages get these: the keys of the others stay as they were.
+        for g in &record.git {
+            inputs.pins.insert(
+                format!("git-crate:{}-{}", g.name, g.version),
+                g.tree_sha256.clone(),
+            );
+        }
         let options = serde_json::to_string(build).unwrap_or_default();
         inputs.settings.insert("cargo".into(), options);
         inputs
@@ -161,6 +170,7 @@ pub fn program_nodes(
                 build: build.clone(),
                 source,
                 crates,
+                git: record.git.clone(),
                 project_root: project_root.to_path_buf(),
             })),
             tools,
@@ -256,6 +266,7 @@ pub fn fetch_inputs(
     if !offline {
         crates::fetch_locked_crates(store, &http, &needed, false).map_err(crate_error)?;
     }
+    crates::fetch_locked_git(store, &http, &needed, source_dirs, offline).map_err(crate_error)?;
     Ok(())
 }
 
@@ -290,6 +301,18 @@ pub(super) fn unpack_program_source(
         }),
         Err(e) => Err(crate_error(e)),
     }
+}
+
+/// Whether a `Cargo.lock`'s git packages are those recorded (name, version, source, commit;
+/// both lists sorted).
+fn same_git(in_tree: &[crates::LockedGit], locked: &[LockedGitEntry]) -> bool {
+    in_tree.len() == locked.len()
+        && in_tree.iter().zip(locked).all(|(t, l)| {
+            t.name == l.name
+                && t.version == l.version
+                && t.source == l.source
+                && t.commit == l.commit
+        })
 }
 
 fn crate_error(e: CrateError) -> BuildError {
@@ -354,6 +377,7 @@ pub fn run(
         build,
         source,
         crates: locked,
+        git,
         project_root,
     } = step;
     let log = temp.join(LOG);
@@ -372,6 +396,17 @@ pub fn run(
             example: format!("crate {} {}", first.name, first.version),
         });
     }
+    let git_missing: Vec<SourcePin> = crates::git_pins(git)
+        .into_iter()
+        .filter(|p| crate::sources::fetch::stored_path(store, p).is_none())
+        .collect();
+    if let Some(first) = git_missing.first() {
+        return Err(BuildError::MissingPins {
+            count: git_missing.len(),
+            store: store.root().to_path_buf(),
+            example: first.describe(),
+        });
+    }
     let work = temp.join("work");
     let src = work.join("src");
     let vendor = work.join("vendor");
@@ -385,8 +420,8 @@ pub fn run(
         _ => unpack_program_source(store, source, &src)?,
     }
     // The source's own Cargo.lock must pin exactly the crates the lock recorded.
-    let in_tree = crates::crates_of_tree(source, &src, build.dir()).map_err(crate_error)?;
-    if &in_tree != locked {
+    let in_tree = crates::packages_of_tree(source, &src, build.dir()).map_err(crate_error)?;
+    if &in_tree.crates != locked || !same_git(&in_tree.git, git) {
         return Err(BuildError::StaleLock {
             detail: format!(
                 "the Cargo.lock of {} does not list the crates pins.lock records for it",
@@ -395,10 +430,22 @@ pub fn run(
         });
     }
     crates::write_vendor_dir(store, locked, &vendor).map_err(crate_error)?;
+    let git_dirs = if git.is_empty() {
+        Vec::new()
+    } else {
+        let scratch = work.join("git-trees");
+        let dirs = crates::write_git_vendor(store, git, &vendor, Path::new(VENDOR), &scratch)
+            .map_err(crate_error)?;
+        fs_err::remove_dir_all(&scratch).map_err(BuildError::io(&scratch))?;
+        dirs
+    };
     fs_err::create_dir(&home).map_err(BuildError::io(&home))?;
     let config = home.join("config.toml");
-    fs_err::write(&config, crates::vendor_config(Path::new(VENDOR)))
-        .map_err(BuildError::io(&config))?;
+    fs_err::write(
+        &config,
+        crates::vendor_config_git(Path::new(VENDOR), &git_dirs),
+    )
+    .map_err(BuildError::io(&config))?;
     fs_err::create_dir(&target).map_err(BuildError::io(&target))?;
 
     let mut cmd = build_step(

@@ -147,8 +147,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         &lock,
         args.offline,
     )?;
+    let (git_already, git_fetched) = crate::sources::cargo::fetch_locked_git(
+        &store,
+        &crate::http::Http::new(),
+        &lock,
+        &args.source_dirs,
+        args.offline,
+    )?;
     if !ctx.json && ctx.verbosity >= 0 && !lock.cargo.is_empty() {
         eprintln!("crates: {crates_fetched} fetched, {crates_already} already in the store");
+    }
+    if !ctx.json && ctx.verbosity >= 0 && git_already + git_fetched > 0 {
+        eprintln!(
+            "git repositories of crates: {git_fetched} fetched, {git_already} already in the store"
+        );
     }
     if !ctx.json && ctx.verbosity >= 0 && !lock.upstream.is_empty() {
         eprintln!(

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::hash::is_sha256;
 use crate::http::Http;
-use crate::lockfile::{LockedCargo, LockedCrateEntry, Lockfile, LockfileError};
+use crate::lockfile::{LockedCargo, LockedCrateEntry, LockedGitEntry, Lockfile, LockfileError};
 use crate::recipe::{Project, RecipeError};
 use crate::sources::pin::SourcePin;
 use crate::store::{Store, StoreError};
@@ -74,7 +74,7 @@ pub enum CrateError {
     },
     #[error("{}: not a Cargo.lock: {message}", .path.display())]
     Malformed { path: PathBuf, message: String },
-    #[error("{}: package `{name} {version}` comes from `{source_id}`, which hermetic cannot pin\nhint: only crates.io registry packages (with a checksum) and path packages are supported; vendor git dependencies as sources of their own", .path.display())]
+    #[error("{}: package `{name} {version}` comes from `{source_id}`, which hermetic cannot pin\nhint: only crates.io registry packages (with a checksum), path packages and git packages (`git+<https, http or file URL>[?rev=|branch=|tag=<value>]#<40-hex commit>`) are supported", .path.display())]
     Unsupported {
         path: PathBuf,
         name: String,
@@ -124,7 +124,7 @@ pub enum CrateError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     #[error(transparent)]
-    Source(#[from] crate::sources::fetch::SourceError),
+    Source(Box<crate::sources::fetch::SourceError>),
     #[error(transparent)]
     Path(#[from] Box<crate::sources::path::PathSourceError>),
     #[error(transparent)]
@@ -155,9 +155,32 @@ pub enum CrateError {
     )]
     NoCargoLock { what: String, rel: PathBuf },
     #[error(
+        "{what}: no `Cargo.toml` in its tree is package `{name}` version {version}, which the Cargo.lock takes from it\nhint: the tree pinned is not the commit the Cargo.lock locked; run `hermetic lock` again with a copy of that commit"
+    )]
+    GitPackageMissing {
+        what: String,
+        name: String,
+        version: String,
+    },
+    #[error(
+        "{what}: the Cargo.toml of package `{name} {version}` cannot be vendored: {why}\nhint: hermetic writes in what a package inherits from its workspace (`[workspace.package]`, `[workspace.dependencies]`, `[workspace.lints]`); other manifests are not supported"
+    )]
+    GitManifest {
+        what: String,
+        name: String,
+        version: String,
+        why: String,
+    },
+    #[error(
         "{count} crate(s) are not in the store, e.g. `{example}`, and --offline forbids fetching them\nhint: run `hermetic fetch` while online first"
     )]
     CratesMissing { count: usize, example: String },
+}
+
+impl From<crate::sources::fetch::SourceError> for CrateError {
+    fn from(e: crate::sources::fetch::SourceError) -> CrateError {
+        CrateError::Source(Box::new(e))
+    }
 }
 
 #[derive(Deserialize)]
@@ -174,8 +197,94 @@ struct RawPackage {
     checksum: Option<String>,
 }
 
+/// One package a `Cargo.lock` takes from a git repository:
+/// `source = "git+<repo>[?rev=…|?branch=…|?tag=…]#<commit>"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LockedGit {
+    pub name: String,
+    pub version: String,
+    /// The source as cargo names it, without the `#<commit>`: what the build's cargo
+    /// configuration replaces (`git+https://github.com/tokio-rs/tracing?rev=e0642d9`).
+    pub source: String,
+    /// The repository URL (`https://github.com/tokio-rs/tracing`).
+    pub repo: String,
+    /// The full commit the `Cargo.lock` locked.
+    pub commit: String,
+}
+
+impl LockedGit {
+    /// The query of the source (`rev`, `branch` or `tag` and its value), if any.
+    pub fn reference(&self) -> Option<(&str, &str)> {
+        let (_, query) = self.source.split_once('?')?;
+        query.split_once('=')
+    }
+
+    /// The git pin of the repository at the commit, with `tree_sha256` if known: fetched
+    /// like a recipe's `git` source, named by the repository's last path segment.
+    pub fn pin(&self, tree_sha256: Option<String>) -> SourcePin {
+        git_repo_pin(&self.repo, &self.commit, tree_sha256)
+    }
+}
+
+/// The git pin of repository `repo` at `commit`, named by the repository's last segment
+/// (`tracing` for `https://github.com/tokio-rs/tracing`).
+pub fn git_repo_pin(repo: &str, commit: &str, tree_sha256: Option<String>) -> SourcePin {
+    let trimmed = repo.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let name = trimmed
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .unwrap_or("repository");
+    SourcePin::Git {
+        name: name.to_string(),
+        repo: repo.to_string(),
+        commit: commit.to_string(),
+        tree_sha256,
+        archive_urls: Vec::new(),
+    }
+}
+
+/// Splits a `Cargo.lock` git source `git+<repo>[?<rev|branch|tag>=<v>]#<commit>` into
+/// (source without the commit, repo, commit); `None` if it is not of that form.
+fn parse_git_source(source: &str) -> Option<(String, String, String)> {
+    let rest = source.strip_prefix("git+")?;
+    let (without, commit) = rest.rsplit_once('#')?;
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let repo = match without.split_once('?') {
+        None => without,
+        Some((repo, query)) => {
+            let (key, value) = query.split_once('=')?;
+            if !matches!(key, "rev" | "branch" | "tag") || value.is_empty() || value.contains('&') {
+                return None;
+            }
+            repo
+        }
+    };
+    if !(repo.starts_with("https://") || repo.starts_with("http://") || repo.starts_with("file://"))
+        || repo.contains(['"', '\\', '\n'])
+    {
+        return None;
+    }
+    Some((
+        format!("git+{without}"),
+        repo.to_string(),
+        commit.to_ascii_lowercase(),
+    ))
+}
+
+/// The packages of a `Cargo.lock` hermetic pins: registry crates and git packages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockedPackages {
+    pub crates: Vec<LockedCrate>,
+    pub git: Vec<LockedGit>,
+}
+
 /// The registry crates of the `Cargo.lock` at `path`, sorted; path packages (no `source`)
-/// are the workspace's own and skipped; any other source is refused.
+/// are the workspace's own and skipped, git packages too ([`parse_cargo_lock_packages`]);
+/// any other source is refused.
 pub fn locked_crates(path: &Path) -> Result<Vec<LockedCrate>, CrateError> {
     let text = fs_err::read_to_string(path).map_err(|source| CrateError::Read {
         path: path.to_path_buf(),
@@ -186,15 +295,42 @@ pub fn locked_crates(path: &Path) -> Result<Vec<LockedCrate>, CrateError> {
 
 /// [`locked_crates`] of the text of a `Cargo.lock`; `path` is named in messages.
 pub fn parse_cargo_lock(path: &Path, text: &str) -> Result<Vec<LockedCrate>, CrateError> {
+    Ok(parse_cargo_lock_packages(path, text)?.crates)
+}
+
+/// The registry crates and git packages of the text of a `Cargo.lock`, each sorted; `path`
+/// is named in messages. Path packages are skipped; another registry, a git source not of
+/// the form `git+<http(s) or file URL>[?rev=|branch=|tag=<v>]#<40-hex commit>` or a registry
+/// crate without checksum is an error naming the package.
+pub fn parse_cargo_lock_packages(path: &Path, text: &str) -> Result<LockedPackages, CrateError> {
     let raw: RawCargoLock = toml::from_str(text).map_err(|e| CrateError::Malformed {
         path: path.to_path_buf(),
         message: e.message().to_string(),
     })?;
     let mut out = Vec::new();
+    let mut git = Vec::new();
     for p in raw.package {
         match p.source.as_deref() {
             None => continue,
             Some(CRATES_IO_SOURCE) => {}
+            Some(other) if other.starts_with("git+") => {
+                let Some((source, repo, commit)) = parse_git_source(other) else {
+                    return Err(CrateError::Unsupported {
+                        path: path.to_path_buf(),
+                        name: p.name,
+                        version: p.version,
+                        source_id: other.to_string(),
+                    });
+                };
+                git.push(LockedGit {
+                    name: p.name,
+                    version: p.version,
+                    source,
+                    repo,
+                    commit,
+                });
+                continue;
+            }
             Some(other) => {
                 return Err(CrateError::Unsupported {
                     path: path.to_path_buf(),
@@ -219,7 +355,9 @@ pub fn parse_cargo_lock(path: &Path, text: &str) -> Result<Vec<LockedCrate>, Cra
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    git.sort();
+    git.dedup();
+    Ok(LockedPackages { crates: out, git })
 }
 
 /// The download URL of `krate` from a template with `{name}` and `{version}`.
@@ -475,12 +613,24 @@ pub struct CargoLockOutcome {
     pub read: usize,
     /// Registry crates recorded in all.
     pub crates: usize,
+    /// Git repository trees hashed (the others were kept from the lock).
+    pub git_computed: usize,
+}
+
+/// The repository URL of a recorded git source (`git+<repo>[?…]`).
+fn git_repo_of(source: &str) -> Option<&str> {
+    let rest = source.strip_prefix("git+")?;
+    Some(rest.split_once('?').map_or(rest, |(repo, _)| repo))
 }
 
 /// Records in the lock at `path` the crates of every `[[cargo]]` build (run after the
 /// source pins are locked): kept from `previous` when recorded there for the same source
 /// hash, else read from the `Cargo.lock` of the source tree, which is fetched into the store
-/// if needed. A git dependency or a crate without checksum is an error naming the crate.
+/// if needed. Each git repository+commit the `Cargo.lock` takes packages from is pinned by
+/// its tree hash: kept when any `[[cargo]]` table of the lock holds it for the same
+/// repository and commit, else computed from the first copy of `source_dirs` and the forge's
+/// archive URL ([`git_repo_pin`]), which goes into the store. Another source, a crate
+/// without checksum or a repository no copy of could be had is an error naming it.
 pub fn lock_cargo(
     project: &Project,
     path: &Path,
@@ -534,8 +684,39 @@ pub fn lock_cargo(
             crate::sources::fetch::fetch_source(store, &http, &pin, source_dirs, false)?;
             unpack_source(store, &pin, &tree)?;
         }
-        let crates = crates_of_tree(&pin, &tree, &w.dir)?;
+        let LockedPackages { crates, git } = packages_of_tree(&pin, &tree, &w.dir)?;
         outcome.read += 1;
+        let mut git_entries = Vec::new();
+        for g in git {
+            let known = previous
+                .into_iter()
+                .chain(std::iter::once(&lock))
+                .flat_map(|l| l.cargo.iter())
+                .chain(entries.iter())
+                .flat_map(|c| c.git.iter())
+                .find(|e| git_repo_of(&e.source) == Some(g.repo.as_str()) && e.commit == g.commit)
+                .map(|e| e.tree_sha256.clone());
+            let tree_sha256 = match known {
+                Some(h) => h,
+                None => {
+                    let h = crate::sources::fetch::compute_content_hash(
+                        store,
+                        &http,
+                        &g.pin(None),
+                        source_dirs,
+                    )?;
+                    outcome.git_computed += 1;
+                    h
+                }
+            };
+            git_entries.push(LockedGitEntry {
+                name: g.name,
+                version: g.version,
+                source: g.source,
+                commit: g.commit,
+                tree_sha256,
+            });
+        }
         entries.push(LockedCargo {
             source: w.source.clone(),
             dir: w.dir.clone(),
@@ -548,6 +729,7 @@ pub fn lock_cargo(
                     checksum: c.checksum,
                 })
                 .collect(),
+            git: git_entries,
         });
     }
     outcome.crates = entries.iter().map(|e| e.crates.len()).sum();
@@ -563,6 +745,16 @@ pub fn crates_of_tree(
     tree: &Path,
     dir: &str,
 ) -> Result<Vec<LockedCrate>, CrateError> {
+    Ok(packages_of_tree(pin, tree, dir)?.crates)
+}
+
+/// The registry crates and git packages of the `Cargo.lock` at `dir` of an unpacked source
+/// `tree`.
+pub fn packages_of_tree(
+    pin: &SourcePin,
+    tree: &Path,
+    dir: &str,
+) -> Result<LockedPackages, CrateError> {
     let rel = Path::new(dir).join("Cargo.lock");
     // Read beneath the tree's root: a symbolic link the archive made never leads out.
     let Ok(text) = crate::beneath::read_to_string(tree, &rel) else {
@@ -571,7 +763,7 @@ pub fn crates_of_tree(
             rel,
         });
     };
-    parse_cargo_lock(&tree.join(&rel), &text)
+    parse_cargo_lock_packages(&tree.join(&rel), &text)
 }
 
 /// The crates of every `[[cargo]]` record of `lock`, each once.
@@ -620,17 +812,476 @@ pub fn fetch_locked_crates(
     Ok((already, fetched))
 }
 
+/// The git packages of every `[[cargo]]` record of `lock`, each once.
+pub fn locked_git_of(lock: &Lockfile) -> Vec<LockedGitEntry> {
+    let mut all: Vec<LockedGitEntry> = lock
+        .cargo
+        .iter()
+        .flat_map(|c| c.git.iter().cloned())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The git pins (repository at commit, with its tree hash) of `git`, each repository and
+/// commit once.
+pub fn git_pins(git: &[LockedGitEntry]) -> Vec<SourcePin> {
+    let mut pins: Vec<SourcePin> = git
+        .iter()
+        .filter_map(|g| {
+            let repo = git_repo_of(&g.source)?;
+            Some(git_repo_pin(repo, &g.commit, Some(g.tree_sha256.clone())))
+        })
+        .collect();
+    pins.sort();
+    pins.dedup();
+    pins
+}
+
+/// Has the tree of every git repository the lock's `[[cargo]]` records name in the store:
+/// from the store, a `--source-dir` copy, then (unless `offline`) the forge's archive URL,
+/// each checked against its tree hash (`sources::fetch::fetch_source`). Every repository
+/// that cannot be had is reported, named (in the error's `names`, and its `--omit` hint) by
+/// the source of the cargo build needing it. Gives (already stored, fetched).
+pub fn fetch_locked_git(
+    store: &Store,
+    http: &Http,
+    lock: &Lockfile,
+    source_dirs: &[PathBuf],
+    offline: bool,
+) -> Result<(usize, usize), CrateError> {
+    let (mut already, mut fetched) = (0, 0);
+    let mut errors = Vec::new();
+    let mut names = Vec::new();
+    for pin in git_pins(&locked_git_of(lock)) {
+        if crate::sources::fetch::stored_path(store, &pin).is_some() {
+            already += 1;
+            continue;
+        }
+        match crate::sources::fetch::fetch_source(store, http, &pin, source_dirs, offline) {
+            Ok(_) => fetched += 1,
+            Err(mut e) => {
+                // Named by the source of the (first) cargo build whose crates need it: the
+                // name `--omit` takes, and what `--omit-unavailable` leaves out.
+                let user = lock
+                    .cargo
+                    .iter()
+                    .find(|c| git_pins(&c.git).contains(&pin))
+                    .map(|c| c.source.clone())
+                    .unwrap_or_else(|| pin.name().to_string());
+                if let crate::sources::fetch::SourceError::Unavailable { omit, .. } = &mut e {
+                    *omit = user.as_str().into();
+                }
+                names.push(user);
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((already, fetched))
+    } else {
+        Err(CrateError::UpstreamFetch(
+            crate::sources::fetch::UpstreamFetchError { errors, names },
+        ))
+    }
+}
+
+/// Writes the git packages `git` into `vendor/git/<n>/<name>-<version>/`, one directory
+/// source per `Cargo.lock` git source, from the trees in the store (each checked against
+/// its tree hash again when unpacked into `scratch`, which must not exist). A package's
+/// directory is found as cargo finds it: the `Cargo.toml` in the tree whose `package.name`
+/// and version match. Gives each git source with its directory, for [`vendor_config_git`]
+/// (`vendor_in_build` is where `vendor` is seen by the build).
+pub fn write_git_vendor(
+    store: &Store,
+    git: &[LockedGitEntry],
+    vendor: &Path,
+    vendor_in_build: &Path,
+    scratch: &Path,
+) -> Result<Vec<(String, PathBuf)>, CrateError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CrateError::Write { path, source }
+    };
+    fs_err::create_dir(scratch).map_err(werr(scratch))?;
+    let mut by_source: BTreeMap<&str, Vec<&LockedGitEntry>> = BTreeMap::new();
+    for g in git {
+        by_source.entry(&g.source).or_default().push(g);
+    }
+    let mut trees: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    let mut out = Vec::new();
+    let root = vendor.join("git");
+    if !by_source.is_empty() {
+        fs_err::create_dir(&root).map_err(werr(&root))?;
+    }
+    for (n, (source, packages)) in by_source.into_iter().enumerate() {
+        let first = packages[0];
+        let repo = git_repo_of(source).unwrap_or(source).to_string();
+        let pin = git_repo_pin(&repo, &first.commit, Some(first.tree_sha256.clone()));
+        let key = (first.commit.clone(), first.tree_sha256.clone());
+        let tree = match trees.get(&key) {
+            Some(t) => t.clone(),
+            None => {
+                let t = scratch.join(trees.len().to_string());
+                unpack_source(store, &pin, &t)?;
+                trees.insert(key, t.clone());
+                t
+            }
+        };
+        let manifests = package_manifests(&tree);
+        let dir = root.join(n.to_string());
+        fs_err::create_dir(&dir).map_err(werr(&dir))?;
+        for g in packages {
+            let Some(found) = manifests
+                .iter()
+                .find(|m| m.name == g.name && m.version == g.version)
+            else {
+                return Err(CrateError::GitPackageMissing {
+                    what: pin.describe(),
+                    name: g.name.clone(),
+                    version: g.version.clone(),
+                });
+            };
+            let dest = dir.join(format!("{}-{}", g.name, g.version));
+            let mut files = copy_package(&tree, &found.dir, &dest)?;
+            if let Some(ws) = &found.workspace {
+                let manifest = dest.join("Cargo.toml");
+                let text =
+                    fs_err::read_to_string(&manifest).map_err(|source| CrateError::Read {
+                        path: manifest.clone(),
+                        source,
+                    })?;
+                let normal =
+                    normalize_manifest(&text, ws).map_err(|why| CrateError::GitManifest {
+                        what: pin.describe(),
+                        name: g.name.clone(),
+                        version: g.version.clone(),
+                        why,
+                    })?;
+                if let Some(normal) = normal {
+                    // Kept beside it, as cargo keeps the original of a normalized manifest.
+                    let orig = dest.join("Cargo.toml.orig");
+                    fs_err::write(&orig, &text).map_err(werr(&orig))?;
+                    fs_err::write(&manifest, &normal).map_err(werr(&manifest))?;
+                    files.insert(
+                        "Cargo.toml".into(),
+                        hex::encode(Sha256::digest(normal.as_bytes())),
+                    );
+                    files.insert(
+                        "Cargo.toml.orig".into(),
+                        hex::encode(Sha256::digest(text.as_bytes())),
+                    );
+                }
+            }
+            let checksum = serde_json::json!({ "files": files, "package": null });
+            let path = dest.join(".cargo-checksum.json");
+            fs_err::write(&path, checksum.to_string()).map_err(werr(&path))?;
+        }
+        out.push((
+            source.to_string(),
+            vendor_in_build.join("git").join(n.to_string()),
+        ));
+    }
+    Ok(out)
+}
+
+/// A package found in a git tree: its directory (relative to the tree) and identity, and
+/// the `[workspace]` table of the workspace root enclosing it (if any).
+struct Manifest {
+    dir: PathBuf,
+    name: String,
+    version: String,
+    workspace: Option<toml::Table>,
+}
+
+/// The manifest `text` with what it inherits from `workspace` (the root's `[workspace]`
+/// table) written in, as cargo normalizes a package it vendors or publishes: `[package]`
+/// fields `{ workspace = true }` take `workspace.package`'s value; a dependency
+/// `{ workspace = true, … }` (in `[dependencies]`, `[dev-dependencies]`,
+/// `[build-dependencies]` and their `[target.*]` forms) becomes the workspace's entry with
+/// the local `features` added and `optional` kept; `[lints] workspace = true` takes
+/// `workspace.lints`. A directory source has no workspace to inherit from, so a vendored
+/// git package needs this. `None` when there is nothing to inherit.
+fn normalize_manifest(text: &str, workspace: &toml::Table) -> Result<Option<String>, String> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let inherits = |v: &toml::Value| {
+        v.as_table()
+            .and_then(|t| t.get("workspace"))
+            .and_then(toml::Value::as_bool)
+            == Some(true)
+    };
+    let mut changed = false;
+    let ws_package = workspace.get("package").and_then(|p| p.as_table());
+    if let Some(package) = doc.get_mut("package").and_then(|p| p.as_table_mut()) {
+        for (key, value) in package.iter_mut() {
+            if inherits(value) {
+                let Some(v) = ws_package.and_then(|w| w.get(key.as_str())) else {
+                    return Err(format!(
+                        "`package.{key}` is inherited, the workspace has no `workspace.package.{key}`"
+                    ));
+                };
+                *value = v.clone();
+                changed = true;
+            }
+        }
+    }
+    let ws_deps = workspace.get("dependencies").and_then(|d| d.as_table());
+    let mut fix_deps = |deps: &mut toml::Table| -> Result<(), String> {
+        for (name, value) in deps.iter_mut() {
+            if !inherits(value) {
+                continue;
+            }
+            let local = value.as_table().cloned().unwrap_or_default();
+            let mut dep = match ws_deps.and_then(|w| w.get(name.as_str())) {
+                Some(toml::Value::String(v)) => toml::Table::from_iter([(
+                    "version".to_string(),
+                    toml::Value::String(v.clone()),
+                )]),
+                Some(toml::Value::Table(t)) => t.clone(),
+                _ => {
+                    return Err(format!(
+                        "dependency `{name}` is inherited, the workspace has no `workspace.dependencies.{name}`"
+                    ));
+                }
+            };
+            for (k, v) in local {
+                match k.as_str() {
+                    "workspace" => {}
+                    "features" => {
+                        let mut all = dep
+                            .get("features")
+                            .and_then(|f| f.as_array())
+                            .cloned()
+                            .unwrap_or_default();
+                        all.extend(v.as_array().cloned().unwrap_or_default());
+                        dep.insert(k, toml::Value::Array(all));
+                    }
+                    _ => {
+                        dep.insert(k, v);
+                    }
+                }
+            }
+            *value = toml::Value::Table(dep);
+            changed = true;
+        }
+        Ok(())
+    };
+    const KINDS: [&str; 4] = [
+        "dependencies",
+        "dev-dependencies",
+        "dev_dependencies",
+        "build-dependencies",
+    ];
+    for kind in KINDS {
+        if let Some(deps) = doc.get_mut(kind).and_then(|d| d.as_table_mut()) {
+            fix_deps(deps)?;
+        }
+    }
+    if let Some(targets) = doc.get_mut("target").and_then(|t| t.as_table_mut()) {
+        for (_, target) in targets.iter_mut() {
+            for kind in KINDS {
+                if let Some(deps) = target.get_mut(kind).and_then(|d| d.as_table_mut()) {
+                    fix_deps(deps)?;
+                }
+            }
+        }
+    }
+    if doc.get("lints").is_some_and(inherits) {
+        match workspace.get("lints") {
+            Some(l) => doc.insert("lints".into(), l.clone()),
+            None => doc.remove("lints"),
+        };
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    toml::to_string(&doc).map(Some).map_err(|e| e.to_string())
+}
+
+/// Every `Cargo.toml` with a `[package]` in `tree` (not below `.git` or `target`, never
+/// through a symbolic link), with its name and version; a version inherited from the
+/// workspace (`version.workspace = true`) is the nearest enclosing `[workspace.package]`'s,
+/// a missing one `0.0.0`, as cargo has them.
+fn package_manifests(tree: &Path) -> Vec<Manifest> {
+    let mut found = Vec::new();
+    let mut workspaces: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    let mut manifests = Vec::new();
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = fs_err::read_dir(tree.join(&rel)) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(kind) = e.file_type() else { continue };
+            let name = e.file_name();
+            if kind.is_dir() && name != ".git" && name != "target" {
+                stack.push(rel.join(&name));
+            } else if kind.is_file() && name == "Cargo.toml" {
+                let Ok(text) = fs_err::read_to_string(e.path()) else {
+                    continue;
+                };
+                let Ok(value) = text.parse::<toml::Table>() else {
+                    continue;
+                };
+                if let Some(ws) = value.get("workspace").and_then(|w| w.as_table()) {
+                    workspaces.push((rel.clone(), ws.clone()));
+                }
+                manifests.push((rel.clone(), value));
+            }
+        }
+    }
+    for (dir, value) in manifests {
+        let Some(package) = value.get("package").and_then(|p| p.as_table()) else {
+            continue;
+        };
+        let Some(name) = package.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let workspace = workspaces
+            .iter()
+            .filter(|(w, _)| dir.starts_with(w))
+            .max_by_key(|(w, _)| w.components().count())
+            .map(|(_, t)| t.clone());
+        let version = match package.get("version") {
+            None => Some("0.0.0".to_string()),
+            Some(toml::Value::String(v)) => Some(v.clone()),
+            Some(toml::Value::Table(t))
+                if t.get("workspace") == Some(&toml::Value::Boolean(true)) =>
+            {
+                workspace
+                    .as_ref()
+                    .and_then(|w| w.get("package"))
+                    .and_then(|p| p.get("version"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            }
+            Some(_) => None,
+        };
+        if let Some(version) = version {
+            found.push(Manifest {
+                dir,
+                name: name.to_string(),
+                version,
+                workspace,
+            });
+        }
+    }
+    found
+}
+
+/// Copies the package at `rel` of `tree` to `dest` (made here): regular files and
+/// directories (not `.git` or `target`); a symbolic link is copied as the regular file it
+/// leads to when that lies in `tree` (read beneath it), else left out. Gives each file's
+/// SHA-256 by its path relative to `dest`.
+fn copy_package(
+    tree: &Path,
+    rel: &Path,
+    dest: &Path,
+) -> Result<BTreeMap<String, String>, CrateError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CrateError::Write { path, source }
+    };
+    let beneath = crate::beneath::Beneath::open(tree).map_err(|e| CrateError::Read {
+        path: tree.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let mut files = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(sub) = stack.pop() {
+        let here = dest.join(&sub);
+        fs_err::create_dir(&here).map_err(werr(&here))?;
+        let src = tree.join(rel).join(&sub);
+        let mut entries: Vec<_> = fs_err::read_dir(&src)
+            .map_err(|source| CrateError::Read {
+                path: src.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name();
+            let kind = e.file_type().map_err(|source| CrateError::Read {
+                path: e.path(),
+                source,
+            })?;
+            let sub_rel = sub.join(&name);
+            if kind.is_dir() {
+                if name != ".git" && name != "target" {
+                    stack.push(sub_rel);
+                }
+                continue;
+            }
+            let bytes = if kind.is_file() {
+                fs_err::read(e.path()).map_err(|source| CrateError::Read {
+                    path: e.path(),
+                    source,
+                })?
+            } else if kind.is_symlink() {
+                // Followed beneath the tree: a link out of it gives nothing.
+                match beneath.read(rel.join(&sub_rel)) {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                }
+            } else {
+                continue;
+            };
+            let Some(key) = sub_rel.to_str() else {
+                continue;
+            };
+            let target = dest.join(&sub_rel);
+            fs_err::write(&target, &bytes).map_err(werr(&target))?;
+            files.insert(key.to_string(), hex::encode(Sha256::digest(&bytes)));
+        }
+    }
+    Ok(files)
+}
+
+/// [`vendor_config`] plus, for each git source of a `Cargo.lock` with its vendored
+/// directory, a `[source."<source>"]` table naming the repository and its `rev`, `branch`
+/// or `tag` as the `Cargo.lock` has them, replaced by that directory: what cargo needs to
+/// take the packages of a git dependency from a directory source.
+pub fn vendor_config_git(vendor: &Path, git: &[(String, PathBuf)]) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = vendor_config(vendor);
+    for (n, (source, dir)) in git.iter().enumerate() {
+        let rest = source.strip_prefix("git+").unwrap_or(source);
+        let (repo, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, q.split_once('=')),
+            None => (rest, None),
+        };
+        out.push_str(&format!(
+            "\n[source.{}]\ngit = {}\n",
+            quote(source),
+            quote(repo)
+        ));
+        if let Some((key, value)) = query {
+            out.push_str(&format!("{key} = {}\n", quote(value)));
+        }
+        out.push_str(&format!(
+            "replace-with = \"vendored-git-{n}\"\n\n[source.vendored-git-{n}]\ndirectory = {}\n",
+            quote(&dir.display().to_string())
+        ));
+    }
+    out
+}
+
 /// The stored copy of a source pin, checked again against its pin before it is used: the
 /// SHA-256 of a file, the tree hash of a git archive.
 pub fn verified_source(store: &Store, pin: &SourcePin) -> Result<PathBuf, CrateError> {
     let what = pin.describe();
     let Some(expected) = pin.content_hash() else {
-        return Err(CrateError::Source(
+        return Err(CrateError::Source(Box::new(
             crate::sources::fetch::SourceError::NoHash {
                 what,
                 field: "sha256",
             },
-        ));
+        )));
     };
     let Some(path) = crate::sources::fetch::stored_path(store, pin) else {
         let path = match pin {
@@ -841,4 +1492,131 @@ pub fn unpack_source(store: &Store, pin: &SourcePin, dest: &Path) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMIT: &str = "e0642d949891546a3bb7e47080365ee7274f05cd";
+
+    #[test]
+    fn git_sources_are_split_into_source_repository_and_commit() {
+        let (source, repo, commit) = parse_git_source(&format!(
+            "git+https://github.com/tokio-rs/tracing?rev=e0642d9#{COMMIT}"
+        ))
+        .unwrap();
+        assert_eq!(
+            source,
+            "git+https://github.com/tokio-rs/tracing?rev=e0642d9"
+        );
+        assert_eq!(repo, "https://github.com/tokio-rs/tracing");
+        assert_eq!(commit, COMMIT);
+        let (source, repo, _) =
+            parse_git_source(&format!("git+https://github.com/heim-rs/heim#{COMMIT}")).unwrap();
+        assert_eq!(source, "git+https://github.com/heim-rs/heim");
+        assert_eq!(repo, "https://github.com/heim-rs/heim");
+        for bad in [
+            "git+https://example.org/x#abc".to_string(),
+            format!("git+https://example.org/x?rev=1&branch=b#{COMMIT}"),
+            format!("git+https://example.org/x?path=y#{COMMIT}"),
+            format!("git+ssh://git@example.org/x#{COMMIT}"),
+            format!("git+https://example.org/x\"#{COMMIT}"),
+        ] {
+            assert!(parse_git_source(&bad).is_none(), "{bad} accepted");
+        }
+        let pin = git_repo_pin(
+            "https://github.com/GreptimeTeam/greptime-proto.git",
+            COMMIT,
+            None,
+        );
+        assert_eq!(pin.name(), "greptime-proto");
+        assert_eq!(
+            pin.urls(),
+            [format!(
+                "https://github.com/GreptimeTeam/greptime-proto/archive/{COMMIT}.tar.gz"
+            )]
+        );
+    }
+
+    #[test]
+    fn each_git_source_is_replaced_by_its_directory_with_its_reference() {
+        let config = vendor_config_git(
+            Path::new("/work/vendor"),
+            &[
+                (
+                    "git+https://github.com/tokio-rs/tracing?rev=e0642d9".into(),
+                    PathBuf::from("/work/vendor/git/0"),
+                ),
+                (
+                    "git+https://github.com/heim-rs/heim?branch=update-nix".into(),
+                    PathBuf::from("/work/vendor/git/1"),
+                ),
+            ],
+        );
+        let parsed: toml::Table = config.parse().unwrap();
+        let source = &parsed["source"];
+        let tracing = &source["git+https://github.com/tokio-rs/tracing?rev=e0642d9"];
+        assert_eq!(
+            tracing["git"].as_str(),
+            Some("https://github.com/tokio-rs/tracing")
+        );
+        assert_eq!(tracing["rev"].as_str(), Some("e0642d9"));
+        assert_eq!(tracing["replace-with"].as_str(), Some("vendored-git-0"));
+        let heim = &source["git+https://github.com/heim-rs/heim?branch=update-nix"];
+        assert_eq!(heim["branch"].as_str(), Some("update-nix"));
+        assert!(heim.get("rev").is_none());
+        assert_eq!(
+            source["vendored-git-1"]["directory"].as_str(),
+            Some("/work/vendor/git/1")
+        );
+        assert_eq!(
+            source["crates-io"]["replace-with"].as_str(),
+            Some("vendored")
+        );
+    }
+
+    #[test]
+    fn inherited_manifest_fields_are_written_in() {
+        let ws: toml::Table = "package = { version = \"1.2.3\", edition = \"2021\" }\n\
+             dependencies = { serde = { version = \"1\", features = [\"derive\"] }, log = \"0.4\" }\n\
+             lints = { rust = { unsafe_code = \"deny\" } }\n"
+            .parse()
+            .unwrap();
+        let text = "[package]\nname = \"a\"\nversion.workspace = true\nedition.workspace = true\n\
+                    [dependencies]\nserde = { workspace = true, features = [\"rc\"], optional = true }\n\
+                    [target.'cfg(unix)'.dependencies]\nlog.workspace = true\n\
+                    [lints]\nworkspace = true\n";
+        let out: toml::Table = normalize_manifest(text, &ws)
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(out["package"]["version"].as_str(), Some("1.2.3"));
+        assert_eq!(out["package"]["edition"].as_str(), Some("2021"));
+        let serde = &out["dependencies"]["serde"];
+        assert_eq!(serde["version"].as_str(), Some("1"));
+        assert_eq!(serde["optional"].as_bool(), Some(true));
+        let features: Vec<&str> = serde["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f.as_str())
+            .collect();
+        assert_eq!(features, ["derive", "rc"]);
+        assert_eq!(
+            out["target"]["cfg(unix)"]["dependencies"]["log"]["version"].as_str(),
+            Some("0.4")
+        );
+        assert_eq!(out["lints"]["rust"]["unsafe_code"].as_str(), Some("deny"));
+        // Nothing inherited: left as it is.
+        assert!(
+            normalize_manifest("[package]\nname = \"b\"\n", &ws)
+                .unwrap()
+                .is_none()
+        );
+        let err = normalize_manifest("[package]\nname = \"c\"\nlicense.workspace = true\n", &ws)
+            .unwrap_err();
+        assert!(err.contains("package.license"), "{err}");
+    }
 }

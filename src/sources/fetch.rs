@@ -37,15 +37,18 @@ pub enum SourceError {
     NotFetched { what: String },
     #[error("{what}: `{hash}` is not a SHA-256 (64 lowercase hex digits)")]
     BadHash { what: String, hash: String },
-    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {name}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
+    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {omit}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
     Unavailable {
         what: String,
         /// The source's name in its recipe.
         name: String,
         /// Its content pin, `sha256 <hex>` or `tree-sha256 <hex>` (or that none is recorded).
-        pinned: String,
+        pinned: Box<str>,
         /// The other names a `--source-dir` copy may have.
-        copy_forms: String,
+        copy_forms: Box<str>,
+        /// The source `--omit` takes to leave it out: its own name, or for the git
+        /// repository of a cargo build's crates, that build's source.
+        omit: Box<str>,
         attempts: Vec<SourceAttempt>,
     },
     #[error(transparent)]
@@ -62,8 +65,8 @@ impl SourceError {
             None => format!("no {} yet", pin.hash_field()),
         };
         let copy_forms = match pin {
-            SourcePin::Git { .. } => format!(
-                " (a checkout) or `{}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip)",
+            SourcePin::Git { commit, .. } => format!(
+                " (a checkout) or `{0}.tar.gz` (or .tgz, .tar.xz, .tar.zst, .tar, .zip), or the same named `{0}-{commit}`",
                 pin.name()
             ),
             _ => {
@@ -84,8 +87,9 @@ impl SourceError {
         SourceError::Unavailable {
             what: pin.describe(),
             name: pin.name().to_string(),
-            pinned,
-            copy_forms,
+            omit: pin.name().into(),
+            pinned: pinned.into(),
+            copy_forms: copy_forms.into(),
             attempts,
         }
     }
@@ -266,14 +270,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Where a `--source-dir` may hold `pin`: a file by its name or its URL's last segment; for
-/// a git source also a checkout directory of that name, or `<name>.tar.gz` (and the other
-/// archive forms).
+/// a git source a checkout directory `<name>-<commit>` or `<name>`, or `<name>-<commit>.tar.gz`
+/// or `<name>.tar.gz` (and the other archive forms), in that order.
 pub fn local_candidates(dir: &Path, pin: &SourcePin) -> Vec<PathBuf> {
-    let mut names = vec![pin.name().to_string()];
-    if let SourcePin::Git { .. } = pin {
-        for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
-            names.push(format!("{}.{ext}", pin.name()));
+    let mut names = Vec::new();
+    if let SourcePin::Git { commit, .. } = pin {
+        // `<name>-<commit>` first: a directory may hold copies of several commits.
+        for stem in [format!("{}-{commit}", pin.name()), pin.name().to_string()] {
+            names.push(stem.clone());
+            for ext in ["tar.gz", "tgz", "tar.xz", "tar.zst", "tar", "zip"] {
+                names.push(format!("{stem}.{ext}"));
+            }
         }
+    } else {
+        names.push(pin.name().to_string());
     }
     for url in pin.urls() {
         if let Some(last) = url.rsplit('/').next().filter(|l| !l.is_empty()) {
