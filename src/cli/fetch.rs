@@ -134,22 +134,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         report: ctx.reporter(),
     };
     let summary = fetch(&store, &lock, &options, &make)?;
+    // One pooled client for the sources, crates and git trees (the resolver may stall).
+    let http = crate::http::Http::new();
     let upstream = crate::sources::fetch::fetch_upstream(
         &store,
-        &crate::http::Http::new(),
+        &http,
         &lock,
         &args.source_dirs,
         args.offline,
     )?;
-    let (crates_already, crates_fetched) = crate::sources::cargo::fetch_locked_crates(
-        &store,
-        &crate::http::Http::new(),
-        &lock,
-        args.offline,
-    )?;
+    let (crates_already, crates_fetched) =
+        crate::sources::cargo::fetch_locked_crates(&store, &http, &lock, args.offline)?;
     let (git_already, git_fetched) = crate::sources::cargo::fetch_locked_git(
         &store,
-        &crate::http::Http::new(),
+        &http,
         &lock,
         &args.source_dirs,
         args.offline,

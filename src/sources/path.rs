@@ -358,7 +358,11 @@ mod tests {
         assert!(!dest.join("target").exists());
         assert_eq!(treehash::tree_hash_dir(&dest).unwrap(), hash);
 
-        fs_err::write(app.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
+        fs_err::write(
+            app.join("src/main.rs"),
+            "fn main() { println!(\"changed\"); }\n",
+        )
+        .unwrap();
         let err = copy_pinned(
             root.path(),
             &pin(Some(hash.clone())),
