@@ -37,7 +37,7 @@ pub enum SourceError {
     NotFetched { what: String },
     #[error("{what}: `{hash}` is not a SHA-256 (64 lowercase hex digits)")]
     BadHash { what: String, hash: String },
-    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {omit}` (or `--omit-unavailable`); a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected", format_attempts(.attempts))]
+    #[error("{what}, pinned by {pinned}, could not be had from any source:\n{}\nhint: supply a copy with `--source-dir DIR`, DIR holding `{name}`{copy_forms} (the copy is checked against the pin all the same), or build the image without it: `hermetic build --omit {omit}` (or `--omit-unavailable`){}", format_attempts(.attempts), mismatch_note(.attempts))]
     Unavailable {
         what: String,
         /// The source's name in its recipe.
@@ -104,6 +104,19 @@ fn format_attempts(attempts: &[SourceAttempt]) -> String {
         .map(|a| format!("  {}: {}", a.origin, a.error))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The last sentence of the hint, only when a copy was refused by its hash: what a mismatch
+/// means (an unreachable URL says nothing of the kind).
+fn mismatch_note(attempts: &[SourceAttempt]) -> &'static str {
+    if attempts
+        .iter()
+        .any(|a| a.error.contains("mismatch: expected"))
+    {
+        "; a hash mismatch means the upstream changed or the transfer was tampered with: pin again with `hermetic lock` only if the change is expected"
+    } else {
+        ""
+    }
 }
 
 /// The store entry of a git tree.
@@ -446,5 +459,29 @@ pub fn fetch_upstream(
         Ok(done)
     } else {
         Err(UpstreamFetchError { errors, names })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(error: &str) -> SourceAttempt {
+        SourceAttempt {
+            origin: "https://example.invalid/x.deb".into(),
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn the_hint_speaks_of_a_mismatch_only_when_a_copy_mismatched() {
+        let unreachable = [attempt("unreachable: connection refused")];
+        assert_eq!(mismatch_note(&unreachable), "");
+        assert_eq!(mismatch_note(&[]), "");
+        let tampered = [
+            attempt("unreachable: connection refused"),
+            attempt("sha256 mismatch: expected aa, got bb; nothing stored"),
+        ];
+        assert!(mismatch_note(&tampered).contains("pin again with `hermetic lock`"));
     }
 }
